@@ -1,1 +1,203 @@
-//! placeholder
+//! Pluggable tasks: the units of work a workflow step names with `uses:`.
+//!
+//! Each task kind implements [`Task`]: a name, a version (bumped when its
+//! behaviour changes, so old records stop counting as done), typed parameters
+//! and outputs (their JSON Schemas drive `validate` and `onboard schema`), the
+//! files it reads and writes (fingerprinted for resume), and an async `run`.
+//! Policies such as retry and timeout live in the engine, not in tasks.
+
+pub mod command;
+pub mod render;
+
+use schemars::JsonSchema;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::Arc;
+
+/// What a running task may know about its surroundings.
+#[derive(Clone)]
+pub struct TaskContext {
+    /// The workspace root (absolute).
+    pub workspace: PathBuf,
+    pub model: String,
+    pub step: String,
+    /// 1 for the first try, 2 for the first retry, …
+    pub attempt: u32,
+    /// The values templates see: `model`, `manifest`, `workspace`, `steps`.
+    pub template_context: Value,
+    /// Receives progress lines meant for the user.
+    pub log: Arc<dyn Fn(&str) + Send + Sync>,
+}
+
+impl TaskContext {
+    pub fn log(&self, line: &str) {
+        (self.log)(line)
+    }
+
+    /// A workspace-relative path from a parameter, refused if it escapes.
+    pub fn path(&self, relative: &str) -> Result<PathBuf, TaskError> {
+        crate::workspace::resolve_inside(&self.workspace, relative).map_err(TaskError::Params)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TaskError {
+    /// Parameters that cannot work; retrying will not help.
+    #[error("invalid parameters: {0}")]
+    Params(String),
+    #[error("{message}")]
+    Failed { message: String, retryable: bool },
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl TaskError {
+    pub fn failed(message: impl Into<String>) -> Self {
+        TaskError::Failed {
+            message: message.into(),
+            retryable: true,
+        }
+    }
+
+    pub fn io(path: &Path, source: std::io::Error) -> Self {
+        TaskError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            TaskError::Params(_) => false,
+            TaskError::Failed { retryable, .. } => *retryable,
+            TaskError::Io { .. } => true,
+        }
+    }
+}
+
+/// One kind of step. Implement this; the registry erases the types.
+pub trait Task: Send + Sync + 'static {
+    const KIND: &'static str;
+    const VERSION: u32;
+    /// One line for `onboard schema` and editor hovers.
+    const SUMMARY: &'static str;
+    type Params: DeserializeOwned + Serialize + JsonSchema + Send + 'static;
+    type Outputs: Serialize + JsonSchema + Send + 'static;
+
+    /// Files whose contents the result depends on (digested for resume).
+    fn input_files(&self, _params: &Self::Params, _ctx: &TaskContext) -> Result<Vec<PathBuf>, TaskError> {
+        Ok(Vec::new())
+    }
+
+    /// Files the task produces; a record whose outputs were changed or
+    /// removed since is no longer done.
+    fn output_files(&self, _params: &Self::Params, _ctx: &TaskContext) -> Result<Vec<PathBuf>, TaskError> {
+        Ok(Vec::new())
+    }
+
+    fn run(
+        &self,
+        params: Self::Params,
+        ctx: TaskContext,
+    ) -> impl Future<Output = Result<Self::Outputs, TaskError>> + Send;
+}
+
+pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+/// The type-erased face of a [`Task`], as the engine sees it.
+pub trait DynTask: Send + Sync {
+    fn kind(&self) -> &'static str;
+    fn version(&self) -> u32;
+    fn summary(&self) -> &'static str;
+    fn params_schema(&self) -> Value;
+    fn outputs_schema(&self) -> Value;
+    /// Names of the outputs later steps may reference.
+    fn output_names(&self) -> Vec<String>;
+    fn input_files(&self, params: &Value, ctx: &TaskContext) -> Result<Vec<PathBuf>, TaskError>;
+    fn output_files(&self, params: &Value, ctx: &TaskContext) -> Result<Vec<PathBuf>, TaskError>;
+    fn run(self: Arc<Self>, params: Value, ctx: TaskContext) -> BoxFuture<Result<Value, TaskError>>;
+}
+
+fn parse<P: DeserializeOwned>(params: &Value) -> Result<P, TaskError> {
+    serde_json::from_value(params.clone()).map_err(|e| TaskError::Params(e.to_string()))
+}
+
+impl<T: Task> DynTask for T {
+    fn kind(&self) -> &'static str {
+        T::KIND
+    }
+    fn version(&self) -> u32 {
+        T::VERSION
+    }
+    fn summary(&self) -> &'static str {
+        T::SUMMARY
+    }
+    fn params_schema(&self) -> Value {
+        serde_json::to_value(schemars::schema_for!(T::Params)).unwrap_or(Value::Bool(true))
+    }
+    fn outputs_schema(&self) -> Value {
+        serde_json::to_value(schemars::schema_for!(T::Outputs)).unwrap_or(Value::Bool(true))
+    }
+    fn output_names(&self) -> Vec<String> {
+        self.outputs_schema()
+            .get("properties")
+            .and_then(Value::as_object)
+            .map(|p| p.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+    fn input_files(&self, params: &Value, ctx: &TaskContext) -> Result<Vec<PathBuf>, TaskError> {
+        Task::input_files(self, &parse(params)?, ctx)
+    }
+    fn output_files(&self, params: &Value, ctx: &TaskContext) -> Result<Vec<PathBuf>, TaskError> {
+        Task::output_files(self, &parse(params)?, ctx)
+    }
+    fn run(self: Arc<Self>, params: Value, ctx: TaskContext) -> BoxFuture<Result<Value, TaskError>> {
+        Box::pin(async move {
+            let params: T::Params = parse(&params)?;
+            let outputs = Task::run(&*self, params, ctx).await?;
+            serde_json::to_value(outputs)
+                .map_err(|e| TaskError::failed(format!("outputs could not be recorded: {e}")))
+        })
+    }
+}
+
+/// The task kinds a workflow may use, by name.
+#[derive(Clone, Default)]
+pub struct Registry {
+    tasks: BTreeMap<&'static str, Arc<dyn DynTask>>,
+}
+
+impl Registry {
+    /// Every task kind this build ships.
+    pub fn builtin() -> Self {
+        let mut registry = Registry::default();
+        registry.register(command::Command);
+        registry.register(render::Render);
+        registry
+    }
+
+    pub fn register<T: Task>(&mut self, task: T) {
+        self.tasks.insert(T::KIND, Arc::new(task));
+    }
+
+    pub fn get(&self, kind: &str) -> Option<&Arc<dyn DynTask>> {
+        self.tasks.get(kind)
+    }
+
+    pub fn kinds(&self) -> impl Iterator<Item = &'static str> + '_ {
+        self.tasks.keys().copied()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<dyn DynTask>> {
+        self.tasks.values()
+    }
+}

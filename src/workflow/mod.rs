@@ -1,1 +1,11 @@
-//! placeholder
+//! The workflow engine: spec → validate → graph → plan → run → state.
+//! It knows steps, task kinds and files — nothing about models.
+
+pub mod diag;
+pub mod duration;
+pub mod graph;
+pub mod schema_check;
+pub mod spec;
+pub mod template;
+pub mod validate;
+pub mod yaml;

@@ -1,0 +1,169 @@
+//! Findings tied to a place in a user's file, printed compiler-style
+//! (`file:line:col: message`, the offending line, a caret) or as JSON.
+
+use super::yaml::{Pos, Span};
+use serde::Serialize;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Diagnostic {
+    pub file: PathBuf,
+    pub line: usize,
+    pub col: usize,
+    /// A stable identifier of the kind of finding (`unknown-key`, `cycle`, …).
+    pub code: &'static str,
+    pub message: String,
+    /// The text found at the position, as written.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub found: Option<String>,
+    /// How to fix it, when there is a likely fix.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub help: Option<String>,
+}
+
+impl Diagnostic {
+    pub fn new(file: &Path, pos: Pos, code: &'static str, message: impl Into<String>) -> Self {
+        Diagnostic {
+            file: file.to_path_buf(),
+            line: pos.line.max(1),
+            col: pos.col.max(1),
+            code,
+            message: message.into(),
+            found: None,
+            help: None,
+        }
+    }
+
+    /// A finding about a node: records the node's text from `source`.
+    pub fn at(
+        file: &Path,
+        source: &str,
+        span: Span,
+        code: &'static str,
+        message: impl Into<String>,
+    ) -> Self {
+        let mut d = Diagnostic::new(file, span.start, code, message);
+        d.found = excerpt(source, span);
+        d
+    }
+
+    pub fn with_help(mut self, help: impl Into<String>) -> Self {
+        self.help = Some(help.into());
+        self
+    }
+
+    /// `file:line:col: message` followed by the source line and a caret.
+    pub fn render(&self, source: Option<&str>) -> String {
+        let mut out = format!(
+            "{}:{}:{}: error[{}]: {}",
+            self.file.display(),
+            self.line,
+            self.col,
+            self.code,
+            self.message
+        );
+        if let Some(line) = source.and_then(|s| s.lines().nth(self.line - 1)) {
+            let gutter = self.line.to_string().len();
+            let caret_len = self
+                .found
+                .as_deref()
+                .map(|f| f.lines().next().unwrap_or("").chars().count())
+                .unwrap_or(1)
+                .clamp(1, line.chars().count().saturating_sub(self.col - 1).max(1));
+            let _ = write!(
+                out,
+                "\n{:gutter$} |\n{} | {}\n{:gutter$} | {}{}",
+                "",
+                self.line,
+                line,
+                "",
+                " ".repeat(self.col - 1),
+                "^".repeat(caret_len)
+            );
+        }
+        if let Some(help) = &self.help {
+            let _ = write!(out, "\n  = help: {help}");
+        }
+        out
+    }
+}
+
+/// The text a span covers, one line at most and trimmed to a readable size.
+fn excerpt(source: &str, span: Span) -> Option<String> {
+    let line = source.lines().nth(span.start.line.checked_sub(1)?)?;
+    let start = span.start.col.saturating_sub(1);
+    let chars: Vec<char> = line.chars().collect();
+    if start >= chars.len() {
+        return None;
+    }
+    let end = if span.end.line == span.start.line && span.end.col > span.start.col {
+        (span.end.col - 1).min(chars.len())
+    } else {
+        chars.len()
+    };
+    let text: String = chars[start..end].iter().take(80).collect();
+    let text = text.trim_end().to_string();
+    (!text.is_empty()).then_some(text)
+}
+
+/// The closest of `candidates` to `word`, if close enough to be a typo.
+pub fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    candidates
+        .into_iter()
+        .map(|c| (edit_distance(word, c), c))
+        .filter(|(d, c)| *d <= (c.len().max(word.len()) / 3).max(1))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c)
+}
+
+/// Optimal-string-alignment distance: like Levenshtein, plus adjacent
+/// transpositions (`fsat` is one edit from `fast`).
+fn edit_distance(a: &str, b: &str) -> usize {
+    let a: Vec<char> = a.chars().collect();
+    let b: Vec<char> = b.chars().collect();
+    let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for (i, row) in d.iter_mut().enumerate() {
+        row[0] = i;
+    }
+    for j in 0..=b.len() {
+        d[0][j] = j;
+    }
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            let mut best = (d[i - 1][j] + 1).min(d[i][j - 1] + 1).min(d[i - 1][j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                best = best.min(d[i - 2][j - 2] + 1);
+            }
+            d[i][j] = best;
+        }
+    }
+    d[a.len()][b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_location_line_and_caret() {
+        let src = "steps:\n  - id: a\n    usess: command\n";
+        let span = Span {
+            start: Pos { line: 3, col: 5 },
+            end: Pos { line: 3, col: 10 },
+        };
+        let d = Diagnostic::at(Path::new("w.yaml"), src, span, "unknown-key", "unknown key `usess`")
+            .with_help("did you mean `uses`?");
+        assert_eq!(d.found.as_deref(), Some("usess"));
+        let text = d.render(Some(src));
+        assert!(text.starts_with("w.yaml:3:5: error[unknown-key]: unknown key `usess`"));
+        assert!(text.contains("3 |     usess: command\n  |     ^^^^^"), "{text}");
+    }
+
+    #[test]
+    fn suggests_close_words_only() {
+        assert_eq!(did_you_mean("usess", ["uses", "needs", "with"]), Some("uses"));
+        assert_eq!(did_you_mean("zzzzzz", ["uses", "needs"]), None);
+    }
+}

@@ -1,0 +1,247 @@
+//! The workflow file format (`workflows/*.yaml`) as Rust types, and the
+//! checked, ready-to-run form the rest of the engine uses.
+
+use super::diag::Diagnostic;
+use super::schema_check::SchemaChecker;
+use super::yaml::{self, Node, Pos};
+use schemars::JsonSchema;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// A workflow: a named list of steps forming a DAG through `needs`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WorkflowFile {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    pub steps: Vec<StepFile>,
+}
+
+/// One step: a task kind with parameters, placed in the DAG by `needs`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StepFile {
+    /// Unique within the workflow; lowercase letters, digits and `_`
+    /// (templates read it as `steps.<id>`).
+    pub id: String,
+    /// The task kind, e.g. `command`, `render`, `evaluate`.
+    pub uses: String,
+    /// A human-readable name for output.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Parameters of the task kind; strings may hold minijinja templates
+    /// reading `model`, `manifest`, `workspace` and `steps.<id>.outputs`.
+    #[serde(default)]
+    pub with: Map<String, Value>,
+    /// Steps that must finish first.
+    #[serde(default)]
+    pub needs: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry: Option<RetryFile>,
+    /// Give up on an attempt after this long, e.g. `10m`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<String>,
+    /// A minijinja expression; the step is skipped when it is false.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub when: Option<String>,
+}
+
+/// Retry a failed attempt with exponential backoff.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RetryFile {
+    /// Total attempts, including the first.
+    #[schemars(range(min = 1))]
+    pub attempts: u32,
+    /// Wait before the first retry, e.g. `1s` (default `1s`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backoff: Option<String>,
+    /// Multiplier applied to the wait after each retry (default 2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1.0))]
+    pub factor: Option<f64>,
+    /// Upper bound on the wait, e.g. `1m` (default `5m`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_backoff: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RetryPolicy {
+    pub attempts: u32,
+    pub backoff: Duration,
+    pub factor: f64,
+    pub max_backoff: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            attempts: 1,
+            backoff: Duration::from_secs(1),
+            factor: 2.0,
+            max_backoff: Duration::from_secs(300),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// The wait before attempt `next` (2 = first retry).
+    pub fn delay_before(&self, next: u32) -> Duration {
+        let exponent = next.saturating_sub(2) as i32;
+        let secs = self.backoff.as_secs_f64() * self.factor.powi(exponent);
+        Duration::from_secs_f64(secs.min(self.max_backoff.as_secs_f64()))
+    }
+}
+
+/// A validated workflow, ready to plan and run.
+#[derive(Debug, Clone)]
+pub struct Workflow {
+    pub name: String,
+    pub description: Option<String>,
+    pub path: PathBuf,
+    pub steps: Vec<Step>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Step {
+    pub id: String,
+    pub uses: String,
+    pub name: Option<String>,
+    pub with: Value,
+    pub needs: Vec<String>,
+    pub retry: RetryPolicy,
+    pub timeout: Option<Duration>,
+    pub when: Option<String>,
+}
+
+impl Workflow {
+    pub fn step(&self, id: &str) -> Option<&Step> {
+        self.steps.iter().find(|s| s.id == id)
+    }
+
+    /// Builds the runnable form; only called once validation found nothing.
+    pub fn from_file(file: WorkflowFile, path: &Path) -> Result<Workflow, String> {
+        let mut steps = Vec::new();
+        for s in file.steps {
+            let retry = match s.retry {
+                None => RetryPolicy::default(),
+                Some(r) => {
+                    let defaults = RetryPolicy::default();
+                    RetryPolicy {
+                        attempts: r.attempts.max(1),
+                        backoff: r
+                            .backoff
+                            .as_deref()
+                            .map(super::duration::parse)
+                            .transpose()?
+                            .unwrap_or(defaults.backoff),
+                        factor: r.factor.unwrap_or(defaults.factor).max(1.0),
+                        max_backoff: r
+                            .max_backoff
+                            .as_deref()
+                            .map(super::duration::parse)
+                            .transpose()?
+                            .unwrap_or(defaults.max_backoff),
+                    }
+                }
+            };
+            steps.push(Step {
+                timeout: s.timeout.as_deref().map(super::duration::parse).transpose()?,
+                id: s.id,
+                uses: s.uses,
+                name: s.name,
+                with: Value::Object(s.with),
+                needs: s.needs,
+                retry,
+                when: s.when,
+            });
+        }
+        Ok(Workflow {
+            name: file.name,
+            description: file.description,
+            path: path.to_path_buf(),
+            steps,
+        })
+    }
+}
+
+/// A YAML file read for checking: its text (for excerpts) and its tree.
+#[derive(Debug, Clone)]
+pub struct Document {
+    pub path: PathBuf,
+    pub source: String,
+    pub root: Node,
+}
+
+impl Document {
+    pub fn read(path: &Path) -> Result<Document, Diagnostic> {
+        let bytes = std::fs::read(path).map_err(|e| {
+            Diagnostic::new(path, Pos { line: 1, col: 1 }, "io", format!("cannot read the file: {e}"))
+        })?;
+        let source = String::from_utf8(bytes).map_err(|e| {
+            let valid = &e.as_bytes()[..e.utf8_error().valid_up_to()];
+            let text = String::from_utf8_lossy(valid);
+            let line = text.matches('\n').count() + 1;
+            let col = text.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+            Diagnostic::new(path, Pos { line, col }, "encoding", "the file is not valid UTF-8")
+                .with_help("save it as UTF-8")
+        })?;
+        Document::parse(path, source)
+    }
+
+    pub fn parse(path: &Path, source: String) -> Result<Document, Diagnostic> {
+        match yaml::parse(&source) {
+            Ok(root) => Ok(Document {
+                path: path.to_path_buf(),
+                source,
+                root,
+            }),
+            Err(e) => Err(Diagnostic::new(
+                path,
+                e.pos,
+                "syntax",
+                format!("YAML syntax error: {}", e.message),
+            )),
+        }
+    }
+
+    /// Schema-checks the document against `T`'s schema, then converts it.
+    /// Returns `None` (with findings pushed) when it does not conform.
+    pub fn typed<T: DeserializeOwned + JsonSchema>(&self, diags: &mut Vec<Diagnostic>) -> Option<T> {
+        let schema = serde_json::to_value(schemars::schema_for!(T)).unwrap_or(Value::Bool(true));
+        let before = diags.len();
+        SchemaChecker::new(&schema, &self.path, &self.source).check_root(&self.root, "", diags);
+        if diags.len() > before {
+            return None;
+        }
+        match serde_json::from_value(self.root.to_json()) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                diags.push(Diagnostic::new(&self.path, self.root.span.start, "schema", e.to_string()));
+                None
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        let p = RetryPolicy {
+            attempts: 5,
+            backoff: Duration::from_millis(100),
+            factor: 2.0,
+            max_backoff: Duration::from_millis(300),
+        };
+        assert_eq!(p.delay_before(2), Duration::from_millis(100));
+        assert_eq!(p.delay_before(3), Duration::from_millis(200));
+        assert_eq!(p.delay_before(4), Duration::from_millis(300));
+    }
+}

@@ -1,0 +1,123 @@
+//! `onboard.yaml` at the workspace root.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::collections::BTreeMap;
+
+/// The workspace configuration (`onboard.yaml`): the machine models are
+/// onboarded onto, where things live, and defaults for runs.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct WorkspaceConfig {
+    /// The machine's memory and bandwidth, used to choose a strategy.
+    #[serde(default)]
+    pub hardware: Hardware,
+    #[serde(default)]
+    pub paths: Paths,
+    #[serde(default)]
+    pub defaults: Defaults,
+    /// Free-form values, available to templates as `workspace.vars`.
+    #[serde(default)]
+    pub vars: BTreeMap<String, Value>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Hardware {
+    #[serde(default)]
+    pub gpus: Vec<Gpu>,
+    /// Installed system RAM in GiB.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ram_gib: Option<f64>,
+    /// RAM kept for the OS and other programs, in GiB.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub os_reserve_gib: Option<f64>,
+    /// CPU memory bandwidth in GB/s (for decode-speed estimates).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_bandwidth_gbs: Option<f64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Gpu {
+    pub name: String,
+    /// VRAM in GiB.
+    pub vram_gib: f64,
+    /// Memory bandwidth in GB/s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bandwidth_gbs: Option<f64>,
+}
+
+/// Where the workspace keeps things, relative to its root.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Paths {
+    /// Weights (`<Family>/<Dense|MoE>/<size>/<quant>/`) and manifests (`<id>.yaml`).
+    #[serde(default = "default_models")]
+    pub models: String,
+    #[serde(default = "default_workflows")]
+    pub workflows: String,
+    #[serde(default = "default_docs")]
+    pub docs: String,
+    #[serde(default = "default_models_conf")]
+    pub models_conf: String,
+    /// Run state, locks and records.
+    #[serde(default = "default_state")]
+    pub state: String,
+}
+
+impl Default for Paths {
+    fn default() -> Self {
+        Paths {
+            models: default_models(),
+            workflows: default_workflows(),
+            docs: default_docs(),
+            models_conf: default_models_conf(),
+            state: default_state(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Defaults {
+    /// The workflow a model runs when its manifest names none.
+    #[serde(default = "default_workflow")]
+    pub workflow: String,
+    /// How many independent steps may run at once.
+    #[serde(default = "default_jobs")]
+    #[schemars(range(min = 1))]
+    pub jobs: u32,
+}
+
+impl Default for Defaults {
+    fn default() -> Self {
+        Defaults {
+            workflow: default_workflow(),
+            jobs: default_jobs(),
+        }
+    }
+}
+
+fn default_models() -> String {
+    "models".into()
+}
+fn default_workflows() -> String {
+    "workflows".into()
+}
+fn default_docs() -> String {
+    "documentation".into()
+}
+fn default_models_conf() -> String {
+    "models.conf".into()
+}
+fn default_state() -> String {
+    ".onboard".into()
+}
+fn default_workflow() -> String {
+    "add-model".into()
+}
+fn default_jobs() -> u32 {
+    4
+}

@@ -1,2 +1,125 @@
-//! placeholder
-pub fn main() -> i32 { 0 }
+//! The `onboard` command line: arguments in, a plain config out, then one
+//! function per command. Exit codes: 0 success, 1 findings or a failed run,
+//! 2 usage errors (bad arguments, missing files).
+
+mod load;
+mod plan;
+mod run;
+mod schema;
+mod validate;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+pub const EXIT_OK: i32 = 0;
+pub const EXIT_FAILED: i32 = 1;
+pub const EXIT_USAGE: i32 = 2;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "onboard",
+    version,
+    about = "Onboard a GGUF model onto a llama.cpp workstation: evaluate, download, profile, test, benchmark, document.",
+    after_help = "`onboard <model-id>` is short for `onboard run <model-id>`."
+)]
+struct Cli {
+    /// The workspace directory (holds onboard.yaml, workflows/, models/).
+    #[arg(long, short = 'C', global = true, default_value = ".", value_name = "DIR")]
+    workspace: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Check workflows, manifests and onboard.yaml; every finding at once.
+    Validate(validate::ValidateArgs),
+    /// Print the JSON Schema of workflow, manifest or workspace files.
+    Schema(schema::SchemaArgs),
+    /// Show what a run would do, step by step, and why.
+    Plan(plan::PlanArgs),
+    /// Print the workflow's DAG (Graphviz dot or Mermaid).
+    Graph(plan::GraphArgs),
+    /// Run the workflow for a model, resuming where the last run stopped.
+    Run(run::RunArgs),
+    /// Show the last recorded result of every step for a model.
+    Status(plan::StatusArgs),
+    #[command(external_subcommand)]
+    Model(Vec<String>),
+}
+
+/// Step selection shared by `plan` and `run`.
+#[derive(Args, Debug, Clone, Default)]
+pub struct SelectionArgs {
+    /// Run only this step (its upstream must be done).
+    #[arg(long, value_name = "STEP")]
+    only: Option<String>,
+    /// Rerun this step and everything downstream of it.
+    #[arg(long, value_name = "STEP")]
+    from: Option<String>,
+    /// Stop after this step (run only it and what it needs).
+    #[arg(long, value_name = "STEP")]
+    until: Option<String>,
+    /// Rerun this step even if it is done and unchanged (repeatable).
+    #[arg(long, value_name = "STEP")]
+    force: Vec<String>,
+    /// Use this workflow (a name under workflows/ or a path) instead of the
+    /// manifest's or the workspace default.
+    #[arg(long, value_name = "NAME|PATH")]
+    workflow: Option<String>,
+}
+
+impl SelectionArgs {
+    fn selection(&self) -> crate::workflow::plan::Selection {
+        crate::workflow::plan::Selection {
+            only: self.only.clone(),
+            from: self.from.clone(),
+            until: self.until.clone(),
+            force: self.force.clone(),
+        }
+    }
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Format {
+    #[default]
+    Human,
+    Json,
+}
+
+/// Runs the command line and returns the process exit code.
+pub fn main() -> i32 {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return match e.kind() {
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => EXIT_OK,
+                _ => EXIT_USAGE,
+            };
+        }
+    };
+    match cli.command {
+        Command::Validate(args) => validate::execute(&cli.workspace, &args),
+        Command::Schema(args) => schema::execute(&args),
+        Command::Plan(args) => plan::plan(&cli.workspace, &args),
+        Command::Graph(args) => plan::graph(&cli.workspace, &args),
+        Command::Status(args) => plan::status(&cli.workspace, &args),
+        Command::Run(args) => run::execute(&cli.workspace, &args),
+        Command::Model(words) => {
+            let argv = std::iter::once("onboard run".to_string()).chain(words);
+            match run::ModelRunArgs::try_parse_from(argv) {
+                Ok(args) => run::execute(args.workspace.as_deref().unwrap_or(&cli.workspace), &args.run),
+                Err(e) => {
+                    let _ = e.print();
+                    EXIT_USAGE
+                }
+            }
+        }
+    }
+}
+
+/// Prints to stderr with the `onboard:` prefix, secrets removed.
+pub(crate) fn error(message: &str) {
+    eprintln!("onboard: error: {}", crate::secrets::redact(message));
+}

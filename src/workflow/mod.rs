@@ -4,8 +4,11 @@
 pub mod diag;
 pub mod duration;
 pub mod graph;
+pub mod plan;
+pub mod run;
 pub mod schema_check;
 pub mod spec;
+pub mod state;
 pub mod template;
 pub mod validate;
 pub mod yaml;

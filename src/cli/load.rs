@@ -1,0 +1,107 @@
+//! Opening what a model's run needs: the workspace, the manifest, the
+//! workflow (checked), and the state store.
+
+use super::{error, EXIT_FAILED, EXIT_USAGE};
+use crate::tasks::Registry;
+use crate::workflow::diag::Diagnostic;
+use crate::workflow::spec::{Document, Workflow};
+use crate::workflow::state::StateStore;
+use crate::workflow::validate::check_workflow;
+use crate::workspace::{self, Manifest, ManifestError, Workspace};
+use serde_json::{Map, Value};
+use std::path::Path;
+
+pub struct Loaded {
+    pub workspace: Workspace,
+    pub model: String,
+    pub workflow: Workflow,
+    pub registry: Registry,
+    pub store: StateStore,
+    pub context: Map<String, Value>,
+}
+
+pub fn print_diagnostics(diags: &[Diagnostic]) {
+    for d in diags {
+        let source = std::fs::read_to_string(&d.file).ok();
+        eprintln!("{}\n", d.render(source.as_deref()));
+    }
+}
+
+pub fn open_workspace(dir: &Path) -> Result<Workspace, i32> {
+    Workspace::open(dir).map_err(|diags| {
+        print_diagnostics(&diags);
+        if diags.iter().all(|d| d.code == "workspace") {
+            EXIT_USAGE
+        } else {
+            EXIT_FAILED
+        }
+    })
+}
+
+/// Loads a workflow by name or path and checks it.
+pub fn workflow(ws: &Workspace, registry: &Registry, name: &str) -> Result<Workflow, i32> {
+    let path = ws.workflow_path(name);
+    if !path.exists() {
+        let known: Vec<String> = workspace::yaml_files(&ws.workflows_dir())
+            .iter()
+            .filter_map(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
+            .collect();
+        error(&format!(
+            "no workflow `{name}`: {} does not exist (workflows: {})",
+            path.display(),
+            if known.is_empty() { "none".into() } else { known.join(", ") }
+        ));
+        return Err(EXIT_USAGE);
+    }
+    let doc = Document::read(&path).map_err(|d| {
+        print_diagnostics(&[d]);
+        EXIT_FAILED
+    })?;
+    let (workflow, diags) = check_workflow(&doc, registry, &workspace::template_roots());
+    match workflow {
+        Some(w) => Ok(w),
+        None => {
+            print_diagnostics(&diags);
+            error(&format!(
+                "{} has {} problem(s); fix them (see `onboard validate`)",
+                path.display(),
+                diags.len()
+            ));
+            Err(EXIT_FAILED)
+        }
+    }
+}
+
+pub fn manifest(ws: &Workspace, model: &str) -> Result<Manifest, i32> {
+    ws.load_manifest(model).map_err(|e| match e {
+        ManifestError::Invalid(diags) => {
+            print_diagnostics(&diags);
+            EXIT_FAILED
+        }
+        other => {
+            error(&other.to_string());
+            EXIT_USAGE
+        }
+    })
+}
+
+pub fn for_model(dir: &Path, model: &str, workflow_override: Option<&str>) -> Result<Loaded, i32> {
+    let ws = open_workspace(dir)?;
+    let manifest = manifest(&ws, model)?;
+    let registry = Registry::builtin();
+    let name = workflow_override
+        .map(str::to_string)
+        .or_else(|| manifest.workflow.clone())
+        .unwrap_or_else(|| ws.config.defaults.workflow.clone());
+    let workflow = workflow(&ws, &registry, &name)?;
+    let store = StateStore::new(&ws.state_dir(), model);
+    let context = ws.template_context(model, &manifest);
+    Ok(Loaded {
+        model: model.to_string(),
+        workflow,
+        registry,
+        store,
+        context,
+        workspace: ws,
+    })
+}

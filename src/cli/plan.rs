@@ -1,0 +1,179 @@
+//! `onboard plan`, `onboard graph`, `onboard status`.
+
+use super::load::{self, Loaded};
+use super::{error, Format, SelectionArgs, EXIT_FAILED, EXIT_OK, EXIT_USAGE};
+use crate::tasks::Registry;
+use crate::workflow::graph::{self, Dag};
+use crate::workflow::plan::{self, Action, Planner};
+use crate::workflow::state::RecordStatus;
+use clap::{Args, ValueEnum};
+use std::path::Path;
+
+#[derive(Args, Debug)]
+pub struct PlanArgs {
+    /// The model (a manifest id under models/).
+    model: String,
+    #[command(flatten)]
+    selection: SelectionArgs,
+    /// One JSON document instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn plan(dir: &Path, args: &PlanArgs) -> i32 {
+    let loaded = match load::for_model(dir, &args.model, args.selection.workflow.as_deref()) {
+        Ok(l) => l,
+        Err(code) => return code,
+    };
+    let dag = Dag::new(&loaded.workflow);
+    let planner = planner(&loaded, &dag);
+    let steps = match plan::plan(&planner, &args.selection.selection()) {
+        Ok(s) => s,
+        Err(e) => {
+            error(&e);
+            return EXIT_USAGE;
+        }
+    };
+    if args.json {
+        let doc = serde_json::json!({
+            "model": loaded.model,
+            "workflow": loaded.workflow.name,
+            "steps": steps,
+        });
+        println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+        return EXIT_OK;
+    }
+    println!("plan for `{}` (workflow `{}`):", loaded.model, loaded.workflow.name);
+    let width = steps.iter().map(|s| s.step.len()).max().unwrap_or(0);
+    for s in &steps {
+        println!("  {:<7} {:<width$}  {}", s.action.to_string(), s.step, s.why);
+    }
+    let count = |a: Action| steps.iter().filter(|s| s.action == a).count();
+    println!(
+        "{} to run, {} to skip, {} blocked",
+        count(Action::Run),
+        count(Action::Skip),
+        count(Action::Blocked)
+    );
+    EXIT_OK
+}
+
+pub fn planner<'a>(loaded: &'a Loaded, dag: &'a Dag) -> Planner<'a> {
+    Planner {
+        workflow: &loaded.workflow,
+        dag,
+        registry: &loaded.registry,
+        store: &loaded.store,
+        workspace: &loaded.workspace.root,
+        target: &loaded.model,
+        base_context: &loaded.context,
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct GraphArgs {
+    /// The workflow (a name under workflows/ or a path); default: the
+    /// workspace's default workflow.
+    #[arg(long, value_name = "NAME|PATH")]
+    workflow: Option<String>,
+    #[arg(long, value_enum, default_value_t = GraphFormat::Dot)]
+    format: GraphFormat,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy)]
+enum GraphFormat {
+    Dot,
+    Mermaid,
+}
+
+pub fn graph(dir: &Path, args: &GraphArgs) -> i32 {
+    let ws = match load::open_workspace(dir) {
+        Ok(ws) => ws,
+        Err(code) => return code,
+    };
+    let name = args.workflow.clone().unwrap_or_else(|| ws.config.defaults.workflow.clone());
+    let workflow = match load::workflow(&ws, &Registry::builtin(), &name) {
+        Ok(w) => w,
+        Err(code) => return code,
+    };
+    match args.format {
+        GraphFormat::Dot => print!("{}", graph::to_dot(&workflow)),
+        GraphFormat::Mermaid => print!("{}", graph::to_mermaid(&workflow)),
+    }
+    EXIT_OK
+}
+
+#[derive(Args, Debug)]
+pub struct StatusArgs {
+    model: String,
+    #[arg(long, value_enum, default_value_t = Format::Human)]
+    format: Format,
+    #[arg(long, value_name = "NAME|PATH")]
+    workflow: Option<String>,
+}
+
+pub fn status(dir: &Path, args: &StatusArgs) -> i32 {
+    let loaded = match load::for_model(dir, &args.model, args.workflow.as_deref()) {
+        Ok(l) => l,
+        Err(code) => return code,
+    };
+    let dag = Dag::new(&loaded.workflow);
+    let mut rows = Vec::new();
+    for id in dag.order() {
+        let record = match loaded.store.record(id) {
+            Ok(r) => r,
+            Err(e) => {
+                error(&e.to_string());
+                return EXIT_FAILED;
+            }
+        };
+        let interrupted = loaded.store.marker(id).is_some();
+        rows.push((id.clone(), record, interrupted));
+    }
+    if args.format == Format::Json {
+        let doc: Vec<_> = rows
+            .iter()
+            .map(|(id, rec, interrupted)| {
+                serde_json::json!({
+                    "step": id,
+                    "status": match (rec, interrupted) {
+                        (_, true) => "interrupted",
+                        (None, _) => "never_run",
+                        (Some(r), _) if r.status == RecordStatus::Done => "done",
+                        _ => "failed",
+                    },
+                    "finished_at": rec.as_ref().map(|r| &r.finished_at),
+                    "duration_ms": rec.as_ref().map(|r| r.duration_ms),
+                    "attempts": rec.as_ref().map(|r| r.attempts),
+                    "error": rec.as_ref().and_then(|r| r.error.as_ref()),
+                    "outputs": rec.as_ref().map(|r| &r.outputs),
+                })
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+        return EXIT_OK;
+    }
+    println!("status of `{}` (workflow `{}`):", loaded.model, loaded.workflow.name);
+    let width = rows.iter().map(|r| r.0.len()).max().unwrap_or(0);
+    for (id, rec, interrupted) in &rows {
+        let line = match (rec, interrupted) {
+            (_, true) => "interrupted (a run stopped during this step)".to_string(),
+            (None, _) => "never run".to_string(),
+            (Some(r), _) => {
+                let what = if r.status == RecordStatus::Done { "done" } else { "failed" };
+                let mut s = format!(
+                    "{what} {} ({:.1}s, {} attempt(s))",
+                    r.finished_at,
+                    r.duration_ms as f64 / 1000.0,
+                    r.attempts
+                );
+                if let Some(e) = &r.error {
+                    s.push_str(&format!(": {}", e.lines().next().unwrap_or("")));
+                }
+                s
+            }
+        };
+        println!("  {id:<width$}  {line}");
+    }
+    EXIT_OK
+}

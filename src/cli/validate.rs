@@ -1,0 +1,174 @@
+//! `onboard validate [PATHS…] [--format json]` — for CI and editors.
+
+use super::load::print_diagnostics;
+use super::{Format, EXIT_FAILED, EXIT_OK, EXIT_USAGE};
+use crate::tasks::Registry;
+use crate::workflow::diag::Diagnostic;
+use crate::workflow::spec::Document;
+use crate::workflow::validate::check_workflow;
+use crate::workflow::yaml::Pos;
+use crate::workspace::{self, WorkspaceConfig, CONFIG_FILE};
+use clap::Args;
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+
+#[derive(Args, Debug)]
+pub struct ValidateArgs {
+    /// Files or directories to check (default: onboard.yaml, every workflow
+    /// and every manifest of the workspace).
+    paths: Vec<PathBuf>,
+    #[arg(long, value_enum, default_value_t = Format::Human)]
+    format: Format,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+enum FileKind {
+    Workflow,
+    Manifest,
+    Workspace,
+}
+
+#[derive(Serialize)]
+struct Report {
+    ok: bool,
+    files: Vec<CheckedFile>,
+    findings: Vec<Diagnostic>,
+}
+
+#[derive(Serialize)]
+struct CheckedFile {
+    path: PathBuf,
+    kind: Option<FileKind>,
+    findings: usize,
+}
+
+pub fn execute(workspace_dir: &Path, args: &ValidateArgs) -> i32 {
+    // The workspace config decides where workflows and manifests live; a
+    // broken one is itself a finding, so fall back to the default layout.
+    let config = std::fs::read_to_string(workspace_dir.join(CONFIG_FILE))
+        .ok()
+        .and_then(|text| Document::parse(&workspace_dir.join(CONFIG_FILE), text).ok())
+        .and_then(|doc| workspace::check_config(&doc).0)
+        .unwrap_or_default();
+    let files = if args.paths.is_empty() {
+        default_files(workspace_dir, &config)
+    } else {
+        let mut files = Vec::new();
+        for p in &args.paths {
+            if p.is_dir() {
+                files.extend(workspace::yaml_files(p));
+            } else if p.is_file() {
+                files.push(p.clone());
+            } else {
+                super::error(&format!("{}: no such file or directory", p.display()));
+                return EXIT_USAGE;
+            }
+        }
+        files
+    };
+    let (report, sources) = check_files(&files, &config);
+    match args.format {
+        Format::Json => {
+            println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
+        }
+        Format::Human => {
+            let _ = sources;
+            print_diagnostics(&report.findings);
+            if report.ok {
+                println!("ok: {} file(s) checked, no findings", report.files.len());
+            } else {
+                let bad = report.files.iter().filter(|f| f.findings > 0).count();
+                eprintln!(
+                    "{} finding(s) in {} of {} file(s)",
+                    report.findings.len(),
+                    bad,
+                    report.files.len()
+                );
+            }
+        }
+    }
+    if report.ok {
+        EXIT_OK
+    } else {
+        EXIT_FAILED
+    }
+}
+
+fn default_files(dir: &Path, config: &WorkspaceConfig) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    let cfg = dir.join(CONFIG_FILE);
+    if cfg.is_file() {
+        files.push(cfg);
+    }
+    files.extend(workspace::yaml_files(&dir.join(&config.paths.workflows)));
+    files.extend(workspace::yaml_files(&dir.join(&config.paths.models)));
+    files
+}
+
+fn classify(path: &Path, doc: &Document, config: &WorkspaceConfig) -> Option<FileKind> {
+    if path.file_name().is_some_and(|n| n == CONFIG_FILE) {
+        return Some(FileKind::Workspace);
+    }
+    let parent = path.parent().and_then(|p| p.file_name()).map(|n| n.to_string_lossy().into_owned());
+    let workflows_name = Path::new(&config.paths.workflows).file_name().map(|n| n.to_string_lossy().into_owned());
+    let models_name = Path::new(&config.paths.models).file_name().map(|n| n.to_string_lossy().into_owned());
+    if parent.is_some() && parent == workflows_name {
+        return Some(FileKind::Workflow);
+    }
+    if parent.is_some() && parent == models_name {
+        return Some(FileKind::Manifest);
+    }
+    // Elsewhere, tell by the keys a file of each kind must have.
+    if doc.root.get("steps").is_some() {
+        Some(FileKind::Workflow)
+    } else if doc.root.get("hub").is_some() || doc.root.get("family").is_some() {
+        Some(FileKind::Manifest)
+    } else if ["hardware", "paths", "defaults"].iter().any(|k| doc.root.get(k).is_some()) {
+        Some(FileKind::Workspace)
+    } else {
+        None
+    }
+}
+
+/// Checks every file, collecting all findings (never stops at the first).
+fn check_files(files: &[PathBuf], config: &WorkspaceConfig) -> (Report, Vec<String>) {
+    let registry = Registry::builtin();
+    let roots = workspace::template_roots();
+    let mut report = Report {
+        ok: true,
+        files: Vec::new(),
+        findings: Vec::new(),
+    };
+    let mut sources = Vec::new();
+    for path in files {
+        let (kind, diags) = match Document::read(path) {
+            Err(d) => (None, vec![d]),
+            Ok(doc) => {
+                let kind = classify(path, &doc, config);
+                let diags = match kind {
+                    Some(FileKind::Workflow) => check_workflow(&doc, &registry, &roots).1,
+                    Some(FileKind::Manifest) => workspace::check_manifest(&doc).1,
+                    Some(FileKind::Workspace) => workspace::check_config(&doc).1,
+                    None => vec![Diagnostic::new(
+                        path,
+                        Pos { line: 1, col: 1 },
+                        "unknown-file",
+                        "cannot tell whether this is a workflow, a manifest or onboard.yaml",
+                    )
+                    .with_help("a workflow has `steps:`, a manifest has `hub:`; or put the file under workflows/ or models/")],
+                };
+                sources.push(doc.source);
+                (kind, diags)
+            }
+        };
+        report.files.push(CheckedFile {
+            path: path.clone(),
+            kind,
+            findings: diags.len(),
+        });
+        report.ok &= diags.is_empty();
+        report.findings.extend(diags);
+    }
+    (report, sources)
+}

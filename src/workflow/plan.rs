@@ -1,0 +1,385 @@
+//! Deciding, for each step, whether to run it, skip it or hold it back — and
+//! saying why. `onboard plan` prints these decisions; `onboard run` makes
+//! the same decisions as upstream steps finish.
+
+use super::graph::Dag;
+use super::spec::{Step, Workflow};
+use super::state::{self, FileStamp, RecordStatus, StateError, StateStore, StepRecord};
+use super::template;
+use crate::tasks::{Registry, TaskContext};
+use serde::Serialize;
+use serde_json::{Map, Value};
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    Run,
+    Skip,
+    Blocked,
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Action::Run => "run",
+            Action::Skip => "skip",
+            Action::Blocked => "blocked",
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "reason", rename_all = "snake_case")]
+pub enum Reason {
+    NeverRun,
+    DoneUnchanged { finished_at: String },
+    ParamsChanged,
+    InputChanged { path: String },
+    OutputChanged { path: String },
+    TaskChanged { was: String, now: String },
+    FailedLastTime { error: String },
+    Interrupted { started_at: String },
+    UpstreamReruns { step: String },
+    Forced,
+    NotSelected,
+    ConditionFalse,
+    UpstreamNotDone { step: String },
+    UpstreamFailed { step: String },
+    Unresolved { error: String },
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Reason::NeverRun => write!(f, "never run"),
+            Reason::DoneUnchanged { finished_at } => write!(f, "done and unchanged (finished {finished_at})"),
+            Reason::ParamsChanged => write!(f, "parameters changed"),
+            Reason::InputChanged { path } => write!(f, "input file changed: {path}"),
+            Reason::OutputChanged { path } => write!(f, "output file changed or removed: {path}"),
+            Reason::TaskChanged { was, now } => write!(f, "task changed ({was} -> {now})"),
+            Reason::FailedLastTime { error } => {
+                let first = error.lines().next().unwrap_or("");
+                write!(f, "failed last time: {first}")
+            }
+            Reason::Interrupted { started_at } => write!(f, "interrupted (started {started_at}, never finished)"),
+            Reason::UpstreamReruns { step } => write!(f, "upstream `{step}` reruns"),
+            Reason::Forced => write!(f, "forced"),
+            Reason::NotSelected => write!(f, "not selected"),
+            Reason::ConditionFalse => write!(f, "`when` is false"),
+            Reason::UpstreamNotDone { step } => {
+                write!(f, "needs `{step}`, which has not run (run it, or widen --only/--from)")
+            }
+            Reason::UpstreamFailed { step } => write!(f, "upstream `{step}` failed or is blocked"),
+            Reason::Unresolved { error } => write!(f, "parameters cannot be resolved: {error}"),
+        }
+    }
+}
+
+/// Which steps a run covers (`--only`, `--from`, `--until`, `--force`).
+#[derive(Debug, Clone, Default)]
+pub struct Selection {
+    pub only: Option<String>,
+    pub from: Option<String>,
+    pub until: Option<String>,
+    pub force: Vec<String>,
+}
+
+impl Selection {
+    /// The selected steps and the forced ones; names are checked first.
+    pub fn resolve(&self, workflow: &Workflow, dag: &Dag) -> Result<(BTreeSet<String>, BTreeSet<String>), String> {
+        let known = |id: &String| -> Result<(), String> {
+            if workflow.step(id).is_some() {
+                Ok(())
+            } else {
+                let ids: Vec<&str> = workflow.steps.iter().map(|s| s.id.as_str()).collect();
+                Err(format!("no step `{id}` in workflow `{}` (steps: {})", workflow.name, ids.join(", ")))
+            }
+        };
+        let all: BTreeSet<String> = workflow.steps.iter().map(|s| s.id.clone()).collect();
+        let mut selected = all.clone();
+        let mut forced: BTreeSet<String> = BTreeSet::new();
+        if let Some(only) = &self.only {
+            known(only)?;
+            selected = BTreeSet::from([only.clone()]);
+            forced.insert(only.clone());
+        }
+        if let Some(from) = &self.from {
+            known(from)?;
+            let mut set = dag.descendants(from);
+            set.insert(from.clone());
+            forced.extend(set.iter().cloned());
+            selected = selected.intersection(&set).cloned().collect();
+        }
+        if let Some(until) = &self.until {
+            known(until)?;
+            let mut set = dag.ancestors(until);
+            set.insert(until.clone());
+            selected = selected.intersection(&set).cloned().collect();
+        }
+        for f in &self.force {
+            known(f)?;
+            forced.insert(f.clone());
+        }
+        Ok((selected, forced))
+    }
+}
+
+/// How an upstream step stands when a step is decided.
+#[derive(Debug, Clone)]
+pub enum Upstream {
+    /// Will run (plan) — its outputs are not known yet.
+    Reruns,
+    /// Done (this run or before), with its outputs.
+    Done,
+    ConditionFalse,
+    NotDone,
+    Failed,
+}
+
+#[derive(Debug, Clone)]
+pub struct Decision {
+    pub action: Action,
+    pub reason: Reason,
+    /// Resolved parameters, when they could be resolved.
+    pub params: Option<Value>,
+    pub inputs: BTreeMap<String, FileStamp>,
+    pub record: Option<StepRecord>,
+}
+
+/// Everything needed to decide about the steps of one target.
+pub struct Planner<'a> {
+    pub workflow: &'a Workflow,
+    pub dag: &'a Dag,
+    pub registry: &'a Registry,
+    pub store: &'a StateStore,
+    pub workspace: &'a Path,
+    pub target: &'a str,
+    /// `model`, `manifest`, `workspace`: the values templates read besides `steps`.
+    pub base_context: &'a Map<String, Value>,
+}
+
+impl Planner<'_> {
+    /// The template values with the outputs of finished steps.
+    pub fn context(&self, outputs: &BTreeMap<String, Value>) -> Value {
+        let mut ctx = self.base_context.clone();
+        let steps: Map<String, Value> = outputs
+            .iter()
+            .map(|(id, out)| (id.clone(), serde_json::json!({ "outputs": out })))
+            .collect();
+        ctx.insert("steps".into(), Value::Object(steps));
+        Value::Object(ctx)
+    }
+
+    pub fn task_context(&self, step: &str, template_context: Value) -> TaskContext {
+        TaskContext {
+            workspace: self.workspace.to_path_buf(),
+            model: self.target.to_string(),
+            step: step.to_string(),
+            attempt: 1,
+            template_context,
+            log: Arc::new(|_| {}),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub fn decide(
+        &self,
+        step: &Step,
+        selected: bool,
+        forced: bool,
+        upstream: &BTreeMap<String, Upstream>,
+        outputs: &BTreeMap<String, Value>,
+    ) -> Result<Decision, StateError> {
+        let record = self.store.record(&step.id)?;
+        let decision = |action, reason| Decision {
+            action,
+            reason,
+            params: None,
+            inputs: BTreeMap::new(),
+            record: record.clone(),
+        };
+        for need in &step.needs {
+            if let Some(Upstream::Failed) = upstream.get(need) {
+                return Ok(decision(Action::Blocked, Reason::UpstreamFailed { step: need.clone() }));
+            }
+        }
+        let done = record.as_ref().is_some_and(|r| r.status == RecordStatus::Done);
+        if !selected {
+            return Ok(decision(Action::Skip, Reason::NotSelected));
+        }
+        for need in &step.needs {
+            if let Some(Upstream::NotDone) = upstream.get(need) {
+                return Ok(decision(Action::Blocked, Reason::UpstreamNotDone { step: need.clone() }));
+            }
+        }
+        for need in &step.needs {
+            if let Some(Upstream::Reruns) = upstream.get(need) {
+                let mut d = decision(Action::Run, Reason::UpstreamReruns { step: need.clone() });
+                if forced {
+                    d.reason = Reason::Forced;
+                }
+                return Ok(d);
+            }
+        }
+        let ctx = self.context(outputs);
+        if let Some(when) = &step.when {
+            match template::eval_condition(when, &ctx) {
+                Ok(false) => return Ok(decision(Action::Skip, Reason::ConditionFalse)),
+                Ok(true) => {}
+                Err(e) => {
+                    return Ok(decision(
+                        Action::Blocked,
+                        Reason::Unresolved {
+                            error: format!("`when`: {e}"),
+                        },
+                    ))
+                }
+            }
+        }
+        let params = match template::render_value(&step.with, &ctx) {
+            Ok(p) => p,
+            Err(e) => return Ok(decision(Action::Blocked, Reason::Unresolved { error: e.message })),
+        };
+        let Some(task) = self.registry.get(&step.uses) else {
+            return Ok(decision(
+                Action::Blocked,
+                Reason::Unresolved {
+                    error: format!("unknown task kind `{}`", step.uses),
+                },
+            ));
+        };
+        let task_ctx = self.task_context(&step.id, ctx);
+        let previous_inputs = record.as_ref().map(|r| &r.inputs);
+        let input_paths = match task.input_files(&params, &task_ctx) {
+            Ok(p) => p,
+            Err(e) => return Ok(decision(Action::Blocked, Reason::Unresolved { error: e.to_string() })),
+        };
+        let inputs: BTreeMap<String, FileStamp> = input_paths
+            .iter()
+            .map(|p| {
+                let key = self.display_path(p);
+                let prev = previous_inputs.and_then(|m| m.get(&key));
+                (key, state::stamp(p, prev))
+            })
+            .collect();
+        let mut d = Decision {
+            action: Action::Run,
+            reason: Reason::NeverRun,
+            params: Some(params.clone()),
+            inputs: inputs.clone(),
+            record: record.clone(),
+        };
+        let Some(rec) = record.as_ref() else {
+            if forced {
+                d.reason = Reason::Forced;
+            }
+            return Ok(d);
+        };
+        d.reason = if forced {
+            Reason::Forced
+        } else if let Some(marker) = self.store.marker(&step.id) {
+            Reason::Interrupted {
+                started_at: marker.started_at,
+            }
+        } else if !done {
+            Reason::FailedLastTime {
+                error: rec.error.clone().unwrap_or_default(),
+            }
+        } else if rec.kind != step.uses || rec.version != task.version() {
+            Reason::TaskChanged {
+                was: format!("{}@{}", rec.kind, rec.version),
+                now: format!("{}@{}", step.uses, task.version()),
+            }
+        } else if rec.params_digest != state::digest_json(&params) {
+            Reason::ParamsChanged
+        } else if let Some(path) = changed_key(&rec.inputs, &inputs) {
+            Reason::InputChanged { path }
+        } else if let Some(path) = rec
+            .output_files
+            .iter()
+            .find(|(p, s)| state::stamp(&self.workspace.join(p), Some(s)).sha256 != s.sha256)
+            .map(|(p, _)| p.clone())
+        {
+            Reason::OutputChanged { path }
+        } else {
+            d.action = Action::Skip;
+            Reason::DoneUnchanged {
+                finished_at: rec.finished_at.clone(),
+            }
+        };
+        Ok(d)
+    }
+
+    /// Paths are recorded relative to the workspace where possible, so a
+    /// moved workspace keeps its state.
+    pub fn display_path(&self, p: &Path) -> String {
+        p.strip_prefix(self.workspace)
+            .unwrap_or(p)
+            .to_string_lossy()
+            .into_owned()
+    }
+
+    pub fn absolute(&self, recorded: &str) -> PathBuf {
+        self.workspace.join(recorded)
+    }
+}
+
+fn changed_key(before: &BTreeMap<String, FileStamp>, now: &BTreeMap<String, FileStamp>) -> Option<String> {
+    for (k, v) in now {
+        match before.get(k) {
+            Some(b) if b.sha256 == v.sha256 => {}
+            _ => return Some(k.clone()),
+        }
+    }
+    before.keys().find(|k| !now.contains_key(*k)).cloned()
+}
+
+/// One line of `onboard plan`.
+#[derive(Debug, Clone, Serialize)]
+pub struct PlannedStep {
+    pub step: String,
+    pub uses: String,
+    pub action: Action,
+    #[serde(flatten)]
+    pub reason: Reason,
+    pub why: String,
+}
+
+/// The dry run: decides every step as if upstream reruns produced new
+/// outputs (the real run re-decides once they finish and may skip more).
+pub fn plan(planner: &Planner<'_>, selection: &Selection) -> Result<Vec<PlannedStep>, String> {
+    let (selected, forced) = selection.resolve(planner.workflow, planner.dag)?;
+    let mut upstream: BTreeMap<String, Upstream> = BTreeMap::new();
+    let mut outputs: BTreeMap<String, Value> = BTreeMap::new();
+    let mut planned = Vec::new();
+    for id in planner.dag.order() {
+        let Some(step) = planner.workflow.step(id) else { continue };
+        let d = planner
+            .decide(step, selected.contains(id), forced.contains(id), &upstream, &outputs)
+            .map_err(|e| e.to_string())?;
+        let done_before = d.record.as_ref().is_some_and(|r| r.status == RecordStatus::Done);
+        let status = match (&d.action, &d.reason) {
+            (Action::Run, _) => Upstream::Reruns,
+            (Action::Skip, Reason::ConditionFalse) => Upstream::ConditionFalse,
+            (Action::Skip, _) if done_before => Upstream::Done,
+            (Action::Skip, _) => Upstream::NotDone,
+            (Action::Blocked, _) => Upstream::Failed,
+        };
+        if let (Upstream::Done, Some(rec)) = (&status, &d.record) {
+            outputs.insert(id.clone(), rec.outputs.clone());
+        }
+        upstream.insert(id.clone(), status);
+        planned.push(PlannedStep {
+            step: id.clone(),
+            uses: step.uses.clone(),
+            action: d.action,
+            why: d.reason.to_string(),
+            reason: d.reason,
+        });
+    }
+    Ok(planned)
+}

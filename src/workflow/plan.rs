@@ -43,12 +43,12 @@ pub enum Reason {
     TaskChanged { was: String, now: String },
     FailedLastTime { error: String },
     Interrupted { started_at: String },
-    UpstreamReruns { step: String },
+    UpstreamReruns { upstream: String },
     Forced,
     NotSelected,
     ConditionFalse,
-    UpstreamNotDone { step: String },
-    UpstreamFailed { step: String },
+    UpstreamNotDone { upstream: String },
+    UpstreamFailed { upstream: String },
     Unresolved { error: String },
 }
 
@@ -66,14 +66,14 @@ impl fmt::Display for Reason {
                 write!(f, "failed last time: {first}")
             }
             Reason::Interrupted { started_at } => write!(f, "interrupted (started {started_at}, never finished)"),
-            Reason::UpstreamReruns { step } => write!(f, "upstream `{step}` reruns"),
+            Reason::UpstreamReruns { upstream: step } => write!(f, "upstream `{step}` reruns"),
             Reason::Forced => write!(f, "forced"),
             Reason::NotSelected => write!(f, "not selected"),
             Reason::ConditionFalse => write!(f, "`when` is false"),
-            Reason::UpstreamNotDone { step } => {
+            Reason::UpstreamNotDone { upstream: step } => {
                 write!(f, "needs `{step}`, which has not run (run it, or widen --only/--from)")
             }
-            Reason::UpstreamFailed { step } => write!(f, "upstream `{step}` failed or is blocked"),
+            Reason::UpstreamFailed { upstream: step } => write!(f, "upstream `{step}` failed or is blocked"),
             Reason::Unresolved { error } => write!(f, "parameters cannot be resolved: {error}"),
         }
     }
@@ -133,6 +133,8 @@ impl Selection {
 pub enum Upstream {
     /// Will run (plan) — its outputs are not known yet.
     Reruns,
+    /// Ran in this run (outputs known): dependents run too.
+    Ran,
     /// Done (this run or before), with its outputs.
     Done,
     ConditionFalse,
@@ -204,7 +206,7 @@ impl Planner<'_> {
         };
         for need in &step.needs {
             if let Some(Upstream::Failed) = upstream.get(need) {
-                return Ok(decision(Action::Blocked, Reason::UpstreamFailed { step: need.clone() }));
+                return Ok(decision(Action::Blocked, Reason::UpstreamFailed { upstream: need.clone() }));
             }
         }
         let done = record.as_ref().is_some_and(|r| r.status == RecordStatus::Done);
@@ -213,18 +215,23 @@ impl Planner<'_> {
         }
         for need in &step.needs {
             if let Some(Upstream::NotDone) = upstream.get(need) {
-                return Ok(decision(Action::Blocked, Reason::UpstreamNotDone { step: need.clone() }));
+                return Ok(decision(Action::Blocked, Reason::UpstreamNotDone { upstream: need.clone() }));
             }
         }
         for need in &step.needs {
             if let Some(Upstream::Reruns) = upstream.get(need) {
-                let mut d = decision(Action::Run, Reason::UpstreamReruns { step: need.clone() });
+                let mut d = decision(Action::Run, Reason::UpstreamReruns { upstream: need.clone() });
                 if forced {
                     d.reason = Reason::Forced;
                 }
                 return Ok(d);
             }
         }
+        let upstream_ran = step
+            .needs
+            .iter()
+            .find(|n| matches!(upstream.get(*n), Some(Upstream::Ran)))
+            .cloned();
         let ctx = self.context(outputs);
         if let Some(when) = &step.when {
             match template::eval_condition(when, &ctx) {
@@ -273,15 +280,20 @@ impl Planner<'_> {
             inputs: inputs.clone(),
             record: record.clone(),
         };
+        let marker = self.store.marker(&step.id);
         let Some(rec) = record.as_ref() else {
-            if forced {
-                d.reason = Reason::Forced;
-            }
+            d.reason = match (forced, marker) {
+                (true, _) => Reason::Forced,
+                (false, Some(m)) => Reason::Interrupted { started_at: m.started_at },
+                (false, None) => Reason::NeverRun,
+            };
             return Ok(d);
         };
         d.reason = if forced {
             Reason::Forced
-        } else if let Some(marker) = self.store.marker(&step.id) {
+        } else if let Some(need) = upstream_ran {
+            Reason::UpstreamReruns { upstream: need }
+        } else if let Some(marker) = marker {
             Reason::Interrupted {
                 started_at: marker.started_at,
             }

@@ -197,7 +197,7 @@ pub async fn run(
         state.insert(id.clone(), State::Finished);
         if record.status == RecordStatus::Done {
             outputs.insert(id.clone(), record.outputs.clone());
-            upstream.insert(id.clone(), Upstream::Done);
+            upstream.insert(id.clone(), Upstream::Ran);
             summary.ran.push(id);
         } else {
             upstream.insert(id.clone(), Upstream::Failed);

@@ -1,0 +1,129 @@
+//! Shared helpers for integration tests: throwaway workspaces and running the
+//! real `onboard` binary.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub struct TestWorkspace {
+    pub dir: tempfile::TempDir,
+}
+
+pub const MODEL: &str = "tiny";
+
+impl TestWorkspace {
+    /// A workspace with one manifest (`tiny`) and the given workflow as
+    /// `workflows/add-model.yaml`.
+    pub fn new(workflow: &str) -> TestWorkspace {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ws = TestWorkspace { dir };
+        ws.write(
+            "models/tiny.yaml",
+            "id: tiny\nname: Tiny\nfamily: Test\ntype: dense\nsize: 1M\nhub:\n  repo: test/tiny-GGUF\n",
+        );
+        ws.write("workflows/add-model.yaml", workflow);
+        ws
+    }
+
+    pub fn root(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    pub fn write(&self, rel: &str, text: &str) {
+        let p = self.path(rel);
+        std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+        std::fs::write(p, text).expect("write");
+    }
+
+    pub fn read(&self, rel: &str) -> String {
+        std::fs::read_to_string(self.path(rel)).unwrap_or_default()
+    }
+
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_onboard"));
+        cmd.arg("-C").arg(self.root()).args(args);
+        cmd.env_remove("HF_TOKEN");
+        cmd
+    }
+
+    pub fn onboard(&self, args: &[&str]) -> Run {
+        let output = self.command(args).output().expect("run onboard");
+        Run::from(output)
+    }
+
+    /// `onboard run tiny --json <extra>`, with the events parsed.
+    pub fn run(&self, extra: &[&str]) -> Run {
+        let mut args = vec!["run", MODEL, "--json"];
+        args.extend_from_slice(extra);
+        self.onboard(&args)
+    }
+}
+
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl From<Output> for Run {
+    fn from(o: Output) -> Run {
+        Run {
+            code: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+}
+
+impl Run {
+    pub fn events(&self) -> Vec<serde_json::Value> {
+        self.stdout
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+
+    /// Step ids with the given event kind, in order.
+    pub fn steps_with(&self, event: &str) -> Vec<String> {
+        self.events()
+            .iter()
+            .filter(|e| e["event"] == event)
+            .filter(|e| event != "step_started" || e["attempt"] == 1)
+            .filter_map(|e| e["step"].as_str().map(str::to_string))
+            .collect()
+    }
+
+    pub fn ran(&self) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .events()
+            .iter()
+            .filter(|e| e["event"] == "step_finished" && e["ok"] == true)
+            .filter_map(|e| e["step"].as_str().map(str::to_string))
+            .collect();
+        v.sort();
+        v
+    }
+
+    pub fn skipped(&self) -> Vec<String> {
+        let mut v = self.steps_with("step_skipped");
+        v.sort();
+        v
+    }
+
+    pub fn why(&self, step: &str) -> String {
+        self.events()
+            .iter()
+            .find(|e| e["step"] == step && (e["event"] == "step_skipped" || e["event"] == "step_blocked" || (e["event"] == "step_started" && e["attempt"] == 1)))
+            .and_then(|e| e["why"].as_str().map(str::to_string))
+            .unwrap_or_default()
+    }
+
+    pub fn assert_ok(&self) -> &Self {
+        assert_eq!(self.code, 0, "stdout:\n{}\nstderr:\n{}", self.stdout, self.stderr);
+        self
+    }
+}

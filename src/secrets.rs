@@ -46,6 +46,8 @@ fn secret_values() -> Vec<String> {
 fn token_file_value() -> Option<String> {
     let home = std::env::var_os("HF_HOME")
         .map(std::path::PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| std::path::Path::new(&h).join(".cache/huggingface")))?;
+        .or_else(|| {
+            std::env::var_os("HOME").map(|h| std::path::Path::new(&h).join(".cache/huggingface"))
+        })?;
     std::fs::read_to_string(home.join("token")).ok()
 }

@@ -37,7 +37,10 @@ fn independent_steps_really_overlap_and_jobs_bounds_them() {
     ws.run(&["-j", "2"]).assert_ok();
     let (a0, a1) = interval(&ws, "a.t");
     let (b0, b1) = interval(&ws, "b.t");
-    assert!(a0 < b1 && b0 < a1, "a {a0}-{a1} and b {b0}-{b1} should overlap");
+    assert!(
+        a0 < b1 && b0 < a1,
+        "a {a0}-{a1} and b {b0}-{b1} should overlap"
+    );
     assert_eq!(ws.read("c.t"), "joined\n");
 
     let ws = TestWorkspace::new(&workflow(&[
@@ -47,7 +50,10 @@ fn independent_steps_really_overlap_and_jobs_bounds_them() {
     ws.run(&["-j", "1"]).assert_ok();
     let (a0, a1) = interval(&ws, "a.t");
     let (b0, b1) = interval(&ws, "b.t");
-    assert!(a1 <= b0 || b1 <= a0, "with -j 1 a {a0}-{a1} and b {b0}-{b1} must not overlap");
+    assert!(
+        a1 <= b0 || b1 <= a0,
+        "with -j 1 a {a0}-{a1} and b {b0}-{b1} must not overlap"
+    );
 }
 
 #[test]
@@ -61,10 +67,18 @@ fn a_step_that_fails_twice_succeeds_on_the_third_attempt() {
     let run = ws.run(&[]);
     run.assert_ok();
     assert_eq!(ws.read("count").trim(), "3");
-    let retries: Vec<_> = run.events().into_iter().filter(|e| e["event"] == "step_retrying").collect();
+    let retries: Vec<_> = run
+        .events()
+        .into_iter()
+        .filter(|e| e["event"] == "step_retrying")
+        .collect();
     assert_eq!(retries.len(), 2);
-    assert!(retries[0]["error"].as_str().unwrap().contains("flaky 1"), "{retries:?}");
-    let record: serde_json::Value = serde_json::from_str(&ws.read(".onboard/tiny/steps/flaky.json")).unwrap();
+    assert!(
+        retries[0]["error"].as_str().unwrap().contains("flaky 1"),
+        "{retries:?}"
+    );
+    let record: serde_json::Value =
+        serde_json::from_str(&ws.read(".onboard/tiny/steps/flaky.json")).unwrap();
     assert_eq!(record["status"], "done");
     assert_eq!(record["attempts"], 3);
 
@@ -75,7 +89,8 @@ fn a_step_that_fails_twice_succeeds_on_the_third_attempt() {
     ));
     let run = ws.run(&[]);
     assert_eq!(run.code, 1);
-    let record: serde_json::Value = serde_json::from_str(&ws.read(".onboard/tiny/steps/flaky.json")).unwrap();
+    let record: serde_json::Value =
+        serde_json::from_str(&ws.read(".onboard/tiny/steps/flaky.json")).unwrap();
     assert_eq!(record["status"], "failed");
     assert!(record["error"].as_str().unwrap().contains("flaky 2"));
 }
@@ -90,12 +105,25 @@ fn a_timeout_kills_the_step_and_its_children() {
     let run = ws.run(&[]);
     assert_eq!(run.code, 1, "{}", run.stderr);
     assert!(started.elapsed() < Duration::from_secs(10));
-    let finished = run.events().into_iter().find(|e| e["event"] == "step_finished").unwrap();
-    assert!(finished["error"].as_str().unwrap().contains("timed out after 0.3s"), "{finished}");
+    let finished = run
+        .events()
+        .into_iter()
+        .find(|e| e["event"] == "step_finished")
+        .unwrap();
+    assert!(
+        finished["error"]
+            .as_str()
+            .unwrap()
+            .contains("timed out after 0.3s"),
+        "{finished}"
+    );
     let pid = ws.read("child.pid").trim().to_string();
     std::thread::sleep(Duration::from_millis(200));
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    assert!(stat.is_empty() || stat.contains(") Z "), "grandchild {pid} survived the timeout: {stat}");
+    assert!(
+        stat.is_empty() || stat.contains(") Z "),
+        "grandchild {pid} survived the timeout: {stat}"
+    );
 }
 
 #[test]
@@ -121,19 +149,38 @@ fn a_run_killed_mid_step_resumes_at_that_step() {
     }
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
-    assert!(ws.path(".onboard/tiny/steps/second.running").exists(), "the incomplete marker is left behind");
+    assert!(
+        ws.path(".onboard/tiny/steps/second.running").exists(),
+        "the incomplete marker is left behind"
+    );
     assert!(!ws.path(".onboard/tiny/steps/second.json").exists());
 
     let plan = ws.onboard(&["plan", "tiny"]);
-    assert!(plan.stdout.contains("skip    first   done and unchanged"), "{}", plan.stdout);
-    assert!(plan.stdout.contains("run     second  interrupted"), "{}", plan.stdout);
+    assert!(
+        plan.stdout.contains("skip    first   done and unchanged"),
+        "{}",
+        plan.stdout
+    );
+    assert!(
+        plan.stdout.contains("run     second  interrupted"),
+        "{}",
+        plan.stdout
+    );
 
     let run = ws.run(&[]);
     run.assert_ok();
     assert_eq!(run.skipped(), vec!["first"]);
     assert_eq!(run.ran(), vec!["second", "third"]);
-    assert!(run.why("second").starts_with("interrupted"), "{}", run.why("second"));
-    assert_eq!(ws.read("first.log"), "one\n", "the finished step was not run again");
+    assert!(
+        run.why("second").starts_with("interrupted"),
+        "{}",
+        run.why("second")
+    );
+    assert_eq!(
+        ws.read("first.log"),
+        "one\n",
+        "the finished step was not run again"
+    );
     assert_eq!(ws.read("second.log"), "two\n");
     assert!(!ws.path(".onboard/tiny/steps/second.running").exists());
 }
@@ -165,7 +212,13 @@ fn a_changed_parameter_or_input_reruns_that_step_and_its_dependents_only() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|s| (s["step"].as_str().unwrap().into(), s["action"].as_str().unwrap().into(), s["reason"].as_str().unwrap().into()))
+        .map(|s| {
+            (
+                s["step"].as_str().unwrap().into(),
+                s["action"].as_str().unwrap().into(),
+                s["reason"].as_str().unwrap().into(),
+            )
+        })
         .collect();
     assert_eq!(
         actions,
@@ -193,7 +246,11 @@ fn a_changed_parameter_or_input_reruns_that_step_and_its_dependents_only() {
 #[test]
 fn a_second_run_of_the_same_model_refuses_while_the_first_holds_the_lock() {
     let ws = TestWorkspace::new(&workflow(&[sh("wait", &[], "touch started; sleep 2")]));
-    let mut first = ws.command(&["run", "tiny"]).stdout(std::process::Stdio::null()).spawn().unwrap();
+    let mut first = ws
+        .command(&["run", "tiny"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
     while !ws.path("started").exists() {
         assert!(Instant::now() < deadline);
@@ -202,7 +259,9 @@ fn a_second_run_of_the_same_model_refuses_while_the_first_holds_the_lock() {
     let second = ws.onboard(&["run", "tiny"]);
     assert_eq!(second.code, 1);
     assert!(
-        second.stderr.contains("`tiny` is already being onboarded by another run (pid "),
+        second
+            .stderr
+            .contains("`tiny` is already being onboarded by another run (pid "),
         "{}",
         second.stderr
     );
@@ -224,12 +283,24 @@ fn failure_stops_new_work_but_lets_running_steps_finish() {
     assert_eq!(ws.read("slow.t"), "ok\n", "the running step finished");
     assert!(!ws.path("after.t").exists() && !ws.path("later.t").exists());
     let blocked = run.steps_with("step_blocked");
-    assert!(blocked.contains(&"after".to_string()) && blocked.contains(&"later".to_string()), "{blocked:?}");
-    let finished = run.events().into_iter().find(|e| e["event"] == "step_finished" && e["step"] == "bad").unwrap();
+    assert!(
+        blocked.contains(&"after".to_string()) && blocked.contains(&"later".to_string()),
+        "{blocked:?}"
+    );
+    let finished = run
+        .events()
+        .into_iter()
+        .find(|e| e["event"] == "step_finished" && e["step"] == "bad")
+        .unwrap();
     assert_eq!(finished["error"], "`sh` exited with status 3:\nbroken");
 
     let plan = ws.onboard(&["plan", "tiny"]);
-    assert!(plan.stdout.contains("run     bad    failed last time: `sh` exited with status 3:"), "{}", plan.stdout);
+    assert!(
+        plan.stdout
+            .contains("run     bad    failed last time: `sh` exited with status 3:"),
+        "{}",
+        plan.stdout
+    );
 }
 
 #[test]
@@ -241,7 +312,11 @@ fn only_from_until_and_force_select_steps() {
     ]));
     let blocked = ws.run(&["--only", "b"]);
     assert_eq!(blocked.code, 1);
-    assert!(blocked.why("b").contains("needs `a`, which has not run"), "{}", blocked.why("b"));
+    assert!(
+        blocked.why("b").contains("needs `a`, which has not run"),
+        "{}",
+        blocked.why("b")
+    );
 
     ws.run(&["--until", "b"]).assert_ok();
     assert!(!ws.path("c.log").exists());
@@ -258,7 +333,11 @@ fn only_from_until_and_force_select_steps() {
 
     let run = ws.run(&["--force", "a"]);
     run.assert_ok();
-    assert_eq!(run.ran(), vec!["a", "b", "c"], "forcing a reruns what depends on it");
+    assert_eq!(
+        run.ran(),
+        vec!["a", "b", "c"],
+        "forcing a reruns what depends on it"
+    );
     assert_eq!(run.why("a"), "forced");
 
     let bad = ws.run(&["--only", "nope"]);
@@ -276,14 +355,20 @@ fn render_writes_from_templates_and_outputs_flow_to_later_steps() {
     );
     ws.write("tpl/page.j2", "# {{ manifest.name }} ({{ model }})\nanswer={{ vars.answer }} repo={{ manifest.hub.repo }}\n");
     ws.run(&[]).assert_ok();
-    assert_eq!(ws.read("out/tiny.md"), "# Tiny (tiny)\nanswer=42 repo=test/tiny-GGUF\n");
+    assert_eq!(
+        ws.read("out/tiny.md"),
+        "# Tiny (tiny)\nanswer=42 repo=test/tiny-GGUF\n"
+    );
 
     // Editing the generated file makes `page` rerun and restore it.
     ws.write("out/tiny.md", "hand edit");
     let run = ws.run(&[]);
     run.assert_ok();
     assert_eq!(run.ran(), vec!["check", "page"]);
-    assert_eq!(run.why("page"), "output file changed or removed: out/tiny.md");
+    assert_eq!(
+        run.why("page"),
+        "output file changed or removed: out/tiny.md"
+    );
     assert!(ws.read("out/tiny.md").starts_with("# Tiny"));
 
     // Changing the template (a declared input) reruns it too.
@@ -309,12 +394,28 @@ fn when_false_skips_a_step_and_its_dependents_still_run() {
 #[test]
 fn the_token_never_reaches_records_or_output() {
     let token = "hf_SecretTokenValue1234567890";
-    let ws = TestWorkspace::new(&workflow(&[sh("leak", &[], "echo \"token=$HF_TOKEN\"; echo \"token=$HF_TOKEN\" >&2; exit 1")]));
-    let out = ws.command(&["run", "tiny", "--json"]).env("HF_TOKEN", token).output().unwrap();
-    let all = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let ws = TestWorkspace::new(&workflow(&[sh(
+        "leak",
+        &[],
+        "echo \"token=$HF_TOKEN\"; echo \"token=$HF_TOKEN\" >&2; exit 1",
+    )]));
+    let out = ws
+        .command(&["run", "tiny", "--json"])
+        .env("HF_TOKEN", token)
+        .output()
+        .unwrap();
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(!all.contains(token), "{all}");
     assert!(all.contains("token=***"), "{all}");
-    let human = ws.command(&["run", "tiny"]).env("HF_TOKEN", token).output().unwrap();
+    let human = ws
+        .command(&["run", "tiny"])
+        .env("HF_TOKEN", token)
+        .output()
+        .unwrap();
     assert!(!String::from_utf8_lossy(&human.stderr).contains(token));
     for entry in walk(&ws.path(".onboard")) {
         let text = std::fs::read_to_string(&entry).unwrap_or_default();

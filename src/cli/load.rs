@@ -49,7 +49,11 @@ pub fn workflow(ws: &Workspace, registry: &Registry, name: &str) -> Result<Workf
         error(&format!(
             "no workflow `{name}`: {} does not exist (workflows: {})",
             path.display(),
-            if known.is_empty() { "none".into() } else { known.join(", ") }
+            if known.is_empty() {
+                "none".into()
+            } else {
+                known.join(", ")
+            }
         ));
         return Err(EXIT_USAGE);
     }

@@ -24,7 +24,13 @@ pub const EXIT_USAGE: i32 = 2;
 )]
 struct Cli {
     /// The workspace directory (holds onboard.yaml, workflows/, models/).
-    #[arg(long, short = 'C', global = true, default_value = ".", value_name = "DIR")]
+    #[arg(
+        long,
+        short = 'C',
+        global = true,
+        default_value = ".",
+        value_name = "DIR"
+    )]
     workspace: PathBuf,
     #[command(subcommand)]
     command: Command,
@@ -94,7 +100,9 @@ pub fn main() -> i32 {
         Err(e) => {
             let _ = e.print();
             return match e.kind() {
-                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => EXIT_OK,
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => {
+                    EXIT_OK
+                }
                 _ => EXIT_USAGE,
             };
         }
@@ -109,7 +117,10 @@ pub fn main() -> i32 {
         Command::Model(words) => {
             let argv = std::iter::once("onboard run".to_string()).chain(words);
             match run::ModelRunArgs::try_parse_from(argv) {
-                Ok(args) => run::execute(args.workspace.as_deref().unwrap_or(&cli.workspace), &args.run),
+                Ok(args) => run::execute(
+                    args.workspace.as_deref().unwrap_or(&cli.workspace),
+                    &args.run,
+                ),
                 Err(e) => {
                     let _ = e.print();
                     EXIT_USAGE

@@ -43,10 +43,18 @@ pub fn plan(dir: &Path, args: &PlanArgs) -> i32 {
         println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
         return EXIT_OK;
     }
-    println!("plan for `{}` (workflow `{}`):", loaded.model, loaded.workflow.name);
+    println!(
+        "plan for `{}` (workflow `{}`):",
+        loaded.model, loaded.workflow.name
+    );
     let width = steps.iter().map(|s| s.step.len()).max().unwrap_or(0);
     for s in &steps {
-        println!("  {:<7} {:<width$}  {}", s.action.to_string(), s.step, s.why);
+        println!(
+            "  {:<7} {:<width$}  {}",
+            s.action.to_string(),
+            s.step,
+            s.why
+        );
     }
     let count = |a: Action| steps.iter().filter(|s| s.action == a).count();
     println!(
@@ -91,7 +99,10 @@ pub fn graph(dir: &Path, args: &GraphArgs) -> i32 {
         Ok(ws) => ws,
         Err(code) => return code,
     };
-    let name = args.workflow.clone().unwrap_or_else(|| ws.config.defaults.workflow.clone());
+    let name = args
+        .workflow
+        .clone()
+        .unwrap_or_else(|| ws.config.defaults.workflow.clone());
     let workflow = match load::workflow(&ws, &Registry::builtin(), &name) {
         Ok(w) => w,
         Err(code) => return code,
@@ -153,14 +164,21 @@ pub fn status(dir: &Path, args: &StatusArgs) -> i32 {
         println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
         return EXIT_OK;
     }
-    println!("status of `{}` (workflow `{}`):", loaded.model, loaded.workflow.name);
+    println!(
+        "status of `{}` (workflow `{}`):",
+        loaded.model, loaded.workflow.name
+    );
     let width = rows.iter().map(|r| r.0.len()).max().unwrap_or(0);
     for (id, rec, interrupted) in &rows {
         let line = match (rec, interrupted) {
             (_, true) => "interrupted (a run stopped during this step)".to_string(),
             (None, _) => "never run".to_string(),
             (Some(r), _) => {
-                let what = if r.status == RecordStatus::Done { "done" } else { "failed" };
+                let what = if r.status == RecordStatus::Done {
+                    "done"
+                } else {
+                    "failed"
+                };
                 let mut s = format!(
                     "{what} {} ({:.1}s, {} attempt(s))",
                     r.finished_at,

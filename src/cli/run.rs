@@ -50,9 +50,18 @@ pub fn execute(dir: &Path, args: &RunArgs) -> i32 {
             return EXIT_FAILED;
         }
     };
-    let jobs = args.jobs.unwrap_or(loaded.workspace.config.defaults.jobs as usize);
-    let sink: EventSink = if args.json { Arc::new(print_json) } else { Arc::new(print_human) };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let jobs = args
+        .jobs
+        .unwrap_or(loaded.workspace.config.defaults.jobs as usize);
+    let sink: EventSink = if args.json {
+        Arc::new(print_json)
+    } else {
+        Arc::new(print_human)
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             error(&format!("cannot start the async runtime: {e}"));
@@ -87,37 +96,72 @@ fn print_json(event: &Event) {
 fn print_human(event: &Event) {
     let ms = |m: u64| duration::display(Duration::from_millis(m));
     let line = match event {
-        Event::RunStarted { target, workflow, steps } => {
+        Event::RunStarted {
+            target,
+            workflow,
+            steps,
+        } => {
             format!("onboarding `{target}` with workflow `{workflow}` ({steps} steps)")
         }
-        Event::StepStarted { step, uses, attempt, attempts, why } => {
+        Event::StepStarted {
+            step,
+            uses,
+            attempt,
+            attempts,
+            why,
+        } => {
             if *attempt == 1 {
                 format!("  run    {step} ({uses}): {why}")
             } else {
                 format!("  retry  {step}: attempt {attempt} of {attempts}")
             }
         }
-        Event::StepRetrying { step, error, delay_ms, .. } => {
+        Event::StepRetrying {
+            step,
+            error,
+            delay_ms,
+            ..
+        } => {
             let first = error.lines().next().unwrap_or("");
             format!("  failed {step}: {first} (retrying in {})", ms(*delay_ms))
         }
         Event::StepLog { step, line } => format!("         {step}: {line}"),
-        Event::StepFinished { step, ok: true, duration_ms, .. } => format!("  done   {step} in {}", ms(*duration_ms)),
-        Event::StepFinished { step, ok: false, duration_ms, attempts, error } => format!(
+        Event::StepFinished {
+            step,
+            ok: true,
+            duration_ms,
+            ..
+        } => format!("  done   {step} in {}", ms(*duration_ms)),
+        Event::StepFinished {
+            step,
+            ok: false,
+            duration_ms,
+            attempts,
+            error,
+        } => format!(
             "  FAILED {step} after {attempts} attempt(s), {}: {}",
             ms(*duration_ms),
             error.as_deref().unwrap_or("")
         ),
         Event::StepSkipped { step, why } => format!("  skip   {step}: {why}"),
         Event::StepBlocked { step, why } => format!("  block  {step}: {why}"),
-        Event::RunFinished { ok, ran, skipped, failed, blocked, duration_ms } => {
+        Event::RunFinished {
+            ok,
+            ran,
+            skipped,
+            failed,
+            blocked,
+            duration_ms,
+        } => {
             let verdict = if *ok { "finished" } else { "stopped" };
             let mut s = format!(
                 "{verdict} in {}: {ran} ran, {skipped} skipped, {failed} failed, {blocked} blocked",
                 ms(*duration_ms)
             );
             if !ok {
-                s.push_str("\nfix the cause and run the same command again: finished steps are kept");
+                s.push_str(
+                    "\nfix the cause and run the same command again: finished steps are kept",
+                );
             }
             s
         }

@@ -25,10 +25,17 @@ enum Which {
 pub fn execute(args: &SchemaArgs) -> i32 {
     let schema = match args.which {
         Which::Workflow => workflow_schema(&Registry::builtin()),
-        Which::Manifest => serde_json::to_value(schemars::schema_for!(Manifest)).unwrap_or_default(),
-        Which::Workspace => serde_json::to_value(schemars::schema_for!(WorkspaceConfig)).unwrap_or_default(),
+        Which::Manifest => {
+            serde_json::to_value(schemars::schema_for!(Manifest)).unwrap_or_default()
+        }
+        Which::Workspace => {
+            serde_json::to_value(schemars::schema_for!(WorkspaceConfig)).unwrap_or_default()
+        }
     };
-    println!("{}", serde_json::to_string_pretty(&schema).unwrap_or_default());
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&schema).unwrap_or_default()
+    );
     EXIT_OK
 }
 
@@ -57,9 +64,16 @@ pub fn workflow_schema(registry: &Registry) -> Value {
             "then": {"properties": {"with": params}},
         }));
     }
-    if let Some(step) = schema.pointer_mut("/$defs/StepFile").and_then(Value::as_object_mut) {
+    if let Some(step) = schema
+        .pointer_mut("/$defs/StepFile")
+        .and_then(Value::as_object_mut)
+    {
         step.insert("allOf".into(), Value::Array(rules));
-        if let Some(uses) = step.get_mut("properties").and_then(|p| p.get_mut("uses")).and_then(Value::as_object_mut) {
+        if let Some(uses) = step
+            .get_mut("properties")
+            .and_then(|p| p.get_mut("uses"))
+            .and_then(Value::as_object_mut)
+        {
             uses.insert("enum".into(), json!(kinds));
         }
     }

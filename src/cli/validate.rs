@@ -70,7 +70,10 @@ pub fn execute(workspace_dir: &Path, args: &ValidateArgs) -> i32 {
     let (report, sources) = check_files(&files, &config);
     match args.format {
         Format::Json => {
-            println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&report).unwrap_or_default()
+            );
         }
         Format::Human => {
             let _ = sources;
@@ -110,9 +113,16 @@ fn classify(path: &Path, doc: &Document, config: &WorkspaceConfig) -> Option<Fil
     if path.file_name().is_some_and(|n| n == CONFIG_FILE) {
         return Some(FileKind::Workspace);
     }
-    let parent = path.parent().and_then(|p| p.file_name()).map(|n| n.to_string_lossy().into_owned());
-    let workflows_name = Path::new(&config.paths.workflows).file_name().map(|n| n.to_string_lossy().into_owned());
-    let models_name = Path::new(&config.paths.models).file_name().map(|n| n.to_string_lossy().into_owned());
+    let parent = path
+        .parent()
+        .and_then(|p| p.file_name())
+        .map(|n| n.to_string_lossy().into_owned());
+    let workflows_name = Path::new(&config.paths.workflows)
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned());
+    let models_name = Path::new(&config.paths.models)
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned());
     if parent.is_some() && parent == workflows_name {
         return Some(FileKind::Workflow);
     }
@@ -124,7 +134,10 @@ fn classify(path: &Path, doc: &Document, config: &WorkspaceConfig) -> Option<Fil
         Some(FileKind::Workflow)
     } else if doc.root.get("hub").is_some() || doc.root.get("family").is_some() {
         Some(FileKind::Manifest)
-    } else if ["hardware", "paths", "defaults"].iter().any(|k| doc.root.get(k).is_some()) {
+    } else if ["hardware", "paths", "defaults"]
+        .iter()
+        .any(|k| doc.root.get(k).is_some())
+    {
         Some(FileKind::Workspace)
     } else {
         None

@@ -18,13 +18,13 @@ pub struct Command;
 pub struct CommandParams {
     /// The program and its arguments. With `shell: true`, a single string
     /// run by `sh -c`.
-    pub argv: Vec<String>,
+    pub argv: Vec<Word>,
     /// Run `argv[0]` through `sh -c` (pipes, globs, redirections).
     #[serde(default)]
     pub shell: bool,
     /// Extra environment variables for the program.
     #[serde(default)]
-    pub env: BTreeMap<String, String>,
+    pub env: BTreeMap<String, Word>,
     /// Working directory, relative to the workspace (default: the workspace).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cwd: Option<String>,
@@ -47,6 +47,40 @@ pub struct CommandOutputs {
     pub duration_ms: u64,
 }
 
+/// A command-line word. YAML scalars such as `5` or `true` mean their text,
+/// so `argv: [sleep, 5]` works as a person would expect.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Word {
+    Text(String),
+    Integer(i64),
+    Number(f64),
+    Bool(bool),
+}
+
+impl Word {
+    pub fn text(&self) -> String {
+        match self {
+            Word::Text(s) => s.clone(),
+            Word::Integer(i) => i.to_string(),
+            Word::Number(f) => f.to_string(),
+            Word::Bool(b) => b.to_string(),
+        }
+    }
+}
+
+impl JsonSchema for Word {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Word".into()
+    }
+    fn inline_schema() -> bool {
+        true
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({"type": ["string", "number", "boolean"]})
+    }
+}
+
 const STDOUT_KEEP: usize = 64 * 1024;
 const STDERR_TAIL_LINES: usize = 20;
 
@@ -57,26 +91,42 @@ impl Task for Command {
     type Params = CommandParams;
     type Outputs = CommandOutputs;
 
-    fn input_files(&self, params: &CommandParams, ctx: &TaskContext) -> Result<Vec<PathBuf>, TaskError> {
+    fn input_files(
+        &self,
+        params: &CommandParams,
+        ctx: &TaskContext,
+    ) -> Result<Vec<PathBuf>, TaskError> {
         params.inputs.iter().map(|p| ctx.path(p)).collect()
     }
 
-    fn output_files(&self, params: &CommandParams, ctx: &TaskContext) -> Result<Vec<PathBuf>, TaskError> {
+    fn output_files(
+        &self,
+        params: &CommandParams,
+        ctx: &TaskContext,
+    ) -> Result<Vec<PathBuf>, TaskError> {
         params.outputs.iter().map(|p| ctx.path(p)).collect()
     }
 
-    async fn run(&self, params: CommandParams, ctx: TaskContext) -> Result<CommandOutputs, TaskError> {
+    async fn run(
+        &self,
+        params: CommandParams,
+        ctx: TaskContext,
+    ) -> Result<CommandOutputs, TaskError> {
         let (program, args): (String, Vec<String>) = if params.shell {
             if params.argv.len() != 1 {
                 return Err(TaskError::Params(
                     "with `shell: true`, `argv` must hold exactly one script string".into(),
                 ));
             }
-            ("sh".into(), vec!["-c".into(), params.argv[0].clone()])
+            ("sh".into(), vec!["-c".into(), params.argv[0].text()])
         } else {
             match params.argv.split_first() {
-                Some((p, rest)) => (p.clone(), rest.to_vec()),
-                None => return Err(TaskError::Params("`argv` is empty; name a program to run".into())),
+                Some((p, rest)) => (p.text(), rest.iter().map(Word::text).collect()),
+                None => {
+                    return Err(TaskError::Params(
+                        "`argv` is empty; name a program to run".into(),
+                    ))
+                }
             }
         };
         let timeout = params
@@ -92,7 +142,7 @@ impl Task for Command {
 
         let mut cmd = tokio::process::Command::new(&program);
         cmd.args(&args)
-            .envs(&params.env)
+            .envs(params.env.iter().map(|(k, v)| (k, v.text())))
             .current_dir(&cwd)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -142,7 +192,8 @@ impl Task for Command {
             },
             None => wait.await,
         };
-        let status = status.map_err(|e| TaskError::failed(format!("waiting for `{program}`: {e}")))?;
+        let status =
+            status.map_err(|e| TaskError::failed(format!("waiting for `{program}`: {e}")))?;
         let exit_code = status.code().unwrap_or(-1);
         if !status.success() {
             let text = String::from_utf8_lossy(&err);

@@ -94,13 +94,21 @@ pub trait Task: Send + Sync + 'static {
     type Outputs: Serialize + JsonSchema + Send + 'static;
 
     /// Files whose contents the result depends on (digested for resume).
-    fn input_files(&self, _params: &Self::Params, _ctx: &TaskContext) -> Result<Vec<PathBuf>, TaskError> {
+    fn input_files(
+        &self,
+        _params: &Self::Params,
+        _ctx: &TaskContext,
+    ) -> Result<Vec<PathBuf>, TaskError> {
         Ok(Vec::new())
     }
 
     /// Files the task produces; a record whose outputs were changed or
     /// removed since is no longer done.
-    fn output_files(&self, _params: &Self::Params, _ctx: &TaskContext) -> Result<Vec<PathBuf>, TaskError> {
+    fn output_files(
+        &self,
+        _params: &Self::Params,
+        _ctx: &TaskContext,
+    ) -> Result<Vec<PathBuf>, TaskError> {
         Ok(Vec::new())
     }
 
@@ -124,7 +132,8 @@ pub trait DynTask: Send + Sync {
     fn output_names(&self) -> Vec<String>;
     fn input_files(&self, params: &Value, ctx: &TaskContext) -> Result<Vec<PathBuf>, TaskError>;
     fn output_files(&self, params: &Value, ctx: &TaskContext) -> Result<Vec<PathBuf>, TaskError>;
-    fn run(self: Arc<Self>, params: Value, ctx: TaskContext) -> BoxFuture<Result<Value, TaskError>>;
+    fn run(self: Arc<Self>, params: Value, ctx: TaskContext)
+        -> BoxFuture<Result<Value, TaskError>>;
 }
 
 fn parse<P: DeserializeOwned>(params: &Value) -> Result<P, TaskError> {
@@ -160,7 +169,11 @@ impl<T: Task> DynTask for T {
     fn output_files(&self, params: &Value, ctx: &TaskContext) -> Result<Vec<PathBuf>, TaskError> {
         Task::output_files(self, &parse(params)?, ctx)
     }
-    fn run(self: Arc<Self>, params: Value, ctx: TaskContext) -> BoxFuture<Result<Value, TaskError>> {
+    fn run(
+        self: Arc<Self>,
+        params: Value,
+        ctx: TaskContext,
+    ) -> BoxFuture<Result<Value, TaskError>> {
         Box::pin(async move {
             let params: T::Params = parse(&params)?;
             let outputs = Task::run(&*self, params, ctx).await?;

@@ -47,22 +47,37 @@ impl Task for Render {
     type Params = RenderParams;
     type Outputs = RenderOutputs;
 
-    fn input_files(&self, params: &RenderParams, ctx: &TaskContext) -> Result<Vec<PathBuf>, TaskError> {
+    fn input_files(
+        &self,
+        params: &RenderParams,
+        ctx: &TaskContext,
+    ) -> Result<Vec<PathBuf>, TaskError> {
         params.template.iter().map(|t| ctx.path(t)).collect()
     }
 
-    fn output_files(&self, params: &RenderParams, ctx: &TaskContext) -> Result<Vec<PathBuf>, TaskError> {
+    fn output_files(
+        &self,
+        params: &RenderParams,
+        ctx: &TaskContext,
+    ) -> Result<Vec<PathBuf>, TaskError> {
         Ok(vec![ctx.path(&params.to)?])
     }
 
-    async fn run(&self, params: RenderParams, ctx: TaskContext) -> Result<RenderOutputs, TaskError> {
+    async fn run(
+        &self,
+        params: RenderParams,
+        ctx: TaskContext,
+    ) -> Result<RenderOutputs, TaskError> {
         let text = match (&params.template, &params.content) {
             (Some(file), None) => {
                 let path = ctx.path(file)?;
                 let source = std::fs::read_to_string(&path).map_err(|e| TaskError::io(&path, e))?;
                 let mut values = ctx.template_context.clone();
                 if let Value::Object(map) = &mut values {
-                    map.insert("vars".into(), serde_json::to_value(&params.vars).unwrap_or_default());
+                    map.insert(
+                        "vars".into(),
+                        serde_json::to_value(&params.vars).unwrap_or_default(),
+                    );
                 }
                 template::render_file(&path.display().to_string(), &source, &values)
                     .map_err(|e| TaskError::Params(e.to_string()))?
@@ -75,7 +90,8 @@ impl Task for Render {
             }
         };
         let target = ctx.path(&params.to)?;
-        let changed = atomic::write_if_changed(&target, text.as_bytes()).map_err(|e| TaskError::io(&target, e))?;
+        let changed = atomic::write_if_changed(&target, text.as_bytes())
+            .map_err(|e| TaskError::io(&target, e))?;
         Ok(RenderOutputs {
             path: params.to,
             sha256: hex::encode(Sha256::digest(text.as_bytes())),

@@ -108,7 +108,10 @@ fn excerpt(source: &str, span: Span) -> Option<String> {
 }
 
 /// The closest of `candidates` to `word`, if close enough to be a typo.
-pub fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+pub fn did_you_mean<'a>(
+    word: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
     candidates
         .into_iter()
         .map(|c| (edit_distance(word, c), c))
@@ -126,13 +129,15 @@ fn edit_distance(a: &str, b: &str) -> usize {
     for (i, row) in d.iter_mut().enumerate() {
         row[0] = i;
     }
-    for j in 0..=b.len() {
-        d[0][j] = j;
+    for (j, cell) in d[0].iter_mut().enumerate() {
+        *cell = j;
     }
     for i in 1..=a.len() {
         for j in 1..=b.len() {
             let cost = usize::from(a[i - 1] != b[j - 1]);
-            let mut best = (d[i - 1][j] + 1).min(d[i][j - 1] + 1).min(d[i - 1][j - 1] + cost);
+            let mut best = (d[i - 1][j] + 1)
+                .min(d[i][j - 1] + 1)
+                .min(d[i - 1][j - 1] + cost);
             if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
                 best = best.min(d[i - 2][j - 2] + 1);
             }
@@ -153,17 +158,29 @@ mod tests {
             start: Pos { line: 3, col: 5 },
             end: Pos { line: 3, col: 10 },
         };
-        let d = Diagnostic::at(Path::new("w.yaml"), src, span, "unknown-key", "unknown key `usess`")
-            .with_help("did you mean `uses`?");
+        let d = Diagnostic::at(
+            Path::new("w.yaml"),
+            src,
+            span,
+            "unknown-key",
+            "unknown key `usess`",
+        )
+        .with_help("did you mean `uses`?");
         assert_eq!(d.found.as_deref(), Some("usess"));
         let text = d.render(Some(src));
         assert!(text.starts_with("w.yaml:3:5: error[unknown-key]: unknown key `usess`"));
-        assert!(text.contains("3 |     usess: command\n  |     ^^^^^"), "{text}");
+        assert!(
+            text.contains("3 |     usess: command\n  |     ^^^^^"),
+            "{text}"
+        );
     }
 
     #[test]
     fn suggests_close_words_only() {
-        assert_eq!(did_you_mean("usess", ["uses", "needs", "with"]), Some("uses"));
+        assert_eq!(
+            did_you_mean("usess", ["uses", "needs", "with"]),
+            Some("uses")
+        );
         assert_eq!(did_you_mean("zzzzzz", ["uses", "needs"]), None);
     }
 }

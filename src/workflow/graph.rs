@@ -84,7 +84,11 @@ impl Dag {
                 break; // a cycle: validation reports it
             }
         }
-        Dag { graph, index, order }
+        Dag {
+            graph,
+            index,
+            order,
+        }
     }
 
     /// Step ids in an order that respects `needs`, ties in file order.
@@ -132,7 +136,11 @@ pub fn to_dot(workflow: &Workflow) -> String {
     }
     for step in &workflow.steps {
         for need in &step.needs {
-            out.push_str(&format!("  \"{}\" -> \"{}\";\n", escape(need), escape(&step.id)));
+            out.push_str(&format!(
+                "  \"{}\" -> \"{}\";\n",
+                escape(need),
+                escape(&step.id)
+            ));
         }
     }
     out.push_str("}\n");
@@ -143,7 +151,10 @@ pub fn to_dot(workflow: &Workflow) -> String {
 pub fn to_mermaid(workflow: &Workflow) -> String {
     let mut out = String::from("flowchart LR\n");
     for step in &workflow.steps {
-        out.push_str(&format!("  {}[\"{}<br/>({})\"]\n", step.id, step.id, step.uses));
+        out.push_str(&format!(
+            "  {}[\"{}<br/>({})\"]\n",
+            step.id, step.id, step.uses
+        ));
     }
     for step in &workflow.steps {
         for need in &step.needs {
@@ -170,7 +181,12 @@ mod tests {
 
     #[test]
     fn cycles_are_reported_as_full_paths() {
-        let cycles = find_cycles(&edges(&[("a", &["c"]), ("b", &["a"]), ("c", &["b"]), ("d", &[])]));
+        let cycles = find_cycles(&edges(&[
+            ("a", &["c"]),
+            ("b", &["a"]),
+            ("c", &["b"]),
+            ("d", &[]),
+        ]));
         assert_eq!(cycles, vec![vec!["a", "c", "b", "a"]]);
         assert!(find_cycles(&edges(&[("a", &[]), ("b", &["a"])])).is_empty());
         assert_eq!(find_cycles(&edges(&[("a", &["a"])])), vec![vec!["a", "a"]]);

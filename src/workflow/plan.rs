@@ -56,7 +56,9 @@ impl fmt::Display for Reason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Reason::NeverRun => write!(f, "never run"),
-            Reason::DoneUnchanged { finished_at } => write!(f, "done and unchanged (finished {finished_at})"),
+            Reason::DoneUnchanged { finished_at } => {
+                write!(f, "done and unchanged (finished {finished_at})")
+            }
             Reason::ParamsChanged => write!(f, "parameters changed"),
             Reason::InputChanged { path } => write!(f, "input file changed: {path}"),
             Reason::OutputChanged { path } => write!(f, "output file changed or removed: {path}"),
@@ -65,15 +67,22 @@ impl fmt::Display for Reason {
                 let first = error.lines().next().unwrap_or("");
                 write!(f, "failed last time: {first}")
             }
-            Reason::Interrupted { started_at } => write!(f, "interrupted (started {started_at}, never finished)"),
+            Reason::Interrupted { started_at } => {
+                write!(f, "interrupted (started {started_at}, never finished)")
+            }
             Reason::UpstreamReruns { upstream: step } => write!(f, "upstream `{step}` reruns"),
             Reason::Forced => write!(f, "forced"),
             Reason::NotSelected => write!(f, "not selected"),
             Reason::ConditionFalse => write!(f, "`when` is false"),
             Reason::UpstreamNotDone { upstream: step } => {
-                write!(f, "needs `{step}`, which has not run (run it, or widen --only/--from)")
+                write!(
+                    f,
+                    "needs `{step}`, which has not run (run it, or widen --only/--from)"
+                )
             }
-            Reason::UpstreamFailed { upstream: step } => write!(f, "upstream `{step}` failed or is blocked"),
+            Reason::UpstreamFailed { upstream: step } => {
+                write!(f, "upstream `{step}` failed or is blocked")
+            }
             Reason::Unresolved { error } => write!(f, "parameters cannot be resolved: {error}"),
         }
     }
@@ -90,13 +99,21 @@ pub struct Selection {
 
 impl Selection {
     /// The selected steps and the forced ones; names are checked first.
-    pub fn resolve(&self, workflow: &Workflow, dag: &Dag) -> Result<(BTreeSet<String>, BTreeSet<String>), String> {
+    pub fn resolve(
+        &self,
+        workflow: &Workflow,
+        dag: &Dag,
+    ) -> Result<(BTreeSet<String>, BTreeSet<String>), String> {
         let known = |id: &String| -> Result<(), String> {
             if workflow.step(id).is_some() {
                 Ok(())
             } else {
                 let ids: Vec<&str> = workflow.steps.iter().map(|s| s.id.as_str()).collect();
-                Err(format!("no step `{id}` in workflow `{}` (steps: {})", workflow.name, ids.join(", ")))
+                Err(format!(
+                    "no step `{id}` in workflow `{}` (steps: {})",
+                    workflow.name,
+                    ids.join(", ")
+                ))
             }
         };
         let all: BTreeSet<String> = workflow.steps.iter().map(|s| s.id.clone()).collect();
@@ -206,21 +223,38 @@ impl Planner<'_> {
         };
         for need in &step.needs {
             if let Some(Upstream::Failed) = upstream.get(need) {
-                return Ok(decision(Action::Blocked, Reason::UpstreamFailed { upstream: need.clone() }));
+                return Ok(decision(
+                    Action::Blocked,
+                    Reason::UpstreamFailed {
+                        upstream: need.clone(),
+                    },
+                ));
             }
         }
-        let done = record.as_ref().is_some_and(|r| r.status == RecordStatus::Done);
+        let done = record
+            .as_ref()
+            .is_some_and(|r| r.status == RecordStatus::Done);
         if !selected {
             return Ok(decision(Action::Skip, Reason::NotSelected));
         }
         for need in &step.needs {
             if let Some(Upstream::NotDone) = upstream.get(need) {
-                return Ok(decision(Action::Blocked, Reason::UpstreamNotDone { upstream: need.clone() }));
+                return Ok(decision(
+                    Action::Blocked,
+                    Reason::UpstreamNotDone {
+                        upstream: need.clone(),
+                    },
+                ));
             }
         }
         for need in &step.needs {
             if let Some(Upstream::Reruns) = upstream.get(need) {
-                let mut d = decision(Action::Run, Reason::UpstreamReruns { upstream: need.clone() });
+                let mut d = decision(
+                    Action::Run,
+                    Reason::UpstreamReruns {
+                        upstream: need.clone(),
+                    },
+                );
                 if forced {
                     d.reason = Reason::Forced;
                 }
@@ -249,7 +283,12 @@ impl Planner<'_> {
         }
         let params = match template::render_value(&step.with, &ctx) {
             Ok(p) => p,
-            Err(e) => return Ok(decision(Action::Blocked, Reason::Unresolved { error: e.message })),
+            Err(e) => {
+                return Ok(decision(
+                    Action::Blocked,
+                    Reason::Unresolved { error: e.message },
+                ))
+            }
         };
         let Some(task) = self.registry.get(&step.uses) else {
             return Ok(decision(
@@ -263,7 +302,14 @@ impl Planner<'_> {
         let previous_inputs = record.as_ref().map(|r| &r.inputs);
         let input_paths = match task.input_files(&params, &task_ctx) {
             Ok(p) => p,
-            Err(e) => return Ok(decision(Action::Blocked, Reason::Unresolved { error: e.to_string() })),
+            Err(e) => {
+                return Ok(decision(
+                    Action::Blocked,
+                    Reason::Unresolved {
+                        error: e.to_string(),
+                    },
+                ))
+            }
         };
         let inputs: BTreeMap<String, FileStamp> = input_paths
             .iter()
@@ -284,7 +330,9 @@ impl Planner<'_> {
         let Some(rec) = record.as_ref() else {
             d.reason = match (forced, marker) {
                 (true, _) => Reason::Forced,
-                (false, Some(m)) => Reason::Interrupted { started_at: m.started_at },
+                (false, Some(m)) => Reason::Interrupted {
+                    started_at: m.started_at,
+                },
                 (false, None) => Reason::NeverRun,
             };
             return Ok(d);
@@ -340,7 +388,10 @@ impl Planner<'_> {
     }
 }
 
-fn changed_key(before: &BTreeMap<String, FileStamp>, now: &BTreeMap<String, FileStamp>) -> Option<String> {
+fn changed_key(
+    before: &BTreeMap<String, FileStamp>,
+    now: &BTreeMap<String, FileStamp>,
+) -> Option<String> {
     for (k, v) in now {
         match before.get(k) {
             Some(b) if b.sha256 == v.sha256 => {}
@@ -369,11 +420,22 @@ pub fn plan(planner: &Planner<'_>, selection: &Selection) -> Result<Vec<PlannedS
     let mut outputs: BTreeMap<String, Value> = BTreeMap::new();
     let mut planned = Vec::new();
     for id in planner.dag.order() {
-        let Some(step) = planner.workflow.step(id) else { continue };
+        let Some(step) = planner.workflow.step(id) else {
+            continue;
+        };
         let d = planner
-            .decide(step, selected.contains(id), forced.contains(id), &upstream, &outputs)
+            .decide(
+                step,
+                selected.contains(id),
+                forced.contains(id),
+                &upstream,
+                &outputs,
+            )
             .map_err(|e| e.to_string())?;
-        let done_before = d.record.as_ref().is_some_and(|r| r.status == RecordStatus::Done);
+        let done_before = d
+            .record
+            .as_ref()
+            .is_some_and(|r| r.status == RecordStatus::Done);
         let status = match (&d.action, &d.reason) {
             (Action::Run, _) => Upstream::Reruns,
             (Action::Skip, Reason::ConditionFalse) => Upstream::ConditionFalse,

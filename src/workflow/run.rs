@@ -124,7 +124,9 @@ pub async fn run(
                 if state.get(id) != Some(&State::Pending) {
                     continue;
                 }
-                let Some(step) = planner.workflow.step(id) else { continue };
+                let Some(step) = planner.workflow.step(id) else {
+                    continue;
+                };
                 let ready = step
                     .needs
                     .iter()
@@ -132,11 +134,20 @@ pub async fn run(
                 if !ready {
                     continue;
                 }
-                let decision = planner.decide(step, selected.contains(id), forced.contains(id), &upstream, &outputs)?;
+                let decision = planner.decide(
+                    step,
+                    selected.contains(id),
+                    forced.contains(id),
+                    &upstream,
+                    &outputs,
+                )?;
                 let why = decision.reason.to_string();
                 match decision.action {
                     Action::Skip => {
-                        let done = decision.record.as_ref().is_some_and(|r| r.status == RecordStatus::Done);
+                        let done = decision
+                            .record
+                            .as_ref()
+                            .is_some_and(|r| r.status == RecordStatus::Done);
                         let status = match decision.reason {
                             Reason::ConditionFalse => Upstream::ConditionFalse,
                             _ if done => Upstream::Done,
@@ -148,7 +159,10 @@ pub async fn run(
                         upstream.insert(id.clone(), status);
                         state.insert(id.clone(), State::Finished);
                         summary.skipped.push(id.clone());
-                        sink(&Event::StepSkipped { step: id.clone(), why });
+                        sink(&Event::StepSkipped {
+                            step: id.clone(),
+                            why,
+                        });
                     }
                     Action::Blocked => {
                         let is_failure = matches!(decision.reason, Reason::Unresolved { .. });
@@ -166,7 +180,9 @@ pub async fn run(
                         }
                     }
                     Action::Run => {
-                        let Some(task) = planner.registry.get(&step.uses).cloned() else { continue };
+                        let Some(task) = planner.registry.get(&step.uses).cloned() else {
+                            continue;
+                        };
                         let params = decision.params.unwrap_or(Value::Null);
                         let ctx = planner.task_context(id, planner.context(&outputs));
                         let job = Job {
@@ -214,7 +230,10 @@ pub async fn run(
             } else {
                 "not started".to_string()
             };
-            sink(&Event::StepBlocked { step: id.clone(), why });
+            sink(&Event::StepBlocked {
+                step: id.clone(),
+                why,
+            });
         }
     }
     summary.ok = summary.failed.is_empty() && summary.blocked.is_empty();
@@ -322,14 +341,23 @@ impl Job {
         let elapsed = started.elapsed();
         let (status, outputs, error) = match result {
             Ok(out) => (RecordStatus::Done, out, None),
-            Err(e) => (RecordStatus::Failed, Value::Null, Some(secrets::redact(&e.to_string()))),
+            Err(e) => (
+                RecordStatus::Failed,
+                Value::Null,
+                Some(secrets::redact(&e.to_string())),
+            ),
         };
         let record = StepRecord {
             step: id.clone(),
             kind: self.step.uses.clone(),
             version: self.task.version(),
             status,
-            fingerprint: state::fingerprint(&self.step.uses, self.task.version(), &self.params, &self.inputs),
+            fingerprint: state::fingerprint(
+                &self.step.uses,
+                self.task.version(),
+                &self.params,
+                &self.inputs,
+            ),
             params_digest: state::digest_json(&self.params),
             params: self.params.clone(),
             inputs: self.inputs.clone(),

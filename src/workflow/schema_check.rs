@@ -46,7 +46,11 @@ impl<'a> SchemaChecker<'a> {
         let schema = match schema {
             Value::Bool(true) => return,
             Value::Bool(false) => {
-                diags.push(self.diag(node, "not-allowed", format!("{context} is not allowed here")));
+                diags.push(self.diag(
+                    node,
+                    "not-allowed",
+                    format!("{}not allowed here", prefix(context)),
+                ));
                 return;
             }
             Value::Object(map) => map,
@@ -71,17 +75,23 @@ impl<'a> SchemaChecker<'a> {
                 _ => Vec::new(),
             };
             if !allowed.is_empty() && !allowed.iter().any(|t| matches_type(t, node)) {
-                let expected = allowed
+                let names: Vec<&str> = allowed
                     .iter()
                     .filter(|t| **t != "null" || allowed.len() == 1)
                     .map(|t| describe_type(t))
-                    .collect::<Vec<_>>()
-                    .join(" or ");
+                    .collect();
+                let expected = match names.split_last() {
+                    Some((last, rest)) if !rest.is_empty() => {
+                        format!("{}, or {last}", rest.join(", "))
+                    }
+                    _ => names.join(""),
+                };
                 diags.push(self.diag(
                     node,
                     "type",
                     format!(
-                        "{context}: expected {expected}, found {}",
+                        "{}expected {expected}, found {}",
+                        prefix(context),
                         describe_node(node)
                     ),
                 ));
@@ -108,7 +118,10 @@ impl<'a> SchemaChecker<'a> {
             self.check_bounds(schema, node, context, diags);
         }
         match &node.kind {
-            Kind::Map(entries) if schema.contains_key("properties") || schema.contains_key("additionalProperties") => {
+            Kind::Map(entries)
+                if schema.contains_key("properties")
+                    || schema.contains_key("additionalProperties") =>
+            {
                 self.check_object(schema, node, entries, context, diags)
             }
             Kind::Seq(items) => {
@@ -142,14 +155,22 @@ impl<'a> SchemaChecker<'a> {
                 diags.push(self.diag(
                     key,
                     "key-type",
-                    format!("{context}: keys must be strings, found {}", describe_node(key)),
+                    format!(
+                        "{}keys must be strings, found {}",
+                        prefix(context),
+                        describe_node(key)
+                    ),
                 ));
                 continue;
             };
             if seen.contains(&name) {
                 diags.push(
-                    self.diag(key, "duplicate-key", format!("{context}: duplicate key `{name}`"))
-                        .with_help("YAML keeps only one of them; remove the other"),
+                    self.diag(
+                        key,
+                        "duplicate-key",
+                        format!("{}duplicate key `{name}`", prefix(context)),
+                    )
+                    .with_help("YAML keeps only one of them; remove the other"),
                 );
                 continue;
             }
@@ -163,7 +184,7 @@ impl<'a> SchemaChecker<'a> {
                         let mut d = self.diag(
                             key,
                             "unknown-key",
-                            format!("{context}: unknown key `{name}`"),
+                            format!("{}unknown key `{name}`", prefix(context)),
                         );
                         let names: Vec<&str> = properties.keys().map(String::as_str).collect();
                         d = match did_you_mean(name, names.iter().copied()) {
@@ -183,14 +204,20 @@ impl<'a> SchemaChecker<'a> {
                     diags.push(self.diag(
                         node,
                         "missing-key",
-                        format!("{context}: missing required key `{name}`"),
+                        format!("{}missing required key `{name}`", prefix(context)),
                     ));
                 }
             }
         }
     }
 
-    fn check_enum(&self, options: &[Value], node: &Node, context: &str, diags: &mut Vec<Diagnostic>) {
+    fn check_enum(
+        &self,
+        options: &[Value],
+        node: &Node,
+        context: &str,
+        diags: &mut Vec<Diagnostic>,
+    ) {
         let value = node.to_json();
         if options.contains(&value) {
             return;
@@ -200,7 +227,8 @@ impl<'a> SchemaChecker<'a> {
             node,
             "unknown-value",
             format!(
-                "{context}: `{}` is not one of {}",
+                "{}`{}` is not one of {}",
+                prefix(context),
                 display_json(&value),
                 names.join(", ")
             ),
@@ -214,7 +242,13 @@ impl<'a> SchemaChecker<'a> {
         diags.push(d);
     }
 
-    fn check_branches(&self, branches: &[Value], node: &Node, context: &str, diags: &mut Vec<Diagnostic>) {
+    fn check_branches(
+        &self,
+        branches: &[Value],
+        node: &Node,
+        context: &str,
+        diags: &mut Vec<Diagnostic>,
+    ) {
         let mut best: Option<Vec<Diagnostic>> = None;
         for branch in branches {
             let mut scratch = Vec::new();
@@ -224,10 +258,14 @@ impl<'a> SchemaChecker<'a> {
             }
             // Prefer the branch whose type matched: its findings are the
             // precise ones (a wrong key inside the right shape).
-            let type_matched = !scratch.iter().any(|d| d.code == "type" && d.line == node.span.start.line && d.col == node.span.start.col);
+            let type_matched = !scratch.iter().any(|d| {
+                d.code == "type" && d.line == node.span.start.line && d.col == node.span.start.col
+            });
             let better = match &best {
                 None => true,
-                Some(b) => type_matched && (scratch.len() < b.len() || b.iter().any(|d| d.code == "type")),
+                Some(b) => {
+                    type_matched && (scratch.len() < b.len() || b.iter().any(|d| d.code == "type"))
+                }
             };
             if better {
                 best = Some(scratch);
@@ -258,12 +296,20 @@ impl<'a> SchemaChecker<'a> {
         };
         if let Some(min) = schema.get("minimum").and_then(Value::as_f64) {
             if value < min {
-                diags.push(self.diag(node, "range", format!("{context}: must be at least {min}")));
+                diags.push(self.diag(
+                    node,
+                    "range",
+                    format!("{}must be at least {min}", prefix(context)),
+                ));
             }
         }
         if let Some(max) = schema.get("maximum").and_then(Value::as_f64) {
             if value > max {
-                diags.push(self.diag(node, "range", format!("{context}: must be at most {max}")));
+                diags.push(self.diag(
+                    node,
+                    "range",
+                    format!("{}must be at most {max}", prefix(context)),
+                ));
             }
         }
     }
@@ -287,9 +333,18 @@ impl<'a> SchemaChecker<'a> {
 
 fn join(context: &str, key: &str) -> String {
     if context.is_empty() {
-        format!("`{key}`")
+        key.to_string()
     } else {
-        format!("{}.{key}`", context.trim_end_matches('`'))
+        format!("{context}.{key}")
+    }
+}
+
+/// `` `path`: `` before a message, or nothing at the document root.
+fn prefix(context: &str) -> String {
+    if context.is_empty() {
+        String::new()
+    } else {
+        format!("`{context}`: ")
     }
 }
 
@@ -391,7 +446,10 @@ mod tests {
     #[test]
     fn templates_stand_for_any_type_only_when_allowed() {
         assert!(check("argv: [a]\ntimeout: '{{ x }}'\nmode: fast\n", true).is_empty());
-        assert_eq!(check("argv: [a]\ntimeout: '{{ x }}'\nmode: fast\n", false).len(), 1);
+        assert_eq!(
+            check("argv: [a]\ntimeout: '{{ x }}'\nmode: fast\n", false).len(),
+            1
+        );
         let missing = check("argv: [a]\n", false);
         assert_eq!(missing[0].code, "missing-key");
     }

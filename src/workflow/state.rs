@@ -158,12 +158,14 @@ impl StateStore {
     pub fn record(&self, step: &str) -> Result<Option<StepRecord>, StateError> {
         let path = self.record_path(step);
         match fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes)
-                .map(Some)
-                .map_err(|e| StateError::Corrupt {
-                    path,
-                    detail: e.to_string(),
-                }),
+            Ok(bytes) => {
+                serde_json::from_slice(&bytes)
+                    .map(Some)
+                    .map_err(|e| StateError::Corrupt {
+                        path,
+                        detail: e.to_string(),
+                    })
+            }
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(io_err(&path)(e)),
         }
@@ -247,11 +249,18 @@ fn hash_file(path: &Path) -> io::Result<String> {
 
 /// sha256 of a JSON value in canonical form (object keys sorted).
 pub fn digest_json(value: &Value) -> String {
-    hex::encode(Sha256::digest(serde_json::to_vec(value).unwrap_or_default()))
+    hex::encode(Sha256::digest(
+        serde_json::to_vec(value).unwrap_or_default(),
+    ))
 }
 
 /// What makes a step's result reusable: if this is unchanged, so is the result.
-pub fn fingerprint(kind: &str, version: u32, params: &Value, inputs: &BTreeMap<String, FileStamp>) -> String {
+pub fn fingerprint(
+    kind: &str,
+    version: u32,
+    params: &Value,
+    inputs: &BTreeMap<String, FileStamp>,
+) -> String {
     let digests: BTreeMap<&String, &String> = inputs.iter().map(|(k, v)| (k, &v.sha256)).collect();
     digest_json(&serde_json::json!({
         "kind": kind,
@@ -305,7 +314,11 @@ mod tests {
         let store = StateStore::new(dir.path(), "m");
         let held = store.lock().unwrap();
         let err = store.lock().unwrap_err().to_string();
-        assert!(err.contains("already being onboarded") && err.contains(&format!("pid {}", std::process::id())), "{err}");
+        assert!(
+            err.contains("already being onboarded")
+                && err.contains(&format!("pid {}", std::process::id())),
+            "{err}"
+        );
         drop(held);
         store.lock().unwrap();
     }
@@ -316,8 +329,14 @@ mod tests {
         let path = dir.path().join("f");
         fs::write(&path, b"abc").unwrap();
         let first = stamp(&path, None);
-        assert_eq!(first.sha256, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
-        let fake = FileStamp { sha256: "cached".into(), ..first.clone() };
+        assert_eq!(
+            first.sha256,
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        let fake = FileStamp {
+            sha256: "cached".into(),
+            ..first.clone()
+        };
         assert_eq!(stamp(&path, Some(&fake)).sha256, "cached");
         assert_eq!(stamp(&dir.path().join("nope"), None).sha256, "missing");
     }

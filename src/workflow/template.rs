@@ -23,7 +23,10 @@ fn env() -> Environment<'static> {
 }
 
 fn from_minijinja(e: minijinja::Error) -> TemplateError {
-    let mut message = e.detail().map(str::to_string).unwrap_or_else(|| e.kind().to_string());
+    let mut message = e
+        .detail()
+        .map(str::to_string)
+        .unwrap_or_else(|| e.kind().to_string());
     if e.kind() == minijinja::ErrorKind::UndefinedError {
         message = format!("undefined value ({message})");
     }
@@ -36,7 +39,8 @@ fn from_minijinja(e: minijinja::Error) -> TemplateError {
 /// The expression inside a string that is exactly `{{ … }}`.
 fn sole_expression(s: &str) -> Option<&str> {
     let inner = s.trim().strip_prefix("{{")?.strip_suffix("}}")?;
-    (!inner.contains("{{") && !inner.contains("}}") && !inner.contains("{%")).then_some(inner.trim())
+    (!inner.contains("{{") && !inner.contains("}}") && !inner.contains("{%"))
+        .then_some(inner.trim())
 }
 
 /// Renders every template string inside `value` against `context`.
@@ -45,7 +49,11 @@ pub fn render_value(value: &Value, context: &Value) -> Result<Value, TemplateErr
     render_with(&env, value, context)
 }
 
-fn render_with(env: &Environment<'static>, value: &Value, context: &Value) -> Result<Value, TemplateError> {
+fn render_with(
+    env: &Environment<'static>,
+    value: &Value,
+    context: &Value,
+) -> Result<Value, TemplateError> {
     Ok(match value {
         Value::String(s) if super::schema_check::is_template(s) => render_string(env, s, context)?,
         Value::Array(items) => Value::Array(
@@ -63,7 +71,11 @@ fn render_with(env: &Environment<'static>, value: &Value, context: &Value) -> Re
     })
 }
 
-fn render_string(env: &Environment<'static>, s: &str, context: &Value) -> Result<Value, TemplateError> {
+fn render_string(
+    env: &Environment<'static>,
+    s: &str,
+    context: &Value,
+) -> Result<Value, TemplateError> {
     if let Some(expr) = sole_expression(s) {
         let compiled = env.compile_expression(expr).map_err(from_minijinja)?;
         let result = compiled.eval(context).map_err(from_minijinja)?;
@@ -78,7 +90,9 @@ fn render_string(env: &Environment<'static>, s: &str, context: &Value) -> Result
             line: None,
         });
     }
-    env.render_str(s, context).map(Value::String).map_err(from_minijinja)
+    env.render_str(s, context)
+        .map(Value::String)
+        .map_err(from_minijinja)
 }
 
 /// Evaluates a `when:` condition.
@@ -86,31 +100,45 @@ pub fn eval_condition(expr: &str, context: &Value) -> Result<bool, TemplateError
     let env = env();
     let expr = sole_expression(expr).unwrap_or(expr);
     let compiled = env.compile_expression(expr).map_err(from_minijinja)?;
-    compiled.eval(context).map(|v| v.is_true()).map_err(from_minijinja)
+    compiled
+        .eval(context)
+        .map(|v| v.is_true())
+        .map_err(from_minijinja)
 }
 
 /// Renders a whole template file (the `render` task).
 pub fn render_file(name: &str, source: &str, context: &Value) -> Result<String, TemplateError> {
     let env = env();
-    env.render_named_str(name, source, context).map_err(from_minijinja)
+    env.render_named_str(name, source, context)
+        .map_err(from_minijinja)
 }
 
 /// The variable paths a template string or `when:` expression reads, such
 /// as `steps.evaluate.outputs.quant`; a syntax error is returned as such.
-pub fn referenced_paths(text: &str, is_expression: bool) -> Result<BTreeSet<String>, TemplateError> {
+pub fn referenced_paths(
+    text: &str,
+    is_expression: bool,
+) -> Result<BTreeSet<String>, TemplateError> {
     let env = env();
     let names = if is_expression || sole_expression(text).is_some() {
         let expr = sole_expression(text).unwrap_or(text);
-        env.compile_expression(expr).map_err(from_minijinja)?.undeclared_variables(true)
+        env.compile_expression(expr)
+            .map_err(from_minijinja)?
+            .undeclared_variables(true)
     } else {
-        env.template_from_str(text).map_err(from_minijinja)?.undeclared_variables(true)
+        env.template_from_str(text)
+            .map_err(from_minijinja)?
+            .undeclared_variables(true)
     };
     Ok(names.into_iter().filter(|n| !is_builtin(n)).collect())
 }
 
 fn is_builtin(name: &str) -> bool {
     let root = name.split('.').next().unwrap_or(name);
-    matches!(root, "range" | "dict" | "namespace" | "debug" | "loop" | "true" | "false" | "none")
+    matches!(
+        root,
+        "range" | "dict" | "namespace" | "debug" | "loop" | "true" | "false" | "none"
+    )
 }
 
 #[cfg(test)]
@@ -122,7 +150,10 @@ mod tests {
     fn sole_expressions_keep_their_type() {
         let ctx = json!({"steps": {"a": {"outputs": {"n": 3, "q": "Q6_K"}}}});
         let v = json!({"n": "{{ steps.a.outputs.n }}", "s": "x-{{ steps.a.outputs.q }}"});
-        assert_eq!(render_value(&v, &ctx).unwrap(), json!({"n": 3, "s": "x-Q6_K"}));
+        assert_eq!(
+            render_value(&v, &ctx).unwrap(),
+            json!({"n": 3, "s": "x-Q6_K"})
+        );
     }
 
     #[test]
@@ -134,7 +165,11 @@ mod tests {
 
     #[test]
     fn finds_nested_references() {
-        let refs = referenced_paths("{{ steps.evaluate.outputs.quant }}-{{ manifest.hub.repo }}", false).unwrap();
+        let refs = referenced_paths(
+            "{{ steps.evaluate.outputs.quant }}-{{ manifest.hub.repo }}",
+            false,
+        )
+        .unwrap();
         assert!(refs.contains("steps.evaluate.outputs.quant"), "{refs:?}");
         assert!(refs.contains("manifest.hub.repo"), "{refs:?}");
         let err = referenced_paths("{{ steps.a. }}", false).unwrap_err();

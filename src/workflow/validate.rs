@@ -2,12 +2,12 @@
 //! at once, each at its own `file:line:col`.
 
 use super::diag::{did_you_mean, Diagnostic};
+use super::duration;
 use super::graph::find_cycles;
 use super::schema_check::{is_template, SchemaChecker};
 use super::spec::{Document, Workflow, WorkflowFile};
 use super::template::referenced_paths;
 use super::yaml::{Kind, Node, Span};
-use super::duration;
 use crate::tasks::Registry;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
@@ -43,7 +43,8 @@ pub fn check_workflow(
     roots: &TemplateRoots,
 ) -> (Option<Workflow>, Vec<Diagnostic>) {
     let mut diags = Vec::new();
-    let schema = serde_json::to_value(schemars::schema_for!(WorkflowFile)).unwrap_or(Value::Bool(true));
+    let schema =
+        serde_json::to_value(schemars::schema_for!(WorkflowFile)).unwrap_or(Value::Bool(true));
     SchemaChecker::new(&schema, &doc.path, &doc.source).check_root(&doc.root, "", &mut diags);
 
     let d = |node_span: Span, code: &'static str, msg: String| {
@@ -70,8 +71,10 @@ pub fn check_workflow(
         }
         if let Some(first) = first_seen.get(id.as_str()) {
             diags.push(
-                d(*span, "duplicate-step", format!("duplicate step id `{id}`"))
-                    .with_help(format!("first defined at line {}; rename one of them", first.start.line)),
+                d(*span, "duplicate-step", format!("duplicate step id `{id}`")).with_help(format!(
+                    "first defined at line {}; rename one of them",
+                    first.start.line
+                )),
             );
         } else {
             first_seen.insert(id, *span);
@@ -81,7 +84,9 @@ pub fn check_workflow(
 
     // Task kinds and their parameters.
     for step in &steps {
-        let Some((uses, span)) = &step.uses else { continue };
+        let Some((uses, span)) = &step.uses else {
+            continue;
+        };
         match registry.get(uses) {
             None => {
                 let kinds: Vec<&str> = registry.kinds().collect();
@@ -89,14 +94,16 @@ pub fn check_workflow(
                     Some(s) => format!("did you mean `{s}`?"),
                     None => format!("known task kinds: {}", kinds.join(", ")),
                 };
-                diags.push(d(*span, "unknown-task", format!("unknown task kind `{uses}`")).with_help(help));
+                diags.push(
+                    d(*span, "unknown-task", format!("unknown task kind `{uses}`")).with_help(help),
+                );
             }
             Some(task) => {
                 if let Some(with) = step.with {
                     let params_schema = task.params_schema();
                     SchemaChecker::new(&params_schema, &doc.path, &doc.source)
                         .allow_templates(true)
-                        .check_root(with, &format!("`with` ({uses})"), &mut diags);
+                        .check_root(with, "with", &mut diags);
                 } else {
                     let params_schema = task.params_schema();
                     let required: Vec<&str> = params_schema
@@ -123,10 +130,20 @@ pub fn check_workflow(
     for step in &steps {
         for (node, what) in [
             (step.node.get("timeout"), "timeout"),
-            (step.node.get("retry").and_then(|r| r.get("backoff")), "retry.backoff"),
-            (step.node.get("retry").and_then(|r| r.get("max_backoff")), "retry.max_backoff"),
+            (
+                step.node.get("retry").and_then(|r| r.get("backoff")),
+                "retry.backoff",
+            ),
+            (
+                step.node.get("retry").and_then(|r| r.get("max_backoff")),
+                "retry.max_backoff",
+            ),
         ] {
-            if let Some(Node { kind: Kind::Str(s), span }) = node {
+            if let Some(Node {
+                kind: Kind::Str(s),
+                span,
+            }) = node
+            {
                 if let Err(e) = duration::parse(s) {
                     diags.push(d(*span, "duration", format!("`{what}`: {e}")));
                 }
@@ -147,15 +164,29 @@ pub fn check_workflow(
                 continue;
             }
             if !listed.insert(need.as_str()) {
-                diags.push(d(*span, "duplicate-need", format!("`{need}` is listed twice in `needs`")));
+                diags.push(d(
+                    *span,
+                    "duplicate-need",
+                    format!("`{need}` is listed twice in `needs`"),
+                ));
                 continue;
             }
             if !ids.contains(need.as_str()) {
                 let help = match did_you_mean(need, ids.iter().copied()) {
                     Some(s) => format!("did you mean `{s}`?"),
-                    None => format!("steps in this workflow: {}", ids.iter().copied().collect::<Vec<_>>().join(", ")),
+                    None => format!(
+                        "steps in this workflow: {}",
+                        ids.iter().copied().collect::<Vec<_>>().join(", ")
+                    ),
                 };
-                diags.push(d(*span, "unknown-step", format!("`needs` names no step: `{need}`")).with_help(help));
+                diags.push(
+                    d(
+                        *span,
+                        "unknown-step",
+                        format!("`needs` names no step: `{need}`"),
+                    )
+                    .with_help(help),
+                );
                 continue;
             }
             entry.push(need.clone());
@@ -172,8 +203,12 @@ pub fn check_workflow(
         // Printed in execution order (a runs before b): reverse the needs chain.
         let path: Vec<&str> = cycle.iter().rev().map(String::as_str).collect();
         diags.push(
-            d(span, "cycle", format!("dependency cycle: {}", path.join(" -> ")))
-                .with_help("remove one of these `needs` entries"),
+            d(
+                span,
+                "cycle",
+                format!("dependency cycle: {}", path.join(" -> ")),
+            )
+            .with_help("remove one of these `needs` entries"),
         );
     }
 
@@ -189,7 +224,11 @@ pub fn check_workflow(
         if let Some(with) = step.with {
             collect_strings(with, &mut strings);
         }
-        let mut checks: Vec<(&Node, bool)> = strings.into_iter().filter(|n| n.as_str().is_some_and(is_template)).map(|n| (n, false)).collect();
+        let mut checks: Vec<(&Node, bool)> = strings
+            .into_iter()
+            .filter(|n| n.as_str().is_some_and(is_template))
+            .map(|n| (n, false))
+            .collect();
         if let Some(when) = step.when {
             if when.as_str().is_some() {
                 checks.push((when, true));
@@ -200,10 +239,16 @@ pub fn check_workflow(
         for (node, is_expr) in checks {
             let text = node.as_str().unwrap_or_default();
             match referenced_paths(text, is_expr) {
-                Err(e) => diags.push(d(node.span, "template", format!("template syntax error: {}", e.message))),
+                Err(e) => diags.push(d(
+                    node.span,
+                    "template",
+                    format!("template syntax error: {}", e.message),
+                )),
                 Ok(paths) => {
                     for path in paths {
-                        if let Some(problem) = check_reference(&path, id, reachable, &ids, &uses_of, registry, roots) {
+                        if let Some(problem) =
+                            check_reference(&path, id, reachable, &ids, &uses_of, registry, roots)
+                        {
                             diags.push(d(node.span, problem.0, problem.1).with_help(problem.2));
                         }
                     }
@@ -212,7 +257,7 @@ pub fn check_workflow(
         }
     }
 
-    diags.sort_by(|a, b| (a.line, a.col).cmp(&(b.line, b.col)));
+    diags.sort_by_key(|d| (d.line, d.col));
     diags.dedup();
     if !diags.is_empty() {
         return (None, diags);
@@ -301,14 +346,16 @@ fn check_reference(
     let parts: Vec<&str> = path.split('.').collect();
     let root = parts[0];
     if root == "steps" {
-        let Some(target) = parts.get(1) else {
-            return None;
-        };
+        let target = parts.get(1)?;
         if !ids.contains(target) {
             let help = did_you_mean(target, ids.iter().copied())
                 .map(|s| format!("did you mean `steps.{s}`?"))
                 .unwrap_or_else(|| "reference a step listed in `needs`".into());
-            return Some(("undefined-step", format!("template reads `{path}`, but there is no step `{target}`"), help));
+            return Some((
+                "undefined-step",
+                format!("template reads `{path}`, but there is no step `{target}`"),
+                help,
+            ));
         }
         if !reachable.contains(*target) {
             return Some((
@@ -332,7 +379,10 @@ fn check_reference(
                     };
                     Some((
                         "undefined-output",
-                        format!("template reads `{path}`, but task `{}` has no output `{output}`", task.kind()),
+                        format!(
+                            "template reads `{path}`, but task `{}` has no output `{output}`",
+                            task.kind()
+                        ),
                         help,
                     ))
                 }
@@ -346,14 +396,24 @@ fn check_reference(
     } else if let Some(schema) = roots.roots.get(root) {
         let schema = schema.as_ref()?;
         check_schema_path(schema, schema, &parts[1..]).map(|(known, missing)| {
-            let shown = std::iter::once(root).chain(parts[1..].iter().copied().take(known)).collect::<Vec<_>>().join(".");
-            let props = properties(schema, resolve_path(schema, schema, &parts[1..known + 1]).unwrap_or(schema));
+            let shown = std::iter::once(root)
+                .chain(parts[1..].iter().copied().take(known))
+                .collect::<Vec<_>>()
+                .join(".");
+            let props = properties(
+                schema,
+                resolve_path(schema, schema, &parts[1..known + 1]).unwrap_or(schema),
+            );
             let help = match did_you_mean(missing, props.iter().map(String::as_str)) {
                 Some(s) => format!("did you mean `{shown}.{s}`?"),
                 None if props.is_empty() => format!("`{shown}` has no fields"),
                 None => format!("`{shown}` has: {}", props.join(", ")),
             };
-            ("undefined-variable", format!("template reads `{path}`, but `{shown}` has no `{missing}`"), help)
+            (
+                "undefined-variable",
+                format!("template reads `{path}`, but `{shown}` has no `{missing}`"),
+                help,
+            )
         })
     } else {
         let mut known: Vec<&str> = roots.roots.keys().map(String::as_str).collect();
@@ -362,12 +422,20 @@ fn check_reference(
             Some(s) => format!("did you mean `{s}`?"),
             None => format!("templates can read: {}", known.join(", ")),
         };
-        Some(("undefined-variable", format!("template reads undefined variable `{root}`"), help))
+        Some((
+            "undefined-variable",
+            format!("template reads undefined variable `{root}`"),
+            help,
+        ))
     }
 }
 
 fn deref<'a>(root: &'a Value, schema: &'a Value) -> &'a Value {
-    match schema.get("$ref").and_then(Value::as_str).and_then(|r| r.strip_prefix('#')) {
+    match schema
+        .get("$ref")
+        .and_then(Value::as_str)
+        .and_then(|r| r.strip_prefix('#'))
+    {
         Some(pointer) => root.pointer(pointer).unwrap_or(schema),
         None => {
             // `Option<Struct>` is an anyOf of the struct and null.
@@ -399,7 +467,11 @@ fn resolve_path<'a>(root: &'a Value, schema: &'a Value, parts: &[&str]) -> Optio
 
 /// Walks `parts` through object properties. Returns how many parts were
 /// known and the first unknown one; stops quietly at free-form values.
-fn check_schema_path<'a>(root: &Value, schema: &Value, parts: &[&'a str]) -> Option<(usize, &'a str)> {
+fn check_schema_path<'a>(
+    root: &Value,
+    schema: &Value,
+    parts: &[&'a str],
+) -> Option<(usize, &'a str)> {
     let mut current = deref(root, schema);
     for (i, part) in parts.iter().enumerate() {
         let props = current.get("properties").and_then(Value::as_object);

@@ -17,7 +17,9 @@ pub fn resolve_inside(root: &Path, relative: &str) -> Result<PathBuf, String> {
         return Err("the path is empty".into());
     }
     if rel.is_absolute() {
-        return Err(format!("`{relative}` is absolute; give a path relative to the workspace"));
+        return Err(format!(
+            "`{relative}` is absolute; give a path relative to the workspace"
+        ));
     }
     for component in rel.components() {
         match component {
@@ -104,7 +106,10 @@ impl Workspace {
 
     /// A workflow by name (`workflows/<name>.yaml`) or by path.
     pub fn workflow_path(&self, name_or_path: &str) -> PathBuf {
-        if name_or_path.ends_with(".yaml") || name_or_path.ends_with(".yml") || name_or_path.contains('/') {
+        if name_or_path.ends_with(".yaml")
+            || name_or_path.ends_with(".yml")
+            || name_or_path.contains('/')
+        {
             self.root.join(name_or_path)
         } else {
             self.workflows_dir().join(format!("{name_or_path}.yaml"))
@@ -134,11 +139,17 @@ impl Workspace {
     pub fn template_context(&self, model: &str, manifest: &Manifest) -> Map<String, Value> {
         let mut workspace = serde_json::to_value(&self.config).unwrap_or(Value::Null);
         if let Value::Object(map) = &mut workspace {
-            map.insert("root".into(), Value::String(self.root.to_string_lossy().into_owned()));
+            map.insert(
+                "root".into(),
+                Value::String(self.root.to_string_lossy().into_owned()),
+            );
         }
         let mut ctx = Map::new();
         ctx.insert("model".into(), Value::String(model.to_string()));
-        ctx.insert("manifest".into(), serde_json::to_value(manifest).unwrap_or(Value::Null));
+        ctx.insert(
+            "manifest".into(),
+            serde_json::to_value(manifest).unwrap_or(Value::Null),
+        );
         ctx.insert("workspace".into(), workspace);
         ctx
     }
@@ -171,7 +182,9 @@ pub fn valid_model_id(id: &str) -> Result<(), String> {
     let ok = !id.is_empty()
         && id.len() <= 128
         && id.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
-        && id.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'));
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'));
     if ok {
         Ok(())
     } else {
@@ -188,7 +201,9 @@ pub fn yaml_files(dir: &Path) -> Vec<PathBuf> {
         .flatten()
         .flatten()
         .map(|e| e.path())
-        .filter(|p| p.is_file() && matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")))
+        .filter(|p| {
+            p.is_file() && matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml"))
+        })
         .collect();
     files.sort();
     files
@@ -200,7 +215,11 @@ pub fn check_manifest(doc: &Document) -> (Option<Manifest>, Vec<Diagnostic>) {
     let mut diags = Vec::new();
     let manifest: Option<Manifest> = doc.typed(&mut diags);
     if let Some(m) = &manifest {
-        let stem = doc.path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+        let stem = doc
+            .path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
         let id_node = doc.root.get("id");
         let span = id_node.map_or(doc.root.span, |n| n.span);
         if let Err(e) = valid_model_id(&m.id) {
@@ -212,16 +231,32 @@ pub fn check_manifest(doc: &Document) -> (Option<Manifest>, Vec<Diagnostic>) {
                     &doc.source,
                     span,
                     "model-id",
-                    format!("manifest id `{}` does not match its file name `{stem}.yaml`", m.id),
+                    format!(
+                        "manifest id `{}` does not match its file name `{stem}.yaml`",
+                        m.id
+                    ),
                 )
-                .with_help(format!("rename the file to `{}.yaml` or set `id: {stem}`", m.id)),
+                .with_help(format!(
+                    "rename the file to `{}.yaml` or set `id: {stem}`",
+                    m.id
+                )),
             );
         }
         if !m.hub.repo.contains('/') || m.hub.repo.split('/').count() != 2 {
-            let span = doc.root.get("hub").and_then(|h| h.get("repo")).map_or(doc.root.span, |n| n.span);
+            let span = doc
+                .root
+                .get("hub")
+                .and_then(|h| h.get("repo"))
+                .map_or(doc.root.span, |n| n.span);
             diags.push(
-                Diagnostic::at(&doc.path, &doc.source, span, "hub-repo", format!("`{}` is not a Hub repo id", m.hub.repo))
-                    .with_help("write it as `owner/name`, e.g. `unsloth/Qwen3.5-35B-A3B-GGUF`"),
+                Diagnostic::at(
+                    &doc.path,
+                    &doc.source,
+                    span,
+                    "hub-repo",
+                    format!("`{}` is not a Hub repo id", m.hub.repo),
+                )
+                .with_help("write it as `owner/name`, e.g. `unsloth/Qwen3.5-35B-A3B-GGUF`"),
             );
         }
     }
@@ -245,7 +280,13 @@ pub fn check_config(doc: &Document) -> (Option<WorkspaceConfig>, Vec<Diagnostic>
                     .get("paths")
                     .and_then(|p| p.get(key))
                     .map_or(doc.root.span, |n| n.span);
-                diags.push(Diagnostic::at(&doc.path, &doc.source, span, "path", format!("`paths.{key}`: {e}")));
+                diags.push(Diagnostic::at(
+                    &doc.path,
+                    &doc.source,
+                    span,
+                    "path",
+                    format!("`paths.{key}`: {e}"),
+                ));
             }
         }
     }

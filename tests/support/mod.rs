@@ -117,13 +117,22 @@ impl Run {
     pub fn why(&self, step: &str) -> String {
         self.events()
             .iter()
-            .find(|e| e["step"] == step && (e["event"] == "step_skipped" || e["event"] == "step_blocked" || (e["event"] == "step_started" && e["attempt"] == 1)))
+            .find(|e| {
+                e["step"] == step
+                    && (e["event"] == "step_skipped"
+                        || e["event"] == "step_blocked"
+                        || (e["event"] == "step_started" && e["attempt"] == 1))
+            })
             .and_then(|e| e["why"].as_str().map(str::to_string))
             .unwrap_or_default()
     }
 
     pub fn assert_ok(&self) -> &Self {
-        assert_eq!(self.code, 0, "stdout:\n{}\nstderr:\n{}", self.stdout, self.stderr);
+        assert_eq!(
+            self.code, 0,
+            "stdout:\n{}\nstderr:\n{}",
+            self.stdout, self.stderr
+        );
         self
     }
 }

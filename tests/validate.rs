@@ -1,0 +1,227 @@
+//! `onboard validate` on invalid files: every finding, at its line and
+//! column, with a message that says what is wrong. Plus exit codes, JSON
+//! output, and arbitrary bytes that must never make it panic.
+
+use std::path::Path;
+use std::process::Command;
+
+fn onboard(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_onboard"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Line, column, code, and a part of the message.
+type Finding = (usize, usize, &'static str, &'static str);
+
+/// (file, [finding]) — the complete list of
+/// findings each file must produce, no more and no fewer.
+#[rustfmt::skip]
+const EXPECTED: &[(&str, &[Finding])] = &[
+    ("syntax-unclosed-flow.yaml", &[(5, 27, "syntax", "while parsing a flow sequence, expected ',' or ']'")]),
+    ("syntax-bad-indent.yaml", &[(4, 10, "syntax", "mapping values are not allowed")]),
+    ("multiple-documents.yaml", &[(3, 1, "syntax", "expected a single YAML document")]),
+    ("unknown-top-key.yaml", &[(2, 1, "unknown-key", "unknown key `stepz`")]),
+    ("unknown-step-key.yaml", &[(4, 5, "unknown-key", "`steps[0]`: unknown key `usess`")]),
+    ("missing-uses.yaml", &[(3, 5, "missing-key", "`steps[0]`: missing required key `uses`")]),
+    ("missing-id.yaml", &[(3, 5, "missing-key", "`steps[0]`: missing required key `id`")]),
+    ("missing-name.yaml", &[(1, 1, "missing-key", "missing required key `name`")]),
+    ("steps-not-list.yaml", &[(3, 3, "type", "`steps`: expected a list, found a mapping")]),
+    ("duplicate-key.yaml", &[(5, 5, "duplicate-key", "`steps[0]`: duplicate key `uses`")]),
+    ("unknown-task.yaml", &[(4, 11, "unknown-task", "unknown task kind `comand`")]),
+    ("param-type.yaml", &[(6, 13, "type", "`with.argv`: expected a list, found the string `echo hi`")]),
+    ("param-unknown-key.yaml", &[(7, 7, "unknown-key", "`with`: unknown key `arg`")]),
+    ("param-nested-type.yaml", &[(8, 15, "type", "`with.env.LANG`: expected a string, a number, or true or false, found a list")]),
+    ("render-missing-to.yaml", &[(6, 7, "missing-key", "`with`: missing required key `to`")]),
+    ("needs-unknown.yaml", &[(8, 13, "unknown-step", "`needs` names no step: `fetc`")]),
+    ("duplicate-id.yaml", &[(6, 9, "duplicate-step", "duplicate step id `a`")]),
+    ("duplicate-need.yaml", &[(8, 16, "duplicate-need", "`a` is listed twice in `needs`")]),
+    ("self-need.yaml", &[(5, 13, "cycle", "step `a` needs itself")]),
+    ("cycle-two.yaml", &[(9, 13, "cycle", "dependency cycle: a -> b -> a")]),
+    ("cycle-three.yaml", &[(9, 13, "cycle", "dependency cycle: a -> b -> c -> a")]),
+    ("step-id-hyphen.yaml", &[(3, 9, "step-id", "step id `context-test` is not usable in templates")]),
+    ("bad-duration.yaml", &[(5, 14, "duration", "`timeout`: `10 minutes` has no unit")]),
+    ("retry-zero.yaml", &[(5, 23, "range", "`steps[0].retry.attempts`: must be at least 1")]),
+    ("template-undefined-step.yaml", &[(9, 25, "undefined-step", "template reads `steps.evaluate.outputs.quant`, but there is no step `evaluate`")]),
+    ("template-not-needed.yaml", &[(8, 25, "not-needed", "step `b` does not need `a`")]),
+    ("template-unknown-output.yaml", &[(9, 25, "undefined-output", "task `command` has no output `stdot`")]),
+    ("template-undefined-variable.yaml", &[(5, 25, "undefined-variable", "template reads undefined variable `modle`")]),
+    ("template-manifest-field.yaml", &[(6, 20, "undefined-variable", "`manifest.hub` has no `rpo`")]),
+    ("template-syntax.yaml", &[(6, 20, "template", "template syntax error: unexpected `}`")]),
+    ("when-undefined.yaml", &[(5, 11, "undefined-variable", "`manifest` has no `thinkng`")]),
+    ("many-findings.yaml", &[
+        (5, 26, "unknown-key", "`with`: unknown key `shel`"),
+        (7, 11, "unknown-task", "unknown task kind `rendr`"),
+        (8, 13, "unknown-step", "`needs` names no step: `z`"),
+        (11, 14, "type", "`steps[2].timeout`: expected a string, found the integer `5`"),
+    ]),
+    ("manifest-unknown-key.yaml", &[
+        (4, 7, "unknown-value", "`type`: `hybrid` is not one of dense, moe"),
+        (9, 3, "unknown-key", "`hub`: unknown key `revison`"),
+    ]),
+    ("manifest-id-mismatch.yaml", &[(1, 5, "model-id", "manifest id `qwen3.5-9b` does not match its file name")]),
+    ("manifest-bad-repo.yaml", &[(7, 9, "hub-repo", "`just-a-name` is not a Hub repo id")]),
+    ("config-types.yaml", &[
+        (4, 17, "type", "`hardware.gpus[0].vram_gib`: expected a number, found the string `24GB`"),
+        (5, 3, "unknown-key", "`hardware`: unknown key `ram`"),
+        (7, 9, "range", "`defaults.jobs`: must be at least 1"),
+    ]),
+];
+
+#[test]
+fn every_invalid_file_gets_exactly_its_findings_at_their_positions() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/invalid");
+    let on_disk = std::fs::read_dir(&dir).unwrap().count();
+    assert_eq!(
+        on_disk,
+        EXPECTED.len(),
+        "every fixture in tests/invalid has expectations"
+    );
+    assert!(EXPECTED.len() >= 25);
+    for (file, expected) in EXPECTED {
+        let path = dir.join(file);
+        let (code, stdout, _) = onboard(&["validate", "--format", "json", path.to_str().unwrap()]);
+        assert_eq!(code, 1, "{file}: findings exit 1");
+        let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+        let found: Vec<(usize, usize, String, String)> = report["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| {
+                (
+                    f["line"].as_u64().unwrap() as usize,
+                    f["col"].as_u64().unwrap() as usize,
+                    f["code"].as_str().unwrap().to_string(),
+                    f["message"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect();
+        assert_eq!(found.len(), expected.len(), "{file}: {found:#?}");
+        for ((line, col, code, message), (el, ec, ecode, epart)) in
+            found.iter().zip(expected.iter())
+        {
+            assert_eq!(
+                (*line, *col, code.as_str()),
+                (*el, *ec, *ecode),
+                "{file}: {message}"
+            );
+            assert!(
+                message.contains(epart),
+                "{file}: `{message}` should contain `{epart}`"
+            );
+        }
+    }
+}
+
+#[test]
+fn human_output_shows_file_line_col_the_text_and_a_fix() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/invalid/unknown-task.yaml");
+    let (code, _, stderr) = onboard(&["validate", path.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains("unknown-task.yaml:4:11: error[unknown-task]: unknown task kind `comand`"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("4 |     uses: comand\n  |           ^^^^^^"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("= help: did you mean `command`?"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn exit_codes_distinguish_clean_findings_and_usage_errors() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let (code, stdout, _) = onboard(&["-C", root, "validate"]);
+    assert_eq!(
+        code, 0,
+        "the repo's own workflows and manifests are valid: {stdout}"
+    );
+    assert!(stdout.starts_with("ok: "));
+    let (code, _, stderr) = onboard(&["validate", "/no/such/file.yaml"]);
+    assert_eq!(code, 2, "{stderr}");
+    let (code, _, _) = onboard(&["validate", "--format", "xml"]);
+    assert_eq!(code, 2);
+}
+
+#[test]
+fn the_schema_command_prints_json_schemas_with_task_parameters() {
+    let (code, stdout, _) = onboard(&["schema", "workflow"]);
+    assert_eq!(code, 0);
+    let schema: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let step = &schema["$defs"]["StepFile"];
+    assert_eq!(
+        step["properties"]["uses"]["enum"],
+        serde_json::json!(["command", "render"])
+    );
+    let rules = step["allOf"].as_array().unwrap();
+    assert!(rules
+        .iter()
+        .any(|r| r["then"]["properties"]["with"]["properties"]["argv"].is_object()));
+    for which in ["manifest", "workspace"] {
+        let (code, stdout, _) = onboard(&["schema", which]);
+        assert_eq!(code, 0);
+        let schema: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+        assert_eq!(schema["additionalProperties"], false, "{which}");
+    }
+}
+
+mod no_panics {
+    use onboard::tasks::Registry;
+    use onboard::workflow::spec::Document;
+    use onboard::workflow::validate::check_workflow;
+    use onboard::workspace;
+    use proptest::prelude::*;
+    use std::path::Path;
+
+    fn check_everything(text: String) {
+        let Ok(doc) = Document::parse(Path::new("fuzz.yaml"), text) else {
+            return;
+        };
+        let registry = Registry::builtin();
+        let _ = check_workflow(&doc, &registry, &workspace::template_roots());
+        let _ = workspace::check_manifest(&doc);
+        let _ = workspace::check_config(&doc);
+    }
+
+    const VALID: &str = "name: w\nsteps:\n  - id: a\n    uses: command\n    retry: {attempts: 2, backoff: 1s}\n    with: {argv: [echo, '{{ model }}'], env: {A: b}}\n  - id: b\n    uses: render\n    needs: [a]\n    when: manifest.thinking\n    with: {to: x, content: '{{ steps.a.outputs.stdout }}'}\n";
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(400))]
+
+        #[test]
+        fn arbitrary_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+            check_everything(String::from_utf8_lossy(&bytes).into_owned());
+        }
+
+        #[test]
+        fn yaml_shaped_noise(parts in proptest::collection::vec(
+            prop_oneof![
+                Just("steps:"), Just("- "), Just("id: "), Just("uses: "), Just("needs: ["), Just("]"), Just("{"), Just("}"),
+                Just("with:"), Just("{{ "), Just(" }}"), Just("steps.a.outputs."), Just("&x "), Just("*x"), Just("\n  "), Just("\n"),
+                Just(": "), Just("'"), Just("\""), Just("command"), Just("a"), Just("-1"), Just("~"), Just("{%"), Just("?"), Just("!!str "),
+            ], 0..60)) {
+            check_everything(parts.concat());
+        }
+
+        #[test]
+        fn mutated_valid_workflows(cut in 0usize..400, insert in "[ -~\n]{0,8}") {
+            let mut text = VALID.to_string();
+            let at = cut.min(text.len());
+            text.insert_str(at, &insert);
+            check_everything(text);
+            let mut truncated = VALID.to_string();
+            truncated.truncate(at);
+            check_everything(truncated);
+        }
+    }
+}

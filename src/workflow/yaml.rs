@@ -44,6 +44,10 @@ pub struct SyntaxError {
     pub message: String,
 }
 
+/// Deeper nesting is refused: the checks walk the tree recursively, and no
+/// real workflow nests more than a handful of levels.
+const MAX_DEPTH: usize = 128;
+
 /// Alias expansion is capped so a "billion laughs" file cannot exhaust memory.
 const MAX_NODES: usize = 200_000;
 
@@ -221,6 +225,12 @@ impl Builder {
         }
     }
 
+    fn depth_check(&mut self, at: Pos) {
+        if self.stack.len() >= MAX_DEPTH {
+            self.fail(at, format!("nested more than {MAX_DEPTH} levels deep"));
+        }
+    }
+
     fn push_value(&mut self, node: Node, anchor: usize) {
         if anchor > 0 {
             self.anchors.insert(anchor, node.clone());
@@ -262,10 +272,12 @@ impl Builder {
             }
             Event::SequenceStart(anchor, _) => {
                 self.count(1, sp.start);
+                self.depth_check(sp.start);
                 self.stack.push(Frame::Seq(Vec::new(), sp, anchor));
             }
             Event::MappingStart(anchor, _) => {
                 self.count(1, sp.start);
+                self.depth_check(sp.start);
                 self.stack.push(Frame::Map(Vec::new(), None, sp, anchor));
             }
             Event::SequenceEnd => {
@@ -388,6 +400,18 @@ mod tests {
         assert!(err.pos.line >= 1, "{err:?}");
         let err = parse("a: 1\n---\nb: 2\n").unwrap_err();
         assert_eq!(err.pos.line, 2);
+    }
+
+    #[test]
+    fn deep_nesting_is_an_error_not_a_stack_overflow() {
+        for depth in [200, 100_000] {
+            let deep = format!("{}{}", "[".repeat(depth), "]".repeat(depth));
+            assert!(parse(&deep).is_err(), "depth {depth}");
+        }
+        let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
+        assert!(parse(&deep).unwrap_err().message.contains("levels deep"));
+        let ok = format!("{}{}", "[".repeat(50), "]".repeat(50));
+        assert!(parse(&ok).is_ok());
     }
 
     #[test]

@@ -1,0 +1,524 @@
+//! `models.conf`: one INI section per llama-server profile (`[qwen35-35b]`)
+//! of `KEY=VALUE` lines. onboard edits it next to a person, so the parser
+//! keeps every line's exact bytes and the writer touches only the lines it
+//! changes: comments, order, spacing and line endings survive.
+
+use crate::atomic;
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, PartialEq)]
+enum Line {
+    Blank,
+    Comment,
+    Section(String),
+    Entry { key: String, value: String },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+struct RawLine {
+    /// The line exactly as read, including its line ending (if any).
+    raw: String,
+    kind: Line,
+}
+
+/// A parsed models.conf that renders back to the same bytes.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ModelsConf {
+    lines: Vec<RawLine>,
+}
+
+/// One profile as read.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Profile {
+    pub id: String,
+    /// 1-based line of the `[id]` header.
+    pub line: usize,
+    pub entries: Vec<(String, String)>,
+}
+
+impl Profile {
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.entries
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+#[error("{}:{line}: {message}", path.display())]
+pub struct ParseError {
+    pub path: PathBuf,
+    pub line: usize,
+    pub message: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfError {
+    #[error(transparent)]
+    Parse(#[from] ParseError),
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{}: {message}", path.display())]
+    Invalid { path: PathBuf, message: String },
+}
+
+/// Profile ids as llama-swap and llama.cpp presets accept them.
+pub fn valid_profile_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 128
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+fn valid_key(key: &str) -> bool {
+    key.chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+impl ModelsConf {
+    pub fn parse(text: &str, path: &Path) -> Result<ModelsConf, ParseError> {
+        let err = |line: usize, message: String| ParseError {
+            path: path.to_path_buf(),
+            line,
+            message,
+        };
+        let mut lines = Vec::new();
+        let mut sections: Vec<(String, usize)> = Vec::new();
+        let mut keys_in_section: Vec<(String, usize)> = Vec::new();
+        for (i, raw) in text.split_inclusive('\n').enumerate() {
+            let n = i + 1;
+            let body = raw.trim_end_matches(['\n', '\r']);
+            let trimmed = body.trim();
+            let kind = if trimmed.is_empty() {
+                Line::Blank
+            } else if trimmed.starts_with('#') || trimmed.starts_with(';') {
+                Line::Comment
+            } else if let Some(rest) = trimmed.strip_prefix('[') {
+                let Some(id) = rest.strip_suffix(']') else {
+                    return Err(err(
+                        n,
+                        format!("`{trimmed}`: a section header must end with `]`"),
+                    ));
+                };
+                let id = id.trim();
+                if !valid_profile_id(id) {
+                    return Err(err(
+                        n,
+                        format!(
+                            "`[{id}]` is not a valid profile id (letters, digits, `-`, `_`, `.`)"
+                        ),
+                    ));
+                }
+                if let Some((_, first)) = sections.iter().find(|(s, _)| s == id) {
+                    return Err(err(
+                        n,
+                        format!("profile `[{id}]` appears twice (first at line {first}); merge or rename one"),
+                    ));
+                }
+                sections.push((id.to_string(), n));
+                keys_in_section.clear();
+                Line::Section(id.to_string())
+            } else if let Some((key, value)) = body.split_once('=') {
+                let key = key.trim();
+                if !valid_key(key) {
+                    return Err(err(
+                        n,
+                        format!("`{key}` is not a valid key: use letters, digits and `_` (e.g. `CTX_SIZE`)"),
+                    ));
+                }
+                if let Some((_, first)) = keys_in_section.iter().find(|(k, _)| k == key) {
+                    return Err(err(
+                        n,
+                        format!("`{key}` is set twice in this profile (first at line {first}); keep one"),
+                    ));
+                }
+                keys_in_section.push((key.to_string(), n));
+                Line::Entry {
+                    key: key.to_string(),
+                    value: value.trim().to_string(),
+                }
+            } else {
+                return Err(err(
+                    n,
+                    format!("`{trimmed}`: expected `[profile-id]`, `KEY=VALUE`, a `#` comment or a blank line"),
+                ));
+            };
+            lines.push(RawLine {
+                raw: raw.to_string(),
+                kind,
+            });
+        }
+        Ok(ModelsConf { lines })
+    }
+
+    /// The exact bytes: unchanged lines are rendered as read.
+    pub fn render(&self) -> String {
+        self.lines.iter().map(|l| l.raw.as_str()).collect()
+    }
+
+    pub fn profiles(&self) -> Vec<Profile> {
+        let mut out: Vec<Profile> = Vec::new();
+        for (i, line) in self.lines.iter().enumerate() {
+            match &line.kind {
+                Line::Section(id) => out.push(Profile {
+                    id: id.clone(),
+                    line: i + 1,
+                    entries: Vec::new(),
+                }),
+                Line::Entry { key, value } => {
+                    if let Some(p) = out.last_mut() {
+                        p.entries.push((key.clone(), value.clone()));
+                    }
+                }
+                _ => {}
+            }
+        }
+        out
+    }
+
+    pub fn profile(&self, id: &str) -> Option<Profile> {
+        self.profiles().into_iter().find(|p| p.id == id)
+    }
+
+    /// The line ending this file uses (kept for inserted lines).
+    fn newline(&self) -> &'static str {
+        if self.lines.iter().any(|l| l.raw.ends_with("\r\n")) {
+            "\r\n"
+        } else {
+            "\n"
+        }
+    }
+
+    /// Index range of a section's lines: header .. next header.
+    fn section_range(&self, id: &str) -> Option<(usize, usize)> {
+        let start = self
+            .lines
+            .iter()
+            .position(|l| matches!(&l.kind, Line::Section(s) if s == id))?;
+        let end = self.lines[start + 1..]
+            .iter()
+            .position(|l| matches!(l.kind, Line::Section(_)))
+            .map_or(self.lines.len(), |p| start + 1 + p);
+        Ok::<_, ()>((start, end)).ok()
+    }
+
+    /// Sets `key` in profile `id`, creating the profile at the end of the
+    /// file if needed. An equal value leaves the line untouched.
+    pub fn set(&mut self, id: &str, key: &str, value: &str) {
+        let nl = self.newline();
+        let (start, end) = match self.section_range(id) {
+            Some(r) => r,
+            None => {
+                self.append_section(id, &[]);
+                match self.section_range(id) {
+                    Some(r) => r,
+                    None => return,
+                }
+            }
+        };
+        for line in &mut self.lines[start + 1..end] {
+            if let Line::Entry { key: k, value: v } = &mut line.kind {
+                if k == key {
+                    if v != value {
+                        // Keep the key as written (spacing before `=`) and the ending.
+                        let prefix = line.raw.split_once('=').map_or("", |(p, _)| p).to_string();
+                        let ending = if line.raw.ends_with("\r\n") {
+                            "\r\n"
+                        } else if line.raw.ends_with('\n') {
+                            "\n"
+                        } else {
+                            ""
+                        };
+                        line.raw = format!("{prefix}={value}{ending}");
+                        *v = value.to_string();
+                    }
+                    return;
+                }
+            }
+        }
+        // A new key goes after the section's last entry (before trailing
+        // blank lines and comments that belong to the next section).
+        let after_header_comments = start
+            + 1
+            + self.lines[start + 1..end]
+                .iter()
+                .take_while(|l| l.kind == Line::Comment)
+                .count();
+        let insert_at = self.lines[start + 1..end]
+            .iter()
+            .rposition(|l| matches!(l.kind, Line::Entry { .. }))
+            .map_or(after_header_comments, |p| start + 2 + p);
+        if insert_at > 0 && !self.lines[insert_at - 1].raw.ends_with('\n') {
+            self.lines[insert_at - 1].raw.push_str(nl);
+        }
+        self.lines.insert(
+            insert_at,
+            RawLine {
+                raw: format!("{key}={value}{nl}"),
+                kind: Line::Entry {
+                    key: key.to_string(),
+                    value: value.to_string(),
+                },
+            },
+        );
+    }
+
+    /// Removes `key` from profile `id` (if present).
+    pub fn remove(&mut self, id: &str, key: &str) {
+        if let Some((start, end)) = self.section_range(id) {
+            if let Some(pos) = self.lines[start + 1..end]
+                .iter()
+                .position(|l| matches!(&l.kind, Line::Entry { key: k, .. } if k == key))
+            {
+                self.lines.remove(start + 1 + pos);
+            }
+        }
+    }
+
+    /// Appends `[id]` with comment lines above its entries.
+    fn append_section(&mut self, id: &str, comments: &[&str]) {
+        let nl = self.newline();
+        if let Some(last) = self.lines.last_mut() {
+            if !last.raw.ends_with('\n') {
+                last.raw.push_str(nl);
+            }
+        }
+        let ends_blank = self.lines.last().is_none_or(|l| l.kind == Line::Blank);
+        if !ends_blank {
+            self.lines.push(RawLine {
+                raw: nl.to_string(),
+                kind: Line::Blank,
+            });
+        }
+        self.lines.push(RawLine {
+            raw: format!("[{id}]{nl}"),
+            kind: Line::Section(id.to_string()),
+        });
+        for c in comments {
+            self.lines.push(RawLine {
+                raw: format!("# {c}{nl}"),
+                kind: Line::Comment,
+            });
+        }
+    }
+
+    /// Makes profile `id` hold `entries` for the keys in `managed`: sets
+    /// each given key, removes managed keys not given, leaves other keys a
+    /// person added alone. A new profile gets `comment` above its entries.
+    pub fn upsert(
+        &mut self,
+        id: &str,
+        managed: &[&str],
+        entries: &[(String, String)],
+        comment: Option<&str>,
+    ) {
+        if self.section_range(id).is_none() {
+            self.append_section(id, comment.as_slice());
+        }
+        for key in managed {
+            if !entries.iter().any(|(k, _)| k == key) {
+                self.remove(id, key);
+            }
+        }
+        for (key, value) in entries {
+            self.set(id, key, value);
+        }
+    }
+}
+
+/// Reads, edits and atomically rewrites a models.conf under an exclusive
+/// lock, so two onboarding runs editing different profiles never lose each
+/// other's edits. A missing file starts empty. Returns whether it changed.
+pub fn update<F>(path: &Path, edit: F) -> Result<bool, ConfError>
+where
+    F: FnOnce(&mut ModelsConf) -> Result<(), String>,
+{
+    let io_err = |source| ConfError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let _lock = lock(path).map_err(io_err)?;
+    let text = match std::fs::read(path) {
+        Ok(bytes) => String::from_utf8(bytes).map_err(|_| ConfError::Invalid {
+            path: path.to_path_buf(),
+            message: "not valid UTF-8; save it as UTF-8".into(),
+        })?,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(io_err(e)),
+    };
+    let mut conf = ModelsConf::parse(&text, path)?;
+    edit(&mut conf).map_err(|message| ConfError::Invalid {
+        path: path.to_path_buf(),
+        message,
+    })?;
+    atomic::write_if_changed(path, conf.render().as_bytes()).map_err(io_err)
+}
+
+/// Reads a models.conf (a missing file is empty).
+pub fn read(path: &Path) -> Result<ModelsConf, ConfError> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => Ok(ModelsConf::parse(&text, path)?),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(ModelsConf::default()),
+        Err(e) => Err(ConfError::Io {
+            path: path.to_path_buf(),
+            source: e,
+        }),
+    }
+}
+
+/// The lock lives in a sidecar file: the config itself is replaced by
+/// rename on every write, so a lock on it would guard a stale inode.
+fn lock(path: &Path) -> io::Result<File> {
+    let name = path
+        .file_name()
+        .map_or("models.conf".into(), |n| n.to_string_lossy().into_owned());
+    let lock_path = path.with_file_name(format!(".{name}.lock"));
+    if let Some(dir) = lock_path.parent() {
+        if !dir.as_os_str().is_empty() {
+            std::fs::create_dir_all(dir)?;
+        }
+    }
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)?;
+    file.lock()?;
+    Ok(file)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EXISTING: &str = "\
+# models.conf — llama-server profiles, started by ./start.sh <profile>
+#   MODEL is relative to models/
+
+[glm-flash-q8]
+MODEL=GLM/MoE/Flash/Q8/GLM-4.7-Flash-Q8_0.gguf
+CTX_SIZE = 131072
+FLAGS=--jinja -np 1   --fit on
+SPEED=112 t/s (2 GPUs)
+
+; GPT-OSS is natively MXFP4
+[gpt-oss-120b]
+MODEL=GPT-OSS/MoE/120B/gpt-oss-120b-mxfp4-00001-of-00003.gguf
+CTX_SIZE=131072
+FLAGS=--jinja -np 1 --reasoning-format none
+
+
+[bench-glm-flash-q8]
+MODEL=GLM/MoE/Flash/Q8/GLM-4.7-Flash-Q8_0.gguf
+CTX_SIZE=10240";
+
+    fn conf(text: &str) -> ModelsConf {
+        ModelsConf::parse(text, Path::new("models.conf")).unwrap()
+    }
+
+    #[test]
+    fn round_trips_byte_for_byte() {
+        assert_eq!(conf(EXISTING).render(), EXISTING);
+        let crlf = EXISTING.replace('\n', "\r\n");
+        assert_eq!(conf(&crlf).render(), crlf);
+        let p = conf(EXISTING).profile("glm-flash-q8").unwrap();
+        assert_eq!(p.get("CTX_SIZE"), Some("131072"));
+        assert_eq!(p.line, 4);
+    }
+
+    #[test]
+    fn upsert_is_idempotent_and_touches_only_its_lines() {
+        let entries = vec![
+            (
+                "MODEL".to_string(),
+                "Qwen3.5/MoE/35B/UD6_K_XL/Qwen3.5-35B-A3B-UD-Q6_K_XL.gguf".to_string(),
+            ),
+            ("CTX_SIZE".to_string(), "262144".to_string()),
+        ];
+        let mut once = conf(EXISTING);
+        once.upsert(
+            "qwen35-35b",
+            &["MODEL", "CTX_SIZE", "FIT"],
+            &entries,
+            Some("Qwen3.5-35B-A3B, written by onboard"),
+        );
+        let first = once.render();
+        assert!(first.starts_with(EXISTING), "existing bytes untouched");
+        assert!(first.ends_with("CTX_SIZE=10240\n\n[qwen35-35b]\n# Qwen3.5-35B-A3B, written by onboard\nMODEL=Qwen3.5/MoE/35B/UD6_K_XL/Qwen3.5-35B-A3B-UD-Q6_K_XL.gguf\nCTX_SIZE=262144\n"), "{first}");
+        let mut twice = conf(&first);
+        twice.upsert(
+            "qwen35-35b",
+            &["MODEL", "CTX_SIZE", "FIT"],
+            &entries,
+            Some("ignored"),
+        );
+        assert_eq!(twice.render(), first);
+
+        // Updating one value in an existing profile rewrites that line only.
+        let mut edited = conf(EXISTING);
+        edited.set("glm-flash-q8", "CTX_SIZE", "65536");
+        edited.set("glm-flash-q8", "FIT_TARGET", "2048");
+        let text = edited.render();
+        assert!(text.contains("CTX_SIZE =65536\nFLAGS=--jinja -np 1   --fit on\nSPEED=112 t/s (2 GPUs)\nFIT_TARGET=2048\n\n; GPT-OSS"), "{text}");
+        edited.remove("glm-flash-q8", "FIT_TARGET");
+        edited.set("glm-flash-q8", "CTX_SIZE", "131072");
+        assert_ne!(
+            edited.render(),
+            EXISTING,
+            "spacing around `=` of a rewritten line is normalised after the key"
+        );
+    }
+
+    #[test]
+    fn malformed_lines_are_reported_with_their_line() {
+        let cases = [
+            ("[a]\nMODEL x\n", 2, "expected `[profile-id]`, `KEY=VALUE`"),
+            ("[a\n", 1, "must end with `]`"),
+            ("[a]\n[a]\n", 2, "appears twice (first at line 1)"),
+            ("[a]\nK=1\nK=2\n", 3, "set twice"),
+            ("[a b]\n", 1, "not a valid profile id"),
+            ("[a]\n9X=1\n", 2, "not a valid key"),
+        ];
+        for (text, line, part) in cases {
+            let e = ModelsConf::parse(text, Path::new("models.conf")).unwrap_err();
+            assert_eq!(e.line, line, "{text:?}");
+            assert!(
+                e.to_string().starts_with(&format!("models.conf:{line}: ")),
+                "{e}"
+            );
+            assert!(e.message.contains(part), "{e}");
+        }
+    }
+
+    #[test]
+    fn update_creates_the_file_and_reports_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("models.conf");
+        let changed = update(&path, |c| {
+            c.set("a", "MODEL", "x.gguf");
+            Ok(())
+        })
+        .unwrap();
+        assert!(changed);
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "[a]\nMODEL=x.gguf\n"
+        );
+        let again = update(&path, |c| {
+            c.set("a", "MODEL", "x.gguf");
+            Ok(())
+        })
+        .unwrap();
+        assert!(!again);
+    }
+}

@@ -2,6 +2,7 @@
 //! function per command. Exit codes: 0 success, 1 findings or a failed run,
 //! 2 usage errors (bad arguments, missing files).
 
+mod launch;
 mod load;
 mod plan;
 mod run;
@@ -50,6 +51,10 @@ enum Command {
     Run(run::RunArgs),
     /// Show the last recorded result of every step for a model.
     Status(plan::StatusArgs),
+    /// Start llama-server with a models.conf profile (or print the command).
+    Launch(launch::LaunchArgs),
+    /// Export models.conf for llama-swap or llama.cpp's --models-preset.
+    Export(launch::ExportArgs),
     #[command(external_subcommand)]
     Model(Vec<String>),
 }
@@ -114,6 +119,8 @@ pub fn main() -> i32 {
         Command::Graph(args) => plan::graph(&cli.workspace, &args),
         Command::Status(args) => plan::status(&cli.workspace, &args),
         Command::Run(args) => run::execute(&cli.workspace, &args),
+        Command::Launch(args) => launch::launch(&cli.workspace, &args),
+        Command::Export(args) => launch::export(&cli.workspace, &args),
         Command::Model(words) => {
             let argv = std::iter::once("onboard run".to_string()).chain(words);
             match run::ModelRunArgs::try_parse_from(argv) {

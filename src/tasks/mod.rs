@@ -6,8 +6,11 @@
 //! files it reads and writes (fingerprinted for resume), and an async `run`.
 //! Policies such as retry and timeout live in the engine, not in tasks.
 
+pub mod bench_profile;
 pub mod command;
+pub mod profile;
 pub mod render;
+pub mod samplers;
 
 use schemars::JsonSchema;
 use serde::de::DeserializeOwned;
@@ -37,6 +40,15 @@ pub struct TaskContext {
 impl TaskContext {
     pub fn log(&self, line: &str) {
         (self.log)(line)
+    }
+
+    /// The workspace layout (`paths:` of onboard.yaml), defaults if absent.
+    pub fn paths(&self) -> crate::workspace::config::Paths {
+        self.template_context
+            .get("workspace")
+            .and_then(|w| w.get("paths"))
+            .and_then(|p| serde_json::from_value(p.clone()).ok())
+            .unwrap_or_default()
     }
 
     /// A workspace-relative path from a parameter, refused if it escapes.
@@ -195,6 +207,9 @@ impl Registry {
         let mut registry = Registry::default();
         registry.register(command::Command);
         registry.register(render::Render);
+        registry.register(profile::ProfileTask);
+        registry.register(samplers::Samplers);
+        registry.register(bench_profile::BenchProfile);
         registry
     }
 

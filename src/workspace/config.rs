@@ -17,9 +17,20 @@ pub struct WorkspaceConfig {
     pub paths: Paths,
     #[serde(default)]
     pub defaults: Defaults,
+    #[serde(default)]
+    pub engines: Engines,
     /// Free-form values, available to templates as `workspace.vars`.
     #[serde(default)]
     pub vars: BTreeMap<String, Value>,
+}
+
+/// Inference engines on this machine.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Engines {
+    /// The llama-server binary (a path, or a name looked up on PATH).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub llama_server: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema, PartialEq)]

@@ -43,6 +43,9 @@ pub struct Manifest {
     /// Facts from the model card (free-form).
     #[serde(default)]
     pub card: BTreeMap<String, Value>,
+    /// Recommended sampling settings from the model card.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub samplers: Option<SamplerCard>,
     /// Published benchmark scores from the model card, by benchmark name.
     #[serde(default)]
     pub benchmarks: BTreeMap<String, Option<f64>>,
@@ -86,6 +89,35 @@ pub struct HubSource {
     /// Exact files to fetch (otherwise chosen from the quant).
     #[serde(default)]
     pub files: Vec<String>,
+}
+
+/// Sampling settings a model card recommends, per mode.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SamplerCard {
+    /// Where the values come from (the model card, a URL).
+    pub source: String,
+    /// The mode the production profile uses (a key of `modes`).
+    #[serde(default, rename = "use", skip_serializing_if = "Option::is_none")]
+    pub use_mode: Option<String>,
+    /// Settings per mode, e.g. `thinking-coding`, `non-thinking-general`.
+    pub modes: BTreeMap<String, SamplerSettings>,
+}
+
+/// The sampler values llama-server takes as flags.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SamplerSettings {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub temp: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub top_p: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub top_k: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_p: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub presence_penalty: Option<f64>,
 }
 
 fn default_revision() -> String {

@@ -3,6 +3,7 @@
 
 pub mod config;
 pub mod manifest;
+pub mod markdown;
 pub mod models_conf;
 
 pub use config::WorkspaceConfig;

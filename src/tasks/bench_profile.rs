@@ -1,0 +1,208 @@
+//! `uses: bench-profile` — phase 6: `[bench-<id>]` for HumanEval+, the model
+//! registered with the benchmark client and listed in the benchmarks README.
+//!
+//! The bench profile keeps the production placement but a 10240 context, no
+//! sampler flags (the client sends temperature 0), and, for thinking models,
+//! `--reasoning-format none` so the reasoning stays in the reply.
+
+use super::{Task, TaskContext, TaskError};
+use crate::atomic;
+use crate::engine::words;
+use crate::workspace::{markdown, models_conf};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+pub struct BenchProfile;
+
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BenchProfileParams {
+    /// The production profile to derive from.
+    pub profile: String,
+    /// The bench profile id (default `bench-<profile>`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// Display name in the benchmarks README.
+    pub name: String,
+    #[serde(default)]
+    pub thinking: bool,
+    #[serde(default = "default_context")]
+    #[schemars(range(min = 1))]
+    pub context: u64,
+    /// The benchmark client's configuration (INI), relative to the workspace.
+    #[serde(default = "default_client_config")]
+    pub client_config: String,
+    /// The benchmarks README whose model table lists bench profiles.
+    #[serde(default = "default_readme")]
+    pub readme: String,
+}
+
+fn default_context() -> u64 {
+    10240
+}
+fn default_client_config() -> String {
+    "benchmarks/bench-client.conf".into()
+}
+fn default_readme() -> String {
+    "benchmarks/README.md".into()
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct BenchProfileOutputs {
+    pub profile: String,
+    pub flags: String,
+    pub changed: bool,
+}
+
+/// Placement keys copied from the production profile.
+const PLACEMENT: &[&str] = &[
+    "FIT",
+    "FIT_TARGET",
+    "FIT_CTX",
+    "GPU_LAYERS",
+    "TENSOR_SPLIT",
+    "OVERRIDE_TENSOR",
+    "N_CPU_MOE",
+    "CACHE_TYPE_K",
+    "CACHE_TYPE_V",
+];
+
+/// Flags that set sampling; a bench profile has none.
+const SAMPLER_FLAGS: &[&str] = &[
+    "--temp",
+    "--top-p",
+    "--top-k",
+    "--min-p",
+    "--presence-penalty",
+    "--frequency-penalty",
+    "--repeat-penalty",
+    "--typical",
+    "--mirostat",
+    "--seed",
+];
+
+/// The production FLAGS without sampler flags and with the reasoning format
+/// a benchmark needs.
+pub fn bench_flags(production: &str, thinking: bool) -> Result<String, String> {
+    let words = words::split(production)?;
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < words.len() {
+        let w = &words[i];
+        let takes_value = |next: Option<&String>| next.is_some_and(|n| !n.starts_with("--"));
+        if SAMPLER_FLAGS.contains(&w.as_str()) || w == "--reasoning-format" {
+            i += if takes_value(words.get(i + 1)) { 2 } else { 1 };
+            continue;
+        }
+        out.push(w.clone());
+        i += 1;
+    }
+    if thinking {
+        out.push("--reasoning-format".into());
+        out.push("none".into());
+    }
+    Ok(words::join(&out))
+}
+
+impl Task for BenchProfile {
+    const KIND: &'static str = "bench-profile";
+    const VERSION: u32 = 1;
+    const SUMMARY: &'static str = "Add [bench-<id>] and register the model with the benchmark client and README";
+    type Params = BenchProfileParams;
+    type Outputs = BenchProfileOutputs;
+
+    async fn run(&self, params: BenchProfileParams, ctx: TaskContext) -> Result<BenchProfileOutputs, TaskError> {
+        let bench_id = params.id.clone().unwrap_or_else(|| format!("bench-{}", params.profile));
+        if !models_conf::valid_profile_id(&bench_id) {
+            return Err(TaskError::Params(format!("`{bench_id}` is not a valid profile id")));
+        }
+        let conf_path = ctx.path(&ctx.paths().models_conf)?;
+        let production = models_conf::read(&conf_path)
+            .map_err(|e| TaskError::failed(e.to_string()))?
+            .profile(&params.profile)
+            .ok_or_else(|| TaskError::Failed {
+                message: format!(
+                    "{} has no profile `[{}]`; run the profile step first",
+                    conf_path.display(),
+                    params.profile
+                ),
+                retryable: false,
+            })?;
+        let model = production.get("MODEL").unwrap_or_default().to_string();
+        let flags = bench_flags(production.get("FLAGS").unwrap_or_default(), params.thinking).map_err(TaskError::Params)?;
+        let mut entries = vec![("MODEL".to_string(), model), ("CTX_SIZE".to_string(), params.context.to_string())];
+        for key in PLACEMENT {
+            if let Some(v) = production.get(key) {
+                entries.push((key.to_string(), v.to_string()));
+            }
+        }
+        entries.push(("FLAGS".to_string(), flags.clone()));
+        let mut managed = vec!["MODEL", "CTX_SIZE", "FLAGS", "SAMPLERS"];
+        managed.extend_from_slice(PLACEMENT);
+        let comment = format!("{}: HumanEval+ bench profile (greedy, no samplers), written by onboard", params.name);
+        let mut changed = models_conf::update(&conf_path, |conf| {
+            conf.upsert(&bench_id, &managed, &entries, Some(&comment));
+            Ok(())
+        })
+        .map_err(|e| TaskError::failed(e.to_string()))?;
+
+        // Register with the benchmark client; it is the source of the README table.
+        let client_path = ctx.path(&params.client_config)?;
+        let client_entries = vec![
+            ("NAME".to_string(), params.name.clone()),
+            ("PROFILE".to_string(), bench_id.clone()),
+            ("MODEL_ID".to_string(), ctx.model.clone()),
+            ("THINKING".to_string(), params.thinking.to_string()),
+            ("TEMPERATURE".to_string(), "0".to_string()),
+        ];
+        changed |= models_conf::update(&client_path, |conf| {
+            conf.upsert(&bench_id, &["NAME", "PROFILE", "MODEL_ID", "THINKING", "TEMPERATURE"], &client_entries, None);
+            Ok(())
+        })
+        .map_err(|e| TaskError::failed(e.to_string()))?;
+        let client = models_conf::read(&client_path).map_err(|e| TaskError::failed(e.to_string()))?;
+        let conf = models_conf::read(&conf_path).map_err(|e| TaskError::failed(e.to_string()))?;
+        let mut table = String::from("| Bench profile | Model | Thinking | Context |\n|---|---|---|---|\n");
+        for p in client.profiles() {
+            let context = conf.profile(&p.id).and_then(|b| b.get("CTX_SIZE").map(str::to_string)).unwrap_or_else(|| "?".into());
+            table.push_str(&format!(
+                "| `{}` | {} | {} | {} |\n",
+                p.id,
+                p.get("NAME").unwrap_or(&p.id),
+                if p.get("THINKING") == Some("true") { "yes" } else { "no" },
+                context
+            ));
+        }
+        let readme_path = ctx.path(&params.readme)?;
+        let existing = match std::fs::read_to_string(&readme_path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                "# Benchmarks\n\nHumanEval+ (EvalPlus) pass@1, greedy, run against each model's bench profile.\n".to_string()
+            }
+            Err(e) => return Err(TaskError::io(&readme_path, e)),
+        };
+        let updated = markdown::replace_block(&existing, "bench-models", &table)
+            .map_err(|e| TaskError::Params(format!("{}: {e}", readme_path.display())))?;
+        changed |= atomic::write_if_changed(&readme_path, updated.as_bytes()).map_err(|e| TaskError::io(&readme_path, e))?;
+        ctx.log(&format!("[{bench_id}] CTX_SIZE={} FLAGS={flags}", params.context));
+        Ok(BenchProfileOutputs {
+            profile: bench_id,
+            flags,
+            changed,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bench_flags_drop_samplers_and_set_the_reasoning_format() {
+        assert_eq!(
+            bench_flags("--jinja -np 1 --no-context-shift --temp 0.6 --reasoning-format deepseek", true).unwrap(),
+            "--jinja -np 1 --no-context-shift --reasoning-format none"
+        );
+        assert_eq!(bench_flags("--jinja -np 1", false).unwrap(), "--jinja -np 1");
+    }
+}

@@ -1,0 +1,245 @@
+//! `uses: profile` — phase 3: the production llama-server profile in
+//! models.conf, from rules a person can read and a template they can edit.
+
+use super::{Task, TaskContext, TaskError};
+use crate::engine::launch::{self, Listen};
+use crate::workflow::template;
+use crate::workspace::models_conf;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+
+pub struct ProfileTask;
+
+/// How the weights are placed (chosen by evaluate).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Strategy {
+    /// Strategy A: every layer on the GPUs, at a context that fits.
+    AllGpu,
+    /// llama.cpp `--fit` spreads layers over the GPUs.
+    Fit,
+    /// `--fit`, with expert tensors spilling to CPU RAM.
+    FitCpuMoe,
+    /// No GPU: everything in RAM.
+    Cpu,
+}
+
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProfileParams {
+    /// Profile id in models.conf, e.g. `qwen35-35b`.
+    pub id: String,
+    /// Display name, written as a comment above a new profile.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// The GGUF, relative to the workspace's models directory (the first
+    /// shard of a split model).
+    pub model: String,
+    /// GGUF `general.architecture`, e.g. `qwen35moe`.
+    pub architecture: String,
+    /// The model has recurrent layers (Gated DeltaNet, SSM).
+    #[serde(default)]
+    pub recurrent: bool,
+    /// Context size in tokens.
+    #[schemars(range(min = 1))]
+    pub context: u64,
+    pub strategy: Strategy,
+    /// MiB `--fit` leaves free per device (llama.cpp's default is 1024).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fit_target_mib: Option<u32>,
+    /// Strategy A: `-ts`, e.g. `24,12`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tensor_split: Option<String>,
+    /// More llama-server flags, appended to FLAGS.
+    #[serde(default)]
+    pub extra_flags: Vec<String>,
+    /// The profile template, relative to the workspace.
+    #[serde(default = "default_template")]
+    pub template: String,
+}
+
+fn default_template() -> String {
+    "templates/profile.conf.j2".into()
+}
+
+/// Used when the workspace has no template of its own.
+pub const BUILTIN_TEMPLATE: &str = include_str!("../../templates/profile.conf.j2");
+
+/// A profile line and the rule that produced it.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq)]
+pub struct Entry {
+    pub key: String,
+    pub value: String,
+    /// The rule, in words.
+    pub because: String,
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct ProfileOutputs {
+    pub profile: String,
+    /// The lines written, each with the rule that produced it.
+    pub entries: Vec<Entry>,
+    /// The llama-server command this profile starts.
+    pub command: String,
+    /// False when models.conf already held exactly this profile.
+    pub changed: bool,
+}
+
+/// Keys this task owns in a production profile; others a person added stay.
+pub const MANAGED: &[&str] = &["MODEL", "CTX_SIZE", "FIT", "FIT_TARGET", "GPU_LAYERS", "TENSOR_SPLIT", "FLAGS"];
+
+/// The rules, in order. Pure, so the golden tests can read them.
+pub fn rules(p: &ProfileParams) -> Vec<Entry> {
+    let entry = |key: &str, value: String, because: &str| Entry {
+        key: key.into(),
+        value,
+        because: because.into(),
+    };
+    let mut out = vec![
+        entry("MODEL", p.model.clone(), "the GGUF, relative to models/"),
+        entry("CTX_SIZE", p.context.to_string(), "context chosen by evaluate"),
+    ];
+    let fit_target = p.fit_target_mib.unwrap_or(1024).to_string();
+    match p.strategy {
+        Strategy::AllGpu => {
+            out.push(entry("FIT", "off".into(), "Strategy A: placement is explicit, so fitting is off"));
+            out.push(entry("GPU_LAYERS", "999".into(), "Strategy A: every layer on the GPUs"));
+            if let Some(ts) = &p.tensor_split {
+                out.push(entry("TENSOR_SPLIT", ts.clone(), "Strategy A: split by each GPU's free VRAM"));
+            }
+        }
+        Strategy::Fit => {
+            out.push(entry("FIT", "on".into(), "llama.cpp --fit spreads the layers over the GPUs"));
+            out.push(entry("FIT_TARGET", fit_target, "MiB --fit leaves free on each GPU"));
+        }
+        Strategy::FitCpuMoe => {
+            out.push(entry(
+                "FIT",
+                "on".into(),
+                "llama.cpp --fit fills the GPUs and keeps the remaining expert tensors in RAM",
+            ));
+            out.push(entry("FIT_TARGET", fit_target, "MiB --fit leaves free on each GPU"));
+        }
+        Strategy::Cpu => {
+            out.push(entry("GPU_LAYERS", "0".into(), "no GPU: every layer in RAM"));
+        }
+    }
+    let mut flags = vec!["--jinja".to_string(), "-np".into(), "1".into()];
+    let mut why = vec!["--jinja: the GGUF's chat template (tools, reasoning)", "-np 1: one slot gets the whole context"];
+    if p.recurrent {
+        flags.push("--no-context-shift".into());
+        why.push("--no-context-shift: recurrent (DeltaNet/SSM) layers cannot shift their state");
+    }
+    flags.extend(p.extra_flags.iter().cloned());
+    if !p.extra_flags.is_empty() {
+        why.push("extra flags from the workflow");
+    }
+    out.push(Entry {
+        key: "FLAGS".into(),
+        value: crate::engine::words::join(&flags),
+        because: why.join("; "),
+    });
+    out
+}
+
+impl Task for ProfileTask {
+    const KIND: &'static str = "profile";
+    const VERSION: u32 = 1;
+    const SUMMARY: &'static str = "Write the production llama-server profile into models.conf";
+    type Params = ProfileParams;
+    type Outputs = ProfileOutputs;
+
+    fn input_files(&self, params: &ProfileParams, ctx: &TaskContext) -> Result<Vec<PathBuf>, TaskError> {
+        let template = ctx.path(&params.template)?;
+        Ok(if template.exists() { vec![template] } else { Vec::new() })
+    }
+
+    async fn run(&self, params: ProfileParams, ctx: TaskContext) -> Result<ProfileOutputs, TaskError> {
+        if !models_conf::valid_profile_id(&params.id) {
+            return Err(TaskError::Params(format!(
+                "`{}` is not a valid profile id (letters, digits, `-`, `_`, `.`)",
+                params.id
+            )));
+        }
+        let rules = rules(&params);
+        let template_path = ctx.path(&params.template)?;
+        let source = match std::fs::read_to_string(&template_path) {
+            Ok(s) => s,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => BUILTIN_TEMPLATE.to_string(),
+            Err(e) => return Err(TaskError::io(&template_path, e)),
+        };
+        let values = serde_json::json!({
+            "id": params.id,
+            "name": params.name,
+            "entries": rules,
+            "params": params,
+        });
+        let rendered = template::render_file(&params.template, &source, &values)
+            .map_err(|e| TaskError::Params(format!("{}: {e}", params.template)))?;
+        let entries = parse_entries(&rendered, &params.template)?;
+        let written: Vec<Entry> = entries
+            .iter()
+            .map(|(k, v)| {
+                rules
+                    .iter()
+                    .find(|r| &r.key == k && &r.value == v)
+                    .cloned()
+                    .unwrap_or_else(|| Entry {
+                        key: k.clone(),
+                        value: v.clone(),
+                        because: format!("set by {}", params.template),
+                    })
+            })
+            .collect();
+        let mut managed: Vec<&str> = MANAGED.to_vec();
+        managed.extend(entries.iter().map(|(k, _)| k.as_str()));
+        let paths = ctx.paths();
+        let conf_path = ctx.path(&paths.models_conf)?;
+        let comment = params.name.as_ref().map(|n| format!("{n}: production profile, written by onboard"));
+        let changed = models_conf::update(&conf_path, |conf| {
+            conf.upsert(&params.id, &managed, &entries, comment.as_deref());
+            Ok(())
+        })
+        .map_err(|e| TaskError::failed(e.to_string()))?;
+        let conf = models_conf::read(&conf_path).map_err(|e| TaskError::failed(e.to_string()))?;
+        let profile = conf
+            .profile(&params.id)
+            .ok_or_else(|| TaskError::failed(format!("profile `[{}]` vanished from {}", params.id, paths.models_conf)))?;
+        let launch = launch::command(&profile, "llama-server", &ctx.path(&paths.models)?, &Listen::default())
+            .map_err(TaskError::failed)?;
+        for e in &written {
+            ctx.log(&format!("{}={}  ({})", e.key, e.value, e.because));
+        }
+        Ok(ProfileOutputs {
+            profile: params.id,
+            entries: written,
+            command: launch.command_line(),
+            changed,
+        })
+    }
+}
+
+/// `KEY=VALUE` lines of a rendered template (blank lines and `#` comments
+/// skipped).
+fn parse_entries(text: &str, template: &str) -> Result<Vec<(String, String)>, TaskError> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let t = line.trim();
+        if t.is_empty() || t.starts_with('#') || t.starts_with(';') {
+            continue;
+        }
+        let Some((k, v)) = t.split_once('=') else {
+            return Err(TaskError::Params(format!(
+                "{template} rendered line {}: `{t}` is not KEY=VALUE",
+                i + 1
+            )));
+        };
+        let k = k.trim().to_string();
+        if out.iter().any(|(existing, _)| *existing == k) {
+            return Err(TaskError::Params(format!("{template} renders `{k}` twice")));
+        }
+        out.push((k, v.trim().to_string()));
+    }
+    Ok(out)
+}

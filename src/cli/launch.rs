@@ -22,13 +22,20 @@ pub struct LaunchArgs {
 }
 
 fn server_binary(ws: &Workspace) -> String {
-    ws.config.engines.llama_server.clone().unwrap_or_else(|| "llama-server".into())
+    ws.config
+        .engines
+        .llama_server
+        .clone()
+        .unwrap_or_else(|| "llama-server".into())
 }
 
 fn profiles(ws: &Workspace) -> Result<Vec<Profile>, i32> {
     let path = ws.path(&ws.config.paths.models_conf);
     if !path.exists() {
-        error(&format!("{} does not exist yet; onboard a model first", path.display()));
+        error(&format!(
+            "{} does not exist yet; onboard a model first",
+            path.display()
+        ));
         return Err(EXIT_USAGE);
     }
     models_conf::read(&path).map(|c| c.profiles()).map_err(|e| {
@@ -48,7 +55,11 @@ pub fn launch(dir: &Path, args: &LaunchArgs) -> i32 {
     };
     let Some(profile) = all.iter().find(|p| p.id == args.profile) else {
         let ids: Vec<&str> = all.iter().map(|p| p.id.as_str()).collect();
-        error(&format!("no profile `[{}]` in models.conf (profiles: {})", args.profile, ids.join(", ")));
+        error(&format!(
+            "no profile `[{}]` in models.conf (profiles: {})",
+            args.profile,
+            ids.join(", ")
+        ));
         return EXIT_USAGE;
     };
     let listen = Listen {
@@ -67,7 +78,9 @@ pub fn launch(dir: &Path, args: &LaunchArgs) -> i32 {
         return EXIT_OK;
     }
     use std::os::unix::process::CommandExt;
-    let err = std::process::Command::new(&cmd.program).args(&cmd.args).exec();
+    let err = std::process::Command::new(&cmd.program)
+        .args(&cmd.args)
+        .exec();
     error(&format!(
         "cannot start `{}`: {err}; install llama.cpp or set `engines.llama_server` in onboard.yaml",
         cmd.program

@@ -107,14 +107,24 @@ pub fn bench_flags(production: &str, thinking: bool) -> Result<String, String> {
 impl Task for BenchProfile {
     const KIND: &'static str = "bench-profile";
     const VERSION: u32 = 1;
-    const SUMMARY: &'static str = "Add [bench-<id>] and register the model with the benchmark client and README";
+    const SUMMARY: &'static str =
+        "Add [bench-<id>] and register the model with the benchmark client and README";
     type Params = BenchProfileParams;
     type Outputs = BenchProfileOutputs;
 
-    async fn run(&self, params: BenchProfileParams, ctx: TaskContext) -> Result<BenchProfileOutputs, TaskError> {
-        let bench_id = params.id.clone().unwrap_or_else(|| format!("bench-{}", params.profile));
+    async fn run(
+        &self,
+        params: BenchProfileParams,
+        ctx: TaskContext,
+    ) -> Result<BenchProfileOutputs, TaskError> {
+        let bench_id = params
+            .id
+            .clone()
+            .unwrap_or_else(|| format!("bench-{}", params.profile));
         if !models_conf::valid_profile_id(&bench_id) {
-            return Err(TaskError::Params(format!("`{bench_id}` is not a valid profile id")));
+            return Err(TaskError::Params(format!(
+                "`{bench_id}` is not a valid profile id"
+            )));
         }
         let conf_path = ctx.path(&ctx.paths().models_conf)?;
         let production = models_conf::read(&conf_path)
@@ -129,8 +139,12 @@ impl Task for BenchProfile {
                 retryable: false,
             })?;
         let model = production.get("MODEL").unwrap_or_default().to_string();
-        let flags = bench_flags(production.get("FLAGS").unwrap_or_default(), params.thinking).map_err(TaskError::Params)?;
-        let mut entries = vec![("MODEL".to_string(), model), ("CTX_SIZE".to_string(), params.context.to_string())];
+        let flags = bench_flags(production.get("FLAGS").unwrap_or_default(), params.thinking)
+            .map_err(TaskError::Params)?;
+        let mut entries = vec![
+            ("MODEL".to_string(), model),
+            ("CTX_SIZE".to_string(), params.context.to_string()),
+        ];
         for key in PLACEMENT {
             if let Some(v) = production.get(key) {
                 entries.push((key.to_string(), v.to_string()));
@@ -139,7 +153,10 @@ impl Task for BenchProfile {
         entries.push(("FLAGS".to_string(), flags.clone()));
         let mut managed = vec!["MODEL", "CTX_SIZE", "FLAGS", "SAMPLERS"];
         managed.extend_from_slice(PLACEMENT);
-        let comment = format!("{}: HumanEval+ bench profile (greedy, no samplers), written by onboard", params.name);
+        let comment = format!(
+            "{}: HumanEval+ bench profile (greedy, no samplers), written by onboard",
+            params.name
+        );
         let mut changed = models_conf::update(&conf_path, |conf| {
             conf.upsert(&bench_id, &managed, &entries, Some(&comment));
             Ok(())
@@ -156,20 +173,34 @@ impl Task for BenchProfile {
             ("TEMPERATURE".to_string(), "0".to_string()),
         ];
         changed |= models_conf::update(&client_path, |conf| {
-            conf.upsert(&bench_id, &["NAME", "PROFILE", "MODEL_ID", "THINKING", "TEMPERATURE"], &client_entries, None);
+            conf.upsert(
+                &bench_id,
+                &["NAME", "PROFILE", "MODEL_ID", "THINKING", "TEMPERATURE"],
+                &client_entries,
+                None,
+            );
             Ok(())
         })
         .map_err(|e| TaskError::failed(e.to_string()))?;
-        let client = models_conf::read(&client_path).map_err(|e| TaskError::failed(e.to_string()))?;
+        let client =
+            models_conf::read(&client_path).map_err(|e| TaskError::failed(e.to_string()))?;
         let conf = models_conf::read(&conf_path).map_err(|e| TaskError::failed(e.to_string()))?;
-        let mut table = String::from("| Bench profile | Model | Thinking | Context |\n|---|---|---|---|\n");
+        let mut table =
+            String::from("| Bench profile | Model | Thinking | Context |\n|---|---|---|---|\n");
         for p in client.profiles() {
-            let context = conf.profile(&p.id).and_then(|b| b.get("CTX_SIZE").map(str::to_string)).unwrap_or_else(|| "?".into());
+            let context = conf
+                .profile(&p.id)
+                .and_then(|b| b.get("CTX_SIZE").map(str::to_string))
+                .unwrap_or_else(|| "?".into());
             table.push_str(&format!(
                 "| `{}` | {} | {} | {} |\n",
                 p.id,
                 p.get("NAME").unwrap_or(&p.id),
-                if p.get("THINKING") == Some("true") { "yes" } else { "no" },
+                if p.get("THINKING") == Some("true") {
+                    "yes"
+                } else {
+                    "no"
+                },
                 context
             ));
         }
@@ -183,8 +214,12 @@ impl Task for BenchProfile {
         };
         let updated = markdown::replace_block(&existing, "bench-models", &table)
             .map_err(|e| TaskError::Params(format!("{}: {e}", readme_path.display())))?;
-        changed |= atomic::write_if_changed(&readme_path, updated.as_bytes()).map_err(|e| TaskError::io(&readme_path, e))?;
-        ctx.log(&format!("[{bench_id}] CTX_SIZE={} FLAGS={flags}", params.context));
+        changed |= atomic::write_if_changed(&readme_path, updated.as_bytes())
+            .map_err(|e| TaskError::io(&readme_path, e))?;
+        ctx.log(&format!(
+            "[{bench_id}] CTX_SIZE={} FLAGS={flags}",
+            params.context
+        ));
         Ok(BenchProfileOutputs {
             profile: bench_id,
             flags,
@@ -200,9 +235,16 @@ mod tests {
     #[test]
     fn bench_flags_drop_samplers_and_set_the_reasoning_format() {
         assert_eq!(
-            bench_flags("--jinja -np 1 --no-context-shift --temp 0.6 --reasoning-format deepseek", true).unwrap(),
+            bench_flags(
+                "--jinja -np 1 --no-context-shift --temp 0.6 --reasoning-format deepseek",
+                true
+            )
+            .unwrap(),
             "--jinja -np 1 --no-context-shift --reasoning-format none"
         );
-        assert_eq!(bench_flags("--jinja -np 1", false).unwrap(), "--jinja -np 1");
+        assert_eq!(
+            bench_flags("--jinja -np 1", false).unwrap(),
+            "--jinja -np 1"
+        );
     }
 }

@@ -87,7 +87,15 @@ pub struct ProfileOutputs {
 }
 
 /// Keys this task owns in a production profile; others a person added stay.
-pub const MANAGED: &[&str] = &["MODEL", "CTX_SIZE", "FIT", "FIT_TARGET", "GPU_LAYERS", "TENSOR_SPLIT", "FLAGS"];
+pub const MANAGED: &[&str] = &[
+    "MODEL",
+    "CTX_SIZE",
+    "FIT",
+    "FIT_TARGET",
+    "GPU_LAYERS",
+    "TENSOR_SPLIT",
+    "FLAGS",
+];
 
 /// The rules, in order. Pure, so the golden tests can read them.
 pub fn rules(p: &ProfileParams) -> Vec<Entry> {
@@ -98,20 +106,44 @@ pub fn rules(p: &ProfileParams) -> Vec<Entry> {
     };
     let mut out = vec![
         entry("MODEL", p.model.clone(), "the GGUF, relative to models/"),
-        entry("CTX_SIZE", p.context.to_string(), "context chosen by evaluate"),
+        entry(
+            "CTX_SIZE",
+            p.context.to_string(),
+            "context chosen by evaluate",
+        ),
     ];
     let fit_target = p.fit_target_mib.unwrap_or(1024).to_string();
     match p.strategy {
         Strategy::AllGpu => {
-            out.push(entry("FIT", "off".into(), "Strategy A: placement is explicit, so fitting is off"));
-            out.push(entry("GPU_LAYERS", "999".into(), "Strategy A: every layer on the GPUs"));
+            out.push(entry(
+                "FIT",
+                "off".into(),
+                "Strategy A: placement is explicit, so fitting is off",
+            ));
+            out.push(entry(
+                "GPU_LAYERS",
+                "999".into(),
+                "Strategy A: every layer on the GPUs",
+            ));
             if let Some(ts) = &p.tensor_split {
-                out.push(entry("TENSOR_SPLIT", ts.clone(), "Strategy A: split by each GPU's free VRAM"));
+                out.push(entry(
+                    "TENSOR_SPLIT",
+                    ts.clone(),
+                    "Strategy A: split by each GPU's free VRAM",
+                ));
             }
         }
         Strategy::Fit => {
-            out.push(entry("FIT", "on".into(), "llama.cpp --fit spreads the layers over the GPUs"));
-            out.push(entry("FIT_TARGET", fit_target, "MiB --fit leaves free on each GPU"));
+            out.push(entry(
+                "FIT",
+                "on".into(),
+                "llama.cpp --fit spreads the layers over the GPUs",
+            ));
+            out.push(entry(
+                "FIT_TARGET",
+                fit_target,
+                "MiB --fit leaves free on each GPU",
+            ));
         }
         Strategy::FitCpuMoe => {
             out.push(entry(
@@ -119,14 +151,25 @@ pub fn rules(p: &ProfileParams) -> Vec<Entry> {
                 "on".into(),
                 "llama.cpp --fit fills the GPUs and keeps the remaining expert tensors in RAM",
             ));
-            out.push(entry("FIT_TARGET", fit_target, "MiB --fit leaves free on each GPU"));
+            out.push(entry(
+                "FIT_TARGET",
+                fit_target,
+                "MiB --fit leaves free on each GPU",
+            ));
         }
         Strategy::Cpu => {
-            out.push(entry("GPU_LAYERS", "0".into(), "no GPU: every layer in RAM"));
+            out.push(entry(
+                "GPU_LAYERS",
+                "0".into(),
+                "no GPU: every layer in RAM",
+            ));
         }
     }
     let mut flags = vec!["--jinja".to_string(), "-np".into(), "1".into()];
-    let mut why = vec!["--jinja: the GGUF's chat template (tools, reasoning)", "-np 1: one slot gets the whole context"];
+    let mut why = vec![
+        "--jinja: the GGUF's chat template (tools, reasoning)",
+        "-np 1: one slot gets the whole context",
+    ];
     if p.recurrent {
         flags.push("--no-context-shift".into());
         why.push("--no-context-shift: recurrent (DeltaNet/SSM) layers cannot shift their state");
@@ -150,12 +193,24 @@ impl Task for ProfileTask {
     type Params = ProfileParams;
     type Outputs = ProfileOutputs;
 
-    fn input_files(&self, params: &ProfileParams, ctx: &TaskContext) -> Result<Vec<PathBuf>, TaskError> {
+    fn input_files(
+        &self,
+        params: &ProfileParams,
+        ctx: &TaskContext,
+    ) -> Result<Vec<PathBuf>, TaskError> {
         let template = ctx.path(&params.template)?;
-        Ok(if template.exists() { vec![template] } else { Vec::new() })
+        Ok(if template.exists() {
+            vec![template]
+        } else {
+            Vec::new()
+        })
     }
 
-    async fn run(&self, params: ProfileParams, ctx: TaskContext) -> Result<ProfileOutputs, TaskError> {
+    async fn run(
+        &self,
+        params: ProfileParams,
+        ctx: TaskContext,
+    ) -> Result<ProfileOutputs, TaskError> {
         if !models_conf::valid_profile_id(&params.id) {
             return Err(TaskError::Params(format!(
                 "`{}` is not a valid profile id (letters, digits, `-`, `_`, `.`)",
@@ -196,18 +251,29 @@ impl Task for ProfileTask {
         managed.extend(entries.iter().map(|(k, _)| k.as_str()));
         let paths = ctx.paths();
         let conf_path = ctx.path(&paths.models_conf)?;
-        let comment = params.name.as_ref().map(|n| format!("{n}: production profile, written by onboard"));
+        let comment = params
+            .name
+            .as_ref()
+            .map(|n| format!("{n}: production profile, written by onboard"));
         let changed = models_conf::update(&conf_path, |conf| {
             conf.upsert(&params.id, &managed, &entries, comment.as_deref());
             Ok(())
         })
         .map_err(|e| TaskError::failed(e.to_string()))?;
         let conf = models_conf::read(&conf_path).map_err(|e| TaskError::failed(e.to_string()))?;
-        let profile = conf
-            .profile(&params.id)
-            .ok_or_else(|| TaskError::failed(format!("profile `[{}]` vanished from {}", params.id, paths.models_conf)))?;
-        let launch = launch::command(&profile, "llama-server", &ctx.path(&paths.models)?, &Listen::default())
-            .map_err(TaskError::failed)?;
+        let profile = conf.profile(&params.id).ok_or_else(|| {
+            TaskError::failed(format!(
+                "profile `[{}]` vanished from {}",
+                params.id, paths.models_conf
+            ))
+        })?;
+        let launch = launch::command(
+            &profile,
+            "llama-server",
+            &ctx.path(&paths.models)?,
+            &Listen::default(),
+        )
+        .map_err(TaskError::failed)?;
         for e in &written {
             ctx.log(&format!("{}={}  ({})", e.key, e.value, e.because));
         }

@@ -64,7 +64,12 @@ const PARAMS: &[(&str, &str, &str, f64)] = &[
     ("--top-p", "top_p", "top_p", 0.95),
     ("--top-k", "top_k", "top_k", 40.0),
     ("--min-p", "min_p", "min_p", 0.05),
-    ("--presence-penalty", "presence_penalty", "presence_penalty", 0.0),
+    (
+        "--presence-penalty",
+        "presence_penalty",
+        "presence_penalty",
+        0.0,
+    ),
 ];
 
 /// Numbers as llama-server takes them: `1`, `0.95`, never `1.0000001`.
@@ -82,7 +87,11 @@ fn chosen_mode(params: &SamplersParams) -> Result<(Option<String>, Map<String, V
     let Some(card) = &params.recommended else {
         return Ok((None, Map::new()));
     };
-    let default = if params.thinking { "thinking-general" } else { "non-thinking-general" };
+    let default = if params.thinking {
+        "thinking-general"
+    } else {
+        "non-thinking-general"
+    };
     let mode = params
         .mode
         .clone()
@@ -96,7 +105,10 @@ fn chosen_mode(params: &SamplersParams) -> Result<(Option<String>, Map<String, V
         None if params.mode.is_none() && card.use_mode.is_none() && card.modes.len() == 1 => {
             let (name, settings) = card.modes.iter().next().ok_or("no modes")?;
             let value = serde_json::to_value(settings).map_err(|e| e.to_string())?;
-            Ok((Some(name.clone()), value.as_object().cloned().unwrap_or_default()))
+            Ok((
+                Some(name.clone()),
+                value.as_object().cloned().unwrap_or_default(),
+            ))
         }
         None => Err(format!(
             "the manifest's samplers have no mode `{mode}` (modes: {})",
@@ -106,7 +118,10 @@ fn chosen_mode(params: &SamplersParams) -> Result<(Option<String>, Map<String, V
 }
 
 /// Resolves every value with its provenance. Pure: the tests feed each source.
-pub fn resolve(params: &SamplersParams, generation_config: Option<&Map<String, Value>>) -> Result<(Option<String>, Vec<Resolved>), String> {
+pub fn resolve(
+    params: &SamplersParams,
+    generation_config: Option<&Map<String, Value>>,
+) -> Result<(Option<String>, Vec<Resolved>), String> {
     let (mode, manifest) = chosen_mode(params)?;
     let card_source = params
         .recommended
@@ -145,15 +160,28 @@ pub fn resolve(params: &SamplersParams, generation_config: Option<&Map<String, V
 impl Task for Samplers {
     const KIND: &'static str = "samplers";
     const VERSION: u32 = 1;
-    const SUMMARY: &'static str = "Resolve recommended samplers with provenance and write them into the profile";
+    const SUMMARY: &'static str =
+        "Resolve recommended samplers with provenance and write them into the profile";
     type Params = SamplersParams;
     type Outputs = SamplersOutputs;
 
-    fn input_files(&self, params: &SamplersParams, ctx: &TaskContext) -> Result<Vec<PathBuf>, TaskError> {
-        params.generation_config.iter().map(|p| ctx.path(p)).collect()
+    fn input_files(
+        &self,
+        params: &SamplersParams,
+        ctx: &TaskContext,
+    ) -> Result<Vec<PathBuf>, TaskError> {
+        params
+            .generation_config
+            .iter()
+            .map(|p| ctx.path(p))
+            .collect()
     }
 
-    async fn run(&self, params: SamplersParams, ctx: TaskContext) -> Result<SamplersOutputs, TaskError> {
+    async fn run(
+        &self,
+        params: SamplersParams,
+        ctx: TaskContext,
+    ) -> Result<SamplersOutputs, TaskError> {
         let generation_config = match &params.generation_config {
             None => None,
             Some(rel) => {
@@ -167,7 +195,8 @@ impl Task for Samplers {
                 })?)
             }
         };
-        let (mode, values) = resolve(&params, generation_config.as_ref()).map_err(TaskError::Params)?;
+        let (mode, values) =
+            resolve(&params, generation_config.as_ref()).map_err(TaskError::Params)?;
         let samplers = values
             .iter()
             .map(|r| format!("{} {}", r.flag, r.value))
@@ -178,7 +207,9 @@ impl Task for Samplers {
         let value = samplers.clone();
         let changed = models_conf::update(&conf_path, move |conf| {
             if conf.profile(&profile).is_none() {
-                return Err(format!("has no profile `[{profile}]`; run the profile step first"));
+                return Err(format!(
+                    "has no profile `[{profile}]`; run the profile step first"
+                ));
             }
             conf.set(&profile, "SAMPLERS", &value);
             Ok(())
@@ -219,9 +250,15 @@ mod tests {
             source: "Qwen3.5 model card".into(),
             use_mode: None,
             modes: BTreeMap::from([
-                ("thinking-general".to_string(), mode(1.0, 0.95, 20, 0.0, 1.5)),
+                (
+                    "thinking-general".to_string(),
+                    mode(1.0, 0.95, 20, 0.0, 1.5),
+                ),
                 ("thinking-coding".to_string(), mode(0.6, 0.95, 20, 0.0, 0.0)),
-                ("non-thinking-general".to_string(), mode(0.7, 0.8, 20, 0.0, 1.5)),
+                (
+                    "non-thinking-general".to_string(),
+                    mode(0.7, 0.8, 20, 0.0, 1.5),
+                ),
             ]),
         }
     }
@@ -238,7 +275,11 @@ mod tests {
     }
 
     fn flags(values: &[Resolved]) -> String {
-        values.iter().map(|r| format!("{} {}", r.flag, r.value)).collect::<Vec<_>>().join(" ")
+        values
+            .iter()
+            .map(|r| format!("{} {}", r.flag, r.value))
+            .collect::<Vec<_>>()
+            .join(" ")
     }
 
     #[test]
@@ -249,22 +290,38 @@ mod tests {
         p.mode = Some("thinking-coding".into());
         let (mode, values) = resolve(&p, None).unwrap();
         assert_eq!(mode.as_deref(), Some("thinking-coding"));
-        assert_eq!(flags(&values), "--temp 0.6 --top-p 0.95 --top-k 20 --min-p 0 --presence-penalty 0");
-        assert!(values.iter().all(|r| r.source == "manifest: Qwen3.5 model card (thinking-coding)"));
+        assert_eq!(
+            flags(&values),
+            "--temp 0.6 --top-p 0.95 --top-k 20 --min-p 0 --presence-penalty 0"
+        );
+        assert!(values
+            .iter()
+            .all(|r| r.source == "manifest: Qwen3.5 model card (thinking-coding)"));
         p.mode = None;
         let (mode, values) = resolve(&p, None).unwrap();
         assert_eq!(mode.as_deref(), Some("thinking-general"));
-        assert_eq!(flags(&values), "--temp 1 --top-p 0.95 --top-k 20 --min-p 0 --presence-penalty 1.5");
+        assert_eq!(
+            flags(&values),
+            "--temp 1 --top-p 0.95 --top-k 20 --min-p 0 --presence-penalty 1.5"
+        );
     }
 
     #[test]
     fn each_source_fills_what_the_ones_above_lack() {
         let mut p = params();
-        p.gguf_sampling.insert("temp".into(), serde_json::json!(0.7));
-        p.gguf_sampling.insert("top_k".into(), serde_json::json!(30));
-        let gen = serde_json::json!({"temperature": 0.1, "top_p": 0.8, "top_k": 5}).as_object().cloned().unwrap();
+        p.gguf_sampling
+            .insert("temp".into(), serde_json::json!(0.7));
+        p.gguf_sampling
+            .insert("top_k".into(), serde_json::json!(30));
+        let gen = serde_json::json!({"temperature": 0.1, "top_p": 0.8, "top_k": 5})
+            .as_object()
+            .cloned()
+            .unwrap();
         let (_, values) = resolve(&p, Some(&gen)).unwrap();
-        let sources: Vec<(&str, &str, &str)> = values.iter().map(|r| (r.flag.as_str(), r.value.as_str(), r.source.as_str())).collect();
+        let sources: Vec<(&str, &str, &str)> = values
+            .iter()
+            .map(|r| (r.flag.as_str(), r.value.as_str(), r.source.as_str()))
+            .collect();
         assert_eq!(
             sources,
             vec![
@@ -283,6 +340,9 @@ mod tests {
         p.recommended = Some(qwen_card());
         p.mode = Some("creative".into());
         let e = resolve(&p, None).unwrap_err();
-        assert!(e.contains("no mode `creative`") && e.contains("thinking-coding"), "{e}");
+        assert!(
+            e.contains("no mode `creative`") && e.contains("thinking-coding"),
+            "{e}"
+        );
     }
 }

@@ -7,7 +7,11 @@
 pub fn replace_block(text: &str, name: &str, body: &str) -> Result<String, String> {
     let open = format!("<!-- onboard:{name} -->");
     let close = format!("<!-- /onboard:{name} -->");
-    let body = if body.ends_with('\n') { body.to_string() } else { format!("{body}\n") };
+    let body = if body.ends_with('\n') {
+        body.to_string()
+    } else {
+        format!("{body}\n")
+    };
     match (text.find(&open), text.find(&close)) {
         (Some(start), Some(end)) if start < end => {
             let after_open = start + open.len();
@@ -38,10 +42,16 @@ mod tests {
     fn replaces_only_between_markers_and_is_idempotent() {
         let text = "# Title\nintro\n<!-- onboard:t -->\nold\n<!-- /onboard:t -->\noutro\n";
         let once = replace_block(text, "t", "| a |").unwrap();
-        assert_eq!(once, "# Title\nintro\n<!-- onboard:t -->\n| a |\n<!-- /onboard:t -->\noutro\n");
+        assert_eq!(
+            once,
+            "# Title\nintro\n<!-- onboard:t -->\n| a |\n<!-- /onboard:t -->\noutro\n"
+        );
         assert_eq!(replace_block(&once, "t", "| a |").unwrap(), once);
         let appended = replace_block("# T", "t", "x").unwrap();
-        assert_eq!(appended, "# T\n\n<!-- onboard:t -->\nx\n<!-- /onboard:t -->\n");
+        assert_eq!(
+            appended,
+            "# T\n\n<!-- onboard:t -->\nx\n<!-- /onboard:t -->\n"
+        );
         assert!(replace_block("<!-- /onboard:t --> <!-- onboard:t -->", "t", "x").is_err());
     }
 }

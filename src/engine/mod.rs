@@ -1,5 +1,75 @@
-//! Inference engines: how a profile becomes a running model.
+//! Inference engines: how a profile becomes a running model that answers.
+//!
+//! Every engine (embedded mistral.rs in a child process, a llama-server over
+//! its OpenAI-compatible API) answers chat requests through [`Engine`]; the
+//! context test and the benchmark use only this trait.
 
 pub mod export;
 pub mod launch;
 pub mod words;
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChatMessage {
+    /// `system`, `user` or `assistant`.
+    pub role: String,
+    pub content: String,
+}
+
+impl ChatMessage {
+    pub fn system(content: impl Into<String>) -> Self {
+        ChatMessage {
+            role: "system".into(),
+            content: content.into(),
+        }
+    }
+
+    pub fn user(content: impl Into<String>) -> Self {
+        ChatMessage {
+            role: "user".into(),
+            content: content.into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChatRequest {
+    pub messages: Vec<ChatMessage>,
+    pub max_tokens: u32,
+    /// 0 means greedy decoding.
+    pub temperature: f32,
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct ChatResponse {
+    pub text: String,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    /// Prompt processing speed the engine reported (tokens/s).
+    pub prompt_tps: Option<f64>,
+    /// Generation speed the engine reported (tokens/s).
+    pub generation_tps: Option<f64>,
+    /// `stop`, `length`, …
+    pub finish_reason: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// The engine cannot serve this model at all (architecture, tensor types).
+    #[error("{0}")]
+    Unsupported(String),
+    /// The engine process died or was killed (OOM, signal).
+    #[error("{0}")]
+    Crashed(String),
+    #[error("{0}")]
+    Request(String),
+}
+
+/// A loaded model that answers chat requests. Blocking: callers in async
+/// code use `spawn_blocking`.
+pub trait Engine: Send + Sync {
+    /// Names the engine in reports and `SPEED=` (e.g. `llama-server`, `mistralrs`).
+    fn name(&self) -> &str;
+    fn chat(&self, request: &ChatRequest) -> Result<ChatResponse, EngineError>;
+}

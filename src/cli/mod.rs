@@ -55,8 +55,34 @@ enum Command {
     Launch(launch::LaunchArgs),
     /// Export models.conf for llama-swap or llama.cpp's --models-preset.
     Export(launch::ExportArgs),
+    /// The embedded engine's child process (internal).
+    #[command(name = "__engine-worker", hide = true)]
+    EngineWorker(EngineWorkerArgs),
     #[command(external_subcommand)]
     Model(Vec<String>),
+}
+
+#[derive(Args, Debug)]
+struct EngineWorkerArgs {
+    #[arg(long)]
+    dir: PathBuf,
+    #[arg(long)]
+    file: String,
+    #[arg(long)]
+    cpu: bool,
+}
+
+fn engine_worker(args: &EngineWorkerArgs) -> i32 {
+    #[cfg(feature = "embedded")]
+    {
+        crate::engine::embedded::worker::run(&args.dir, &args.file, args.cpu)
+    }
+    #[cfg(not(feature = "embedded"))]
+    {
+        let _ = args;
+        error("this build has no embedded engine (built without the `embedded` feature)");
+        EXIT_FAILED
+    }
 }
 
 /// Step selection shared by `plan` and `run`.
@@ -119,6 +145,7 @@ pub fn main() -> i32 {
         Command::Graph(args) => plan::graph(&cli.workspace, &args),
         Command::Status(args) => plan::status(&cli.workspace, &args),
         Command::Run(args) => run::execute(&cli.workspace, &args),
+        Command::EngineWorker(args) => engine_worker(&args),
         Command::Launch(args) => launch::launch(&cli.workspace, &args),
         Command::Export(args) => launch::export(&cli.workspace, &args),
         Command::Model(words) => {

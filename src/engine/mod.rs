@@ -4,8 +4,10 @@
 //! its OpenAI-compatible API) answers chat requests through [`Engine`]; the
 //! context test and the benchmark use only this trait.
 
+pub mod embedded;
 pub mod export;
 pub mod launch;
+pub mod llama_server;
 pub mod words;
 
 use serde::{Deserialize, Serialize};

@@ -1,0 +1,477 @@
+//! The embedded engine: mistral.rs, run in a child process (this same binary,
+//! hidden subcommand `__engine-worker`). mistral.rs 0.8.1 panics on GGUF
+//! architectures it does not know, and a long CPU prefill can exhaust RAM;
+//! in a child, a panic or an out-of-memory kill is an error message, never
+//! the end of the run or a damaged state. The child's peak RSS is the
+//! model's real memory use.
+//!
+//! Protocol: JSON lines. The parent writes [`WorkerRequest`]s to the child's
+//! stdin; the child answers each with one line `@@onboard <json>` on stdout
+//! (other stdout lines are ignored, stderr is kept for error messages).
+
+use super::{ChatMessage, ChatRequest, ChatResponse, Engine, EngineError};
+use serde::{Deserialize, Serialize};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// GGUF architectures mistral.rs 0.8.1 can build (DESIGN §6); any other
+/// value panics inside its loader.
+pub const SUPPORTED_ARCHITECTURES: &[&str] = &[
+    "llama",
+    "mistral3",
+    "phi2",
+    "phi3",
+    "starcoder2",
+    "qwen2",
+    "qwen3",
+    "qwen3moe",
+];
+
+/// The mistral.rs version this build embeds, for reports.
+pub const VERSION: &str = "mistralrs 0.8.1";
+
+pub const LINE_PREFIX: &str = "@@onboard ";
+
+/// Whether mistral.rs can load and run a GGUF, decided before loading it.
+/// `tensor_types` are ggml type names (`Q4_K`, `IQ4_XS`, …).
+pub fn preflight(architecture: &str, tensor_types: &[String], cpu: bool) -> Result<(), String> {
+    if !SUPPORTED_ARCHITECTURES.contains(&architecture) {
+        let hint = if architecture.starts_with("qwen35") {
+            " (Qwen3.5 GGUF support exists in mistral.rs only from 0.9.1, which is not in the registry)"
+        } else {
+            ""
+        };
+        return Err(format!(
+            "the embedded engine ({VERSION}) cannot load GGUF architecture `{architecture}`{hint}; it supports {}. \
+             Use llama-server for this model: install llama.cpp and set `engines.llama_server` in onboard.yaml \
+             (or put llama-server on PATH), then use `engine: llama-server` or `engine: auto`",
+            SUPPORTED_ARCHITECTURES.join(", ")
+        ));
+    }
+    if architecture == "qwen3moe" && cpu {
+        return Err(format!(
+            "the embedded engine ({VERSION}) loads `qwen3moe` on CPU but fails on the first request \
+             (its indexed MoE kernel is CUDA-only); use llama-server, or a CUDA build (`--features cuda`)"
+        ));
+    }
+    let unsupported: Vec<&String> = tensor_types
+        .iter()
+        .filter(|t| t.starts_with("IQ") || t.starts_with("TQ") || t.starts_with("MXFP4") || t.starts_with("type_"))
+        .collect();
+    if !unsupported.is_empty() {
+        let names: Vec<&str> = unsupported.iter().map(|s| s.as_str()).collect();
+        return Err(format!(
+            "the embedded engine ({VERSION}) cannot load tensor type(s) {}; choose a K-quant or Q8_0 file, or use llama-server",
+            names.join(", ")
+        ));
+    }
+    Ok(())
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "request", rename_all = "snake_case")]
+pub enum WorkerRequest {
+    Chat(ChatRequest),
+    /// Generate after a prompt filled to about `prompt_tokens` tokens.
+    Fill {
+        prompt_tokens: u64,
+        max_tokens: u32,
+    },
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum WorkerEvent {
+    Ready {
+        load_ms: u64,
+        /// The context mistral.rs fixed for this model (the GGUF's trained context).
+        max_sequence_length: Option<u64>,
+    },
+    Reply(ChatResponse),
+    Error {
+        message: String,
+    },
+}
+
+/// How to start the worker.
+#[derive(Debug, Clone)]
+pub struct WorkerOptions {
+    /// The `onboard` binary (normally the running one).
+    pub program: PathBuf,
+    pub gguf: PathBuf,
+    pub cpu: bool,
+    /// Give up if the model has not loaded by then.
+    pub load_timeout: Duration,
+    /// Give up on a single request after this long.
+    pub request_timeout: Duration,
+    /// Threads for the worker (RAYON_NUM_THREADS); `None` = all cores.
+    pub threads: Option<usize>,
+}
+
+/// A running worker with a loaded model.
+pub struct EmbeddedEngine {
+    child: Mutex<Child>,
+    stdin: Mutex<ChildStdin>,
+    lines: Mutex<Receiver<String>>,
+    stderr_tail: Arc<Mutex<Vec<String>>>,
+    pid: u32,
+    request_timeout: Duration,
+    pub load_ms: u64,
+    pub max_sequence_length: Option<u64>,
+}
+
+impl EmbeddedEngine {
+    pub fn start(opts: &WorkerOptions) -> Result<EmbeddedEngine, EngineError> {
+        let (dir, file) = split_path(&opts.gguf)?;
+        let mut cmd = Command::new(&opts.program);
+        cmd.arg("__engine-worker")
+            .arg("--dir")
+            .arg(&dir)
+            .arg("--file")
+            .arg(&file)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        if opts.cpu {
+            cmd.arg("--cpu");
+        }
+        if let Some(n) = opts.threads {
+            cmd.env("RAYON_NUM_THREADS", n.to_string());
+        }
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| EngineError::Crashed(format!("cannot start the engine worker {}: {e}", opts.program.display())))?;
+        let pid = child.id();
+        let stdin = child.stdin.take().ok_or_else(|| EngineError::Crashed("worker has no stdin".into()))?;
+        let stdout = child.stdout.take().ok_or_else(|| EngineError::Crashed("worker has no stdout".into()))?;
+        let stderr = child.stderr.take().ok_or_else(|| EngineError::Crashed("worker has no stderr".into()))?;
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(json) = line.strip_prefix(LINE_PREFIX) {
+                    if tx.send(json.to_string()).is_err() {
+                        break;
+                    }
+                }
+            }
+        });
+        let stderr_tail = Arc::new(Mutex::new(Vec::new()));
+        let tail = stderr_tail.clone();
+        std::thread::spawn(move || keep_tail(stderr, &tail));
+        let mut engine = EmbeddedEngine {
+            child: Mutex::new(child),
+            stdin: Mutex::new(stdin),
+            lines: Mutex::new(rx),
+            stderr_tail,
+            pid,
+            request_timeout: opts.request_timeout,
+            load_ms: 0,
+            max_sequence_length: None,
+        };
+        match engine.next_event(opts.load_timeout)? {
+            WorkerEvent::Ready {
+                load_ms,
+                max_sequence_length,
+            } => {
+                engine.load_ms = load_ms;
+                engine.max_sequence_length = max_sequence_length;
+                Ok(engine)
+            }
+            WorkerEvent::Error { message } => Err(EngineError::Unsupported(format!("the model did not load: {message}"))),
+            WorkerEvent::Reply(_) => Err(EngineError::Crashed("the worker answered before loading".into())),
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// The worker's peak resident memory so far (VmHWM), in bytes.
+    pub fn peak_rss_bytes(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid)).ok()?;
+        let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+        let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+        Some(kib * 1024)
+    }
+
+    /// Sends a prompt of about `prompt_tokens` tokens and generates.
+    pub fn fill(&self, prompt_tokens: u64, max_tokens: u32) -> Result<ChatResponse, EngineError> {
+        self.request(&WorkerRequest::Fill {
+            prompt_tokens,
+            max_tokens,
+        })
+    }
+
+    fn request(&self, request: &WorkerRequest) -> Result<ChatResponse, EngineError> {
+        let line = serde_json::to_string(request).map_err(|e| EngineError::Request(e.to_string()))?;
+        {
+            let mut stdin = self.stdin.lock().map_err(|_| EngineError::Crashed("worker lock poisoned".into()))?;
+            if writeln!(stdin, "{line}").and_then(|_| stdin.flush()).is_err() {
+                return Err(self.death_report());
+            }
+        }
+        match self.next_event(self.request_timeout)? {
+            WorkerEvent::Reply(r) => Ok(r),
+            WorkerEvent::Error { message } => Err(EngineError::Request(message)),
+            WorkerEvent::Ready { .. } => Err(EngineError::Crashed("the worker sent `ready` twice".into())),
+        }
+    }
+
+    fn next_event(&self, timeout: Duration) -> Result<WorkerEvent, EngineError> {
+        let rx = self.lines.lock().map_err(|_| EngineError::Crashed("worker lock poisoned".into()))?;
+        match rx.recv_timeout(timeout) {
+            Ok(json) => serde_json::from_str(&json)
+                .map_err(|e| EngineError::Crashed(format!("the worker sent an unreadable line ({e})"))),
+            Err(RecvTimeoutError::Timeout) => {
+                self.kill();
+                Err(EngineError::Crashed(format!(
+                    "the embedded engine gave no answer within {}s and was stopped",
+                    timeout.as_secs()
+                )))
+            }
+            Err(RecvTimeoutError::Disconnected) => Err(self.death_report()),
+        }
+    }
+
+    /// Why the worker is gone, in words a person can act on.
+    fn death_report(&self) -> EngineError {
+        let status = self.child.lock().ok().and_then(|mut c| c.wait().ok());
+        let tail = self
+            .stderr_tail
+            .lock()
+            .map(|t| t.join("\n"))
+            .unwrap_or_default();
+        let how = match status {
+            Some(s) => describe_exit(s),
+            None => "ended".to_string(),
+        };
+        let mut message = format!("the embedded engine worker {how}");
+        if !tail.trim().is_empty() {
+            message.push_str(":\n");
+            message.push_str(tail.trim_end());
+        }
+        EngineError::Crashed(crate::secrets::redact(&message))
+    }
+
+    fn kill(&self) {
+        if let Ok(mut child) = self.child.lock() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for EmbeddedEngine {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+impl Engine for EmbeddedEngine {
+    fn name(&self) -> &str {
+        "mistralrs"
+    }
+
+    fn chat(&self, request: &ChatRequest) -> Result<ChatResponse, EngineError> {
+        self.request(&WorkerRequest::Chat(request.clone()))
+    }
+}
+
+#[cfg(unix)]
+fn describe_exit(status: std::process::ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (_, Some(9)) => "was killed by SIGKILL (the kernel's out-of-memory killer or a memory limit: the model needs more RAM than it was allowed)".into(),
+        (_, Some(sig)) => format!("was killed by signal {sig}"),
+        (Some(101), _) => "panicked (exit 101)".into(),
+        (Some(code), _) => format!("exited with status {code}"),
+        (None, None) => "ended".into(),
+    }
+}
+
+fn keep_tail(stderr: impl Read, tail: &Mutex<Vec<String>>) {
+    for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+        if let Ok(mut t) = tail.lock() {
+            t.push(line);
+            let excess = t.len().saturating_sub(30);
+            t.drain(..excess);
+        }
+    }
+}
+
+fn split_path(gguf: &Path) -> Result<(PathBuf, String), EngineError> {
+    let dir = gguf
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+        .to_path_buf();
+    let file = gguf
+        .file_name()
+        .map(|f| f.to_string_lossy().into_owned())
+        .ok_or_else(|| EngineError::Request(format!("{} is not a file path", gguf.display())))?;
+    if !gguf.is_file() {
+        // A missing local directory makes mistral.rs fall through to the Hub.
+        return Err(EngineError::Request(format!("{} does not exist", gguf.display())));
+    }
+    Ok((dir, file))
+}
+
+/// A question with a known answer, for checking that a model really generates.
+pub fn capital_of_france() -> ChatRequest {
+    ChatRequest {
+        messages: vec![
+            ChatMessage::system("You are a helpful assistant."),
+            ChatMessage::user("What is the capital of France?"),
+        ],
+        max_tokens: 32,
+        temperature: 0.0,
+    }
+}
+
+/// The child side: load the model, then answer requests until stdin closes.
+#[cfg(feature = "embedded")]
+pub mod worker {
+    use super::*;
+    use either::Either;
+    use mistralrs::{GgufModelBuilder, RequestBuilder, TextMessageRole, TokenSource};
+    use std::time::Instant;
+
+    const FILLER: &str = "The history of measurement is a history of agreement. Merchants, builders and \
+        astronomers each needed units that others would accept, and every improvement in precision \
+        came from a shared reference that anyone could check. A workstation that serves language \
+        models is measured the same way: by numbers that another person can reproduce on the same \
+        machine with the same file. ";
+
+    fn emit(event: &WorkerEvent) {
+        let line = serde_json::to_string(event).unwrap_or_else(|_| "{\"event\":\"error\",\"message\":\"encode\"}".into());
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{LINE_PREFIX}{line}");
+        let _ = out.flush();
+    }
+
+    pub fn run(dir: &Path, file: &str, cpu: bool) -> i32 {
+        let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+            Ok(rt) => rt,
+            Err(e) => {
+                emit(&WorkerEvent::Error { message: e.to_string() });
+                return 1;
+            }
+        };
+        runtime.block_on(serve(dir, file, cpu))
+    }
+
+    async fn serve(dir: &Path, file: &str, cpu: bool) -> i32 {
+        let started = Instant::now();
+        let mut builder = GgufModelBuilder::new(dir.to_string_lossy(), vec![file.to_string()])
+            .with_token_source(TokenSource::None);
+        if cpu {
+            builder = builder.with_force_cpu();
+        }
+        let model = match builder.build().await {
+            Ok(m) => m,
+            Err(e) => {
+                emit(&WorkerEvent::Error { message: format!("{e:#}") });
+                return 1;
+            }
+        };
+        let max_sequence_length = model.max_sequence_length().ok().flatten().map(|n| n as u64);
+        emit(&WorkerEvent::Ready {
+            load_ms: started.elapsed().as_millis() as u64,
+            max_sequence_length,
+        });
+        let stdin = std::io::stdin();
+        for line in stdin.lock().lines() {
+            let Ok(line) = line else { break };
+            if line.trim().is_empty() {
+                continue;
+            }
+            let event = match serde_json::from_str::<WorkerRequest>(&line) {
+                Err(e) => WorkerEvent::Error { message: format!("bad request: {e}") },
+                Ok(WorkerRequest::Chat(req)) => match chat(&model, &req.messages, req.max_tokens, req.temperature).await {
+                    Ok(r) => WorkerEvent::Reply(r),
+                    Err(message) => WorkerEvent::Error { message },
+                },
+                Ok(WorkerRequest::Fill { prompt_tokens, max_tokens }) => match fill(&model, prompt_tokens, max_tokens).await {
+                    Ok(r) => WorkerEvent::Reply(r),
+                    Err(message) => WorkerEvent::Error { message },
+                },
+            };
+            emit(&event);
+        }
+        0
+    }
+
+    async fn chat(model: &mistralrs::Model, messages: &[ChatMessage], max_tokens: u32, temperature: f32) -> Result<ChatResponse, String> {
+        let mut request = RequestBuilder::new();
+        for m in messages {
+            let role = match m.role.as_str() {
+                "system" => TextMessageRole::System,
+                "assistant" => TextMessageRole::Assistant,
+                _ => TextMessageRole::User,
+            };
+            request = request.add_message(role, &m.content);
+        }
+        // The deterministic sampler resets the length limit: set it first.
+        request = if temperature <= 0.0 {
+            request.set_deterministic_sampler()
+        } else {
+            request.set_sampler_temperature(f64::from(temperature))
+        };
+        request = request.set_sampler_max_len(max_tokens as usize);
+        let response = model.send_chat_request(request).await.map_err(|e| format!("{e:#}"))?;
+        let choice = response.choices.first().ok_or("the engine returned no choice")?;
+        let usage = &response.usage;
+        Ok(ChatResponse {
+            text: choice.message.content.clone().unwrap_or_default(),
+            prompt_tokens: usage.prompt_tokens as u64,
+            completion_tokens: usage.completion_tokens as u64,
+            prompt_tps: Some(f64::from(usage.avg_prompt_tok_per_sec)),
+            generation_tps: Some(f64::from(usage.avg_compl_tok_per_sec)),
+            finish_reason: Some(choice.finish_reason.clone()),
+        })
+    }
+
+    /// A prompt of about `target` tokens: whole copies of a passage, then a
+    /// prefix of it cut at a token boundary.
+    async fn fill(model: &mistralrs::Model, target: u64, max_tokens: u32) -> Result<ChatResponse, String> {
+        let tokens = model
+            .tokenize(Either::Right(FILLER.to_string()), None, false, false, None)
+            .await
+            .map_err(|e| format!("{e:#}"))?;
+        let per = tokens.len().max(1) as u64;
+        let copies = target / per;
+        let rest = (target % per) as usize;
+        let mut text = FILLER.repeat(copies as usize);
+        if rest > 0 {
+            let partial = model
+                .detokenize(tokens[..rest.min(tokens.len())].to_vec(), true)
+                .await
+                .map_err(|e| format!("{e:#}"))?;
+            text.push_str(&partial);
+        }
+        text.push_str("\n\nSummarise the passage above in one sentence.");
+        let messages = [ChatMessage::user(text)];
+        chat(model, &messages, max_tokens, 0.0).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn preflight_explains_what_cannot_load() {
+        let e = preflight("qwen35moe", &[], true).unwrap_err();
+        assert!(e.contains("cannot load GGUF architecture `qwen35moe`") && e.contains("0.9.1") && e.contains("llama-server"), "{e}");
+        let e = preflight("qwen3moe", &[], true).unwrap_err();
+        assert!(e.contains("CUDA-only"), "{e}");
+        assert!(preflight("qwen3moe", &[], false).is_ok());
+        let e = preflight("llama", &["Q4_K".into(), "IQ4_XS".into()], true).unwrap_err();
+        assert!(e.contains("IQ4_XS"), "{e}");
+        assert!(preflight("llama", &["Q4_1".into(), "F32".into()], true).is_ok());
+    }
+}

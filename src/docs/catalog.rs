@@ -360,6 +360,7 @@ impl Catalog {
         let dash = || "—".to_string();
         let mut rows: Vec<&ModelInfo> = self.models.iter().filter(|m| m.onboarded()).collect();
         rows.sort_by(|a, b| a.manifest.name.cmp(&b.manifest.name));
+        let mut charts: Vec<String> = Vec::new();
         let mut out = String::from(
             "| Model | Id | Quant | Size | Strategy | Context | Speed | HumanEval+ base | HumanEval+ plus | Chart |\n\
              |---|---|---|---|---|---|---|---|---|---|\n",
@@ -379,7 +380,11 @@ impl Catalog {
                 .and_then(|c| super::tree::normalize(Path::new(c)))
                 .filter(|c| src.kind(c) == Kind::File)
                 .map_or_else(dash, |c| {
-                    format!("[chart]({})", link_path(&relative(&base, &c)))
+                    let dest = link_path(&relative(&base, &c));
+                    if !charts.contains(&dest) {
+                        charts.push(dest.clone());
+                    }
+                    format!("[chart]({dest})")
                 });
             let score = |f: fn(&BenchResults) -> f64| {
                 m.results
@@ -398,6 +403,10 @@ impl Catalog {
                 score(|r| r.base),
                 score(|r| r.plus),
             ));
+        }
+        // The benchmark report's chart(s), embedded once under the table.
+        for dest in charts {
+            out.push_str(&format!("\n![HumanEval+ pass@1]({dest})\n"));
         }
         out
     }

@@ -8,6 +8,7 @@
 
 pub mod bench_profile;
 pub mod command;
+pub mod docs;
 pub mod profile;
 pub mod render;
 pub mod samplers;
@@ -210,6 +211,7 @@ impl Registry {
         registry.register(profile::ProfileTask);
         registry.register(samplers::Samplers);
         registry.register(bench_profile::BenchProfile);
+        registry.register(docs::Docs);
         registry
     }
 

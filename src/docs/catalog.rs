@@ -153,12 +153,14 @@ impl ModelInfo {
         self.manifest.hub.quant.clone()
     }
 
-    /// Size in GB (10⁹ bytes): the weights on disk, else the card's figure.
+    /// Size in GB (10⁹ bytes): the card's figure (evaluate records the
+    /// files' sizes), else what the weights take on disk.
     pub fn size_gb(&self) -> Option<f64> {
-        self.disk_bytes
-            .filter(|b| *b > 0)
-            .map(|b| (b as f64 / 1e9 * 10.0).round() / 10.0)
-            .or_else(|| card_f64(&self.manifest, "file_size_gb"))
+        card_f64(&self.manifest, "file_size_gb").or_else(|| {
+            self.disk_bytes
+                .filter(|b| *b > 0)
+                .map(|b| (b as f64 / 1e9 * 10.0).round() / 10.0)
+        })
     }
 
     pub fn strategy(&self) -> Option<String> {

@@ -28,13 +28,18 @@ fn the_card_moves_links_follow_tables_fill_and_a_rerun_changes_nothing() {
     run_docs(&ws, &[]).assert_ok();
 
     // The card sits in documentation/, not in CANDIDATES/.
-    assert!(!ws.path("documentation/CANDIDATES/Qwen3.5-35B-A3B.md").exists());
+    assert!(!ws
+        .path("documentation/CANDIDATES/Qwen3.5-35B-A3B.md")
+        .exists());
     let card = ws.read("documentation/Qwen3.5-35B-A3B.md");
     let expected_card = CARD_35B
         .replace("(../Qwen3-Next-80B-A3B.md)", "(Qwen3-Next-80B-A3B.md)")
         .replace("(Qwen3.5-27B.md)", "(CANDIDATES/Qwen3.5-27B.md)")
         .replace("(../../README.md#models)", "(../README.md#models)")
-        .replace("(../gpu-strategy-guide.md#strategies)", "(gpu-strategy-guide.md#strategies)")
+        .replace(
+            "(../gpu-strategy-guide.md#strategies)",
+            "(gpu-strategy-guide.md#strategies)",
+        )
         .replace("(../img/layers.png)", "(img/layers.png)")
         .replace(
             "<!-- onboard:measured -->\n",
@@ -86,7 +91,10 @@ fn the_card_moves_links_follow_tables_fill_and_a_rerun_changes_nothing() {
     assert!(guide.contains("([details](Qwen3.5-35B-A3B.md#memory))"));
     assert_eq!(
         ws.read("documentation/guides/bench/benchmarking.md"),
-        BENCH_GUIDE.replace("../../CANDIDATES/Qwen3.5-35B-A3B.md", "../../Qwen3.5-35B-A3B.md")
+        BENCH_GUIDE.replace(
+            "../../CANDIDATES/Qwen3.5-35B-A3B.md",
+            "../../Qwen3.5-35B-A3B.md"
+        )
     );
     assert_eq!(
         ws.read("documentation/Qwen3-Next-80B-A3B.md"),
@@ -94,7 +102,10 @@ fn the_card_moves_links_follow_tables_fill_and_a_rerun_changes_nothing() {
     );
     assert_eq!(
         ws.read("documentation/CANDIDATES/Qwen3.5-27B.md"),
-        CARD_27B.replace("(Qwen3.5-35B-A3B.md#memory)", "(../Qwen3.5-35B-A3B.md#memory)")
+        CARD_27B.replace(
+            "(Qwen3.5-35B-A3B.md#memory)",
+            "(../Qwen3.5-35B-A3B.md#memory)"
+        )
     );
     // Files the step has no business with are byte-identical.
     assert_eq!(ws.read("documentation/GLM-4.7-Flash.md"), CARD_GLM);
@@ -127,17 +138,39 @@ steps:
 #[test]
 fn a_model_without_a_card_gets_one_from_the_template() {
     let ws = TestWorkspace::new(TINY_WORKFLOW);
-    ws.write("README.md", "# Workspace\n\nSee [the docs](documentation/).\n");
+    ws.write(
+        "README.md",
+        "# Workspace\n\nSee [the docs](documentation/).\n",
+    );
     ws.write("documentation/index.md", "# Docs\n\n[Home](../README.md)\n");
     ws.run(&[]).assert_ok();
     let card = ws.read("documentation/Tiny.md");
-    assert!(card.starts_with("# Tiny\n\nTiny (`tiny`): Test, dense, 1M.\n"), "{card}");
-    assert!(card.contains("| architecture | llama |\n| layers | 30 |\n"), "{card}");
+    assert!(
+        card.starts_with("# Tiny\n\nTiny (`tiny`): Test, dense, 1M.\n"),
+        "{card}"
+    );
+    assert!(
+        card.contains("| architecture | llama |\n| layers | 30 |\n"),
+        "{card}"
+    );
     assert!(card.contains("| Speed | 12.5 t/s |"), "{card}");
-    assert!(card.contains("Back to the [workspace README](../README.md)."), "{card}");
+    assert!(
+        card.contains("Back to the [workspace README](../README.md)."),
+        "{card}"
+    );
     let readme = ws.read("README.md");
-    assert!(readme.starts_with("# Workspace\n\nSee [the docs](documentation/).\n\n<!-- onboard:models -->\n"), "{readme}");
-    assert!(readme.contains("| [Tiny](documentation/Tiny.md) | `tiny` | — | — | — | — | 12.5 t/s | — | — | — |"), "{readme}");
+    assert!(
+        readme.starts_with(
+            "# Workspace\n\nSee [the docs](documentation/).\n\n<!-- onboard:models -->\n"
+        ),
+        "{readme}"
+    );
+    assert!(
+        readme.contains(
+            "| [Tiny](documentation/Tiny.md) | `tiny` | — | — | — | — | 12.5 t/s | — | — | — |"
+        ),
+        "{readme}"
+    );
     assert_eq!(ws.onboard(&["links"]).code, 0);
     let first = snapshot(ws.root());
     ws.run(&["--force", "docs"]).assert_ok();

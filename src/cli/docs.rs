@@ -124,7 +124,9 @@ pub fn retire(dir: &Path, args: &RetireArgs) -> i32 {
     let plan = match retire::plan(&ws, &catalog, Changeset::new(disk(&ws)), id, &client) {
         Ok(p) => p,
         Err(retire::RetireError::Unknown(id, known)) => {
-            error(&format!("no model `{id}` in the workspace (known: {known})"));
+            error(&format!(
+                "no model `{id}` in the workspace (known: {known})"
+            ));
             return EXIT_USAGE;
         }
         Err(e) => {
@@ -140,9 +142,7 @@ pub fn retire(dir: &Path, args: &RetireArgs) -> i32 {
         .map(|a| {
             format!(
                 "{} ({:?} compared with {})",
-                a.recommendation,
-                a.verdict,
-                a.replacement_name
+                a.recommendation, a.verdict, a.replacement_name
             )
         })
         .collect();
@@ -192,8 +192,7 @@ pub fn retire(dir: &Path, args: &RetireArgs) -> i32 {
             }
             Ok(())
         });
-        if let Err(e) = removed.and_then(|_| refresh_bench_readme(&ws, &conf_path, &client_path))
-        {
+        if let Err(e) = removed.and_then(|_| refresh_bench_readme(&ws, &conf_path, &client_path)) {
             error(&e.to_string());
             return EXIT_FAILED;
         }
@@ -250,7 +249,13 @@ fn refresh_bench_readme(
 }
 
 fn print_plan(ws: &Workspace, plan: &RetirePlan, doing: bool) {
-    let verb = |now: &str, later: &str| if doing { now.to_string() } else { later.to_string() };
+    let verb = |now: &str, later: &str| {
+        if doing {
+            now.to_string()
+        } else {
+            later.to_string()
+        }
+    };
     println!(
         "Retiring {} (`{}`){}:",
         plan.name,

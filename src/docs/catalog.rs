@@ -81,8 +81,8 @@ pub struct ModelInfo {
     /// The card, workspace-relative, wherever it sits.
     pub card: Option<PathBuf>,
     pub place: Option<Place>,
-    /// Profiles that belong to the model (production, bench, and any other
-    /// profile whose MODEL lies in its weights directory).
+    /// Profiles that belong to the model: its production profile and
+    /// `bench-<production>`.
     pub profiles: Vec<Profile>,
     pub production: Option<Profile>,
     /// The weights directory, workspace-relative, when known.
@@ -311,15 +311,7 @@ impl Catalog {
             let own: Vec<Profile> = profiles
                 .iter()
                 .filter(|p| {
-                    Some(&p.id) == manifest.profile.as_ref()
-                        || Some(&p.id) == bench_id.as_ref()
-                        || match (&weights_dir, p.get("MODEL")) {
-                            (Some(dir), Some(model)) => {
-                                super::tree::normalize(&models_dir.join(model))
-                                    .is_some_and(|m| m.starts_with(dir))
-                            }
-                            _ => false,
-                        }
+                    Some(&p.id) == manifest.profile.as_ref() || Some(&p.id) == bench_id.as_ref()
                 })
                 .cloned()
                 .collect();

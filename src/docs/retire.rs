@@ -450,6 +450,14 @@ pub fn plan(
         }
     };
 
+    // Tables first, without the retired model (its rows and their links go).
+    let mut after = catalog.clone();
+    if let Some(m) = after.get_mut(id) {
+        m.manifest.status = ModelStatus::Retired;
+        m.place = Some(Place::Retired);
+    }
+    let tables = super::blocks::refresh_models(&mut cs, &after, &[])?;
+
     // The card: to RETIRED/, links following it.
     let (card_move, link_edits) = match (&model.card, model.place) {
         (Some(card), Some(Place::Onboarded | Place::Candidate)) => {
@@ -496,14 +504,6 @@ pub fn plan(
             Err(e) => ManifestChange::Unchanged(format!("{}: {e}", manifest_rel.display())),
         }
     };
-
-    // Tables, without the retired model.
-    let mut after = catalog.clone();
-    if let Some(m) = after.get_mut(id) {
-        m.manifest.status = ModelStatus::Retired;
-        m.place = Some(Place::Retired);
-    }
-    let tables = super::blocks::refresh_models(&mut cs, &after, &[])?;
 
     let profile_ids: Vec<&str> = model.profiles.iter().map(|p| p.id.as_str()).collect();
     let bench_client: Vec<String> = bench_client

@@ -127,10 +127,9 @@ pub fn measured_block(info: &catalog::ModelInfo, card: &Path, src: &impl Source)
         "| Context | {} |\n",
         info.context().map_or_else(dash, |c| c.to_string())
     ));
-    let (base, plus) = info
-        .results
-        .as_ref()
-        .map_or((dash(), dash()), |r| (format!("{:.1}", r.base), format!("{:.1}", r.plus)));
+    let (base, plus) = info.results.as_ref().map_or((dash(), dash()), |r| {
+        (format!("{:.1}", r.base), format!("{:.1}", r.plus))
+    });
     out.push_str(&format!("| HumanEval+ pass@1 (base) | {base} |\n"));
     out.push_str(&format!("| HumanEval+ pass@1 (plus) | {plus} |\n"));
     if let Some(chart) = info
@@ -220,6 +219,7 @@ impl Task for Docs {
         let mut moved = false;
         let mut created = false;
         let mut edits: Vec<LinkEdit> = Vec::new();
+        let mut template_used = params.template.clone();
         if cs.kind(&candidate) == Kind::File {
             edits = links::move_file(&mut cs, &candidate, &card).map_err(failed)?;
             moved = true;
@@ -235,7 +235,10 @@ impl Task for Docs {
             let template_path = ctx.path(&params.template)?;
             let source = match std::fs::read_to_string(&template_path) {
                 Ok(s) => s,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => BUILTIN_TEMPLATE.to_string(),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    template_used = "the built-in card template".to_string();
+                    BUILTIN_TEMPLATE.to_string()
+                }
                 Err(e) => return Err(TaskError::io(&template_path, e)),
             };
             let readme = (cs.kind(Path::new("README.md")) == Kind::File)
@@ -247,14 +250,13 @@ impl Task for Docs {
                 "readme": readme,
                 "measured_block": MEASURED_BLOCK,
             });
-            let text = template::render_file(&params.template, &source, &values)
-                .map_err(|e| {
-                    params_error(format!(
-                        "{}{}: {e}",
-                        params.template,
-                        e.line.map(|l| format!(":{l}")).unwrap_or_default()
-                    ))
-                })?;
+            let text = template::render_file(&params.template, &source, &values).map_err(|e| {
+                params_error(format!(
+                    "{}{}: {e}",
+                    params.template,
+                    e.line.map(|l| format!(":{l}")).unwrap_or_default()
+                ))
+            })?;
             cs.write(&card, text);
             created = true;
         }
@@ -281,7 +283,11 @@ impl Task for Docs {
         info.place = Some(Place::Onboarded);
         let info = info.clone();
         let card_text = cs.read(&card).unwrap_or_default();
-        match blocks::replace(&card_text, MEASURED_BLOCK, &measured_block(&info, &card, &cs)) {
+        match blocks::replace(
+            &card_text,
+            MEASURED_BLOCK,
+            &measured_block(&info, &card, &cs),
+        ) {
             Ok(Some(text)) => cs.write(&card, text),
             Ok(None) => {}
             Err((line, message)) => {
@@ -300,7 +306,9 @@ impl Task for Docs {
         let made: Vec<String> = links::check(&cs)
             .broken
             .into_iter()
-            .filter(|b| touched.contains(&b.file) && !before.contains(&(b.file.clone(), b.dest.clone())))
+            .filter(|b| {
+                touched.contains(&b.file) && !before.contains(&(b.file.clone(), b.dest.clone()))
+            })
             .map(|b| b.to_string())
             .collect();
         if !made.is_empty() {
@@ -311,14 +319,16 @@ impl Task for Docs {
             )));
         }
 
-        let changes = cs
-            .apply()
-            .map_err(|(path, e)| TaskError::io(&path, e))?;
+        let changes = cs.apply().map_err(|(path, e)| TaskError::io(&path, e))?;
         if moved {
-            ctx.log(&format!("moved {} -> {}", candidate.display(), card.display()));
+            ctx.log(&format!(
+                "moved {} -> {}",
+                candidate.display(),
+                card.display()
+            ));
         }
         if created {
-            ctx.log(&format!("wrote {} from {}", card.display(), params.template));
+            ctx.log(&format!("wrote {} from {template_used}", card.display()));
         }
         let link_edits: Vec<String> = edits
             .iter()

@@ -522,7 +522,11 @@ CTX_SIZE=10240";
             EXISTING.replace("; GPT-OSS is natively MXFP4\n[gpt-oss-120b]\nMODEL=GPT-OSS/MoE/120B/gpt-oss-120b-mxfp4-00001-of-00003.gguf\nCTX_SIZE=131072\nFLAGS=--jinja -np 1 --reasoning-format none\n\n\n", "")
         );
         assert!(c.remove_section("bench-glm-flash-q8"));
-        assert!(c.render().ends_with("SPEED=112 t/s (2 GPUs)\n"), "{}", c.render());
+        assert!(
+            c.render().ends_with("SPEED=112 t/s (2 GPUs)\n"),
+            "{}",
+            c.render()
+        );
         assert!(!c.remove_section("bench-glm-flash-q8"));
         let mut first = conf(EXISTING);
         first.remove_section("glm-flash-q8");

@@ -163,8 +163,10 @@ pub const CARD_QWEN3_NEXT: &str = "\
 53 GB; its replacement candidate is [Qwen3.5-35B-A3B](CANDIDATES/Qwen3.5-35B-A3B.md).
 ";
 
-pub const CARD_GLM: &str = "# GLM-4.7 Flash\n\n## Speed\n\n112 t/s; compare [Qwen3-Next](Qwen3-Next-80B-A3B.md#memory).\n";
-pub const CARD_GPT_OSS: &str = "# GPT-OSS 120B\n\nNatively MXFP4. See the [guide](gpu-strategy-guide.md).\n";
+pub const CARD_GLM: &str =
+    "# GLM-4.7 Flash\n\n## Speed\n\n112 t/s; compare [Qwen3-Next](Qwen3-Next-80B-A3B.md#memory).\n";
+pub const CARD_GPT_OSS: &str =
+    "# GPT-OSS 120B\n\nNatively MXFP4. See the [guide](gpu-strategy-guide.md).\n";
 pub const CARD_122B: &str = "# Qwen3.5-122B-A10B\n\nMay replace [GPT-OSS 120B](GPT-OSS-120B.md).\n";
 
 pub const MANIFEST_QWEN3_NEXT: &str = "\
@@ -246,14 +248,23 @@ pub fn workspace() -> TestWorkspace {
     ws.write("benchmarks/report/humaneval.svg", "<svg/>");
     // Fake weights: the retire test deletes one model's directory only.
     for (dir, file) in [
-        ("Qwen3-Next/MoE/80B/Q4_K_M", "Qwen3-Next-80B-A3B-Instruct-Q4_K_M.gguf"),
-        ("Qwen3.5/MoE/35B/UD6_K_XL", "Qwen3.5-35B-A3B-UD-Q6_K_XL.gguf"),
+        (
+            "Qwen3-Next/MoE/80B/Q4_K_M",
+            "Qwen3-Next-80B-A3B-Instruct-Q4_K_M.gguf",
+        ),
+        (
+            "Qwen3.5/MoE/35B/UD6_K_XL",
+            "Qwen3.5-35B-A3B-UD-Q6_K_XL.gguf",
+        ),
         ("GLM/MoE/Flash/Q8", "GLM-4.7-Flash-Q8_0.gguf"),
         ("GPT-OSS/MoE/120B", "gpt-oss-120b-mxfp4-00001-of-00003.gguf"),
     ] {
         ws.write(&format!("models/{dir}/{file}"), "GGUF fake weights");
     }
-    ws.write("models/Qwen3-Next/MoE/80B/Q4_K_M/README.md", "[broken but skipped](nowhere.md)\n");
+    ws.write(
+        "models/Qwen3-Next/MoE/80B/Q4_K_M/README.md",
+        "[broken but skipped](nowhere.md)\n",
+    );
     ws.write("README.md", README);
     ws.write("documentation/gpu-strategy-guide.md", GUIDE);
     ws.write("documentation/guides/bench/benchmarking.md", BENCH_GUIDE);
@@ -290,7 +301,11 @@ pub fn snapshot(root: &Path) -> BTreeMap<String, Vec<u8>> {
     fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, Vec<u8>>) {
         for entry in std::fs::read_dir(dir).unwrap().flatten() {
             let path = entry.path();
-            let rel = path.strip_prefix(root).unwrap().to_string_lossy().into_owned();
+            let rel = path
+                .strip_prefix(root)
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
             if rel == ".onboard" {
                 continue;
             }

@@ -262,14 +262,13 @@ fn print_plan(ws: &Workspace, plan: &RetirePlan, doing: bool) {
         plan.id,
         if doing { "" } else { ", dry run" }
     );
-    match &plan.weights {
-        Some((dir, bytes)) => println!(
+    if let Some((dir, bytes)) = &plan.weights {
+        println!(
             "  {} {} ({:.1} GB)",
             verb("delete", "would delete"),
             dir.display(),
             *bytes as f64 / 1e9
-        ),
-        None => {}
+        );
     }
     for p in &plan.profiles {
         println!(

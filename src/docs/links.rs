@@ -216,7 +216,7 @@ fn check_link(
                     .map(|t| scan::scan(&t).anchors())
                     .unwrap_or_default()
             });
-            if list.iter().any(|a| *a == fragment) {
+            if list.contains(&fragment) {
                 return None;
             }
             let suggestion = crate::workflow::diag::did_you_mean(

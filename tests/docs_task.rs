@@ -213,3 +213,63 @@ fn links_reports_file_line_column_and_the_fix() {
     assert_eq!(v["broken"].as_array().unwrap().len(), 2);
     assert_eq!(v["broken"][0]["problem"], "missing_anchor");
 }
+
+/// The repository's own documentation: its links hold, and the docs step
+/// onboards a real candidate card with every link intact.
+#[test]
+fn the_repository_documentation_is_clean_and_onboards_a_candidate() {
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_onboard"))
+        .arg("-C")
+        .arg(repo)
+        .arg("links")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+
+    let ws = TestWorkspace::new("name: add-model\nsteps: []\n");
+    std::fs::remove_file(ws.path("models/tiny.yaml")).unwrap();
+    fn copy(from: &std::path::Path, to: &std::path::Path) {
+        for entry in std::fs::read_dir(from).unwrap().flatten() {
+            let target = to.join(entry.file_name());
+            if entry.path().is_dir() {
+                std::fs::create_dir_all(&target).unwrap();
+                copy(&entry.path(), &target);
+            } else {
+                std::fs::copy(entry.path(), target).unwrap();
+            }
+        }
+    }
+    copy(&repo.join("documentation"), &ws.path("documentation"));
+    for entry in std::fs::read_dir(repo.join("models")).unwrap().flatten() {
+        if entry.path().extension().is_some_and(|e| e == "yaml") {
+            std::fs::copy(entry.path(), ws.path("models").join(entry.file_name())).unwrap();
+        }
+    }
+    ws.write(
+        "onboard.yaml",
+        &std::fs::read_to_string(repo.join("onboard.yaml")).unwrap(),
+    );
+    ws.write(
+        "workflows/docs.yaml",
+        "name: docs\nsteps:\n  - id: docs\n    uses: docs\n    with: {measured_speed_tps: 101}\n",
+    );
+    ws.onboard(&["run", MODEL, "--workflow", "docs"])
+        .assert_ok();
+    assert!(ws.path("documentation/Qwen3.5-35B-A3B.md").exists());
+    assert!(!ws
+        .path("documentation/CANDIDATES/Qwen3.5-35B-A3B.md")
+        .exists());
+    let links = ws.onboard(&["links"]);
+    assert_eq!(links.code, 0, "{}", links.stdout);
+    assert!(ws
+        .read("documentation/gpu-strategy-guide.md")
+        .contains("| [Qwen3.5-35B-A3B](Qwen3.5-35B-A3B.md) | `qwen3.5-35b-a3b` | UD-Q6_K_XL | 30.3 GB | FIT (both GPUs) | 262144 | 101 t/s |"));
+    assert!(ws
+        .read("documentation/GLM-4.7-Flash.md")
+        .contains("[Qwen3.5-35B-A3B](Qwen3.5-35B-A3B.md)"));
+}

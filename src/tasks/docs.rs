@@ -168,6 +168,24 @@ impl Task for Docs {
         })
     }
 
+    /// The card: a person deleting or editing it makes the step run again
+    /// (it is idempotent, so an unchanged tree stays unchanged).
+    fn output_files(
+        &self,
+        params: &DocsParams,
+        ctx: &TaskContext,
+    ) -> Result<Vec<PathBuf>, TaskError> {
+        let Some(manifest) = ctx
+            .template_context
+            .get("manifest")
+            .and_then(|m| serde_json::from_value::<Manifest>(m.clone()).ok())
+        else {
+            return Ok(Vec::new());
+        };
+        let name = Docs::card_name(params, &manifest)?;
+        Ok(vec![ctx.path(&ctx.paths().docs)?.join(name)])
+    }
+
     async fn run(&self, params: DocsParams, ctx: TaskContext) -> Result<DocsOutputs, TaskError> {
         let manifest: Manifest = ctx
             .template_context

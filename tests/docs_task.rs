@@ -273,3 +273,40 @@ fn the_repository_documentation_is_clean_and_onboards_a_candidate() {
         .read("documentation/GLM-4.7-Flash.md")
         .contains("[Qwen3.5-35B-A3B](Qwen3.5-35B-A3B.md)"));
 }
+
+#[test]
+fn plan_diff_previews_the_docs_step_without_writing() {
+    let ws = workspace();
+    let before = snapshot(ws.root());
+    let out = ws.onboard(&["plan", MODEL, "--workflow", "docs", "--diff"]);
+    out.assert_ok();
+    assert_eq!(diff(&before, &snapshot(ws.root())), Vec::<String>::new());
+    for part in [
+        "--- a/README.md\n+++ b/README.md\n@@ -2,12 +2,20 @@\n \n Start with the",
+        "-[memory figures](documentation/CANDIDATES/Qwen3.5-35B-A3B.md#memory)).\n+[memory figures](documentation/Qwen3.5-35B-A3B.md#memory)).\n",
+        "-[35b]: documentation/CANDIDATES/Qwen3.5-35B-A3B.md \"Qwen3.5-35B-A3B\"\n+[35b]: documentation/Qwen3.5-35B-A3B.md \"Qwen3.5-35B-A3B\"\n",
+        "--- a/documentation/CANDIDATES/Qwen3.5-35B-A3B.md\n+++ /dev/null\n",
+        "--- /dev/null\n+++ b/documentation/Qwen3.5-35B-A3B.md\n",
+        &format!("+{ROW_35B}\n"),
+    ] {
+        assert!(out.stdout.contains(part), "missing {part:?} in\n{}", out.stdout);
+    }
+    // Once done, nothing is left to preview for a forced rerun.
+    ws.onboard(&["run", MODEL, "--workflow", "docs"])
+        .assert_ok();
+    let out = ws.onboard(&[
+        "plan",
+        MODEL,
+        "--workflow",
+        "docs",
+        "--diff",
+        "--force",
+        "docs",
+    ]);
+    out.assert_ok();
+    assert!(
+        out.stdout.contains("docs:\n  (no file would change)"),
+        "{}",
+        out.stdout
+    );
+}

@@ -8,6 +8,7 @@
 
 pub mod blocks;
 pub mod catalog;
+pub mod diff;
 pub mod links;
 pub mod retire;
 pub mod scan;

@@ -6,11 +6,11 @@
 //! All edits are computed over a change set first and link-checked there:
 //! a broken link the step would make fails it before anything is written.
 
-use super::{Task, TaskContext, TaskError};
+use super::{FileChange, Task, TaskContext, TaskError};
 use crate::docs::blocks;
 use crate::docs::catalog::{self, Catalog, Measured, Place, CANDIDATES, RETIRED};
 use crate::docs::links::{self, LinkEdit};
-use crate::docs::tree::{dir_of, relative, Changeset, Disk, Kind, Scope, Source};
+use crate::docs::tree::{dir_of, relative, Change, Changeset, Disk, Kind, Scope, Source};
 use crate::workflow::template;
 use crate::workspace::{Manifest, Workspace};
 use schemars::JsonSchema;
@@ -94,99 +94,21 @@ fn failed(e: impl std::fmt::Display) -> TaskError {
     }
 }
 
+/// The edits of one run, computed but not yet written.
+struct Prepared {
+    cs: Changeset,
+    card: PathBuf,
+    candidate: PathBuf,
+    moved: bool,
+    created: bool,
+    edits: Vec<LinkEdit>,
+    template_used: String,
+}
+
 impl Docs {
-    fn card_name(params: &DocsParams, manifest: &Manifest) -> Result<String, TaskError> {
-        let name = params
-            .card
-            .clone()
-            .unwrap_or_else(|| catalog::card_name(manifest));
-        let name = if name.ends_with(".md") {
-            name
-        } else {
-            format!("{name}.md")
-        };
-        if name.contains('/') || name.starts_with('.') {
-            return Err(TaskError::Params(format!(
-                "`card: {name}` must be a file name (no `/`), e.g. `{}.md`",
-                manifest.name.replace(' ', "-")
-            )));
-        }
-        Ok(name)
-    }
-}
-
-/// The figures block of a card, links relative to the card.
-pub fn measured_block(info: &catalog::ModelInfo, card: &Path, src: &impl Source) -> String {
-    let dash = || "—".to_string();
-    let mut out = String::from("| Measured on this machine | |\n|---|---|\n");
-    out.push_str(&format!(
-        "| Speed | {} |\n",
-        info.speed_text().unwrap_or_else(dash)
-    ));
-    out.push_str(&format!(
-        "| Context | {} |\n",
-        info.context().map_or_else(dash, |c| c.to_string())
-    ));
-    let (base, plus) = info.results.as_ref().map_or((dash(), dash()), |r| {
-        (format!("{:.1}", r.base), format!("{:.1}", r.plus))
-    });
-    out.push_str(&format!("| HumanEval+ pass@1 (base) | {base} |\n"));
-    out.push_str(&format!("| HumanEval+ pass@1 (plus) | {plus} |\n"));
-    if let Some(chart) = info
-        .results
-        .as_ref()
-        .and_then(|r| r.chart.as_ref())
-        .and_then(|c| crate::docs::tree::normalize(Path::new(c)))
-        .filter(|c| src.kind(c) == Kind::File)
-    {
-        out.push_str(&format!(
-            "\n![HumanEval+ pass@1]({})\n",
-            catalog::link_path(&relative(&dir_of(card), &chart))
-        ));
-    }
-    out
-}
-
-impl Task for Docs {
-    const KIND: &'static str = "docs";
-    const VERSION: u32 = 1;
-    const SUMMARY: &'static str =
-        "Move the model's card out of CANDIDATES/ fixing every link, write a missing card, refresh the model tables";
-    type Params = DocsParams;
-    type Outputs = DocsOutputs;
-
-    fn input_files(
-        &self,
-        params: &DocsParams,
-        ctx: &TaskContext,
-    ) -> Result<Vec<PathBuf>, TaskError> {
-        let template = ctx.path(&params.template)?;
-        Ok(if template.exists() {
-            vec![template]
-        } else {
-            Vec::new()
-        })
-    }
-
-    /// The card: a person deleting or editing it makes the step run again
-    /// (it is idempotent, so an unchanged tree stays unchanged).
-    fn output_files(
-        &self,
-        params: &DocsParams,
-        ctx: &TaskContext,
-    ) -> Result<Vec<PathBuf>, TaskError> {
-        let Some(manifest) = ctx
-            .template_context
-            .get("manifest")
-            .and_then(|m| serde_json::from_value::<Manifest>(m.clone()).ok())
-        else {
-            return Ok(Vec::new());
-        };
-        let name = Docs::card_name(params, &manifest)?;
-        Ok(vec![ctx.path(&ctx.paths().docs)?.join(name)])
-    }
-
-    async fn run(&self, params: DocsParams, ctx: TaskContext) -> Result<DocsOutputs, TaskError> {
+    /// Computes every edit over a change set and link-checks it; writes
+    /// nothing.
+    fn prepare(params: &DocsParams, ctx: &TaskContext) -> Result<Prepared, TaskError> {
         let manifest: Manifest = ctx
             .template_context
             .get("manifest")
@@ -214,7 +136,7 @@ impl Task for Docs {
         if let Some(chart) = &params.chart {
             ctx.path(chart)?;
         }
-        let card_name = Docs::card_name(&params, &manifest)?;
+        let card_name = Docs::card_name(params, &manifest)?;
         let docs = PathBuf::from(&paths.docs);
         let candidate = docs.join(CANDIDATES).join(&card_name);
         let card = docs.join(&card_name);
@@ -336,7 +258,149 @@ impl Task for Docs {
                 made.join("\n")
             )));
         }
+        Ok(Prepared {
+            cs,
+            card,
+            candidate,
+            moved,
+            created,
+            edits,
+            template_used,
+        })
+    }
 
+    fn card_name(params: &DocsParams, manifest: &Manifest) -> Result<String, TaskError> {
+        let name = params
+            .card
+            .clone()
+            .unwrap_or_else(|| catalog::card_name(manifest));
+        let name = if name.ends_with(".md") {
+            name
+        } else {
+            format!("{name}.md")
+        };
+        if name.contains('/') || name.starts_with('.') {
+            return Err(TaskError::Params(format!(
+                "`card: {name}` must be a file name (no `/`), e.g. `{}.md`",
+                manifest.name.replace(' ', "-")
+            )));
+        }
+        Ok(name)
+    }
+}
+
+/// The figures block of a card, links relative to the card.
+pub fn measured_block(info: &catalog::ModelInfo, card: &Path, src: &impl Source) -> String {
+    let dash = || "—".to_string();
+    let mut out = String::from("| Measured on this machine | |\n|---|---|\n");
+    out.push_str(&format!(
+        "| Speed | {} |\n",
+        info.speed_text().unwrap_or_else(dash)
+    ));
+    out.push_str(&format!(
+        "| Context | {} |\n",
+        info.context().map_or_else(dash, |c| c.to_string())
+    ));
+    let (base, plus) = info.results.as_ref().map_or((dash(), dash()), |r| {
+        (format!("{:.1}", r.base), format!("{:.1}", r.plus))
+    });
+    out.push_str(&format!("| HumanEval+ pass@1 (base) | {base} |\n"));
+    out.push_str(&format!("| HumanEval+ pass@1 (plus) | {plus} |\n"));
+    if let Some(chart) = info
+        .results
+        .as_ref()
+        .and_then(|r| r.chart.as_ref())
+        .and_then(|c| crate::docs::tree::normalize(Path::new(c)))
+        .filter(|c| src.kind(c) == Kind::File)
+    {
+        out.push_str(&format!(
+            "\n![HumanEval+ pass@1]({})\n",
+            catalog::link_path(&relative(&dir_of(card), &chart))
+        ));
+    }
+    out
+}
+
+impl Task for Docs {
+    const KIND: &'static str = "docs";
+    const VERSION: u32 = 1;
+    const SUMMARY: &'static str =
+        "Move the model's card out of CANDIDATES/ fixing every link, write a missing card, refresh the model tables";
+    type Params = DocsParams;
+    type Outputs = DocsOutputs;
+
+    fn input_files(
+        &self,
+        params: &DocsParams,
+        ctx: &TaskContext,
+    ) -> Result<Vec<PathBuf>, TaskError> {
+        let template = ctx.path(&params.template)?;
+        Ok(if template.exists() {
+            vec![template]
+        } else {
+            Vec::new()
+        })
+    }
+
+    /// The card: a person deleting or editing it makes the step run again
+    /// (it is idempotent, so an unchanged tree stays unchanged).
+    fn output_files(
+        &self,
+        params: &DocsParams,
+        ctx: &TaskContext,
+    ) -> Result<Vec<PathBuf>, TaskError> {
+        let Some(manifest) = ctx
+            .template_context
+            .get("manifest")
+            .and_then(|m| serde_json::from_value::<Manifest>(m.clone()).ok())
+        else {
+            return Ok(Vec::new());
+        };
+        let name = Docs::card_name(params, &manifest)?;
+        Ok(vec![ctx.path(&ctx.paths().docs)?.join(name)])
+    }
+
+    fn preview(
+        &self,
+        params: &DocsParams,
+        ctx: &TaskContext,
+    ) -> Result<Option<Vec<FileChange>>, TaskError> {
+        let prepared = Docs::prepare(params, ctx)?;
+        let cs = &prepared.cs;
+        let changes = cs
+            .changes()
+            .into_iter()
+            .map(|c| match c {
+                Change::Create(p) => FileChange {
+                    before: None,
+                    after: cs.read(&p),
+                    path: p,
+                },
+                Change::Modify(p) => FileChange {
+                    before: cs.disk.read(&p),
+                    after: cs.read(&p),
+                    path: p,
+                },
+                Change::Remove(p) | Change::RemoveDir(p) => FileChange {
+                    before: cs.disk.read(&p),
+                    after: None,
+                    path: p,
+                },
+            })
+            .collect();
+        Ok(Some(changes))
+    }
+
+    async fn run(&self, params: DocsParams, ctx: TaskContext) -> Result<DocsOutputs, TaskError> {
+        let Prepared {
+            cs,
+            card,
+            candidate,
+            moved,
+            created,
+            edits,
+            template_used,
+        } = Docs::prepare(&params, &ctx)?;
         let changes = cs.apply().map_err(|(path, e)| TaskError::io(&path, e))?;
         if moved {
             ctx.log(&format!(
@@ -358,10 +422,10 @@ impl Task for Docs {
         let changed_files: Vec<String> = changes
             .iter()
             .map(|c| match c {
-                crate::docs::tree::Change::Create(p)
-                | crate::docs::tree::Change::Modify(p)
-                | crate::docs::tree::Change::Remove(p)
-                | crate::docs::tree::Change::RemoveDir(p) => p.display().to_string(),
+                Change::Create(p)
+                | Change::Modify(p)
+                | Change::Remove(p)
+                | Change::RemoveDir(p) => p.display().to_string(),
             })
             .collect();
         Ok(DocsOutputs {

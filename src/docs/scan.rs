@@ -762,6 +762,22 @@ Inline `[code](c.md)` and ``[double `tick`](d.md)``.
         assert_eq!(s.links.len(), 1);
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(600))]
+        /// Any text scans without panicking, and every link's byte range
+        /// holds exactly its destination (what a rewrite replaces).
+        #[test]
+        fn any_text_scans_and_ranges_hold_the_destination(
+            text in "([\\[\\]()<>`!#*_~\\\\ \n\t:\"'a-z./é→-]|\\[a\\]\\(b\\.md\\)|```\n){0,80}"
+        ) {
+            let s = scan(&text);
+            for l in &s.links {
+                proptest::prop_assert_eq!(&text[l.start..l.end], l.dest.as_str());
+            }
+            let _ = s.anchors();
+        }
+    }
+
     #[test]
     fn plain_text_keeps_inner_underscores() {
         assert_eq!(

@@ -444,7 +444,7 @@ pub fn plan(
         }
         None => {
             notes.push(format!(
-                "no weights directory known for `{id}` (set `path:` in its manifest or `profile:` with a MODEL=); none deleted"
+                "no weights directory known for `{id}`: set `path:` in its manifest, or `profile:` naming a models.conf profile whose MODEL= is in it; none deleted"
             ));
             None
         }

@@ -141,8 +141,13 @@ pub fn retire(dir: &Path, args: &RetireArgs) -> i32 {
         .filter(|a| a.old == id)
         .map(|a| {
             format!(
-                "{} ({:?} compared with {})",
-                a.recommendation, a.verdict, a.replacement_name
+                "{} ({} compared with {})",
+                a.recommendation,
+                serde_json::to_value(a.verdict)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_string))
+                    .unwrap_or_default(),
+                a.replacement_name
             )
         })
         .collect();

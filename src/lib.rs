@@ -6,6 +6,7 @@
 //! files.
 pub mod atomic;
 pub mod cli;
+pub mod docs;
 pub mod engine;
 pub mod secrets;
 pub mod tasks;

@@ -2,6 +2,7 @@
 //! function per command. Exit codes: 0 success, 1 findings or a failed run,
 //! 2 usage errors (bad arguments, missing files).
 
+mod docs;
 mod launch;
 mod load;
 mod plan;
@@ -58,6 +59,11 @@ enum Command {
     /// The embedded engine's child process (internal).
     #[command(name = "__engine-worker", hide = true)]
     EngineWorker(EngineWorkerArgs),
+    /// Check every relative link and anchor in the workspace's markdown.
+    Links(docs::LinksArgs),
+    /// Advise which models to retire (--advise), or retire one (dry run
+    /// unless --yes).
+    Retire(docs::RetireArgs),
     #[command(external_subcommand)]
     Model(Vec<String>),
 }
@@ -148,6 +154,8 @@ pub fn main() -> i32 {
         Command::EngineWorker(args) => engine_worker(&args),
         Command::Launch(args) => launch::launch(&cli.workspace, &args),
         Command::Export(args) => launch::export(&cli.workspace, &args),
+        Command::Links(args) => docs::links(&cli.workspace, &args),
+        Command::Retire(args) => docs::retire(&cli.workspace, &args),
         Command::Model(words) => {
             let argv = std::iter::once("onboard run".to_string()).chain(words);
             match run::ModelRunArgs::try_parse_from(argv) {

@@ -18,6 +18,10 @@ pub struct PlanArgs {
     /// One JSON document instead of a table.
     #[arg(long)]
     json: bool,
+    /// Show what each step that would run changes, as a unified diff (for
+    /// task kinds that can tell without running).
+    #[arg(long)]
+    diff: bool,
 }
 
 pub fn plan(dir: &Path, args: &PlanArgs) -> i32 {
@@ -34,12 +38,27 @@ pub fn plan(dir: &Path, args: &PlanArgs) -> i32 {
             return EXIT_USAGE;
         }
     };
+    let diffs: Vec<(String, String)> = if args.diff {
+        steps
+            .iter()
+            .filter(|s| s.action == Action::Run)
+            .map(|s| (s.step.clone(), preview(&loaded, &planner, s)))
+            .collect()
+    } else {
+        Vec::new()
+    };
     if args.json {
-        let doc = serde_json::json!({
+        let mut doc = serde_json::json!({
             "model": loaded.model,
             "workflow": loaded.workflow.name,
             "steps": steps,
         });
+        if args.diff {
+            doc["diffs"] = diffs
+                .iter()
+                .map(|(step, d)| serde_json::json!({"step": step, "diff": d}))
+                .collect();
+        }
         println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
         return EXIT_OK;
     }
@@ -56,6 +75,10 @@ pub fn plan(dir: &Path, args: &PlanArgs) -> i32 {
             s.why
         );
     }
+    for (step, d) in &diffs {
+        println!("\n{step}:");
+        print!("{d}");
+    }
     let count = |a: Action| steps.iter().filter(|s| s.action == a).count();
     println!(
         "{} to run, {} to skip, {} blocked",
@@ -64,6 +87,46 @@ pub fn plan(dir: &Path, args: &PlanArgs) -> i32 {
         count(Action::Blocked)
     );
     EXIT_OK
+}
+
+/// What a step that would run changes, as a unified diff (or why that
+/// cannot be shown).
+fn preview(loaded: &Loaded, planner: &Planner<'_>, step: &plan::PlannedStep) -> String {
+    let Some(params) = &step.params else {
+        return "  (no preview: its parameters need outputs of steps that run first)\n".into();
+    };
+    let Some(task) = loaded.registry.get(&step.uses) else {
+        return String::new();
+    };
+    // Templates in the task may read the outputs of steps done before.
+    let outputs: std::collections::BTreeMap<String, serde_json::Value> = loaded
+        .workflow
+        .steps
+        .iter()
+        .filter_map(|s| {
+            let record = loaded.store.record(&s.id).ok()??;
+            (record.status == RecordStatus::Done).then(|| (s.id.clone(), record.outputs))
+        })
+        .collect();
+    let ctx = planner.task_context(&step.step, planner.context(&outputs));
+    match task.preview(params, &ctx) {
+        Ok(Some(changes)) if changes.is_empty() => "  (no file would change)\n".into(),
+        Ok(Some(changes)) => changes
+            .iter()
+            .map(|c| {
+                crate::docs::diff::unified(
+                    &c.path.display().to_string(),
+                    c.before.as_deref(),
+                    c.after.as_deref(),
+                )
+            })
+            .collect(),
+        Ok(None) => format!(
+            "  (no preview: `{}` cannot tell without running)\n",
+            step.uses
+        ),
+        Err(e) => format!("  (no preview: {e})\n"),
+    }
 }
 
 pub fn planner<'a>(loaded: &'a Loaded, dag: &'a Dag) -> Planner<'a> {

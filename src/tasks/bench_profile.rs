@@ -104,6 +104,31 @@ pub fn bench_flags(production: &str, thinking: bool) -> Result<String, String> {
     Ok(words::join(&out))
 }
 
+/// The benchmarks README's `bench-models` table: every model registered
+/// with the benchmark client, with its bench profile's context.
+pub fn readme_table(client: &models_conf::ModelsConf, conf: &models_conf::ModelsConf) -> String {
+    let mut table =
+        String::from("| Bench profile | Model | Thinking | Context |\n|---|---|---|---|\n");
+    for p in client.profiles() {
+        let context = conf
+            .profile(&p.id)
+            .and_then(|b| b.get("CTX_SIZE").map(str::to_string))
+            .unwrap_or_else(|| "?".into());
+        table.push_str(&format!(
+            "| `{}` | {} | {} | {} |\n",
+            p.id,
+            p.get("NAME").unwrap_or(&p.id),
+            if p.get("THINKING") == Some("true") {
+                "yes"
+            } else {
+                "no"
+            },
+            context
+        ));
+    }
+    table
+}
+
 impl Task for BenchProfile {
     const KIND: &'static str = "bench-profile";
     const VERSION: u32 = 1;
@@ -185,25 +210,7 @@ impl Task for BenchProfile {
         let client =
             models_conf::read(&client_path).map_err(|e| TaskError::failed(e.to_string()))?;
         let conf = models_conf::read(&conf_path).map_err(|e| TaskError::failed(e.to_string()))?;
-        let mut table =
-            String::from("| Bench profile | Model | Thinking | Context |\n|---|---|---|---|\n");
-        for p in client.profiles() {
-            let context = conf
-                .profile(&p.id)
-                .and_then(|b| b.get("CTX_SIZE").map(str::to_string))
-                .unwrap_or_else(|| "?".into());
-            table.push_str(&format!(
-                "| `{}` | {} | {} | {} |\n",
-                p.id,
-                p.get("NAME").unwrap_or(&p.id),
-                if p.get("THINKING") == Some("true") {
-                    "yes"
-                } else {
-                    "no"
-                },
-                context
-            ));
-        }
+        let table = readme_table(&client, &conf);
         let readme_path = ctx.path(&params.readme)?;
         let existing = match std::fs::read_to_string(&readme_path) {
             Ok(t) => t,

@@ -8,6 +8,7 @@
 
 pub mod bench_profile;
 pub mod command;
+pub mod docs;
 pub mod profile;
 pub mod render;
 pub mod samplers;
@@ -129,6 +130,27 @@ pub trait Task: Send + Sync + 'static {
         params: Self::Params,
         ctx: TaskContext,
     ) -> impl Future<Output = Result<Self::Outputs, TaskError>> + Send;
+
+    /// What `run` would change, computed without changing anything (for
+    /// `onboard plan --diff`); `None` when this kind cannot tell.
+    fn preview(
+        &self,
+        _params: &Self::Params,
+        _ctx: &TaskContext,
+    ) -> Result<Option<Vec<FileChange>>, TaskError> {
+        Ok(None)
+    }
+}
+
+/// One file a task would create, change or remove.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileChange {
+    /// Relative to the workspace.
+    pub path: PathBuf,
+    /// `None`: the file does not exist yet.
+    pub before: Option<String>,
+    /// `None`: the file would be removed.
+    pub after: Option<String>,
 }
 
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
@@ -146,6 +168,11 @@ pub trait DynTask: Send + Sync {
     fn output_files(&self, params: &Value, ctx: &TaskContext) -> Result<Vec<PathBuf>, TaskError>;
     fn run(self: Arc<Self>, params: Value, ctx: TaskContext)
         -> BoxFuture<Result<Value, TaskError>>;
+    fn preview(
+        &self,
+        params: &Value,
+        ctx: &TaskContext,
+    ) -> Result<Option<Vec<FileChange>>, TaskError>;
 }
 
 fn parse<P: DeserializeOwned>(params: &Value) -> Result<P, TaskError> {
@@ -181,6 +208,13 @@ impl<T: Task> DynTask for T {
     fn output_files(&self, params: &Value, ctx: &TaskContext) -> Result<Vec<PathBuf>, TaskError> {
         Task::output_files(self, &parse(params)?, ctx)
     }
+    fn preview(
+        &self,
+        params: &Value,
+        ctx: &TaskContext,
+    ) -> Result<Option<Vec<FileChange>>, TaskError> {
+        Task::preview(self, &parse(params)?, ctx)
+    }
     fn run(
         self: Arc<Self>,
         params: Value,
@@ -210,6 +244,7 @@ impl Registry {
         registry.register(profile::ProfileTask);
         registry.register(samplers::Samplers);
         registry.register(bench_profile::BenchProfile);
+        registry.register(docs::Docs);
         registry
     }
 

@@ -410,6 +410,9 @@ pub struct PlannedStep {
     #[serde(flatten)]
     pub reason: Reason,
     pub why: String,
+    /// The resolved parameters, when they could be resolved (for previews).
+    #[serde(skip)]
+    pub params: Option<Value>,
 }
 
 /// The dry run: decides every step as if upstream reruns produced new
@@ -453,6 +456,7 @@ pub fn plan(planner: &Planner<'_>, selection: &Selection) -> Result<Vec<PlannedS
             action: d.action,
             why: d.reason.to_string(),
             reason: d.reason,
+            params: d.params,
         });
     }
     Ok(planned)

@@ -285,6 +285,40 @@ impl ModelsConf {
         }
     }
 
+    /// Removes profile `id`: its header, entries, the comment lines directly
+    /// above the header (they describe it) and its trailing blank lines.
+    /// Comments that directly precede the next header stay with it.
+    /// Returns whether the profile existed.
+    pub fn remove_section(&mut self, id: &str) -> bool {
+        let Some((header, next)) = self.section_range(id) else {
+            return false;
+        };
+        let mut start = header;
+        while start > 0 && self.lines[start - 1].kind == Line::Comment {
+            start -= 1;
+        }
+        let mut end = next;
+        if next < self.lines.len() {
+            while end > header + 1 && self.lines[end - 1].kind == Line::Comment {
+                end -= 1;
+            }
+        }
+        // Keep one blank line between what was before and what follows.
+        let before_blank = start == 0 || self.lines[start - 1].kind == Line::Blank;
+        let range_ends_blank = end > header + 1 && self.lines[end - 1].kind == Line::Blank;
+        if !before_blank && range_ends_blank && end < self.lines.len() {
+            end -= 1;
+        }
+        self.lines.drain(start..end);
+        if start == self.lines.len() && start > 0 {
+            // The profile was last: drop blank lines it leaves at the end.
+            while self.lines.last().is_some_and(|l| l.kind == Line::Blank) {
+                self.lines.pop();
+            }
+        }
+        true
+    }
+
     /// Appends `[id]` with comment lines above its entries.
     fn append_section(&mut self, id: &str, comments: &[&str]) {
         let nl = self.newline();
@@ -477,6 +511,26 @@ CTX_SIZE=10240";
             EXISTING,
             "spacing around `=` of a rewritten line is normalised after the key"
         );
+    }
+
+    #[test]
+    fn remove_section_takes_its_comments_and_leaves_the_rest() {
+        let mut c = conf(EXISTING);
+        assert!(c.remove_section("gpt-oss-120b"));
+        assert_eq!(
+            c.render(),
+            EXISTING.replace("; GPT-OSS is natively MXFP4\n[gpt-oss-120b]\nMODEL=GPT-OSS/MoE/120B/gpt-oss-120b-mxfp4-00001-of-00003.gguf\nCTX_SIZE=131072\nFLAGS=--jinja -np 1 --reasoning-format none\n\n\n", "")
+        );
+        assert!(c.remove_section("bench-glm-flash-q8"));
+        assert!(
+            c.render().ends_with("SPEED=112 t/s (2 GPUs)\n"),
+            "{}",
+            c.render()
+        );
+        assert!(!c.remove_section("bench-glm-flash-q8"));
+        let mut first = conf(EXISTING);
+        first.remove_section("glm-flash-q8");
+        assert!(first.render().starts_with("# models.conf — llama-server profiles, started by ./start.sh <profile>\n#   MODEL is relative to models/\n\n; GPT-OSS"), "{}", first.render());
     }
 
     #[test]

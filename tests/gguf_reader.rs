@@ -25,22 +25,39 @@ fn smollm2_header_matches_the_file() {
     assert_eq!(h.data_offset, 1_785_664);
     assert_eq!(h.get_u64("llama.block_count"), Some(30));
     assert_eq!(h.get_u64("llama.context_length"), Some(8192));
-    assert_eq!(h.get_u64("general.file_type").map(|v| FileType(v as u32).label()), Some("Q4_1".into()));
+    assert_eq!(
+        h.get_u64("general.file_type")
+            .map(|v| FileType(v as u32).label()),
+        Some("Q4_1".into())
+    );
     // Token arrays are read in full, not capped.
     let tokens = h.get_array("tokenizer.ggml.tokens").unwrap();
     assert_eq!(tokens.len(), 49_152);
     assert!(matches!(tokens, Array::String(v) if v[1] == "<|im_start|>"));
     assert_eq!(h.get_array("tokenizer.ggml.merges").unwrap().len(), 48_900);
-    assert_eq!(h.get_array("tokenizer.ggml.token_type").unwrap().len(), 49_152);
-    assert!(h.get_str("tokenizer.chat_template").unwrap().contains("<|im_start|>"));
+    assert_eq!(
+        h.get_array("tokenizer.ggml.token_type").unwrap().len(),
+        49_152
+    );
+    assert!(h
+        .get_str("tokenizer.chat_template")
+        .unwrap()
+        .contains("<|im_start|>"));
     // Data offset + every tensor's size add up to the file size exactly.
     let sum: u64 = h.tensors.iter().map(|t| t.n_bytes().unwrap()).sum();
     let (end, last) = h.data_end();
     assert_eq!(end, len);
-    assert_eq!(h.data_offset + sum, len, "tensors are packed back to back here");
+    assert_eq!(
+        h.data_offset + sum,
+        len,
+        "tensors are packed back to back here"
+    );
     assert_eq!(last.unwrap().name, h.tensors.last().unwrap().name);
     let embd = &h.tensors[0];
-    assert_eq!((embd.name.as_str(), embd.ty, embd.dims.as_slice()), ("token_embd.weight", GgmlType::Q8_0, &[576u64, 49_152][..]));
+    assert_eq!(
+        (embd.name.as_str(), embd.ty, embd.dims.as_slice()),
+        ("token_embd.weight", GgmlType::Q8_0, &[576u64, 49_152][..])
+    );
     assert_eq!(embd.n_bytes(), Some(30_081_024));
 }
 
@@ -51,7 +68,9 @@ fn smollm2_prefix_read_asks_for_more_then_succeeds() {
     let mut prefix = vec![0u8; 64 * 1024];
     f.read_exact(&mut prefix).unwrap();
     let err = read_header_bytes(&prefix, "hf://smollm2").unwrap_err();
-    let need = err.needed_bytes().expect("an incomplete header says how much it needs");
+    let need = err
+        .needed_bytes()
+        .expect("an incomplete header says how much it needs");
     assert!(need > prefix.len() as u64, "{err}");
     assert!(err.to_string().contains("hf://smollm2"), "{err}");
     // Fetch-more loop as a remote caller would run it.
@@ -69,7 +88,11 @@ fn smollm2_prefix_read_asks_for_more_then_succeeds() {
         assert!(rounds < 10);
     };
     assert_eq!(h.data_offset, 1_785_664);
-    assert!(have <= 2 * h.data_offset, "fetched {have} for a {}-byte header", h.data_offset);
+    assert!(
+        have <= 2 * h.data_offset,
+        "fetched {have} for a {}-byte header",
+        h.data_offset
+    );
 }
 
 fn tiny() -> GgufWriter {
@@ -91,7 +114,12 @@ fn truncated_file_names_the_file_and_the_missing_bytes() {
     std::fs::write(&path, &full[..full.len() - 100]).unwrap();
     let err = read_file(&path).unwrap_err();
     match &err {
-        GgufError::Truncated { file, missing, tensor, .. } => {
+        GgufError::Truncated {
+            file,
+            missing,
+            tensor,
+            ..
+        } => {
             assert_eq!(*missing, 100);
             assert!(file.ends_with("model-trunc.gguf"));
             assert_eq!(tensor, "blk.0.ffn_down.weight");
@@ -99,19 +127,28 @@ fn truncated_file_names_the_file_and_the_missing_bytes() {
         other => panic!("expected Truncated, got {other:?}"),
     }
     let msg = err.to_string();
-    assert!(msg.contains("model-trunc.gguf") && msg.contains("100 bytes missing"), "{msg}");
+    assert!(
+        msg.contains("model-trunc.gguf") && msg.contains("100 bytes missing"),
+        "{msg}"
+    );
 
     // Header only (download stopped early): still named, still counted.
     w.write(&path, Data::None).unwrap();
     let err = read_file(&path).unwrap_err();
-    assert!(matches!(err, GgufError::Truncated { missing, .. } if missing == w.data_len()), "{err}");
+    assert!(
+        matches!(err, GgufError::Truncated { missing, .. } if missing == w.data_len()),
+        "{err}"
+    );
 
     // Cut inside the header: the offset and what was being read.
     std::fs::write(&path, &full[..40]).unwrap();
     let err = read_file(&path).unwrap_err();
     let msg = err.to_string();
     assert!(matches!(err, GgufError::UnexpectedEof { .. }), "{msg}");
-    assert!(msg.contains("model-trunc.gguf") && msg.contains("byte"), "{msg}");
+    assert!(
+        msg.contains("model-trunc.gguf") && msg.contains("byte"),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -135,7 +172,10 @@ fn unknown_tensor_types_are_kept_as_raw_ids() {
     assert_eq!(h.tensors[2].n_bytes(), None);
     assert_eq!(h.tensors[3].ty.name(), "type31");
     let f = onboard::gguf::facts(&h).unwrap();
-    assert_eq!(f.unknown_type_tensors, vec!["blk.0.future.weight", "blk.0.gone.weight"]);
+    assert_eq!(
+        f.unknown_type_tensors,
+        vec!["blk.0.future.weight", "blk.0.gone.weight"]
+    );
     assert!(f.tensor_types["type77"].bytes.is_none());
     assert!(f.active_bytes_per_token.value().is_none());
 }
@@ -145,14 +185,27 @@ fn bf16_mxfp4_iq4nl_tensor_sizes() {
     let mut w = GgufWriter::new();
     w.str("general.architecture", "gpt-oss")
         .u32("gpt-oss.block_count", 1)
-        .tensor("blk.0.ffn_up_exps.weight", &[2880, 2880, 32], GgmlType::MXFP4)
+        .tensor(
+            "blk.0.ffn_up_exps.weight",
+            &[2880, 2880, 32],
+            GgmlType::MXFP4,
+        )
         .tensor("blk.0.attn_q.weight", &[2880, 4096], GgmlType::BF16)
         .tensor("blk.0.ffn_down.weight", &[4096, 1024], GgmlType::IQ4_NL)
         .tensor("blk.0.f64", &[3], GgmlType(28))
         .tensor("blk.0.i8", &[3], GgmlType(24));
     let h = read_header_bytes(&w.header_bytes(), "mem").unwrap();
     let sizes: Vec<_> = h.tensors.iter().map(|t| t.n_bytes().unwrap()).collect();
-    assert_eq!(sizes, vec![2880 * 2880 * 32 / 32 * 17, 2880 * 4096 * 2, 4096 * 1024 / 32 * 18, 24, 3]);
+    assert_eq!(
+        sizes,
+        vec![
+            2880 * 2880 * 32 / 32 * 17,
+            2880 * 4096 * 2,
+            4096 * 1024 / 32 * 18,
+            24,
+            3
+        ]
+    );
 }
 
 #[test]
@@ -216,10 +269,16 @@ fn hostile_lengths_are_rejected_without_allocating() {
     assert!(read_header_bytes(&a, "evil").is_err());
     assert!(read_header(&a[..], "evil", None).is_err());
     // Bad magic / version.
-    assert!(matches!(read_header_bytes(b"GGML\x03\0\0\0", "x"), Err(GgufError::BadMagic { .. })));
+    assert!(matches!(
+        read_header_bytes(b"GGML\x03\0\0\0", "x"),
+        Err(GgufError::BadMagic { .. })
+    ));
     let mut v = b"GGUF".to_vec();
     v.extend(9u32.to_le_bytes());
-    assert!(matches!(read_header_bytes(&v, "x"), Err(GgufError::UnsupportedVersion { version: 9, .. })));
+    assert!(matches!(
+        read_header_bytes(&v, "x"),
+        Err(GgufError::UnsupportedVersion { version: 9, .. })
+    ));
 }
 
 #[test]
@@ -242,8 +301,14 @@ fn deep_nesting_is_an_error_not_a_stack_overflow() {
 /// Valid headers to mutate: a small model with strings, arrays, tensors.
 fn seed() -> Vec<u8> {
     let mut w = tiny();
-    w.kv("tokenizer.ggml.tokens", Value::Array(Array::String(vec!["a".into(), "bc".into()])))
-        .kv("n", Value::Array(Array::Array(vec![Array::U8(vec![1, 2, 3])])));
+    w.kv(
+        "tokenizer.ggml.tokens",
+        Value::Array(Array::String(vec!["a".into(), "bc".into()])),
+    )
+    .kv(
+        "n",
+        Value::Array(Array::Array(vec![Array::U8(vec![1, 2, 3])])),
+    );
     w.header_bytes()
 }
 

@@ -499,18 +499,55 @@ fn order_shards(headers: &[Header]) -> Result<Vec<&Header>, FactsError> {
             }
         }
     }
+    // Names `{prefix}-{n:05}-of-{count:05}.gguf` must agree with split.no
+    // and share one prefix: the clearest sign of a foreign shard.
+    if let Some((lead_prefix, _, _)) = shard_name_parts(&lead.source) {
+        for (i, h) in ordered.iter().enumerate() {
+            if let Some((prefix, n, c)) = shard_name_parts(&h.source) {
+                if prefix != lead_prefix || n != i as u64 + 1 || c != count {
+                    return Err(mismatch(
+                        &h.source,
+                        format!(
+                            "its name says shard {n} of {c} of '{prefix}', its header says \
+                             shard {} of {count} of '{lead_prefix}'",
+                            i + 1
+                        ),
+                    ));
+                }
+            }
+        }
+    }
     let total: usize = ordered.iter().map(|h| h.tensors.len()).sum();
     for h in &ordered {
         if let Some(n) = h.get_u64("split.tensors.count") {
             if n != total as u64 {
+                let held: Vec<String> = ordered
+                    .iter()
+                    .map(|h| format!("{}: {}", h.source, h.tensors.len()))
+                    .collect();
                 return Err(mismatch(
                     &h.source,
-                    format!("split.tensors.count is {n} but the shards hold {total} tensors"),
+                    format!(
+                        "split.tensors.count is {n} but the shards hold {total} tensors ({})",
+                        held.join(", ")
+                    ),
                 ));
             }
         }
     }
     Ok(ordered)
+}
+
+/// `(prefix, n, count)` from `…/{prefix}-{n:05}-of-{count:05}.gguf`.
+pub fn shard_name_parts(source: &str) -> Option<(String, u64, u64)> {
+    let file = source.rsplit(['/', '\\']).next()?;
+    let stem = file.strip_suffix(".gguf")?;
+    let (rest, count) = stem.rsplit_once("-of-")?;
+    let (prefix, n) = rest.rsplit_once('-')?;
+    if n.len() != 5 || count.len() != 5 {
+        return None;
+    }
+    Some((prefix.to_string(), n.parse().ok()?, count.parse().ok()?))
 }
 
 /// A scalar key repeated per layer, or a per-layer array of `n` entries.

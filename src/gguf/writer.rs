@@ -132,6 +132,11 @@ impl GgufWriter {
         }
     }
 
+    /// Sum of the tensors' own sizes (no alignment padding).
+    pub fn data_len_tensors(&self) -> u64 {
+        self.tensors.iter().map(TensorSpec::size).sum()
+    }
+
     /// The header, padded to the data offset.
     pub fn header_bytes(&self) -> Vec<u8> {
         let mut b = Vec::new();

@@ -45,7 +45,16 @@ fn qwen35_ssm_keys(w: &mut GgufWriter, arch: &str, l: &Linear) {
 }
 
 /// One Qwen3.5 layer's attention or DeltaNet tensors.
-fn qwen35_mixer(w: &mut GgufWriter, il: u64, embd: u64, heads: u64, kv: u64, hd: u64, l: &Linear, q: GgmlType) {
+fn qwen35_mixer(
+    w: &mut GgufWriter,
+    il: u64,
+    embd: u64,
+    heads: u64,
+    kv: u64,
+    hd: u64,
+    l: &Linear,
+    q: GgmlType,
+) {
     let b = format!("blk.{il}");
     w.tensor(format!("{b}.attn_norm.weight"), &[embd], F32);
     if (il + 1) % 4 == 0 {
@@ -78,7 +87,13 @@ fn qwen35_mixer(w: &mut GgufWriter, il: u64, embd: u64, heads: u64, kv: u64, hd:
 pub fn qwen35_35b_a3b() -> GgufWriter {
     let (arch, n_layer, embd, heads, kv, hd) = ("qwen35moe", 40u64, 2048u64, 16u64, 2u64, 256u64);
     let (n_exp, used, exp_ff, vocab) = (256u64, 8u32, 512u64, 248_320u64);
-    let l = Linear { k_heads: 16, v_heads: 32, head_k: 128, head_v: 128, conv: 4 };
+    let l = Linear {
+        k_heads: 16,
+        v_heads: 32,
+        head_k: 128,
+        head_v: 128,
+        conv: 4,
+    };
     let q = GgmlType::Q6_K;
     let mut w = GgufWriter::new();
     general(&mut w, arch, "Qwen3.5-35B-A3B", 18);
@@ -92,7 +107,10 @@ pub fn qwen35_35b_a3b() -> GgufWriter {
         .u32(&format!("{arch}.expert_count"), n_exp as u32)
         .u32(&format!("{arch}.expert_used_count"), used)
         .u32(&format!("{arch}.expert_feed_forward_length"), exp_ff as u32)
-        .u32(&format!("{arch}.expert_shared_feed_forward_length"), exp_ff as u32)
+        .u32(
+            &format!("{arch}.expert_shared_feed_forward_length"),
+            exp_ff as u32,
+        )
         .u32(&format!("{arch}.vocab_size"), vocab as u32)
         .f32(&format!("{arch}.rope.freq_base"), 10_000_000.0);
     qwen35_ssm_keys(&mut w, arch, &l);
@@ -101,9 +119,17 @@ pub fn qwen35_35b_a3b() -> GgufWriter {
         qwen35_mixer(&mut w, il, embd, heads, kv, hd, &l, q);
         let b = format!("blk.{il}");
         w.tensor(format!("{b}.ffn_gate_inp.weight"), &[embd, n_exp], F32)
-            .tensor(format!("{b}.ffn_gate_exps.weight"), &[embd, exp_ff, n_exp], q)
+            .tensor(
+                format!("{b}.ffn_gate_exps.weight"),
+                &[embd, exp_ff, n_exp],
+                q,
+            )
             .tensor(format!("{b}.ffn_up_exps.weight"), &[embd, exp_ff, n_exp], q)
-            .tensor(format!("{b}.ffn_down_exps.weight"), &[exp_ff, embd, n_exp], q)
+            .tensor(
+                format!("{b}.ffn_down_exps.weight"),
+                &[exp_ff, embd, n_exp],
+                q,
+            )
             .tensor(format!("{b}.ffn_gate_inp_shexp.weight"), &[embd], F32)
             .tensor(format!("{b}.ffn_gate_shexp.weight"), &[embd, exp_ff], q)
             .tensor(format!("{b}.ffn_up_shexp.weight"), &[embd, exp_ff], q)
@@ -121,7 +147,13 @@ pub fn qwen35_27b() -> GgufWriter {
     let (arch, n_layer, embd, heads, kv, hd, ff) =
         ("qwen35", 64u64, 4096u64, 24u64, 4u64, 256u64, 17_408u64);
     let vocab = 248_320u64;
-    let l = Linear { k_heads: 16, v_heads: 48, head_k: 128, head_v: 128, conv: 4 };
+    let l = Linear {
+        k_heads: 16,
+        v_heads: 48,
+        head_k: 128,
+        head_v: 128,
+        conv: 4,
+    };
     let q = GgmlType::Q8_0;
     let mut w = GgufWriter::new();
     general(&mut w, arch, "Qwen3.5-27B", 7);

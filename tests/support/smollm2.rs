@@ -14,7 +14,11 @@ pub const FILE_LEN: u64 = 98_362_432;
 pub fn smollm2_gguf() -> PathBuf {
     if let Some(p) = std::env::var_os("ONBOARD_SMOLLM2_GGUF") {
         let p = PathBuf::from(p);
-        assert!(p.is_file(), "ONBOARD_SMOLLM2_GGUF={} is not a file", p.display());
+        assert!(
+            p.is_file(),
+            "ONBOARD_SMOLLM2_GGUF={} is not a file",
+            p.display()
+        );
         return p;
     }
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));

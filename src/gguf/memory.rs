@@ -146,9 +146,9 @@ pub fn recurrent_state_bytes(f: &ModelFacts, n_seq: u64) -> Fact<u64> {
 ///   4 × (inner + 2 × groups × state)) plus a chunk's per-head
 ///   64 × 64 decay matrix (time_step_rank × 64);
 ///
-/// plus the KQ mask (n_ctx × f16 with flash attention, f32 without) and the
-/// output logits (n_vocab × n_outputs). Held against llama.cpp's CPU backend
-/// on SmolLM2 at 512…32768 tokens, FA on and off, within 2%.
+/// plus the KQ mask (n_ctx × f16 with flash attention, f32 without); or the
+/// output phase (n_vocab × n_outputs logits) when that is larger. Held
+/// against llama.cpp's CPU backend on SmolLM2 (tests/gguf_memory.rs).
 pub fn compute_buffer_bytes(f: &ModelFacts, cfg: &RunConfig) -> u64 {
     let embd = f.embedding_length;
     let n_ff = f.feed_forward_length.unwrap_or(0);
@@ -176,7 +176,11 @@ pub fn compute_buffer_bytes(f: &ModelFacts, cfg: &RunConfig) -> u64 {
     let mask_elem = if cfg.flash_attn { 2 } else { 4 };
     let t = cfg.n_ubatch.min(cfg.n_ctx.max(1));
     let vocab = f.vocab_size.unwrap_or(0);
-    t * (4 * per_token_values + mask_elem * cfg.n_ctx) + 4 * vocab * cfg.n_outputs.min(t)
+    let layers = t * (4 * per_token_values + mask_elem * cfg.n_ctx);
+    // The output phase runs after the layers' buffers are free: logits for
+    // the kept rows plus the final norm's input and output.
+    let output = 4 * vocab * cfg.n_outputs.min(t) + t * 4 * 2 * embd;
+    layers.max(output)
 }
 
 /// A GPU (or any device) and its memory.

@@ -113,7 +113,7 @@ impl GgmlType {
     /// blocks, or the size overflows `u64`.
     pub fn bytes_for(self, n_elements: u64) -> Option<u64> {
         let info = self.info()?;
-        if n_elements % info.block_size != 0 {
+        if !n_elements.is_multiple_of(info.block_size) {
             return None;
         }
         (n_elements / info.block_size).checked_mul(info.type_size)

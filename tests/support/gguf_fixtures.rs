@@ -45,6 +45,7 @@ fn qwen35_ssm_keys(w: &mut GgufWriter, arch: &str, l: &Linear) {
 }
 
 /// One Qwen3.5 layer's attention or DeltaNet tensors.
+#[allow(clippy::too_many_arguments)] // the hyperparameters, spelled out
 fn qwen35_mixer(
     w: &mut GgufWriter,
     il: u64,
@@ -57,7 +58,7 @@ fn qwen35_mixer(
 ) {
     let b = format!("blk.{il}");
     w.tensor(format!("{b}.attn_norm.weight"), &[embd], F32);
-    if (il + 1) % 4 == 0 {
+    if (il + 1).is_multiple_of(4) {
         // Full attention: q carries the output gate (2 × heads × head_dim).
         w.tensor(format!("{b}.attn_q.weight"), &[embd, 2 * heads * hd], q)
             .tensor(format!("{b}.attn_k.weight"), &[embd, kv * hd], q)

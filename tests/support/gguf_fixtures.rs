@@ -236,3 +236,42 @@ pub fn split(model: &GgufWriter, n: u16) -> Vec<GgufWriter> {
         })
         .collect()
 }
+
+/// A tiny `qwen35` (8 layers, every 4th attention, F32 weights, no
+/// tokenizer) that llama.cpp itself can load: the fixture for holding the
+/// KV and recurrent-state sizes against llama.cpp's own figures.
+pub fn qwen35_tiny() -> GgufWriter {
+    let (arch, n_layer, embd, heads, kv, hd, ff) = ("qwen35", 8u64, 256u64, 4u64, 2u64, 64u64, 512u64);
+    let vocab = 256u64;
+    let l = Linear { k_heads: 2, v_heads: 4, head_k: 32, head_v: 32, conv: 4 };
+    let mut w = GgufWriter::new();
+    w.str("general.architecture", arch)
+        .str("general.name", "qwen35-tiny")
+        .u32("general.file_type", 0)
+        .str("tokenizer.ggml.model", "none");
+    w.u32(&format!("{arch}.block_count"), n_layer as u32)
+        .u32(&format!("{arch}.context_length"), 262_144)
+        .u32(&format!("{arch}.embedding_length"), embd as u32)
+        .u32(&format!("{arch}.feed_forward_length"), ff as u32)
+        .u32(&format!("{arch}.attention.head_count"), heads as u32)
+        .u32(&format!("{arch}.attention.head_count_kv"), kv as u32)
+        .u32(&format!("{arch}.attention.key_length"), hd as u32)
+        .u32(&format!("{arch}.attention.value_length"), hd as u32)
+        .f32(&format!("{arch}.attention.layer_norm_rms_epsilon"), 1e-6)
+        .u32(&format!("{arch}.rope.dimension_count"), 16)
+        .kv(&format!("{arch}.rope.dimension_sections"), Value::Array(Array::I32(vec![4, 2, 2, 0])))
+        .f32(&format!("{arch}.rope.freq_base"), 10_000_000.0)
+        .u32(&format!("{arch}.vocab_size"), vocab as u32);
+    qwen35_ssm_keys(&mut w, arch, &l);
+    w.tensor("token_embd.weight", &[embd, vocab], F32);
+    for il in 0..n_layer {
+        qwen35_mixer(&mut w, il, embd, heads, kv, hd, &l, F32);
+        let b = format!("blk.{il}");
+        w.tensor(format!("{b}.ffn_gate.weight"), &[embd, ff], F32)
+            .tensor(format!("{b}.ffn_up.weight"), &[embd, ff], F32)
+            .tensor(format!("{b}.ffn_down.weight"), &[ff, embd], F32);
+    }
+    w.tensor("output_norm.weight", &[embd], F32)
+        .tensor("output.weight", &[embd, vocab], F32);
+    w
+}

@@ -7,6 +7,9 @@ Reproduces the reference figures asserted in tests/gguf_memory.rs. Needs PyPI
     .venv/bin/pip install xllamacpp
     .venv/bin/python benches/gguf_llama_memory.py MODEL.gguf 2048 4096 [--fa off] [--kv q8_0]
 
+The tiny qwen35 fixture (hybrid DeltaNet/attention) is written by
+    ONBOARD_BENCH_OUT=/tmp/qwen35-tiny.gguf cargo test --test gguf_bench -- --ignored --exact write_qwen35_tiny
+
 Each context is loaded in a fresh process (llama.cpp keeps global state) with
 verbosity 4; the model/KV/compute buffer lines of its log are printed.
 """
@@ -40,11 +43,21 @@ def main() -> int:
     ap.add_argument("--fa", default="auto", choices=["auto", "on", "off"])
     ap.add_argument("--kv", default="f16")
     a = ap.parse_args()
-    pat = re.compile(r"(model buffer size|KV buffer size|compute buffer size|output buffer size)\s*=\s*([0-9.]+) MiB")
+    pat = re.compile(r"(model buffer size|KV buffer size|RS buffer size|compute buffer size|output buffer size)\s*=\s*([0-9.]+) MiB")
     for ctx in a.ctx:
-        out = subprocess.run([sys.executable, "-c", CHILD, a.model, str(ctx), a.fa, a.kv],
-                             capture_output=True, text=True, timeout=600)
-        figs = {m.group(1): float(m.group(2)) for m in pat.finditer(out.stdout + out.stderr)}
+        # The server sometimes never returns after loading: read its log as
+        # it comes and stop it once the compute buffer has been reported.
+        child = subprocess.Popen([sys.executable, "-c", CHILD, a.model, str(ctx), a.fa, a.kv],
+                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        figs = {}
+        assert child.stdout is not None
+        for line in child.stdout:
+            for m in pat.finditer(line):
+                figs[m.group(1)] = float(m.group(2))
+            if "compute buffer size" in line:
+                break
+        child.kill()
+        child.wait()
         print(f"n_ctx={ctx} fa={a.fa} kv={a.kv} " + " ".join(f"{k.split()[0]}={v:.2f}MiB" for k, v in figs.items()))
     return 0
 

@@ -73,6 +73,8 @@ fn write_sparse_copy() {
 #[ignore = "run by hand, see tests/gguf_memory.rs"]
 fn write_qwen35_tiny() {
     let out = env_path("ONBOARD_BENCH_OUT");
-    let len = gguf_fixtures::qwen35_tiny().write(&out, Data::Zeros).unwrap();
+    let len = gguf_fixtures::qwen35_tiny()
+        .write(&out, Data::Zeros)
+        .unwrap();
     println!("wrote {} ({len} bytes)", out.display());
 }

@@ -264,3 +264,42 @@ fn unknown_layout_gives_unknown_memory() {
     .value()
     .is_none());
 }
+
+/// llama.cpp's accounting for the tiny qwen35 fixture (8 layers: 2 attention,
+/// 6 Gated DeltaNet), in MiB: (n_ctx, flash attention, model, KV, recurrent
+/// state, compute). Produced by xllamacpp 2026.10.11549 loading the fixture:
+///   ONBOARD_BENCH_OUT=/tmp/qwen35-tiny.gguf cargo test --test gguf_bench -- --ignored --exact write_qwen35_tiny
+///   .venv/bin/python benches/gguf_llama_memory.py /tmp/qwen35-tiny.gguf 4096 16384 [--fa off]
+const LLAMA_CPP_QWEN35_TINY: &[(u64, bool, f64, f64, f64, f64)] = &[
+    (4096, true, 17.59, 4.00, 0.11, 9.52),
+    (16384, true, 17.59, 16.00, 0.11, 21.52),
+    (4096, false, 17.59, 4.00, 0.11, 44.02),
+    (16384, false, 17.59, 16.00, 0.11, 164.02),
+];
+
+#[test]
+fn hybrid_qwen35_memory_matches_llama_cpp() {
+    let f = fx(gguf_fixtures::qwen35_tiny());
+    assert_eq!(f.attention_layers(), vec![3, 7]);
+    let mib = |b: u64| b as f64 / MIB as f64;
+    for &(n_ctx, fa, model, kv, rs, compute) in LLAMA_CPP_QWEN35_TINY {
+        let mut run = RunConfig::server(n_ctx);
+        run.flash_attn = fa;
+        let ours_kv = mib(*kv_cache_bytes(&f, n_ctx, F16, F16).value().unwrap());
+        let ours_rs = mib(*recurrent_state_bytes(&f, 1).value().unwrap());
+        let ours_compute = mib(compute_buffer_bytes(&f, &run));
+        println!(
+            "qwen35-tiny n_ctx {n_ctx:>5} fa {fa:<5}: model {:.2}/{model:.2} KV {ours_kv:.2}/{kv:.2} \
+             RS {ours_rs:.3}/{rs:.2} compute {ours_compute:.2}/{compute:.2} MiB (onboard/llama.cpp)",
+            mib(f.total_bytes)
+        );
+        assert!((mib(f.total_bytes) - model).abs() < 0.005);
+        assert!(
+            (ours_kv - kv).abs() < 0.005,
+            "KV only for the 2 attention layers"
+        );
+        assert!((ours_rs - rs).abs() < 0.005, "recurrent state {ours_rs}");
+        let err = (ours_compute - compute).abs() / compute;
+        assert!(err < 0.05, "compute {ours_compute:.2} vs {compute:.2}");
+    }
+}

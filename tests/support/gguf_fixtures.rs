@@ -241,9 +241,16 @@ pub fn split(model: &GgufWriter, n: u16) -> Vec<GgufWriter> {
 /// tokenizer) that llama.cpp itself can load: the fixture for holding the
 /// KV and recurrent-state sizes against llama.cpp's own figures.
 pub fn qwen35_tiny() -> GgufWriter {
-    let (arch, n_layer, embd, heads, kv, hd, ff) = ("qwen35", 8u64, 256u64, 4u64, 2u64, 64u64, 512u64);
+    let (arch, n_layer, embd, heads, kv, hd, ff) =
+        ("qwen35", 8u64, 256u64, 4u64, 2u64, 64u64, 512u64);
     let vocab = 256u64;
-    let l = Linear { k_heads: 2, v_heads: 4, head_k: 32, head_v: 32, conv: 4 };
+    let l = Linear {
+        k_heads: 2,
+        v_heads: 4,
+        head_k: 32,
+        head_v: 32,
+        conv: 4,
+    };
     let mut w = GgufWriter::new();
     w.str("general.architecture", arch)
         .str("general.name", "qwen35-tiny")
@@ -259,7 +266,10 @@ pub fn qwen35_tiny() -> GgufWriter {
         .u32(&format!("{arch}.attention.value_length"), hd as u32)
         .f32(&format!("{arch}.attention.layer_norm_rms_epsilon"), 1e-6)
         .u32(&format!("{arch}.rope.dimension_count"), 16)
-        .kv(&format!("{arch}.rope.dimension_sections"), Value::Array(Array::I32(vec![4, 2, 2, 0])))
+        .kv(
+            &format!("{arch}.rope.dimension_sections"),
+            Value::Array(Array::I32(vec![4, 2, 2, 0])),
+        )
         .f32(&format!("{arch}.rope.freq_base"), 10_000_000.0)
         .u32(&format!("{arch}.vocab_size"), vocab as u32);
     qwen35_ssm_keys(&mut w, arch, &l);

@@ -1,6 +1,8 @@
 //! The GGUF header reader against a real file (SmolLM2), written fixtures,
 //! truncated and hostile inputs.
 
+#[path = "support/gguf_fixtures.rs"]
+mod gguf_fixtures;
 #[path = "support/smollm2.rs"]
 mod smollm2;
 
@@ -344,4 +346,91 @@ proptest! {
         }
         let _ = read_header(&b[..cut], "fuzz", None);
     }
+}
+
+/// Bytes served and calls made by a fetcher.
+#[derive(Default, Clone)]
+struct Served(std::rc::Rc<std::cell::Cell<(u64, u32)>>);
+
+impl Served {
+    fn bytes(&self) -> u64 {
+        self.0.get().0
+    }
+    fn calls(&self) -> u32 {
+        self.0.get().1
+    }
+}
+
+/// A range fetcher over bytes in memory that counts what it serves.
+fn counting_fetcher(
+    bytes: &[u8],
+    served: &Served,
+) -> impl FnMut(u64, u64) -> std::io::Result<Vec<u8>> {
+    let bytes = bytes.to_vec();
+    let served = served.clone();
+    move |start, end| {
+        let s = (start as usize).min(bytes.len());
+        let e = (end as usize).min(bytes.len());
+        let (b, c) = served.0.get();
+        served.0.set((b + (e - s) as u64, c + 1));
+        Ok(bytes[s..e].to_vec())
+    }
+}
+
+#[test]
+fn incremental_fetch_reads_smollm2_with_less_than_twice_the_header() {
+    let path = smollm2::smollm2_gguf();
+    let bytes = std::fs::read(&path).unwrap();
+    let served = Served::default();
+    let (h, fetched) = onboard::gguf::read_header_incremental(
+        "hf://HuggingFaceTB/SmolLM2",
+        64 * 1024,
+        Some(bytes.len() as u64),
+        counting_fetcher(&bytes, &served),
+    )
+    .unwrap();
+    assert_eq!(fetched, served.bytes());
+    assert_eq!(h.data_offset, 1_785_664);
+    let (bytes, calls) = (served.bytes(), served.calls());
+    println!(
+        "SmolLM2: {bytes} bytes in {calls} requests for a {}-byte header",
+        h.header_len
+    );
+    assert!(
+        bytes <= 2 * h.header_len,
+        "{bytes} bytes for a {}-byte header",
+        h.header_len
+    );
+    assert!(calls <= 6, "{calls} round trips");
+}
+
+#[test]
+fn incremental_fetch_of_three_shards_stays_under_twice_the_headers() {
+    let shards = gguf_fixtures::split(&gguf_fixtures::qwen35_35b_a3b(), 3);
+    let served = Served::default();
+    let mut header_total = 0u64;
+    let mut headers = Vec::new();
+    for (i, w) in shards.iter().enumerate() {
+        // Header bytes followed by (a little of) the data: what a server has.
+        let mut file = w.header_bytes();
+        file.extend(std::iter::repeat_n(0u8, 4096));
+        let (h, _) = onboard::gguf::read_header_incremental(
+            &format!("hf://Qwen/Qwen3.5-35B-A3B-{:05}-of-00003.gguf", i + 1),
+            4096,
+            None,
+            counting_fetcher(&file, &served),
+        )
+        .unwrap();
+        header_total += h.header_len;
+        headers.push(h);
+    }
+    let (bytes, calls) = (served.bytes(), served.calls());
+    println!("3 shards: {bytes} bytes in {calls} requests for {header_total} bytes of headers");
+    assert!(
+        bytes <= 2 * header_total,
+        "{bytes} bytes fetched for {header_total} bytes of headers"
+    );
+    let f = onboard::gguf::facts_from_shards(&headers).unwrap();
+    assert_eq!(f.shard_count, 3);
+    assert_eq!(f.attention_layers().len(), 10);
 }

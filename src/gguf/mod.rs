@@ -16,6 +16,7 @@ pub use memory::{
     DeviceBudget, HostBudget, Placement, PlacementOptions, RunConfig,
 };
 pub use reader::{
-    read_file, read_header, read_header_bytes, GgufError, Header, TensorInfo, Value, ValueType,
+    read_file, read_header, read_header_bytes, read_header_incremental, GgufError, Header,
+    TensorInfo, Value, ValueType,
 };
 pub use types::{FileType, GgmlType};

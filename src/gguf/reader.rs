@@ -447,6 +447,53 @@ pub fn read_header_bytes(bytes: &[u8], source: &str) -> Result<Header, GgufError
     read_header(bytes, source, Some(bytes.len() as u64))
 }
 
+/// Reads a header through a range fetcher (HTTP range requests, a shard on
+/// a slow disk): fetches `initial` bytes, and while the header is incomplete
+/// fetches only the missing bytes up to the larger of what the parser says
+/// it needs and twice what it has. The bytes fetched stay below twice the
+/// header's length whenever `initial` is below it. `total_len` (e.g. from a
+/// HEAD request) caps every request. Returns the header and the bytes
+/// fetched.
+///
+/// `fetch(start, end)` must return the bytes `start..end` (fewer only at the
+/// end of the file).
+pub fn read_header_incremental<F>(
+    source: &str,
+    initial: u64,
+    total_len: Option<u64>,
+    mut fetch: F,
+) -> Result<(Header, u64), GgufError>
+where
+    F: FnMut(u64, u64) -> std::io::Result<Vec<u8>>,
+{
+    let cap = |n: u64| total_len.map_or(n, |t| n.min(t));
+    let mut buf: Vec<u8> = Vec::new();
+    let mut want = cap(initial.max(64));
+    loop {
+        let have = buf.len() as u64;
+        if want > have {
+            let chunk = fetch(have, want).map_err(|e| GgufError::Io {
+                file: source.to_string(),
+                source: e,
+            })?;
+            // Never trust the fetcher to return what was asked.
+            let take = chunk.len().min((want - have) as usize);
+            buf.extend_from_slice(&chunk[..take]);
+        }
+        let got = buf.len() as u64;
+        let complete = total_len.is_some_and(|t| got >= t) || got < want;
+        match read_header(&buf[..], source, Some(got)) {
+            Ok(h) => return Ok((h, got)),
+            Err(e) => match e.needed_bytes() {
+                Some(needed) if !complete && got > have => {
+                    want = cap(needed.max(got.saturating_mul(2)));
+                }
+                _ => return Err(e),
+            },
+        }
+    }
+}
+
 /// Reads a local file's header and checks that the file holds all tensor data.
 pub fn read_file(path: &Path) -> Result<Header, GgufError> {
     let name = path.display().to_string();

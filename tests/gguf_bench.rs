@@ -73,8 +73,12 @@ fn write_sparse_copy() {
 #[ignore = "run by hand, see tests/gguf_memory.rs"]
 fn write_qwen35_tiny() {
     let out = env_path("ONBOARD_BENCH_OUT");
-    let len = gguf_fixtures::qwen35_tiny()
-        .write(&out, Data::Zeros)
-        .unwrap();
+    // ONBOARD_BENCH_MOE=1: the qwen35moe variant.
+    let w = if std::env::var_os("ONBOARD_BENCH_MOE").is_some() {
+        gguf_fixtures::qwen35moe_tiny()
+    } else {
+        gguf_fixtures::qwen35_tiny()
+    };
+    let len = w.write(&out, Data::Zeros).unwrap();
     println!("wrote {} ({len} bytes)", out.display());
 }

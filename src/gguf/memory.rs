@@ -1,0 +1,422 @@
+//! Memory model: what llama.cpp will allocate for a model at a context, and
+//! where (which GPU, which part on the host).
+//!
+//! - KV cache: only attention layers have one; per layer a K tensor of
+//!   `n_head_kv × key_length` by `n_ctx` and a V tensor likewise, in the cache
+//!   type (`ggml_row_size`, so q8_0 costs 34/32 bytes per element).
+//! - Recurrent state (Mamba / Gated DeltaNet layers): fixed per sequence, f32,
+//!   a conv state of `(conv_kernel − 1) × (inner + 2 × groups × state)` and a
+//!   recurrent state of `state × inner` values per layer (llama.cpp's
+//!   `n_embd_r()` / `n_embd_s()`).
+//! - Compute buffer: the peak of the graph allocator for one micro-batch.
+//!   Modelled per micro-batch token as the largest phase (FFN, attention,
+//!   output) plus the KQ mask, calibrated on llama.cpp's CPU backend (see
+//!   tests/gguf_memory.rs for the measured figures it is held against).
+//! - Placement: whole layers on the GPUs in order (as `--fit` does), the input
+//!   embedding on the host, the output layer on the last GPU when every layer
+//!   fits, routed experts optionally on the host (`-ot exps=CPU`), a margin
+//!   left free on every GPU (`--fit-target`, 1024 MiB by default).
+
+use serde::Serialize;
+
+use super::facts::{Fact, GlobalGroup, LayerKind, ModelFacts};
+use super::types::{tensor_bytes, GgmlType};
+
+pub const MIB: u64 = 1024 * 1024;
+pub const GIB: u64 = 1024 * MIB;
+/// llama.cpp's `--fit-target` default: free memory kept on each device.
+pub const DEFAULT_FIT_MARGIN: u64 = 1024 * MIB;
+
+/// The runtime settings that change memory use.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct RunConfig {
+    /// Context length (`-c`), in tokens, for all sequences together.
+    pub n_ctx: u64,
+    /// Parallel sequences (`-np`): one recurrent state each.
+    pub n_seq: u64,
+    /// Micro-batch (`-ub`, default 512).
+    pub n_ubatch: u64,
+    /// Logit rows kept per micro-batch (llama-server: one per sequence).
+    pub n_outputs: u64,
+    pub cache_type_k: GgmlType,
+    pub cache_type_v: GgmlType,
+    /// Flash attention (llama-server's `auto` turns it on where supported).
+    pub flash_attn: bool,
+}
+
+impl RunConfig {
+    /// llama-server's defaults at a context: f16 cache, `-np 1`, `-ub 512`, FA on.
+    pub fn server(n_ctx: u64) -> RunConfig {
+        RunConfig {
+            n_ctx,
+            n_seq: 1,
+            n_ubatch: 512,
+            n_outputs: 1,
+            cache_type_k: GgmlType::F16,
+            cache_type_v: GgmlType::F16,
+            flash_attn: true,
+        }
+    }
+
+    pub fn with_cache_type(mut self, ty: GgmlType) -> RunConfig {
+        self.cache_type_k = ty;
+        self.cache_type_v = ty;
+        self
+    }
+}
+
+/// KV cache bytes of one attention layer at `n_ctx` tokens.
+fn kv_layer_bytes(f: &ModelFacts, il: usize, n_ctx: u64, k: GgmlType, v: GgmlType) -> Option<u64> {
+    let kv_heads = *f.head_count_kv.get(il)?;
+    let kb = tensor_bytes(k, &[kv_heads * f.key_length, n_ctx])?;
+    let vb = tensor_bytes(v, &[kv_heads * f.value_length, n_ctx])?;
+    kb.checked_add(vb)
+}
+
+/// KV cache bytes over the attention layers only, at `n_ctx` tokens.
+pub fn kv_cache_bytes(f: &ModelFacts, n_ctx: u64, k: GgmlType, v: GgmlType) -> Fact<u64> {
+    let kinds = match f.layers.result() {
+        Ok(k) => k,
+        Err(reason) => return Fact::unknown(reason),
+    };
+    let mut total = 0u64;
+    for (il, kind) in kinds.iter().enumerate() {
+        if *kind != LayerKind::Attention {
+            continue;
+        }
+        match kv_layer_bytes(f, il, n_ctx, k, v) {
+            Some(b) => total = total.saturating_add(b),
+            None => {
+                return Fact::unknown(format!(
+                    "cache types {k}/{v} do not divide layer {il}'s KV rows"
+                ))
+            }
+        }
+    }
+    Fact::known(total)
+}
+
+/// KV cache bytes per token of context.
+pub fn kv_bytes_per_token(f: &ModelFacts, k: GgmlType, v: GgmlType) -> Fact<u64> {
+    // One block-sized context makes quantised cache types exact.
+    let probe = 256;
+    match kv_cache_bytes(f, probe, k, v) {
+        Fact::Known { value } => Fact::known(value / probe),
+        Fact::Unknown { reason } => Fact::unknown(reason),
+    }
+}
+
+/// Recurrent state bytes of one recurrent layer for one sequence (f32).
+pub fn recurrent_layer_bytes(f: &ModelFacts) -> Option<u64> {
+    let s = f.ssm?;
+    let conv = s.conv_kernel.saturating_sub(1) * (s.inner_size + 2 * s.group_count * s.state_size);
+    let state = s.state_size * s.inner_size;
+    Some((conv + state) * 4)
+}
+
+/// Recurrent state bytes over all recurrent layers for `n_seq` sequences.
+pub fn recurrent_state_bytes(f: &ModelFacts, n_seq: u64) -> Fact<u64> {
+    let n = match f.layers.result() {
+        Ok(k) => k.iter().filter(|k| **k == LayerKind::Recurrent).count() as u64,
+        Err(reason) => return Fact::unknown(reason),
+    };
+    if n == 0 {
+        return Fact::known(0);
+    }
+    match recurrent_layer_bytes(f) {
+        Some(b) => Fact::known(b * n * n_seq.max(1)),
+        None => Fact::unknown(format!(
+            "{n} recurrent layers but no '{}.ssm.*' sizes in the header",
+            f.architecture
+        )),
+    }
+}
+
+/// Compute buffer estimate for one backend holding the whole graph.
+///
+/// Per micro-batch token, the allocator's peak is the largest of three
+/// phases, each counted in f32 values alive at once:
+/// - FFN: the residual stream and norm (about 5 × n_embd with the inputs
+///   and views) plus gate, up and the activation (3 × n_ff); for MoE the
+///   selected experts' gate/up/act (3 × used × n_ff_exp), their outputs and
+///   the router's logits/probabilities (3 × n_expert);
+/// - attention: Q/K/V and their roped copies (5 × n_embd + 5 × n_embd_kv);
+///   without flash attention also the n_head × n_ctx KQ matrix;
+/// - recurrent (Gated DeltaNet): conv channels and gates (about
+///   4 × (inner + 2 × groups × state)) plus a chunk's per-head
+///   64 × 64 decay matrix (time_step_rank × 64);
+///
+/// plus the KQ mask (n_ctx × f16 with flash attention, f32 without); or the
+/// output phase (n_vocab × n_outputs logits) when that is larger. Held
+/// against llama.cpp's CPU backend on SmolLM2 (tests/gguf_memory.rs).
+pub fn compute_buffer_bytes(f: &ModelFacts, cfg: &RunConfig) -> u64 {
+    let embd = f.embedding_length;
+    let n_ff = f.feed_forward_length.unwrap_or(0);
+    let kv_max = f.head_count_kv.iter().copied().max().unwrap_or(0);
+    let embd_kv = kv_max * f.key_length.max(f.value_length);
+    let mut ffn = 5 * embd + 3 * n_ff;
+    if let Some(e) = &f.experts {
+        let exp_ff = e.feed_forward_length.unwrap_or(0);
+        let shared_ff = e.shared_feed_forward_length.unwrap_or(0) * e.shared;
+        // Routed and shared experts run one after the other: the larger counts.
+        let moe = (5 * embd + 3 * e.used * exp_ff + e.used * embd + e.total)
+            .max(5 * embd + 3 * shared_ff);
+        ffn = ffn.max(moe);
+    }
+    let mut attn = 5 * embd + 5 * embd_kv + f.head_count * f.value_length;
+    if !cfg.flash_attn {
+        attn += f.head_count * cfg.n_ctx;
+    }
+    let recurrent = match (f.ssm, f.recurrent_layers().is_empty()) {
+        (Some(s), false) => {
+            let conv_ch = s.inner_size + 2 * s.group_count * s.state_size;
+            5 * embd + 4 * conv_ch + s.time_step_rank * 64
+        }
+        _ => 0,
+    };
+    let per_token_values = ffn.max(attn).max(recurrent);
+    let mask_elem = if cfg.flash_attn { 2 } else { 4 };
+    let t = cfg.n_ubatch.min(cfg.n_ctx.max(1));
+    let vocab = f.vocab_size.unwrap_or(0);
+    let layers = t * (4 * per_token_values + mask_elem * cfg.n_ctx);
+    // The output phase runs after the layers' buffers are free: logits for
+    // the kept rows plus the final norm's input and output.
+    let output = 4 * vocab * cfg.n_outputs.min(t) + t * 4 * 2 * embd;
+    layers.max(output)
+}
+
+/// A GPU (or any device) and its memory.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DeviceBudget {
+    pub name: String,
+    /// Total memory of the device.
+    pub bytes: u64,
+}
+
+/// The host: its RAM and what the OS and other programs keep.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct HostBudget {
+    pub ram_bytes: u64,
+    pub os_reserve_bytes: u64,
+}
+
+/// How to place the model.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct PlacementOptions {
+    pub run: RunConfig,
+    /// Free memory kept on every device (`--fit-target`).
+    pub fit_margin: u64,
+    /// Keep routed experts on the host (`-ot exps=CPU` / fit's CPU offload).
+    pub experts_on_host: bool,
+}
+
+impl PlacementOptions {
+    pub fn new(run: RunConfig) -> PlacementOptions {
+        PlacementOptions {
+            run,
+            fit_margin: DEFAULT_FIT_MARGIN,
+            experts_on_host: false,
+        }
+    }
+}
+
+/// What one device holds.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct DeviceUse {
+    pub name: String,
+    pub budget: u64,
+    /// Layer indices placed here.
+    pub layers: Vec<u32>,
+    pub output_layer: bool,
+    pub weight_bytes: u64,
+    pub kv_bytes: u64,
+    pub recurrent_bytes: u64,
+    pub compute_bytes: u64,
+    /// weights + KV + recurrent + compute.
+    pub total_bytes: u64,
+    /// budget − margin − total (negative: over).
+    pub headroom_bytes: i64,
+}
+
+/// Where everything goes, and whether it fits.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Placement {
+    pub devices: Vec<DeviceUse>,
+    /// The host's share (name "host"); its budget is RAM minus the OS reserve.
+    pub host: DeviceUse,
+    pub gpu_layers: u32,
+    pub block_count: u32,
+    /// Every device and the host within budget.
+    pub fits: bool,
+}
+
+/// Places the model over `devices` (in order) and the host.
+pub fn place(
+    f: &ModelFacts,
+    devices: &[DeviceBudget],
+    host: HostBudget,
+    opt: &PlacementOptions,
+) -> Fact<Placement> {
+    let kinds = match f.layers.result() {
+        Ok(k) => k.clone(),
+        Err(reason) => return Fact::unknown(reason),
+    };
+    if let Some(name) = f.unknown_type_tensors.first() {
+        return Fact::unknown(format!("tensor '{name}' has a type of unknown size"));
+    }
+    let run = &opt.run;
+    let rec_layer = if kinds.contains(&LayerKind::Recurrent) {
+        match recurrent_layer_bytes(f) {
+            Some(b) => b * run.n_seq.max(1),
+            None => {
+                return Fact::unknown(format!(
+                    "recurrent layers but no '{}.ssm.*' sizes in the header",
+                    f.architecture
+                ))
+            }
+        }
+    } else {
+        0
+    };
+    let compute = compute_buffer_bytes(f, run);
+    let output_bytes = f.global_bytes(GlobalGroup::Output);
+
+    // Per layer: bytes that go to the device, and to the host.
+    let mut layer_dev = Vec::with_capacity(kinds.len());
+    for (il, kind) in kinds.iter().enumerate() {
+        let (all, experts) = f.layer_bytes(il as u32);
+        let weights = if opt.experts_on_host {
+            all - experts
+        } else {
+            all
+        };
+        let cache = match kind {
+            LayerKind::Attention => {
+                match kv_layer_bytes(f, il, run.n_ctx, run.cache_type_k, run.cache_type_v) {
+                    Some(b) => b,
+                    None => {
+                        return Fact::unknown(format!(
+                            "cache types do not divide layer {il}'s KV rows"
+                        ))
+                    }
+                }
+            }
+            LayerKind::Recurrent => rec_layer,
+        };
+        layer_dev.push((weights, experts, cache, *kind));
+    }
+
+    let mut used: Vec<DeviceUse> = devices
+        .iter()
+        .map(|d| DeviceUse {
+            name: d.name.clone(),
+            budget: d.bytes,
+            ..DeviceUse::default()
+        })
+        .collect();
+    let mut next_layer = 0usize;
+    for dev in used.iter_mut() {
+        let cap = dev.budget.saturating_sub(opt.fit_margin);
+        // A device with any layer also holds a compute buffer.
+        let mut total = compute;
+        let mut took = false;
+        while next_layer < layer_dev.len() {
+            let (w, _, c, _) = layer_dev[next_layer];
+            if total + w + c > cap {
+                break;
+            }
+            total += w + c;
+            dev.layers.push(next_layer as u32);
+            took = true;
+            next_layer += 1;
+        }
+        if took {
+            dev.compute_bytes = compute;
+        }
+    }
+    let gpu_layers = next_layer as u32;
+    // The output layer follows the last layer onto the last used GPU if room.
+    let all_on_gpu = gpu_layers as usize == layer_dev.len() && !devices.is_empty();
+    let mut output_on_gpu = false;
+    if all_on_gpu {
+        if let Some(dev) = used.iter_mut().rev().find(|d| !d.layers.is_empty()) {
+            let cur: u64 = dev.compute_bytes
+                + dev
+                    .layers
+                    .iter()
+                    .map(|&il| layer_dev[il as usize].0 + layer_dev[il as usize].2)
+                    .sum::<u64>();
+            if cur + output_bytes <= dev.budget.saturating_sub(opt.fit_margin) {
+                dev.output_layer = true;
+                output_on_gpu = true;
+            }
+        }
+    }
+    for dev in used.iter_mut() {
+        for &il in &dev.layers {
+            let (w, _, c, kind) = layer_dev[il as usize];
+            dev.weight_bytes += w;
+            match kind {
+                LayerKind::Attention => dev.kv_bytes += c,
+                LayerKind::Recurrent => dev.recurrent_bytes += c,
+            }
+        }
+        if dev.output_layer {
+            dev.weight_bytes += output_bytes;
+        }
+        dev.total_bytes = dev.weight_bytes + dev.kv_bytes + dev.recurrent_bytes + dev.compute_bytes;
+        dev.headroom_bytes = signed(dev.budget.saturating_sub(opt.fit_margin), dev.total_bytes);
+    }
+
+    // Host: input embedding, other globals, layers left over, experts kept
+    // on the host, the output layer if no GPU took it.
+    let mut h = DeviceUse {
+        name: "host".into(),
+        budget: host.ram_bytes.saturating_sub(host.os_reserve_bytes),
+        ..DeviceUse::default()
+    };
+    h.weight_bytes = f.global_bytes(GlobalGroup::TokenEmbd) + f.global_bytes(GlobalGroup::Other);
+    if !output_on_gpu {
+        h.weight_bytes += output_bytes;
+    }
+    for (il, &(w, experts, c, kind)) in layer_dev.iter().enumerate() {
+        if opt.experts_on_host {
+            h.weight_bytes += experts;
+        }
+        if il >= gpu_layers as usize {
+            h.layers.push(il as u32);
+            h.weight_bytes += w;
+            match kind {
+                LayerKind::Attention => h.kv_bytes += c,
+                LayerKind::Recurrent => h.recurrent_bytes += c,
+            }
+        }
+    }
+    // The host always runs part of the graph (input embedding, and anything
+    // not offloaded): a full buffer when it holds layers, else a small one.
+    h.compute_bytes = if h.layers.is_empty() && !devices.is_empty() {
+        run.n_ubatch * f.embedding_length * 4 * 2
+    } else {
+        compute
+    };
+    h.output_layer = !output_on_gpu;
+    h.total_bytes = h.weight_bytes + h.kv_bytes + h.recurrent_bytes + h.compute_bytes;
+    h.headroom_bytes = signed(h.budget, h.total_bytes);
+
+    let fits = used.iter().all(|d| d.headroom_bytes >= 0) && h.headroom_bytes >= 0;
+    Fact::known(Placement {
+        devices: used,
+        host: h,
+        gpu_layers,
+        block_count: f.block_count,
+        fits,
+    })
+}
+
+fn signed(budget: u64, used: u64) -> i64 {
+    if budget >= used {
+        i64::try_from(budget - used).unwrap_or(i64::MAX)
+    } else {
+        i64::try_from(used - budget).map(|x| -x).unwrap_or(i64::MIN)
+    }
+}

@@ -1,0 +1,84 @@
+//! Timing helpers for benches/gguf_header.sh (ignored in normal runs).
+//!
+//! `read_header_timing` reads `ONBOARD_BENCH_GGUF`'s header
+//! `ONBOARD_BENCH_ITERS` times and prints the median; `write_sparse_copy`
+//! writes `ONBOARD_BENCH_SRC`'s header again with 10 GB of sparse tensor data
+//! behind it to `ONBOARD_BENCH_OUT`.
+
+#[path = "support/gguf_fixtures.rs"]
+mod gguf_fixtures;
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use onboard::gguf::reader::read_file;
+use onboard::gguf::types::GgmlType;
+use onboard::gguf::writer::{Data, GgufWriter, TensorSpec};
+
+fn env_path(name: &str) -> PathBuf {
+    PathBuf::from(std::env::var_os(name).unwrap_or_else(|| panic!("set {name}")))
+}
+
+#[test]
+#[ignore = "run by benches/gguf_header.sh"]
+fn read_header_timing() {
+    let path = env_path("ONBOARD_BENCH_GGUF");
+    let iters: usize = std::env::var("ONBOARD_BENCH_ITERS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(20);
+    let mut times = Vec::with_capacity(iters);
+    let mut tensors = 0;
+    for _ in 0..iters {
+        let t = Instant::now();
+        let h = read_file(&path).unwrap();
+        times.push(t.elapsed().as_secs_f64());
+        tensors = h.tensors.len();
+    }
+    times.sort_by(f64::total_cmp);
+    println!(
+        "onboard read_file: median {:.3} ms, min {:.3} ms over {iters} reads ({tensors} tensors) {}",
+        times[iters / 2] * 1e3,
+        times[0] * 1e3,
+        path.display()
+    );
+}
+
+#[test]
+#[ignore = "run by benches/gguf_header.sh"]
+fn write_sparse_copy() {
+    let src = read_file(&env_path("ONBOARD_BENCH_SRC")).unwrap();
+    let mut w = GgufWriter::new();
+    w.version = src.version;
+    w.metadata = src.metadata.clone();
+    w.tensors = src
+        .tensors
+        .iter()
+        .map(|t| TensorSpec::new(t.name.clone(), &t.dims, t.ty))
+        .collect();
+    // 10 GB more tensor data, never written: the file is sparse.
+    w.tensors.push(TensorSpec::new(
+        "blk.bench.weight",
+        &[1 << 20, 2500],
+        GgmlType::F32,
+    ));
+    let out = env_path("ONBOARD_BENCH_OUT");
+    let len = w.write(&out, Data::Sparse).unwrap();
+    println!("wrote {} ({len} bytes, sparse)", out.display());
+}
+
+/// Writes the tiny qwen35 fixture (zeroed weights) for
+/// benches/gguf_llama_memory.py to load in llama.cpp.
+#[test]
+#[ignore = "run by hand, see tests/gguf_memory.rs"]
+fn write_qwen35_tiny() {
+    let out = env_path("ONBOARD_BENCH_OUT");
+    // ONBOARD_BENCH_MOE=1: the qwen35moe variant.
+    let w = if std::env::var_os("ONBOARD_BENCH_MOE").is_some() {
+        gguf_fixtures::qwen35moe_tiny()
+    } else {
+        gguf_fixtures::qwen35_tiny()
+    };
+    let len = w.write(&out, Data::Zeros).unwrap();
+    println!("wrote {} ({len} bytes)", out.display());
+}

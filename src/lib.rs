@@ -6,6 +6,7 @@
 //! files.
 pub mod atomic;
 pub mod cli;
+pub mod hub;
 pub mod tasks;
 pub mod workflow;
 pub mod workspace;

@@ -457,6 +457,7 @@ impl HubClient {
                     .max_redirects(redirects)
                     .max_redirects_will_error(false)
                     .timeout_per_read(read_timeout)
+                    .timeout_recv_response(read_timeout)
                     .build()
                     .call()
             }};

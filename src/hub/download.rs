@@ -801,17 +801,19 @@ impl Shared<'_> {
     }
 }
 
-fn read_full(r: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
+/// Fills `buf` as far as the stream allows; bytes that arrived before an
+/// error are returned with it, so a cut loses nothing that was received.
+fn read_full(r: &mut dyn Read, buf: &mut [u8]) -> (usize, Option<io::Error>) {
     let mut n = 0;
     while n < buf.len() {
         match r.read(&mut buf[n..]) {
             Ok(0) => break,
             Ok(k) => n += k,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
+            Err(e) => return (n, Some(e)),
         }
     }
-    Ok(n)
+    (n, None)
 }
 
 /// Sleeps in small steps so an abort is noticed.
@@ -872,15 +874,7 @@ fn transfer(
         }
         let len = (end - pos).min(shared.opts.block_size as u64) as usize;
         let mut buf = vec![0u8; len];
-        let n = read_full(&mut reader, &mut buf).map_err(|e| {
-            let reason = if e.kind() == io::ErrorKind::TimedOut {
-                format!("stalled: no bytes for {:?}", shared.opts.stall_timeout)
-            } else {
-                format!("connection cut: {e}")
-            };
-            // Keep what did arrive.
-            Attempt::Retry(reason, None)
-        })?;
+        let (n, err) = read_full(&mut reader, &mut buf);
         buf.truncate(n);
         if n > 0 {
             shared.fetched.fetch_add(n as u64, Ordering::Relaxed);
@@ -888,6 +882,16 @@ fn transfer(
                 .absorb(pos, buf, tx)
                 .map_err(|e| Attempt::Fatal(HubError::io(&shared.req.dest_dir, e)))?;
             pos += n as u64;
+        }
+        if let Some(e) = err {
+            let reason = if e.kind() == io::ErrorKind::TimedOut
+                || e.to_string().to_ascii_lowercase().contains("timeout")
+            {
+                format!("stalled: no bytes for {:?}", shared.opts.stall_timeout)
+            } else {
+                format!("connection cut: {e}")
+            };
+            return Err(Attempt::Retry(reason, None));
         }
         if n < len {
             return Err(Attempt::Retry(

@@ -24,7 +24,7 @@ use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -48,6 +48,8 @@ pub enum FaultScope {
 /// One served request, as the tests inspect it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LogEntry {
+    /// Arrival order, from 1 (a stalled request is logged when it ends).
+    pub seq: u64,
     pub method: String,
     /// The request target as sent (path and query).
     pub path: String,
@@ -106,6 +108,7 @@ struct Inner {
     log: Mutex<Vec<LogEntry>>,
     stop: AtomicBool,
     shas: Mutex<HashMap<PathBuf, CachedSha>>,
+    seq: AtomicU64,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -138,6 +141,7 @@ impl MirrorServer {
             log: Mutex::new(Vec::new()),
             stop: AtomicBool::new(false),
             shas: Mutex::new(HashMap::new()),
+            seq: AtomicU64::new(0),
         });
         let accept_inner = inner.clone();
         let accept = std::thread::Builder::new()
@@ -223,6 +227,11 @@ impl MirrorServer {
     /// Every request served so far.
     pub fn log(&self) -> Vec<LogEntry> {
         lock(&self.inner.log).clone()
+    }
+
+    /// The `seq` of the latest request so far; later ones have a larger one.
+    pub fn last_seq(&self) -> u64 {
+        self.inner.seq.load(Ordering::Acquire)
     }
 
     pub fn clear_log(&self) {
@@ -340,6 +349,7 @@ fn serve_conn(inner: &Inner, conn: TcpStream) {
             _ => return,
         };
         let mut entry = LogEntry {
+            seq: inner.seq.fetch_add(1, Ordering::AcqRel) + 1,
             method: req.method.clone(),
             path: req.target.clone(),
             range: req.header("range").map(str::to_string),

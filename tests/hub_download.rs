@@ -341,7 +341,7 @@ fn the_token_never_appears_in_errors() {
     let mut cfg = env.config();
     cfg.token = onboard::hub::Token::new(secret);
     let client = onboard::hub::HubClient::new(cfg.clone());
-    let errs = vec![
+    let errs = [
         download_file(&client, &req(&env, "m.gguf"), &opts(), &NoProgress).unwrap_err(),
         client.list_files(REPO, "main").unwrap_err(),
         client.repo_info(REPO, "main").unwrap_err(),

@@ -743,6 +743,9 @@ struct Shared<'a> {
     abort: AtomicBool,
     range_ignored: AtomicBool,
     fetched: AtomicU64,
+    /// Block buffers the hasher has finished with, reused by the workers
+    /// (fresh large allocations cost page faults on every block).
+    pool: Mutex<Vec<Vec<u8>>>,
     error: Mutex<Option<HubError>>,
 }
 
@@ -752,6 +755,25 @@ impl Shared<'_> {
             slot.get_or_insert(e);
         }
         self.abort.store(true, Ordering::Release);
+    }
+
+    fn take_buf(&self, len: usize) -> Vec<u8> {
+        let mut b = self
+            .pool
+            .lock()
+            .ok()
+            .and_then(|mut p| p.pop())
+            .unwrap_or_default();
+        b.resize(len, 0);
+        b
+    }
+
+    fn give_buf(&self, b: Vec<u8>) {
+        if let Ok(mut p) = self.pool.lock() {
+            if p.len() < 64 {
+                p.push(b);
+            }
+        }
     }
 
     fn aborted(&self) -> bool {
@@ -793,12 +815,34 @@ impl Shared<'_> {
             // Send before publishing the count: a hasher that sees the count
             // finds the block in its channel and need not read the disk.
             let _ = tx.send((pos, buf));
-            self.state.done[c].fetch_add(n, Ordering::AcqRel);
+            let now = self.state.done[c].fetch_add(n, Ordering::AcqRel) + n;
             self.state.save(c)?;
+            if now == chunk_len(c, cs, self.size) {
+                // Start writeback of the finished chunk now, so the final
+                // fsync has little left to wait for.
+                start_writeback(self.part, c_start, now);
+            }
             pos += n;
         }
         Ok(())
     }
+}
+
+/// Asks the kernel to begin writing `[start, start+len)` to disk without
+/// waiting for it.
+fn start_writeback(file: &File, start: u64, len: u64) {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::unix::io::AsRawFd;
+        if let (Ok(off), Ok(n)) = (libc::off64_t::try_from(start), libc::off64_t::try_from(len)) {
+            // SAFETY: a valid descriptor; the call only schedules I/O.
+            unsafe {
+                libc::sync_file_range(file.as_raw_fd(), off, n, libc::SYNC_FILE_RANGE_WRITE);
+            }
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = (file, start, len);
 }
 
 /// Fills `buf` as far as the stream allows; bytes that arrived before an
@@ -873,7 +917,7 @@ fn transfer(
             return Ok(());
         }
         let len = (end - pos).min(shared.opts.block_size as u64) as usize;
-        let mut buf = vec![0u8; len];
+        let mut buf = shared.take_buf(len);
         let (n, err) = read_full(&mut reader, &mut buf);
         buf.truncate(n);
         if n > 0 {
@@ -1014,6 +1058,7 @@ fn hasher(shared: &Shared<'_>, rx: Receiver<(u64, Vec<u8>)>) -> io::Result<Strin
                 pos = off + len;
                 progressed = true;
             }
+            shared.give_buf(buf);
         }
         if progressed {
             continue;
@@ -1128,6 +1173,7 @@ fn fetch(
             abort: AtomicBool::new(false),
             range_ignored: AtomicBool::new(false),
             fetched: AtomicU64::new(0),
+            pool: Mutex::new(Vec::new()),
             error: Mutex::new(None),
         };
         let workers = if stream {

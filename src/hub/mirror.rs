@@ -109,6 +109,7 @@ struct Inner {
     stop: AtomicBool,
     shas: Mutex<HashMap<PathBuf, CachedSha>>,
     seq: AtomicU64,
+    echo: AtomicBool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -142,6 +143,7 @@ impl MirrorServer {
             stop: AtomicBool::new(false),
             shas: Mutex::new(HashMap::new()),
             seq: AtomicU64::new(0),
+            echo: AtomicBool::new(false),
         });
         let accept_inner = inner.clone();
         let accept = std::thread::Builder::new()
@@ -227,6 +229,11 @@ impl MirrorServer {
     /// Every request served so far.
     pub fn log(&self) -> Vec<LogEntry> {
         lock(&self.inner.log).clone()
+    }
+
+    /// Also prints each log entry to stderr (the CLI's `--log`).
+    pub fn echo_log(&self, on: bool) {
+        self.inner.echo.store(on, Ordering::Relaxed);
     }
 
     /// The `seq` of the latest request so far; later ones have a larger one.
@@ -357,6 +364,16 @@ fn serve_conn(inner: &Inner, conn: TcpStream) {
             bytes: 0,
         };
         let keep = respond(inner, &req, &mut out, &mut entry);
+        if inner.echo.load(Ordering::Relaxed) {
+            eprintln!(
+                "{} {} range={} status={} bytes={}",
+                entry.method,
+                entry.path,
+                entry.range.as_deref().unwrap_or("-"),
+                entry.status,
+                entry.bytes
+            );
+        }
         lock(&inner.log).push(entry);
         if !keep || req.close {
             let _ = out.shutdown(Shutdown::Both);
@@ -452,10 +469,7 @@ fn respond(inner: &Inner, req: &Request, out: &mut TcpStream, entry: &mut LogEnt
             start,
             len,
             plan,
-        } => match send_file(inner, out, &path, start, len, plan, &mut entry.bytes) {
-            Ok(complete) => complete,
-            Err(_) => false,
-        },
+        } => send_file(inner, out, &path, start, len, plan, &mut entry.bytes).unwrap_or(false),
     }
 }
 

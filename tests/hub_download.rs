@@ -510,3 +510,27 @@ fn header_bytes_can_be_read_before_download() {
     assert_eq!(meta.commit.as_deref(), Some(info.commit.as_str()));
     assert_eq!(meta.sha256, Some(sha256_hex(&data)));
 }
+
+#[test]
+fn the_hubs_lfs_redirect_flow_works_with_ranges() {
+    let data = bytes((3 << 20) + 5, 41);
+    let env = Env::new(REPO, &[("m.gguf", &data)]);
+    env.server.redirect_to_cdn(true);
+    env.server.drop_after(200_000, 1);
+    let c = env.client();
+    let meta = c.file_meta(REPO, "main", "m.gguf").unwrap();
+    assert_eq!(meta.sha256, Some(sha256_hex(&data)));
+    assert_eq!(meta.size, data.len() as u64);
+    assert!(meta.accept_ranges);
+    let done = download_file(&c, &req(&env, "m.gguf"), &opts(), &NoProgress).unwrap();
+    assert_eq!(done.sha256, sha256_hex(&data));
+    let log = env.server.log();
+    assert!(log
+        .iter()
+        .any(|e| e.method == "HEAD" && e.path.contains("/resolve/") && e.status == 302));
+    let gets = env.server.content_gets();
+    assert!(gets.len() >= 5, "{gets:?}");
+    assert!(gets
+        .iter()
+        .all(|e| e.path.starts_with("/_cdn/") && e.status == 206));
+}

@@ -61,9 +61,12 @@ pub struct LogEntry {
 }
 
 impl LogEntry {
-    /// Whether this was a content download (`GET .../resolve/...`).
+    /// Whether this was a content download (`GET .../resolve/...` that
+    /// sent the file, or `GET /_cdn/...` after a redirect).
     pub fn is_content_get(&self) -> bool {
-        self.method == "GET" && self.path.contains("/resolve/")
+        self.method == "GET"
+            && (self.path.starts_with("/_cdn/")
+                || (self.path.contains("/resolve/") && self.status != 302))
     }
 
     /// The first byte asked for (0 without a `Range`).
@@ -85,6 +88,7 @@ struct Faults {
     corrupt: usize,
     not_found_get: usize,
     no_ranges: bool,
+    cdn_redirect: bool,
 }
 
 /// What happens to one content body.
@@ -103,6 +107,7 @@ struct CachedSha {
 
 struct Inner {
     root: PathBuf,
+    addr: SocketAddr,
     token: Mutex<Option<String>>,
     faults: Mutex<Faults>,
     log: Mutex<Vec<LogEntry>>,
@@ -137,6 +142,7 @@ impl MirrorServer {
         let addr = listener.local_addr()?;
         let inner = Arc::new(Inner {
             root,
+            addr,
             token: Mutex::new(None),
             faults: Mutex::new(Faults::default()),
             log: Mutex::new(Vec::new()),
@@ -222,8 +228,19 @@ impl MirrorServer {
         lock(&self.inner.faults).no_ranges = !supported;
     }
 
+    /// Answers resolve requests as the Hub does for LFS files: a 302 that
+    /// carries the metadata headers, to `/_cdn/{repo}/{sha256}` which serves
+    /// the bytes (and the fault plan).
+    pub fn redirect_to_cdn(&self, on: bool) {
+        lock(&self.inner.faults).cdn_redirect = on;
+    }
+
+    /// Clears every fault switch (the CDN redirect mode stays as set).
     pub fn clear_faults(&self) {
-        *lock(&self.inner.faults) = Faults::default();
+        let mut f = lock(&self.inner.faults);
+        let cdn = f.cdn_redirect;
+        *f = Faults::default();
+        f.cdn_redirect = cdn;
     }
 
     /// Every request served so far.
@@ -661,7 +678,8 @@ fn route(inner: &Inner, req: &Request) -> Reply {
         .split_once('?')
         .unwrap_or((req.target.as_str(), ""));
     let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-    let content_get = req.method == "GET" && segs.get(2) == Some(&"resolve");
+    let content_get =
+        req.method == "GET" && (segs.get(2) == Some(&"resolve") || segs.first() == Some(&"_cdn"));
     if let Some(status) = inner.take_failure(content_get) {
         let mut r = Reply::error(status, "Fault", "injected fault");
         if status == 429 {
@@ -694,6 +712,7 @@ fn route(inner: &Inner, req: &Request) -> Reply {
                 _ => Reply::error(404, "NotFound", "no such route"),
             }
         }
+        ["_cdn", owner, name, sha] => cdn(inner, req, &format!("{owner}/{name}"), sha),
         [owner, name, "resolve", rev, file @ ..] if !file.is_empty() => {
             let repo = format!("{owner}/{name}");
             let dir = match repo_dir(inner, req, &repo) {
@@ -879,40 +898,78 @@ fn resolve(inner: &Inner, req: &Request, repo: &str, dir: &Path, rev: &str, file
         Ok(c) => c,
         Err(r) => return r,
     };
-    let not_found = || {
-        Reply::error(
-            404,
-            "EntryNotFound",
-            &format!("{file} does not exist in {repo} at {rev}"),
-        )
-    };
     let Some(entry) = files.iter().find(|f| f.rel == file) else {
-        return not_found();
+        return entry_not_found(file, repo);
     };
     let sha = match inner.sha256(entry) {
         Ok(s) => s,
         Err(e) => return Reply::error(500, "IoError", &e.to_string()),
     };
+    let meta = vec![
+        ("ETag".to_string(), format!("\"{sha}\"")),
+        ("X-Linked-Etag".to_string(), format!("\"{sha}\"")),
+        ("X-Linked-Size".to_string(), entry.size.to_string()),
+        ("X-Repo-Commit".to_string(), commit),
+    ];
+    if lock(&inner.faults).cdn_redirect {
+        // The Hub's way for LFS files: metadata on a 302 to the storage.
+        let mut headers = meta;
+        headers.push((
+            "Location".into(),
+            format!("http://{}/_cdn/{repo}/{sha}", inner.addr),
+        ));
+        return Reply {
+            status: 302,
+            headers,
+            body: Body::Bytes(Vec::new()),
+        };
+    }
+    serve_content(inner, req, entry, file, repo, meta)
+}
+
+fn entry_not_found(file: &str, repo: &str) -> Reply {
+    Reply::error(
+        404,
+        "EntryNotFound",
+        &format!("{file} does not exist in {repo}"),
+    )
+}
+
+/// `/_cdn/{owner}/{name}/{sha256}`: the storage side of a redirect.
+fn cdn(inner: &Inner, req: &Request, repo: &str, sha: &str) -> Reply {
+    if validate_repo_id(repo).is_err() || !repo.contains('/') {
+        return Reply::error(404, "NotFound", "no such object");
+    }
+    let files = walk(&inner.root.join(repo));
+    let Some(entry) = files
+        .iter()
+        .find(|f| inner.sha256(f).is_ok_and(|s| s == sha))
+    else {
+        return Reply::error(404, "NotFound", "no such object");
+    };
+    serve_content(inner, req, entry, &entry.rel, repo, Vec::new())
+}
+
+/// A file body (whole or one range), with the fault plan of this request.
+fn serve_content(
+    inner: &Inner,
+    req: &Request,
+    entry: &Entry,
+    file: &str,
+    repo: &str,
+    mut headers: Vec<(String, String)>,
+) -> Reply {
     let (plan, not_found_now) = if req.method == "GET" {
         inner.body_plan()
     } else {
         (BodyPlan::default(), false)
     };
     if not_found_now {
-        return not_found();
+        return entry_not_found(file, repo);
     }
     let no_ranges = lock(&inner.faults).no_ranges;
     let size = entry.size;
-    let mut headers = vec![
-        (
-            "Content-Type".to_string(),
-            "application/octet-stream".to_string(),
-        ),
-        ("ETag".to_string(), format!("\"{sha}\"")),
-        ("X-Linked-Etag".to_string(), format!("\"{sha}\"")),
-        ("X-Linked-Size".to_string(), size.to_string()),
-        ("X-Repo-Commit".to_string(), commit),
-    ];
+    headers.push(("Content-Type".into(), "application/octet-stream".into()));
     if !no_ranges {
         headers.push(("Accept-Ranges".into(), "bytes".into()));
     }

@@ -534,3 +534,59 @@ fn the_hubs_lfs_redirect_flow_works_with_ranges() {
         .iter()
         .all(|e| e.path.starts_with("/_cdn/") && e.status == 206));
 }
+
+#[test]
+fn a_tiny_hash_buffer_falls_back_to_disk_reads_and_still_verifies() {
+    let data = bytes(6 << 20, 43);
+    let env = Env::new(REPO, &[("m.gguf", &data), ("empty.txt", b"")]);
+    let mut o = opts();
+    o.hash_buffer = 1; // every out-of-order block is evicted and re-read
+    o.parallel = 6;
+    let done = download_file(&env.client(), &req(&env, "m.gguf"), &o, &NoProgress).unwrap();
+    assert_eq!(done.sha256, sha256_hex(&data));
+    let empty = download_file(&env.client(), &req(&env, "empty.txt"), &o, &NoProgress).unwrap();
+    assert_eq!(empty.sha256, sha256_hex(b""));
+    assert_eq!(std::fs::read(&empty.path).unwrap(), b"");
+}
+
+#[test]
+fn progress_reports_start_bytes_and_done() {
+    use onboard::hub::{JsonProgress, Progress, ProgressEvent};
+    use std::sync::Mutex;
+    struct Rec(Mutex<Vec<String>>);
+    impl Progress for Rec {
+        fn event(&self, e: &ProgressEvent<'_>) {
+            let kind = match e {
+                ProgressEvent::Start { .. } => "start",
+                ProgressEvent::Bytes { .. } => "bytes",
+                ProgressEvent::Retry { .. } => "retry",
+                ProgressEvent::Verifying { .. } => "verifying",
+                ProgressEvent::Done { .. } => "done",
+            };
+            self.0.lock().unwrap().push(kind.to_string());
+        }
+    }
+    let data = bytes(1 << 20, 47);
+    let env = Env::new(REPO, &[("m.gguf", &data)]);
+    env.server.fail_next(500, 1, FaultScope::ContentGet);
+    let rec = Rec(Mutex::new(Vec::new()));
+    download_file(&env.client(), &req(&env, "m.gguf"), &opts(), &rec).unwrap();
+    let kinds = rec.0.into_inner().unwrap();
+    assert_eq!(kinds.first().map(String::as_str), Some("start"));
+    assert_eq!(kinds.last().map(String::as_str), Some("done"));
+    assert!(kinds.iter().any(|k| k == "retry"), "{kinds:?}");
+
+    // The JSON renderer writes one object per line.
+    let mut buf = Vec::new();
+    {
+        let json = JsonProgress::new(&mut buf, Duration::ZERO);
+        json.event(&ProgressEvent::Done {
+            file: "m.gguf",
+            size: 3,
+            fetched: 3,
+            how: "downloaded",
+        });
+    }
+    let v: serde_json::Value = serde_json::from_slice(&buf).unwrap();
+    assert_eq!(v["event"], "done");
+}

@@ -1187,7 +1187,14 @@ fn fetch(
         let (tx, rx) = mpsc::sync_channel::<(u64, Vec<u8>)>(depth);
         let result = std::thread::scope(|s| {
             let shared = &shared;
-            let hash = s.spawn(move || hasher(shared, rx));
+            let hash = s.spawn(move || {
+                let r = hasher(shared, rx);
+                if r.is_err() {
+                    // Stop the workers too: the pass cannot complete.
+                    shared.abort.store(true, Ordering::Release);
+                }
+                r
+            });
             for _ in 0..workers {
                 let tx = tx.clone();
                 s.spawn(move || worker(shared, tx, stream));

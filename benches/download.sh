@@ -91,7 +91,7 @@ at_kill=$(done_bytes)
 sleep 0.5
 HF_HOME=$WORK/hf-home "$BIN/hub_download" bench/big big.gguf "$OUT" >"$WORK/rerun.json"
 sleep 0.5
-sent=$(tail -n +"$((mark + 1))" "$WORK/mirror.log" | awk '/^GET .*resolve/ { sub("bytes=", "", $NF); s += $NF } END { print s + 0 }')
+sent=$(tail -n +"$((mark + 1))" "$WORK/mirror.log" | awk '/^GET .*resolve/ { sub("bytes=", "", $NF); s += $NF } END { printf "%.0f\n", s }')
 echo "kill-at-bytes $at_kill" | tee -a "$RESULTS"
 echo "sent-both-runs $sent" | tee -a "$RESULTS"
 echo "extra-bytes $((sent - SIZE))" | tee -a "$RESULTS"

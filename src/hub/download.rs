@@ -746,6 +746,7 @@ struct Shared<'a> {
     /// Block buffers the hasher has finished with, reused by the workers
     /// (fresh large allocations cost page faults on every block).
     pool: Mutex<Vec<Vec<u8>>>,
+    write_lock: Mutex<()>,
     error: Mutex<Option<HubError>>,
 }
 
@@ -810,7 +811,13 @@ impl Shared<'_> {
             } else {
                 data[(pos - offset) as usize..(piece_end - offset) as usize].to_vec()
             };
-            self.part.write_all_at(&buf, pos)?;
+            {
+                // One writer at a time: parallel writers to one file contend
+                // on the inode lock in the kernel, which spins and burns the
+                // CPU that hashing needs.
+                let _w = self.write_lock.lock().unwrap_or_else(|p| p.into_inner());
+                self.part.write_all_at(&buf, pos)?;
+            }
             let n = buf.len() as u64;
             // Send before publishing the count: a hasher that sees the count
             // finds the block in its channel and need not read the disk.
@@ -1174,6 +1181,7 @@ fn fetch(
             range_ignored: AtomicBool::new(false),
             fetched: AtomicU64::new(0),
             pool: Mutex::new(Vec::new()),
+            write_lock: Mutex::new(()),
             error: Mutex::new(None),
         };
         let workers = if stream {

@@ -95,6 +95,9 @@ sent=$(tail -n +"$((mark + 1))" "$WORK/mirror.log" | awk '/^GET .*resolve/ { sub
 echo "kill-at-bytes $at_kill" | tee -a "$RESULTS"
 echo "sent-both-runs $sent" | tee -a "$RESULTS"
 echo "extra-bytes $((sent - SIZE))" | tee -a "$RESULTS"
+rerun=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["fetched"])' "$WORK/rerun.json")
+echo "rerun-fetched $rerun" | tee -a "$RESULTS"
+echo "remainder-at-kill $((SIZE - at_kill))" | tee -a "$RESULTS"
 
 python3 - "$RESULTS" "$SIZE" <<'PY'
 import statistics, sys
@@ -111,5 +114,7 @@ print(f"  onboard / curl            = {med['onboard'] / med['curl']:.3f}")
 print(f"  onboard / curl+sha256sum  = {med['onboard'] / med['curl+sha256sum']:.3f}")
 print(f"  onboard / hf download     = {med['onboard'] / med['hf-download']:.3f}")
 extra = other["extra-bytes"][0]
-print(f"  after SIGKILL at {other['kill-at-bytes'][0] / size:.0%}: {extra:.0f} extra bytes = {extra / size:.4%} of the file")
+print(f"  after SIGKILL at {other['kill-at-bytes'][0] / size:.0%}: the mirror sent {extra:.0f} bytes beyond the file size"
+      f" ({extra / size:.3%}; includes what sat in the killed process's socket buffers)")
+print(f"  the rerun fetched {other['rerun-fetched'][0]:.0f} bytes; {other['remainder-at-kill'][0]:.0f} were missing on disk")
 PY

@@ -590,3 +590,28 @@ fn progress_reports_start_bytes_and_done() {
     let v: serde_json::Value = serde_json::from_slice(&buf).unwrap();
     assert_eq!(v["event"], "done");
 }
+
+#[test]
+fn a_second_concurrent_download_of_the_same_file_is_refused() {
+    let data = bytes(1 << 20, 53);
+    let env = Env::new(REPO, &[("m.gguf", &data)]);
+    env.server.stall_after(1000, Duration::from_millis(1500), 1);
+    let mut slow = opts();
+    slow.parallel = 1;
+    slow.stall_timeout = Duration::from_secs(5);
+    let client = env.client();
+    let r = req(&env, "m.gguf");
+    std::thread::scope(|s| {
+        let first = s.spawn(|| download_file(&client, &r, &slow, &NoProgress));
+        let state = env.dest().join("m.gguf.part.state");
+        let t0 = Instant::now();
+        while sidecar_done(&state) == 0 {
+            assert!(t0.elapsed() < Duration::from_secs(10));
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let err = download_file(&env.client(), &r, &opts(), &NoProgress).unwrap_err();
+        assert!(err.to_string().contains("another process"), "{err}");
+        let done = first.join().unwrap().unwrap();
+        assert_eq!(done.sha256, sha256_hex(&data));
+    });
+}

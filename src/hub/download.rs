@@ -616,10 +616,22 @@ impl State {
             let p = p.to_path_buf();
             move |e| HubError::io(p, e)
         };
-        if let Some(found) = Self::load(paths, expected)? {
-            return Ok(found);
+        // Lock first, so a second process never rewrites a sidecar in use;
+        // the sidecar is therefore rewritten in place, never renamed over.
+        let file = open_rw(&paths.state).map_err(io(&paths.state))?;
+        lock(&file, &paths.state)?;
+        if let Some((chunk_size, done)) = Self::load(paths, expected) {
+            let part = open_rw(&paths.part).map_err(io(&paths.part))?;
+            return Ok((
+                State {
+                    file,
+                    chunk_size,
+                    done,
+                },
+                part,
+            ));
         }
-        paths.remove_partial();
+        let _ = fs::remove_file(&paths.part);
         let part = open_rw(&paths.part).map_err(io(&paths.part))?;
         let header = StateHeader {
             version: 1,
@@ -638,8 +650,9 @@ impl State {
         bytes.push(b'\n');
         let n = Self::slot_count(expected.size, chunk_size);
         bytes.resize(bytes.len() + n * 8, 0);
-        write_atomic(&paths.state, &bytes).map_err(io(&paths.state))?;
-        let file = open_rw(&paths.state).map_err(io(&paths.state))?;
+        file.set_len(0).map_err(io(&paths.state))?;
+        file.write_all_at(&bytes, 0).map_err(io(&paths.state))?;
+        file.sync_data().map_err(io(&paths.state))?;
         let done = (0..n).map(|_| AtomicU64::new(0)).collect();
         Ok((
             State {
@@ -651,25 +664,25 @@ impl State {
         ))
     }
 
-    fn load(paths: &Paths, expected: &Expected) -> Result<Option<(State, File)>, HubError> {
+    fn load(paths: &Paths, expected: &Expected) -> Option<(u64, Vec<AtomicU64>)> {
         let (Ok(bytes), Ok(part_meta)) = (fs::read(&paths.state), fs::metadata(&paths.part)) else {
-            return Ok(None);
+            return None;
         };
         if bytes.len() < STATE_HEADER as usize || part_meta.len() != expected.size {
-            return Ok(None);
+            return None;
         }
         let Ok(header) = serde_json::from_slice::<StateHeader>(&bytes[..STATE_HEADER as usize])
         else {
-            return Ok(None);
+            return None;
         };
         if header.version != 1 || header.chunk_size == 0 || !header.expected.same_content(expected)
         {
-            return Ok(None);
+            return None;
         }
         let n = Self::slot_count(expected.size, header.chunk_size);
         let slots = &bytes[STATE_HEADER as usize..];
         if slots.len() != n * 8 {
-            return Ok(None);
+            return None;
         }
         let mut done = Vec::with_capacity(n);
         for (i, s) in slots.chunks_exact(8).enumerate() {
@@ -677,20 +690,11 @@ impl State {
             b.copy_from_slice(s);
             let v = u64::from_le_bytes(b);
             if v > chunk_len(i, header.chunk_size, expected.size) {
-                return Ok(None);
+                return None;
             }
             done.push(AtomicU64::new(v));
         }
-        let file = open_rw(&paths.state).map_err(|e| HubError::io(&paths.state, e))?;
-        let part = open_rw(&paths.part).map_err(|e| HubError::io(&paths.part, e))?;
-        Ok(Some((
-            State {
-                file,
-                chunk_size: header.chunk_size,
-                done,
-            },
-            part,
-        )))
+        Some((header.chunk_size, done))
     }
 
     fn total_done(&self) -> u64 {
@@ -1129,7 +1133,6 @@ fn fetch(
 ) -> Result<(String, u64, u64), HubError> {
     let size = expected.size;
     let (state, part) = State::open(paths, expected, opts.chunk_size.max(1))?;
-    lock(&state.file, &paths.state)?;
     let present = state.total_done();
     // Blocks already reserved by an earlier run need no new space.
     let allocated = part.metadata().map(|m| m.blocks() * 512).unwrap_or(0);

@@ -318,9 +318,12 @@ fn hostile_names_are_refused_and_nothing_is_written_outside() {
     let outside = env.tmp.path().join("outside");
     std::fs::create_dir_all(&outside).unwrap();
     std::os::unix::fs::symlink(&outside, env.dest().join("sub")).unwrap();
-    let mut r = req(&env, "m.gguf");
-    r.dest_name = Some("sub/m.gguf".into());
-    assert!(download_file(&client, &r, &opts(), &NoProgress).is_err());
+    for name in ["sub/m.gguf", "sub/deeper/m.gguf"] {
+        let mut r = req(&env, "m.gguf");
+        r.dest_name = Some(name.into());
+        let err = download_file(&client, &r, &opts(), &NoProgress).unwrap_err();
+        assert!(matches!(err, HubError::BadFileName { .. }), "{name}: {err}");
+    }
     assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 0);
     assert!(env.server.content_gets().is_empty());
 }
@@ -614,4 +617,28 @@ fn a_second_concurrent_download_of_the_same_file_is_refused() {
         let done = first.join().unwrap().unwrap();
         assert_eq!(done.sha256, sha256_hex(&data));
     });
+}
+
+#[test]
+fn several_files_are_checked_for_disk_space_together() {
+    let a = bytes(300_000, 61);
+    let b = bytes(200_000, 62);
+    let env = Env::new(
+        REPO,
+        &[("a-00001-of-00002.gguf", &a), ("a-00002-of-00002.gguf", &b)],
+    );
+    let c = env.client();
+    let reqs = vec![
+        req(&env, "a-00001-of-00002.gguf"),
+        req(&env, "a-00002-of-00002.gguf"),
+    ];
+    assert_eq!(onboard::hub::bytes_to_fetch(&c, &reqs[0]).unwrap(), 300_000);
+    let mut o = opts();
+    o.disk_margin = u64::MAX / 4;
+    let err = onboard::hub::download_files(&c, &reqs, &o, &NoProgress).unwrap_err();
+    assert!(matches!(err, HubError::DiskFull { .. }), "{err}");
+    assert!(env.server.content_gets().is_empty());
+    let done = onboard::hub::download_files(&c, &reqs, &opts(), &NoProgress).unwrap();
+    assert_eq!(done.len(), 2);
+    assert_eq!(onboard::hub::bytes_to_fetch(&c, &reqs[1]).unwrap(), 0);
 }

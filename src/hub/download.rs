@@ -219,29 +219,44 @@ struct Paths {
 impl Paths {
     fn new(dest_dir: &Path, rel: &str) -> Result<Self, HubError> {
         validate_repo_path(rel)?;
+        fs::create_dir_all(dest_dir).map_err(|e| HubError::io(dest_dir, e))?;
+        let root = fs::canonicalize(dest_dir).map_err(|e| HubError::io(dest_dir, e))?;
+        // Create the subdirectories one by one, checking each resolves inside
+        // `dest_dir` before anything is created within it (a symlinked
+        // subdirectory must not lead the download elsewhere).
+        let mut dir = dest_dir.to_path_buf();
+        let parts: Vec<&str> = rel.split('/').collect();
+        for part in &parts[..parts.len().saturating_sub(1)] {
+            dir.push(part);
+            if !dir.exists() {
+                fs::create_dir(&dir).map_err(|e| HubError::io(&dir, e))?;
+            }
+            let real = fs::canonicalize(&dir).map_err(|e| HubError::io(&dir, e))?;
+            if !real.starts_with(&root) || !real.is_dir() {
+                return Err(HubError::BadFileName {
+                    name: rel.to_string(),
+                    reason: "its directory resolves outside the destination",
+                });
+            }
+        }
+        Ok(Self::layout(dest_dir, rel))
+    }
+
+    /// The names only; no checks, nothing created.
+    fn layout(dest_dir: &Path, rel: &str) -> Self {
         let dest = dest_dir.join(rel);
         let dir = parent_dir(&dest).to_path_buf();
-        fs::create_dir_all(&dir).map_err(|e| HubError::io(&dir, e))?;
-        // A symlinked subdirectory must not lead outside `dest_dir`.
-        let root = fs::canonicalize(dest_dir).map_err(|e| HubError::io(dest_dir, e))?;
-        let real = fs::canonicalize(&dir).map_err(|e| HubError::io(&dir, e))?;
-        if !real.starts_with(&root) {
-            return Err(HubError::BadFileName {
-                name: rel.to_string(),
-                reason: "its directory resolves outside the destination",
-            });
-        }
         let base = dest
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        Ok(Paths {
+        Paths {
             part: dir.join(format!("{base}.part")),
             state: dir.join(format!("{base}.part.state")),
             record: dir.join(format!(".{base}.verified.json")),
             dest,
             dir,
-        })
+        }
     }
 
     fn remove_partial(&self) {
@@ -369,6 +384,62 @@ pub fn download_file(
             }
         }
     }
+}
+
+/// Downloads several files (the shards of one model, say) one after the
+/// other, after checking that the bytes all of them still need fit on disk.
+pub fn download_files(
+    client: &HubClient,
+    reqs: &[FileRequest],
+    opts: &DownloadOptions,
+    progress: &dyn Progress,
+) -> Result<Vec<Downloaded>, HubError> {
+    if !client.config().offline {
+        let mut per_dir: BTreeMap<PathBuf, u64> = BTreeMap::new();
+        for r in reqs {
+            *per_dir.entry(r.dest_dir.clone()).or_default() += bytes_to_fetch(client, r)?;
+        }
+        for (dir, bytes) in per_dir {
+            if bytes > 0 {
+                fs::create_dir_all(&dir).map_err(|e| HubError::io(&dir, e))?;
+                check_disk(&dir, bytes, opts.disk_margin)?;
+            }
+        }
+    }
+    reqs.iter()
+        .map(|r| download_file(client, r, opts, progress))
+        .collect()
+}
+
+/// The bytes a request still has to bring over the network: 0 when the file
+/// is verified in place or its blob is in the HF cache, the missing part of
+/// a resumable `.part`, else the whole size. Makes one HEAD request.
+pub fn bytes_to_fetch(client: &HubClient, req: &FileRequest) -> Result<u64, HubError> {
+    validate_repo_path(&req.file)?;
+    let rel = req.dest_name.as_deref().unwrap_or(&req.file);
+    validate_repo_path(rel)?;
+    let meta = client.file_meta(&req.repo, &req.revision, &req.file)?;
+    let expected = Expected {
+        repo: req.repo.clone(),
+        file: req.file.clone(),
+        size: meta.size,
+        sha256: meta.sha256.clone(),
+        etag: meta.etag.clone(),
+        commit: meta.commit.clone(),
+    };
+    let paths = Paths::layout(&req.dest_dir, rel);
+    if present(&paths, Some(&expected)).is_some() {
+        return Ok(0);
+    }
+    if let Some(sha) = &meta.sha256 {
+        if client.cached_blob(&req.repo, sha).is_some() {
+            return Ok(0);
+        }
+    }
+    let done = State::load(&paths, &expected)
+        .map(|(_, d)| d.iter().map(|x| x.load(Ordering::Relaxed)).sum())
+        .unwrap_or(0);
+    Ok(meta.size.saturating_sub(done))
 }
 
 /// Offline: a verified file in place, or the HF cache's snapshot of it.

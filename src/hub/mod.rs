@@ -27,7 +27,8 @@ pub use client::{
     RetryPolicy, Token,
 };
 pub use download::{
-    download_file, validate_repo_path, DownloadOptions, Downloaded, FileRequest, Outcome,
+    bytes_to_fetch, download_file, download_files, validate_repo_path, DownloadOptions, Downloaded,
+    FileRequest, Outcome,
 };
 pub use error::HubError;
 pub use mirror::{FaultScope, LogEntry, MirrorServer};

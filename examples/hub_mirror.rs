@@ -5,7 +5,9 @@
 //! cargo run --release --example hub_mirror -- <root> [127.0.0.1:8089]
 //! HF_ENDPOINT=http://127.0.0.1:8089 hf download owner/name file.gguf
 //! ```
-//! `HUB_MIRROR_LOG=1` prints one line per request to stderr.
+//! `HUB_MIRROR_LOG=1` prints one line per request to stderr;
+//! `HUB_MIRROR_CDN_REDIRECT=1` answers resolve requests with the Hub's 302 to
+//! a storage URL, as huggingface.co does for LFS files.
 use onboard::hub::MirrorServer;
 
 fn main() {
@@ -18,6 +20,7 @@ fn main() {
     match MirrorServer::start(&root, &addr) {
         Ok(server) => {
             server.echo_log(std::env::var_os("HUB_MIRROR_LOG").is_some());
+            server.redirect_to_cdn(std::env::var_os("HUB_MIRROR_CDN_REDIRECT").is_some());
             println!("{}", server.url());
             server.wait();
         }

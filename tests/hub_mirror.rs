@@ -228,15 +228,20 @@ fn huggingface_hub_downloads_from_the_mirror() {
         return;
     };
     let (env, data) = env();
-    let out = env.tmp.path().join("hf-out");
-    let status = std::process::Command::new(hf)
-        .args(["download", REPO, "m.gguf", "--local-dir"])
-        .arg(&out)
-        .env("HF_ENDPOINT", env.server.url())
-        .env("HF_HOME", env.hf_home())
-        .env("HF_HUB_DISABLE_TELEMETRY", "1")
-        .status()
-        .unwrap();
-    assert!(status.success());
-    assert_eq!(std::fs::read(out.join("m.gguf")).unwrap(), data);
+    for cdn in [false, true] {
+        env.server.redirect_to_cdn(cdn);
+        let out = env.tmp.path().join(format!("hf-out-{cdn}"));
+        let status = std::process::Command::new(&hf)
+            .args(["download", REPO, "--local-dir"])
+            .arg(&out)
+            .env("HF_ENDPOINT", env.server.url())
+            .env("HF_HOME", env.hf_home())
+            .env("HF_HUB_DISABLE_TELEMETRY", "1")
+            .status()
+            .unwrap();
+        assert!(status.success());
+        assert_eq!(std::fs::read(out.join("m.gguf")).unwrap(), data);
+        assert_eq!(std::fs::read(out.join("sub/dir/x.bin")).unwrap(), b"xyz");
+        assert!(!out.join(".hidden").exists());
+    }
 }

@@ -913,10 +913,16 @@ fn resolve(inner: &Inner, req: &Request, repo: &str, dir: &Path, rev: &str, file
     ];
     if lock(&inner.faults).cdn_redirect {
         // The Hub's way for LFS files: metadata on a 302 to the storage.
+        // The storage is another host, as on the Hub (clients follow only
+        // same-host redirects for metadata): 127.0.0.1 <-> localhost.
+        let host = match req.header("host") {
+            Some(h) if h.starts_with("127.0.0.1") => "localhost".to_string(),
+            _ => inner.addr.ip().to_string(),
+        };
         let mut headers = meta;
         headers.push((
             "Location".into(),
-            format!("http://{}/_cdn/{repo}/{sha}", inner.addr),
+            format!("http://{host}:{}/_cdn/{repo}/{sha}", inner.addr.port()),
         ));
         return Reply {
             status: 302,

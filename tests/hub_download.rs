@@ -477,6 +477,7 @@ fn too_little_disk_is_refused_before_any_get() {
     let err = download_file(&env.client(), &req(&env, "m.gguf"), &o, &NoProgress).unwrap_err();
     assert!(matches!(err, HubError::DiskFull { .. }), "{err}");
     assert!(env.server.content_gets().is_empty());
+    no_leftovers(&env.dest());
 }
 
 #[test]
@@ -641,4 +642,49 @@ fn several_files_are_checked_for_disk_space_together() {
     let done = onboard::hub::download_files(&c, &reqs, &opts(), &NoProgress).unwrap();
     assert_eq!(done.len(), 2);
     assert_eq!(onboard::hub::bytes_to_fetch(&c, &reqs[1]).unwrap(), 0);
+}
+
+/// A small tmpfs stands for a full disk (needs root to mount; skipped
+/// otherwise). The space is reserved before the first byte is fetched, so a
+/// full disk is a clear error up front, and a rerun after freeing space works.
+#[test]
+fn a_full_disk_is_a_clear_error_and_a_rerun_after_freeing_space_finishes() {
+    struct Mount(std::path::PathBuf);
+    impl Drop for Mount {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let a = bytes(2 << 20, 71);
+    let b = bytes(2 << 20, 72);
+    let env = Env::new(REPO, &[("a.gguf", &a), ("b.gguf", &b)]);
+    let small = env.tmp.path().join("small");
+    std::fs::create_dir_all(&small).unwrap();
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=3m", "tmpfs"])
+        .arg(&small)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !mounted {
+        eprintln!("skipped: cannot mount a tmpfs here");
+        return;
+    }
+    let _guard = Mount(small.clone());
+    let mut o = opts();
+    o.disk_margin = 0;
+    o.reuse_hf_cache = false;
+    let c = env.client();
+    let to = |f: &str| FileRequest::new(REPO, "main", f, &small);
+    download_file(&c, &to("a.gguf"), &o, &NoProgress).unwrap();
+    env.server.clear_log();
+    let err = download_file(&c, &to("b.gguf"), &o, &NoProgress).unwrap_err();
+    assert!(matches!(err, HubError::DiskFull { .. }), "{err}");
+    assert!(err.to_string().contains("free disk space"), "{err}");
+    assert!(env.server.content_gets().is_empty());
+    assert!(!small.join("b.gguf").exists());
+    no_leftovers(&small);
+    std::fs::remove_file(small.join("a.gguf")).unwrap();
+    let done = download_file(&c, &to("b.gguf"), &o, &NoProgress).unwrap();
+    assert_eq!(done.sha256, sha256_hex(&b));
 }

@@ -1004,9 +1004,19 @@ fn transfer(
         buf.truncate(n);
         if n > 0 {
             shared.fetched.fetch_add(n as u64, Ordering::Relaxed);
-            shared
-                .absorb(pos, buf, tx)
-                .map_err(|e| Attempt::Fatal(HubError::io(&shared.req.dest_dir, e)))?;
+            shared.absorb(pos, buf, tx).map_err(|e| {
+                Attempt::Fatal(if e.raw_os_error() == Some(libc::ENOSPC) {
+                    let dir = &shared.req.dest_dir;
+                    HubError::DiskFull {
+                        path: dir.clone(),
+                        needed: shared.size.saturating_sub(shared.state.total_done()),
+                        available: free_space(dir).unwrap_or(0),
+                        margin: shared.opts.disk_margin,
+                    }
+                } else {
+                    HubError::io(&shared.req.dest_dir, e)
+                })
+            })?;
             pos += n as u64;
         }
         if let Some(e) = err {
@@ -1203,11 +1213,14 @@ fn fetch(
     label: &str,
 ) -> Result<(String, u64, u64), HubError> {
     let size = expected.size;
+    // Blocks already reserved by an earlier run need no new space. Checked
+    // before anything is created, so a refusal leaves no trace.
+    let allocated = fs::metadata(&paths.part)
+        .map(|m| m.blocks() * 512)
+        .unwrap_or(0);
+    check_disk(&paths.dir, size.saturating_sub(allocated), opts.disk_margin)?;
     let (state, part) = State::open(paths, expected, opts.chunk_size.max(1))?;
     let present = state.total_done();
-    // Blocks already reserved by an earlier run need no new space.
-    let allocated = part.metadata().map(|m| m.blocks() * 512).unwrap_or(0);
-    check_disk(&paths.dir, size.saturating_sub(allocated), opts.disk_margin)?;
     reserve(&part, size).map_err(|e| {
         if e.raw_os_error() == Some(libc::ENOSPC) {
             HubError::DiskFull {

@@ -115,6 +115,23 @@ fn info_and_tree_routes() {
 }
 
 #[test]
+fn paginated_tree_listings_are_followed() {
+    let names: Vec<String> = (0..7).map(|i| format!("f{i}.bin")).collect();
+    let files: Vec<(&str, &[u8])> = names.iter().map(|n| (n.as_str(), &b"x"[..])).collect();
+    let env = Env::new(REPO, &files);
+    env.server.set_page_size(3);
+    let listed = env.client().list_files(REPO, "main").unwrap();
+    assert_eq!(listed.len(), 7);
+    let pages = env
+        .server
+        .log()
+        .iter()
+        .filter(|e| e.path.contains("/tree/"))
+        .count();
+    assert_eq!(pages, 3);
+}
+
+#[test]
 fn a_changed_file_gets_a_new_sha_and_commit() {
     let (env, _) = env();
     let c = env.client();

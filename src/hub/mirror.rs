@@ -89,6 +89,7 @@ struct Faults {
     not_found_get: usize,
     no_ranges: bool,
     cdn_redirect: bool,
+    page_size: usize,
 }
 
 /// What happens to one content body.
@@ -235,12 +236,19 @@ impl MirrorServer {
         lock(&self.inner.faults).cdn_redirect = on;
     }
 
-    /// Clears every fault switch (the CDN redirect mode stays as set).
+    /// Serves tree listings in pages of `n` entries linked by `Link`
+    /// headers, as the Hub does for large repos (0: one page).
+    pub fn set_page_size(&self, n: usize) {
+        lock(&self.inner.faults).page_size = n;
+    }
+
+    /// Clears every fault switch (the CDN redirect and page size stay).
     pub fn clear_faults(&self) {
         let mut f = lock(&self.inner.faults);
-        let cdn = f.cdn_redirect;
+        let (cdn, page) = (f.cdn_redirect, f.page_size);
         *f = Faults::default();
         f.cdn_redirect = cdn;
+        f.page_size = page;
     }
 
     /// Every request served so far.
@@ -382,6 +390,15 @@ fn serve_conn(inner: &Inner, conn: TcpStream) {
             bytes: 0,
         };
         let keep = respond(inner, &req, &mut out, &mut entry);
+        // The entry went into the log before the response (so a client that
+        // has its answer always finds it there); fix the byte count if the
+        // body ended short.
+        {
+            let mut log = lock(&inner.log);
+            if let Some(e) = log.iter_mut().rev().find(|e| e.seq == entry.seq) {
+                e.bytes = entry.bytes;
+            }
+        }
         if inner.echo.load(Ordering::Relaxed) {
             eprintln!(
                 "{} {} range={} status={} bytes={}",
@@ -392,7 +409,6 @@ fn serve_conn(inner: &Inner, conn: TcpStream) {
                 entry.bytes
             );
         }
-        lock(&inner.log).push(entry);
         if !keep || req.close {
             let _ = out.shutdown(Shutdown::Both);
             return;
@@ -461,6 +477,21 @@ fn respond(inner: &Inner, req: &Request, out: &mut TcpStream, entry: &mut LogEnt
         Body::Bytes(b) => b.len() as u64,
         Body::File { len, .. } => *len,
     };
+    // Logged with the bytes it is meant to send (a planned cut or stall
+    // included) before anything is written.
+    entry.bytes = match &reply.body {
+        _ if head => 0,
+        Body::File { plan, len, .. } => plan
+            .drop_after
+            .into_iter()
+            .chain(plan.stall.map(|(b, _)| b))
+            .min()
+            .unwrap_or(*len)
+            .min(*len),
+        Body::Bytes(b) => b.len() as u64,
+    };
+    lock(&inner.log).push(entry.clone());
+    entry.bytes = 0;
     let mut text = format!("HTTP/1.1 {} {}\r\n", reply.status, reason(reply.status));
     for (k, v) in &reply.headers {
         text.push_str(&format!("{k}: {v}\r\n"));
@@ -752,7 +783,11 @@ fn route(inner: &Inner, req: &Request) -> Reply {
                         kv == "recursive=true" || kv == "recursive=1" || kv == "recursive=True"
                     });
                     match (percent_decode(rev), percent_decode(&sub.join("/"))) {
-                        (Some(rev), Some(sub)) => tree(inner, &repo, &dir, &rev, &sub, recursive),
+                        (Some(rev), Some(sub)) => {
+                            let mut r = tree(inner, &repo, &dir, &rev, &sub, recursive);
+                            paginate(inner, req, path, query, &mut r);
+                            r
+                        }
                         _ => Reply::error(400, "BadRequest", "bad path"),
                     }
                 }
@@ -902,6 +937,42 @@ fn tree(inner: &Inner, repo: &str, dir: &Path, rev: &str, sub: &str, recursive: 
         .collect();
     all.extend(out);
     Reply::json(200, serde_json::Value::Array(all))
+}
+
+/// Cuts a tree listing into pages with a `Link: <...>; rel="next"` header,
+/// as the Hub does for large repos (when a page size is set).
+fn paginate(inner: &Inner, req: &Request, path: &str, query: &str, reply: &mut Reply) {
+    let size = lock(&inner.faults).page_size;
+    if size == 0 || reply.status != 200 {
+        return;
+    }
+    let Body::Bytes(body) = &reply.body else {
+        return;
+    };
+    let Ok(serde_json::Value::Array(all)) = serde_json::from_slice::<serde_json::Value>(body)
+    else {
+        return;
+    };
+    let mut rest: Vec<&str> = Vec::new();
+    let mut cursor = 0usize;
+    for kv in query.split('&').filter(|kv| !kv.is_empty()) {
+        match kv.strip_prefix("cursor=") {
+            Some(c) => cursor = c.parse().unwrap_or(0),
+            None => rest.push(kv),
+        }
+    }
+    let page: Vec<_> = all.iter().skip(cursor).take(size).cloned().collect();
+    let next = cursor + page.len();
+    reply.body = Body::Bytes(serde_json::Value::Array(page).to_string().into_bytes());
+    if next < all.len() {
+        rest.push("");
+        let host = req.header("host").unwrap_or("127.0.0.1");
+        let q = rest.join("&");
+        reply.headers.push((
+            "Link".into(),
+            format!("<http://{host}{path}?{q}cursor={next}>; rel=\"next\""),
+        ));
+    }
 }
 
 /// Parses a single `bytes=` range against `size`: `Ok(None)` means the

@@ -442,6 +442,7 @@ fn offline_mode_uses_only_local_files() {
     .unwrap();
     let done = download_file(&offline, &req(&env, "m.gguf"), &opts(), &NoProgress).unwrap();
     assert_eq!(done.sha256, sha);
+    assert_eq!(done.commit.as_deref(), Some(commit));
     // And once verified in place, offline runs accept it as it is.
     let again = download_file(&offline, &req(&env, "m.gguf"), &opts(), &NoProgress).unwrap();
     assert_eq!(again.outcome, Outcome::AlreadyPresent);

@@ -871,13 +871,14 @@ impl HubClient {
     }
 
     /// The HF cache's copy of `file` at `revision` (through `refs/` and
-    /// `snapshots/`), and the sha256 its blob name states. For offline use.
+    /// `snapshots/`): the blob, the sha256 its name states, and the commit.
+    /// For offline use.
     pub fn cached_snapshot_file(
         &self,
         repo: &str,
         revision: &str,
         file: &str,
-    ) -> Option<(PathBuf, String)> {
+    ) -> Option<(PathBuf, String, String)> {
         validate_repo_id(repo).ok()?;
         let dir = self.cache_repo_dir(repo);
         let commit = if revision.len() == 40 && revision.bytes().all(|b| b.is_ascii_hexdigit()) {
@@ -897,7 +898,7 @@ impl HubClient {
         let link = dir.join("snapshots").join(&commit).join(file);
         let target = std::fs::canonicalize(&link).ok()?;
         let name = target.file_name()?.to_str()?.to_string();
-        (is_sha256(&name) && target.is_file()).then_some((target, name))
+        (is_sha256(&name) && target.is_file()).then_some((target, name, commit))
     }
 }
 

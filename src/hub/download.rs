@@ -454,7 +454,9 @@ fn offline(
     if let Some(done) = present(paths, None) {
         return Ok(done);
     }
-    if let Some((blob, sha)) = client.cached_snapshot_file(&req.repo, &req.revision, &req.file) {
+    if let Some((blob, sha, commit)) =
+        client.cached_snapshot_file(&req.repo, &req.revision, &req.file)
+    {
         let size = fs::metadata(&blob)
             .map_err(|e| HubError::io(&blob, e))?
             .len();
@@ -464,7 +466,7 @@ fn offline(
             size,
             sha256: Some(sha),
             etag: None,
-            commit: None,
+            commit: Some(commit),
         };
         if let Some(done) = reuse_blob(&blob, paths, &expected, opts, progress, label)? {
             return Ok(done);

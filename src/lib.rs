@@ -9,6 +9,7 @@ pub mod cli;
 pub mod docs;
 pub mod engine;
 pub mod gguf;
+pub mod hub;
 pub mod secrets;
 pub mod tasks;
 pub mod workflow;

@@ -1,0 +1,1151 @@
+//! A local Hub mirror: serves `<root>/<owner>/<name>/<files>` over the Hub's
+//! routes on a loopback (or any) address, so `onboard`, `hf download` and
+//! llama.cpp's downloader work on an air-gapped machine with
+//! `HF_ENDPOINT=http://127.0.0.1:PORT`.
+//!
+//! Routes: `GET /api/models/{repo}[/revision/{rev}]`,
+//! `GET /api/models/{repo}/tree/{rev}[/{path}]` (sizes and `lfs.oid` =
+//! sha256), `HEAD|GET /{repo}/resolve/{rev}/{file}` with `ETag`,
+//! `X-Linked-Etag`, `X-Linked-Size`, `X-Repo-Commit`, `Accept-Ranges` and
+//! `206` + `Content-Range`. It never sends `X-Xet-Hash` (clients would switch
+//! to the Xet protocol). Every file is presented as an LFS object, so every
+//! file has a sha256; it is computed once per (path, size, mtime).
+//!
+//! A mirror has no git history: revision `main` (or `HEAD`) and the
+//! mirror's commit id (a digest of the listing: paths, sizes, mtimes) are the
+//! only revisions; the commit changes when a file changes.
+//!
+//! For tests the handle has fault switches (errors, cut or stalled bodies,
+//! wrong bytes, 404 after HEAD, no range support), an optional bearer token
+//! (a gated repo) and a request log.
+use std::collections::HashMap;
+use std::fs::{self, File};
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+use super::client::validate_repo_id;
+use super::download::validate_repo_path;
+use super::fsutil::mtime_ns;
+
+/// Which requests a "fail the next N" switch hits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FaultScope {
+    /// Every request, metadata included.
+    Any,
+    /// Only `GET /{repo}/resolve/...` (content).
+    ContentGet,
+}
+
+/// One served request, as the tests inspect it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogEntry {
+    /// Arrival order, from 1 (a stalled request is logged when it ends).
+    pub seq: u64,
+    pub method: String,
+    /// The request target as sent (path and query).
+    pub path: String,
+    /// The raw `Range` header, if any.
+    pub range: Option<String>,
+    pub status: u16,
+    /// Body bytes actually written.
+    pub bytes: u64,
+}
+
+impl LogEntry {
+    /// Whether this was a content download (`GET .../resolve/...` that
+    /// sent the file, or `GET /_cdn/...` after a redirect).
+    pub fn is_content_get(&self) -> bool {
+        self.method == "GET"
+            && (self.path.starts_with("/_cdn/")
+                || (self.path.contains("/resolve/") && self.status != 302))
+    }
+
+    /// The first byte asked for (0 without a `Range`).
+    pub fn range_start(&self) -> u64 {
+        self.range
+            .as_deref()
+            .and_then(|r| r.strip_prefix("bytes="))
+            .and_then(|r| r.split('-').next())
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0)
+    }
+}
+
+#[derive(Default)]
+struct Faults {
+    fail: Vec<(FaultScope, u16, usize)>,
+    drop_after: Option<(u64, usize)>,
+    stall: Option<(u64, Duration, usize)>,
+    corrupt: usize,
+    not_found_get: usize,
+    no_ranges: bool,
+    cdn_redirect: bool,
+    page_size: usize,
+}
+
+/// What happens to one content body.
+#[derive(Default, Clone, Copy)]
+struct BodyPlan {
+    drop_after: Option<u64>,
+    stall: Option<(u64, Duration)>,
+    corrupt: bool,
+}
+
+struct CachedSha {
+    size: u64,
+    mtime: i128,
+    sha: String,
+}
+
+struct Inner {
+    root: PathBuf,
+    addr: SocketAddr,
+    token: Mutex<Option<String>>,
+    faults: Mutex<Faults>,
+    log: Mutex<Vec<LogEntry>>,
+    stop: AtomicBool,
+    shas: Mutex<HashMap<PathBuf, CachedSha>>,
+    seq: AtomicU64,
+    echo: AtomicBool,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// A running mirror. Dropping it stops the server.
+pub struct MirrorServer {
+    addr: SocketAddr,
+    inner: Arc<Inner>,
+    accept: Option<JoinHandle<()>>,
+}
+
+impl MirrorServer {
+    /// Serves `root` on `addr` (`127.0.0.1:0` picks a free port).
+    pub fn start(root: impl Into<PathBuf>, addr: &str) -> io::Result<Self> {
+        let root = root.into();
+        if !root.is_dir() {
+            return Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("mirror root {} is not a directory", root.display()),
+            ));
+        }
+        let listener = TcpListener::bind(addr)?;
+        let addr = listener.local_addr()?;
+        let inner = Arc::new(Inner {
+            root,
+            addr,
+            token: Mutex::new(None),
+            faults: Mutex::new(Faults::default()),
+            log: Mutex::new(Vec::new()),
+            stop: AtomicBool::new(false),
+            shas: Mutex::new(HashMap::new()),
+            seq: AtomicU64::new(0),
+            echo: AtomicBool::new(false),
+        });
+        let accept_inner = inner.clone();
+        let accept = std::thread::Builder::new()
+            .name("hub-mirror".into())
+            .spawn(move || {
+                for conn in listener.incoming() {
+                    if accept_inner.stop.load(Ordering::Acquire) {
+                        break;
+                    }
+                    let Ok(conn) = conn else { continue };
+                    let inner = accept_inner.clone();
+                    let _ = std::thread::Builder::new()
+                        .name("hub-mirror-conn".into())
+                        .spawn(move || serve_conn(&inner, conn));
+                }
+            })?;
+        Ok(MirrorServer {
+            addr,
+            inner,
+            accept: Some(accept),
+        })
+    }
+
+    /// `http://127.0.0.1:PORT`, the value for `HF_ENDPOINT`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Blocks until the server stops (the CLI's `serve`).
+    pub fn wait(mut self) {
+        if let Some(h) = self.accept.take() {
+            let _ = h.join();
+        }
+    }
+
+    /// Requires `Authorization: Bearer <token>` on every repo route, as a
+    /// gated repo does; `None` lifts it.
+    pub fn require_token(&self, token: Option<&str>) {
+        *lock(&self.inner.token) = token.map(str::to_string);
+    }
+
+    /// Answers the next `n` matching requests with `status` (429 carries
+    /// `Retry-After: 0`).
+    pub fn fail_next(&self, status: u16, n: usize, scope: FaultScope) {
+        lock(&self.inner.faults).fail.push((scope, status, n));
+    }
+
+    /// Cuts the connection after `bytes` body bytes, for the next `n`
+    /// content bodies.
+    pub fn drop_after(&self, bytes: u64, n: usize) {
+        lock(&self.inner.faults).drop_after = Some((bytes, n));
+    }
+
+    /// Stops sending after `bytes` body bytes for `pause`, then closes, for
+    /// the next `n` content bodies.
+    pub fn stall_after(&self, bytes: u64, pause: Duration, n: usize) {
+        lock(&self.inner.faults).stall = Some((bytes, pause, n));
+    }
+
+    /// Flips the first byte of the next `n` content bodies.
+    pub fn corrupt_next(&self, n: usize) {
+        lock(&self.inner.faults).corrupt = n;
+    }
+
+    /// Answers the next `n` content GETs with 404 (HEAD stays good).
+    pub fn not_found_on_get(&self, n: usize) {
+        lock(&self.inner.faults).not_found_get = n;
+    }
+
+    /// Turns range support off (whole bodies, no `Accept-Ranges`).
+    pub fn set_ranges(&self, supported: bool) {
+        lock(&self.inner.faults).no_ranges = !supported;
+    }
+
+    /// Answers resolve requests as the Hub does for LFS files: a 302 that
+    /// carries the metadata headers, to `/_cdn/{repo}/{sha256}` which serves
+    /// the bytes (and the fault plan).
+    pub fn redirect_to_cdn(&self, on: bool) {
+        lock(&self.inner.faults).cdn_redirect = on;
+    }
+
+    /// Serves tree listings in pages of `n` entries linked by `Link`
+    /// headers, as the Hub does for large repos (0: one page).
+    pub fn set_page_size(&self, n: usize) {
+        lock(&self.inner.faults).page_size = n;
+    }
+
+    /// Clears every fault switch (the CDN redirect and page size stay).
+    pub fn clear_faults(&self) {
+        let mut f = lock(&self.inner.faults);
+        let (cdn, page) = (f.cdn_redirect, f.page_size);
+        *f = Faults::default();
+        f.cdn_redirect = cdn;
+        f.page_size = page;
+    }
+
+    /// Every request served so far.
+    pub fn log(&self) -> Vec<LogEntry> {
+        lock(&self.inner.log).clone()
+    }
+
+    /// Also prints each log entry to stderr (the CLI's `--log`).
+    pub fn echo_log(&self, on: bool) {
+        self.inner.echo.store(on, Ordering::Relaxed);
+    }
+
+    /// The `seq` of the latest request so far; later ones have a larger one.
+    pub fn last_seq(&self) -> u64 {
+        self.inner.seq.load(Ordering::Acquire)
+    }
+
+    pub fn clear_log(&self) {
+        lock(&self.inner.log).clear();
+    }
+
+    /// Content GETs served so far.
+    pub fn content_gets(&self) -> Vec<LogEntry> {
+        self.log()
+            .into_iter()
+            .filter(LogEntry::is_content_get)
+            .collect()
+    }
+
+    /// Stops accepting; open connections end at their next request.
+    pub fn shutdown(&mut self) {
+        self.inner.stop.store(true, Ordering::Release);
+        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_millis(500));
+        if let Some(h) = self.accept.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+impl Drop for MirrorServer {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+struct Request {
+    method: String,
+    target: String,
+    headers: Vec<(String, String)>,
+    close: bool,
+}
+
+impl Request {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+fn read_request(r: &mut BufReader<TcpStream>) -> io::Result<Option<Request>> {
+    let mut line = String::new();
+    let mut total = 0;
+    // Skip stray blank lines between requests.
+    loop {
+        line.clear();
+        if r.read_line(&mut line)? == 0 {
+            return Ok(None);
+        }
+        if !line.trim().is_empty() {
+            break;
+        }
+    }
+    let mut parts = line.split_whitespace();
+    let (Some(method), Some(target), version) = (parts.next(), parts.next(), parts.next()) else {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "bad request line",
+        ));
+    };
+    let mut req = Request {
+        method: method.to_string(),
+        target: target.to_string(),
+        headers: Vec::new(),
+        close: version == Some("HTTP/1.0"),
+    };
+    loop {
+        line.clear();
+        let n = r.read_line(&mut line)?;
+        total += n;
+        if n == 0 || total > 64 * 1024 {
+            return Err(io::Error::new(io::ErrorKind::InvalidData, "bad headers"));
+        }
+        let l = line.trim_end();
+        if l.is_empty() {
+            break;
+        }
+        if let Some((k, v)) = l.split_once(':') {
+            req.headers
+                .push((k.trim().to_string(), v.trim().to_string()));
+        }
+    }
+    match req.header("connection").map(str::to_ascii_lowercase) {
+        Some(v) if v.contains("close") => req.close = true,
+        Some(v) if v.contains("keep-alive") => req.close = false,
+        _ => {}
+    }
+    // Discard a request body (none is expected on these routes).
+    if let Some(len) = req
+        .header("content-length")
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        io::copy(&mut r.by_ref().take(len), &mut io::sink())?;
+    }
+    Ok(Some(req))
+}
+
+fn serve_conn(inner: &Inner, conn: TcpStream) {
+    let _ = conn.set_nodelay(true);
+    let _ = conn.set_read_timeout(Some(Duration::from_secs(10)));
+    let _ = conn.set_write_timeout(Some(Duration::from_secs(120)));
+    let Ok(read_half) = conn.try_clone() else {
+        return;
+    };
+    let mut reader = BufReader::new(read_half);
+    let mut out = conn;
+    while !inner.stop.load(Ordering::Acquire) {
+        let req = match read_request(&mut reader) {
+            Ok(Some(r)) => r,
+            _ => return,
+        };
+        let mut entry = LogEntry {
+            seq: inner.seq.fetch_add(1, Ordering::AcqRel) + 1,
+            method: req.method.clone(),
+            path: req.target.clone(),
+            range: req.header("range").map(str::to_string),
+            status: 0,
+            bytes: 0,
+        };
+        let keep = respond(inner, &req, &mut out, &mut entry);
+        // The entry went into the log before the response (so a client that
+        // has its answer always finds it there); fix the byte count if the
+        // body ended short.
+        {
+            let mut log = lock(&inner.log);
+            if let Some(e) = log.iter_mut().rev().find(|e| e.seq == entry.seq) {
+                e.bytes = entry.bytes;
+            }
+        }
+        if inner.echo.load(Ordering::Relaxed) {
+            eprintln!(
+                "{} {} range={} status={} bytes={}",
+                entry.method,
+                entry.path,
+                entry.range.as_deref().unwrap_or("-"),
+                entry.status,
+                entry.bytes
+            );
+        }
+        if !keep || req.close {
+            let _ = out.shutdown(Shutdown::Both);
+            return;
+        }
+    }
+}
+
+/// A response before it is written.
+struct Reply {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Body,
+}
+
+enum Body {
+    Bytes(Vec<u8>),
+    File {
+        path: PathBuf,
+        start: u64,
+        len: u64,
+        plan: BodyPlan,
+    },
+}
+
+impl Reply {
+    fn json(status: u16, v: serde_json::Value) -> Self {
+        Reply {
+            status,
+            headers: vec![("Content-Type".into(), "application/json".into())],
+            body: Body::Bytes(v.to_string().into_bytes()),
+        }
+    }
+
+    fn error(status: u16, code: &str, message: &str) -> Self {
+        let mut r = Reply::json(status, json!({ "error": message }));
+        r.headers.push(("X-Error-Code".into(), code.into()));
+        r.headers.push(("X-Error-Message".into(), message.into()));
+        r
+    }
+}
+
+fn reason(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        206 => "Partial Content",
+        302 => "Found",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        416 => "Range Not Satisfiable",
+        429 => "Too Many Requests",
+        500 => "Internal Server Error",
+        503 => "Service Unavailable",
+        _ => "Status",
+    }
+}
+
+/// Answers one request; false when the connection must close.
+fn respond(inner: &Inner, req: &Request, out: &mut TcpStream, entry: &mut LogEntry) -> bool {
+    let head = req.method == "HEAD";
+    let reply = route(inner, req);
+    entry.status = reply.status;
+    let len = match &reply.body {
+        Body::Bytes(b) => b.len() as u64,
+        Body::File { len, .. } => *len,
+    };
+    // Logged with the bytes it is meant to send (a planned cut or stall
+    // included) before anything is written.
+    entry.bytes = match &reply.body {
+        _ if head => 0,
+        Body::File { plan, len, .. } => plan
+            .drop_after
+            .into_iter()
+            .chain(plan.stall.map(|(b, _)| b))
+            .min()
+            .unwrap_or(*len)
+            .min(*len),
+        Body::Bytes(b) => b.len() as u64,
+    };
+    lock(&inner.log).push(entry.clone());
+    entry.bytes = 0;
+    let mut text = format!("HTTP/1.1 {} {}\r\n", reply.status, reason(reply.status));
+    for (k, v) in &reply.headers {
+        text.push_str(&format!("{k}: {v}\r\n"));
+    }
+    text.push_str(&format!("Content-Length: {len}\r\n"));
+    if req.close {
+        text.push_str("Connection: close\r\n");
+    }
+    text.push_str("\r\n");
+    if out.write_all(text.as_bytes()).is_err() {
+        return false;
+    }
+    if head {
+        return out.flush().is_ok();
+    }
+    match reply.body {
+        Body::Bytes(b) => {
+            let ok = out.write_all(&b).is_ok();
+            entry.bytes = if ok { b.len() as u64 } else { 0 };
+            ok
+        }
+        Body::File {
+            path,
+            start,
+            len,
+            plan,
+        } => send_file(inner, out, &path, start, len, plan, &mut entry.bytes).unwrap_or(false),
+    }
+}
+
+/// Writes `len` bytes of `path` from `start`, applying the fault plan.
+/// Returns false when the plan cut the connection.
+fn send_file(
+    inner: &Inner,
+    out: &mut TcpStream,
+    path: &Path,
+    start: u64,
+    len: u64,
+    plan: BodyPlan,
+    sent: &mut u64,
+) -> io::Result<bool> {
+    let file = File::open(path)?;
+    let cut = plan.drop_after.map(|b| b.min(len));
+    let stall_at = plan.stall.map(|(b, _)| b.min(len));
+    let limit = cut.into_iter().chain(stall_at).min().unwrap_or(len);
+    if !plan.corrupt {
+        // The kernel copies file to socket itself; the bytes never pass
+        // through this process (half the CPU of a read/write loop).
+        sendfile_range(out, &file, start, limit, sent)?;
+    }
+    let mut buf = vec![0u8; 256 << 10];
+    while *sent < limit {
+        let n = ((limit - *sent) as usize).min(buf.len());
+        file.read_exact_at(&mut buf[..n], start + *sent)?;
+        if plan.corrupt && *sent == 0 {
+            buf[0] ^= 0xff;
+        }
+        out.write_all(&buf[..n])?;
+        *sent += n as u64;
+    }
+    if *sent == len {
+        return Ok(true);
+    }
+    if let Some((_, pause)) = plan.stall.filter(|_| Some(*sent) == stall_at) {
+        let until = Instant::now() + pause;
+        while Instant::now() < until && !inner.stop.load(Ordering::Acquire) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    let _ = out.flush();
+    Ok(false)
+}
+
+/// Sends `[start + *sent, start + limit)` of `file` with `sendfile(2)`,
+/// advancing `*sent`; a no-op where the call is missing (the caller's loop
+/// then sends the rest).
+fn sendfile_range(
+    out: &TcpStream,
+    file: &File,
+    start: u64,
+    limit: u64,
+    sent: &mut u64,
+) -> io::Result<()> {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::unix::io::AsRawFd;
+        while *sent < limit {
+            let mut off = libc::off_t::try_from(start + *sent)
+                .map_err(|_| io::Error::other("offset too large"))?;
+            let n = ((limit - *sent) as usize).min(1 << 30);
+            // SAFETY: both descriptors are valid for the duration of the call;
+            // `off` is a local the kernel updates.
+            let rc = unsafe { libc::sendfile(out.as_raw_fd(), file.as_raw_fd(), &mut off, n) };
+            if rc < 0 {
+                let e = io::Error::last_os_error();
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                if matches!(e.raw_os_error(), Some(libc::EINVAL) | Some(libc::ENOSYS)) {
+                    return Ok(());
+                }
+                return Err(e);
+            }
+            if rc == 0 {
+                return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "file shrank"));
+            }
+            *sent += rc as u64;
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = (out, file, start, limit, sent);
+    Ok(())
+}
+
+fn percent_decode(s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let hex = std::str::from_utf8(b.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// One file of a repo on disk.
+struct Entry {
+    rel: String,
+    path: PathBuf,
+    size: u64,
+    mtime: i128,
+}
+
+/// The files of a repo directory, hidden names skipped, sorted.
+fn walk(dir: &Path) -> Vec<Entry> {
+    fn go(base: &Path, dir: &Path, out: &mut Vec<Entry>) {
+        let Ok(rd) = fs::read_dir(dir) else { return };
+        for e in rd.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.starts_with('.') {
+                continue;
+            }
+            let p = e.path();
+            let Ok(meta) = fs::metadata(&p) else { continue };
+            if meta.is_dir() {
+                go(base, &p, out);
+            } else if meta.is_file() {
+                let Ok(rel) = p.strip_prefix(base) else {
+                    continue;
+                };
+                let rel = rel.to_string_lossy().replace('\\', "/");
+                if validate_repo_path(&rel).is_ok() {
+                    out.push(Entry {
+                        rel,
+                        path: p.clone(),
+                        size: meta.len(),
+                        mtime: mtime_ns(&meta),
+                    });
+                }
+            }
+        }
+    }
+    let mut out = Vec::new();
+    go(dir, dir, &mut out);
+    out.sort_by(|a, b| a.rel.cmp(&b.rel));
+    out
+}
+
+/// The mirror's commit id: a digest of the listing, 40 hex digits.
+fn commit_of(files: &[Entry]) -> String {
+    let mut h = Sha256::new();
+    for f in files {
+        h.update(f.rel.as_bytes());
+        h.update([0]);
+        h.update(f.size.to_le_bytes());
+        h.update(f.mtime.to_le_bytes());
+    }
+    hex::encode(h.finalize())[..40].to_string()
+}
+
+impl Inner {
+    fn sha256(&self, e: &Entry) -> io::Result<String> {
+        if let Some(c) = lock(&self.shas).get(&e.path) {
+            if c.size == e.size && c.mtime == e.mtime {
+                return Ok(c.sha.clone());
+            }
+        }
+        let mut f = File::open(&e.path)?;
+        let mut h = Sha256::new();
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            let n = f.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            h.update(&buf[..n]);
+        }
+        let sha = hex::encode(h.finalize());
+        lock(&self.shas).insert(
+            e.path.clone(),
+            CachedSha {
+                size: e.size,
+                mtime: e.mtime,
+                sha: sha.clone(),
+            },
+        );
+        Ok(sha)
+    }
+
+    /// Takes the fault that hits this request, if any.
+    fn take_failure(&self, content_get: bool) -> Option<u16> {
+        let mut f = lock(&self.faults);
+        for slot in f.fail.iter_mut() {
+            let (scope, status, n) = *slot;
+            if n > 0 && (scope == FaultScope::Any || content_get) {
+                slot.2 -= 1;
+                return Some(status);
+            }
+        }
+        None
+    }
+
+    fn body_plan(&self) -> (BodyPlan, bool) {
+        let mut f = lock(&self.faults);
+        let mut plan = BodyPlan::default();
+        if let Some((b, n)) = f.drop_after.as_mut() {
+            if *n > 0 {
+                *n -= 1;
+                plan.drop_after = Some(*b);
+            }
+        }
+        if let Some((b, d, n)) = f.stall.as_mut() {
+            if *n > 0 {
+                *n -= 1;
+                plan.stall = Some((*b, *d));
+            }
+        }
+        if f.corrupt > 0 {
+            f.corrupt -= 1;
+            plan.corrupt = true;
+        }
+        let not_found = f.not_found_get > 0;
+        if not_found {
+            f.not_found_get -= 1;
+        }
+        (plan, not_found)
+    }
+}
+
+fn route(inner: &Inner, req: &Request) -> Reply {
+    if req.method != "GET" && req.method != "HEAD" {
+        return Reply::error(405, "MethodNotAllowed", "only GET and HEAD are served");
+    }
+    let (path, query) = req
+        .target
+        .split_once('?')
+        .unwrap_or((req.target.as_str(), ""));
+    let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let content_get =
+        req.method == "GET" && (segs.get(2) == Some(&"resolve") || segs.first() == Some(&"_cdn"));
+    if let Some(status) = inner.take_failure(content_get) {
+        let mut r = Reply::error(status, "Fault", "injected fault");
+        if status == 429 {
+            r.headers.push(("Retry-After".into(), "0".into()));
+        }
+        return r;
+    }
+    match segs.as_slice() {
+        ["api", "models", owner, name, rest @ ..] => {
+            let repo = format!("{owner}/{name}");
+            let dir = match repo_dir(inner, req, &repo) {
+                Ok(d) => d,
+                Err(r) => return r,
+            };
+            match rest {
+                [] => info(&repo, &dir, "main"),
+                ["revision", rev @ ..] if !rev.is_empty() => match percent_decode(&rev.join("/")) {
+                    Some(rev) => info(&repo, &dir, &rev),
+                    None => Reply::error(400, "BadRequest", "bad revision"),
+                },
+                ["tree", rev, sub @ ..] => {
+                    let recursive = query.split('&').any(|kv| {
+                        kv == "recursive=true" || kv == "recursive=1" || kv == "recursive=True"
+                    });
+                    match (percent_decode(rev), percent_decode(&sub.join("/"))) {
+                        (Some(rev), Some(sub)) => {
+                            let mut r = tree(inner, &repo, &dir, &rev, &sub, recursive);
+                            paginate(inner, req, path, query, &mut r);
+                            r
+                        }
+                        _ => Reply::error(400, "BadRequest", "bad path"),
+                    }
+                }
+                _ => Reply::error(404, "NotFound", "no such route"),
+            }
+        }
+        ["_cdn", owner, name, sha] => cdn(inner, req, &format!("{owner}/{name}"), sha),
+        [owner, name, "resolve", rev, file @ ..] if !file.is_empty() => {
+            let repo = format!("{owner}/{name}");
+            let dir = match repo_dir(inner, req, &repo) {
+                Ok(d) => d,
+                Err(r) => return r,
+            };
+            match (percent_decode(rev), percent_decode(&file.join("/"))) {
+                (Some(rev), Some(file)) => resolve(inner, req, &repo, &dir, &rev, &file),
+                _ => Reply::error(400, "BadRequest", "bad path"),
+            }
+        }
+        _ => Reply::error(404, "NotFound", "no such route"),
+    }
+}
+
+/// The repo's directory, after the token gate.
+fn repo_dir(inner: &Inner, req: &Request, repo: &str) -> Result<PathBuf, Reply> {
+    let not_found = || {
+        Reply::error(
+            404,
+            "RepoNotFound",
+            &format!("Repository {repo} not found on this mirror"),
+        )
+    };
+    if validate_repo_id(repo).is_err() || !repo.contains('/') {
+        return Err(not_found());
+    }
+    let dir = inner.root.join(repo);
+    if !dir.is_dir() {
+        return Err(not_found());
+    }
+    if let Some(tok) = lock(&inner.token).clone() {
+        let gated = |status| {
+            Reply::error(
+                status,
+                "GatedRepo",
+                &format!(
+                    "Access to model {repo} is restricted. You must be authenticated to access it."
+                ),
+            )
+        };
+        match req.header("authorization") {
+            None => return Err(gated(401)),
+            Some(v) if v != format!("Bearer {tok}") => return Err(gated(403)),
+            Some(_) => {}
+        }
+    }
+    Ok(dir)
+}
+
+/// The commit a revision names, or the 404 for an unknown one.
+fn check_revision(repo: &str, files: &[Entry], rev: &str) -> Result<String, Reply> {
+    let commit = commit_of(files);
+    if rev == "main" || rev == "HEAD" || rev == commit {
+        Ok(commit)
+    } else {
+        Err(Reply::error(
+            404,
+            "RevisionNotFound",
+            &format!("Invalid rev id: {rev} (this mirror of {repo} serves `main` = {commit})"),
+        ))
+    }
+}
+
+fn info(repo: &str, dir: &Path, rev: &str) -> Reply {
+    let files = walk(dir);
+    let commit = match check_revision(repo, &files, rev) {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let (author, _) = repo.split_once('/').unwrap_or(("", repo));
+    let siblings: Vec<_> = files
+        .iter()
+        .map(|f| json!({ "rfilename": f.rel }))
+        .collect();
+    Reply::json(
+        200,
+        json!({
+            "_id": &commit[..24],
+            "id": repo,
+            "modelId": repo,
+            "author": author,
+            "sha": commit,
+            "private": false,
+            "gated": false,
+            "disabled": false,
+            "downloads": 0,
+            "likes": 0,
+            "tags": ["gguf"],
+            "siblings": siblings,
+        }),
+    )
+}
+
+fn tree(inner: &Inner, repo: &str, dir: &Path, rev: &str, sub: &str, recursive: bool) -> Reply {
+    let files = walk(dir);
+    if let Err(r) = check_revision(repo, &files, rev) {
+        return r;
+    }
+    let prefix = if sub.is_empty() {
+        String::new()
+    } else {
+        format!("{}/", sub.trim_end_matches('/'))
+    };
+    let mut out = Vec::new();
+    let mut dirs = std::collections::BTreeSet::new();
+    for f in &files {
+        let Some(rest) = f.rel.strip_prefix(&prefix) else {
+            continue;
+        };
+        // Directories on the way down.
+        let parts: Vec<&str> = rest.split('/').collect();
+        for i in 1..parts.len() {
+            if !recursive && i > 1 {
+                break;
+            }
+            dirs.insert(format!("{prefix}{}", parts[..i].join("/")));
+        }
+        if !recursive && parts.len() > 1 {
+            continue;
+        }
+        let sha = match inner.sha256(f) {
+            Ok(s) => s,
+            Err(e) => return Reply::error(500, "IoError", &e.to_string()),
+        };
+        out.push(json!({
+            "type": "file",
+            "oid": &sha[..40],
+            "size": f.size,
+            "path": f.rel,
+            "lfs": { "oid": sha, "size": f.size, "pointerSize": 134 },
+        }));
+    }
+    if !prefix.is_empty() && out.is_empty() && dirs.is_empty() {
+        return Reply::error(404, "EntryNotFound", &format!("{sub} does not exist"));
+    }
+    let mut all: Vec<_> = dirs
+        .into_iter()
+        .map(|d| json!({ "type": "directory", "oid": "0".repeat(40), "size": 0, "path": d }))
+        .collect();
+    all.extend(out);
+    Reply::json(200, serde_json::Value::Array(all))
+}
+
+/// Cuts a tree listing into pages with a `Link: <...>; rel="next"` header,
+/// as the Hub does for large repos (when a page size is set).
+fn paginate(inner: &Inner, req: &Request, path: &str, query: &str, reply: &mut Reply) {
+    let size = lock(&inner.faults).page_size;
+    if size == 0 || reply.status != 200 {
+        return;
+    }
+    let Body::Bytes(body) = &reply.body else {
+        return;
+    };
+    let Ok(serde_json::Value::Array(all)) = serde_json::from_slice::<serde_json::Value>(body)
+    else {
+        return;
+    };
+    let mut rest: Vec<&str> = Vec::new();
+    let mut cursor = 0usize;
+    for kv in query.split('&').filter(|kv| !kv.is_empty()) {
+        match kv.strip_prefix("cursor=") {
+            Some(c) => cursor = c.parse().unwrap_or(0),
+            None => rest.push(kv),
+        }
+    }
+    let page: Vec<_> = all.iter().skip(cursor).take(size).cloned().collect();
+    let next = cursor + page.len();
+    reply.body = Body::Bytes(serde_json::Value::Array(page).to_string().into_bytes());
+    if next < all.len() {
+        rest.push("");
+        let host = req.header("host").unwrap_or("127.0.0.1");
+        let q = rest.join("&");
+        reply.headers.push((
+            "Link".into(),
+            format!("<http://{host}{path}?{q}cursor={next}>; rel=\"next\""),
+        ));
+    }
+}
+
+/// Parses a single `bytes=` range against `size`: `Ok(None)` means the
+/// whole file, `Err(())` an unsatisfiable range.
+fn parse_range(v: &str, size: u64) -> Result<Option<(u64, u64)>, ()> {
+    let Some(spec) = v.trim().strip_prefix("bytes=") else {
+        return Ok(None);
+    };
+    if spec.contains(',') {
+        return Ok(None);
+    }
+    let (a, b) = spec.split_once('-').ok_or(())?;
+    let (a, b) = (a.trim(), b.trim());
+    let (start, end) = if a.is_empty() {
+        let n: u64 = b.parse().map_err(|_| ())?;
+        if n == 0 {
+            return Err(());
+        }
+        (size.saturating_sub(n), size)
+    } else {
+        let s: u64 = a.parse().map_err(|_| ())?;
+        let e = if b.is_empty() {
+            size
+        } else {
+            b.parse::<u64>()
+                .map_err(|_| ())?
+                .saturating_add(1)
+                .min(size)
+        };
+        (s, e)
+    };
+    if start >= size || start >= end {
+        return Err(());
+    }
+    Ok(Some((start, end)))
+}
+
+fn resolve(inner: &Inner, req: &Request, repo: &str, dir: &Path, rev: &str, file: &str) -> Reply {
+    let files = walk(dir);
+    let commit = match check_revision(repo, &files, rev) {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let Some(entry) = files.iter().find(|f| f.rel == file) else {
+        return entry_not_found(file, repo);
+    };
+    let sha = match inner.sha256(entry) {
+        Ok(s) => s,
+        Err(e) => return Reply::error(500, "IoError", &e.to_string()),
+    };
+    let meta = vec![
+        ("ETag".to_string(), format!("\"{sha}\"")),
+        ("X-Linked-Etag".to_string(), format!("\"{sha}\"")),
+        ("X-Linked-Size".to_string(), entry.size.to_string()),
+        ("X-Repo-Commit".to_string(), commit),
+    ];
+    if lock(&inner.faults).cdn_redirect {
+        // The Hub's way for LFS files: metadata on a 302 to the storage.
+        // The storage is another host, as on the Hub (clients follow only
+        // same-host redirects for metadata): 127.0.0.1 <-> localhost.
+        let host = match req.header("host") {
+            Some(h) if h.starts_with("127.0.0.1") => "localhost".to_string(),
+            _ => inner.addr.ip().to_string(),
+        };
+        let mut headers = meta;
+        headers.push((
+            "Location".into(),
+            format!("http://{host}:{}/_cdn/{repo}/{sha}", inner.addr.port()),
+        ));
+        return Reply {
+            status: 302,
+            headers,
+            body: Body::Bytes(Vec::new()),
+        };
+    }
+    serve_content(inner, req, entry, file, repo, meta)
+}
+
+fn entry_not_found(file: &str, repo: &str) -> Reply {
+    Reply::error(
+        404,
+        "EntryNotFound",
+        &format!("{file} does not exist in {repo}"),
+    )
+}
+
+/// `/_cdn/{owner}/{name}/{sha256}`: the storage side of a redirect.
+fn cdn(inner: &Inner, req: &Request, repo: &str, sha: &str) -> Reply {
+    if validate_repo_id(repo).is_err() || !repo.contains('/') {
+        return Reply::error(404, "NotFound", "no such object");
+    }
+    let files = walk(&inner.root.join(repo));
+    let Some(entry) = files
+        .iter()
+        .find(|f| inner.sha256(f).is_ok_and(|s| s == sha))
+    else {
+        return Reply::error(404, "NotFound", "no such object");
+    };
+    serve_content(inner, req, entry, &entry.rel, repo, Vec::new())
+}
+
+/// A file body (whole or one range), with the fault plan of this request.
+fn serve_content(
+    inner: &Inner,
+    req: &Request,
+    entry: &Entry,
+    file: &str,
+    repo: &str,
+    mut headers: Vec<(String, String)>,
+) -> Reply {
+    let (plan, not_found_now) = if req.method == "GET" {
+        inner.body_plan()
+    } else {
+        (BodyPlan::default(), false)
+    };
+    if not_found_now {
+        return entry_not_found(file, repo);
+    }
+    let no_ranges = lock(&inner.faults).no_ranges;
+    let size = entry.size;
+    headers.push(("Content-Type".into(), "application/octet-stream".into()));
+    if !no_ranges {
+        headers.push(("Accept-Ranges".into(), "bytes".into()));
+    }
+    let range = match req.header("range").filter(|_| !no_ranges) {
+        None => None,
+        Some(v) => match parse_range(v, size) {
+            Ok(r) => r,
+            Err(()) => {
+                let mut r = Reply::error(416, "RangeNotSatisfiable", "range not satisfiable");
+                r.headers
+                    .push(("Content-Range".into(), format!("bytes */{size}")));
+                return r;
+            }
+        },
+    };
+    let (status, start, len) = match range {
+        Some((s, e)) => {
+            headers.push((
+                "Content-Range".into(),
+                format!("bytes {s}-{}/{size}", e - 1),
+            ));
+            (206, s, e - s)
+        }
+        None => (200, 0, size),
+    };
+    Reply {
+        status,
+        headers,
+        body: Body::File {
+            path: entry.path.clone(),
+            start,
+            len,
+            plan,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges() {
+        assert_eq!(parse_range("bytes=0-9", 100), Ok(Some((0, 10))));
+        assert_eq!(parse_range("bytes=90-", 100), Ok(Some((90, 100))));
+        assert_eq!(parse_range("bytes=-10", 100), Ok(Some((90, 100))));
+        assert_eq!(parse_range("bytes=95-200", 100), Ok(Some((95, 100))));
+        assert_eq!(parse_range("bytes=100-", 100), Err(()));
+        assert_eq!(parse_range("bytes=0-1,5-6", 100), Ok(None));
+        assert_eq!(
+            percent_decode("refs%2Fpr%2F1").as_deref(),
+            Some("refs/pr/1")
+        );
+    }
+}

@@ -1,0 +1,96 @@
+//! Shared helpers for the hub tests: fixture repos written on the fly, a
+//! mirror over them, and clients with short waits.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use onboard::hub::{DownloadOptions, HubClient, HubConfig, MirrorServer, RetryPolicy};
+use sha2::{Digest, Sha256};
+
+/// Deterministic bytes that do not compress or repeat (xorshift).
+pub fn bytes(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+pub fn sha256_hex(data: &[u8]) -> String {
+    hex::encode(Sha256::digest(data))
+}
+
+/// Writes `files` under `<root>/<repo>/`.
+pub fn write_repo(root: &Path, repo: &str, files: &[(&str, &[u8])]) {
+    for (name, data) in files {
+        let p = root.join(repo).join(name);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, data).unwrap();
+    }
+}
+
+/// A temp dir holding `mirror/` (served), `hf/` (HF_HOME) and `dest/`.
+pub struct Env {
+    pub tmp: tempfile::TempDir,
+    pub server: MirrorServer,
+}
+
+impl Env {
+    pub fn new(repo: &str, files: &[(&str, &[u8])]) -> Env {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("mirror");
+        std::fs::create_dir_all(&root).unwrap();
+        std::fs::create_dir_all(tmp.path().join("dest")).unwrap();
+        write_repo(&root, repo, files);
+        let server = MirrorServer::start(&root, "127.0.0.1:0").unwrap();
+        Env { tmp, server }
+    }
+
+    pub fn dest(&self) -> PathBuf {
+        self.tmp.path().join("dest")
+    }
+
+    pub fn hf_home(&self) -> PathBuf {
+        self.tmp.path().join("hf")
+    }
+
+    /// A fresh client (a new "process") with quick retries.
+    pub fn client(&self) -> HubClient {
+        HubClient::new(self.config())
+    }
+
+    pub fn config(&self) -> HubConfig {
+        let mut cfg = HubConfig::for_endpoint(&self.server.url(), &self.hf_home());
+        cfg.retry = fast_retry(4);
+        cfg
+    }
+}
+
+pub fn fast_retry(attempts: u32) -> RetryPolicy {
+    RetryPolicy {
+        max_attempts: attempts,
+        base: Duration::from_millis(10),
+        max: Duration::from_millis(100),
+    }
+}
+
+/// Small chunks so a few MiB exercise parallel ranges; short waits.
+pub fn opts() -> DownloadOptions {
+    DownloadOptions {
+        parallel: 4,
+        chunk_size: 1 << 20,
+        block_size: 64 << 10,
+        retry: fast_retry(6),
+        stall_timeout: Duration::from_millis(400),
+        disk_margin: 1 << 20,
+        reuse_hf_cache: true,
+        verify_attempts: 3,
+        hash_buffer: 8 << 20,
+    }
+}

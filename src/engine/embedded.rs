@@ -60,7 +60,7 @@ pub fn preflight(architecture: &str, tensor_types: &[String], cpu: bool) -> Resu
     }
     let unsupported: Vec<&String> = tensor_types
         .iter()
-        .filter(|t| t.starts_with("IQ") || t.starts_with("TQ") || t.starts_with("MXFP4") || t.starts_with("type_"))
+        .filter(|t| t.starts_with("IQ") || t.starts_with("TQ") || t.starts_with("MXFP4") || t.starts_with("type"))
         .collect();
     if !unsupported.is_empty() {
         let names: Vec<&str> = unsupported.iter().map(|s| s.as_str()).collect();

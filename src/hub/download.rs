@@ -119,7 +119,7 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    fn label(&self) -> &'static str {
+    pub fn label(&self) -> &'static str {
         match self {
             Outcome::Downloaded => "downloaded",
             Outcome::Resumed { .. } => "resumed",

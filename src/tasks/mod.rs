@@ -8,6 +8,8 @@
 
 pub mod bench_profile;
 pub mod command;
+pub mod context_test;
+pub mod download;
 pub mod docs;
 pub mod profile;
 pub mod render;
@@ -244,6 +246,8 @@ impl Registry {
         registry.register(profile::ProfileTask);
         registry.register(samplers::Samplers);
         registry.register(bench_profile::BenchProfile);
+        registry.register(context_test::ContextTest);
+        registry.register(download::Download);
         registry.register(docs::Docs);
         registry
     }

@@ -1,0 +1,168 @@
+//! `uses: download` — phase 2: the chosen files from the Hub into the
+//! workspace layout (`models/<Family>/<Dense|MoE>/<size>/<quant>/`),
+//! resumable across restarts, verified (size and sha256) before each file
+//! gets its final name, with a free-disk check first.
+
+use super::{Task, TaskContext, TaskError};
+use crate::hub::{self, DownloadOptions, FileRequest, HubClient, Progress, ProgressEvent};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+pub struct Download;
+
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DownloadParams {
+    /// `owner/name` on the Hub (or the mirror `HF_ENDPOINT` points at).
+    pub repo: String,
+    #[serde(default = "default_revision")]
+    pub revision: String,
+    /// Repo paths of the files, e.g. every shard of the chosen quant.
+    pub files: Vec<String>,
+    /// Destination directory under the workspace's models directory.
+    pub dest: String,
+    /// Range requests in flight per file.
+    #[serde(default = "default_parallel")]
+    #[schemars(range(min = 1, max = 32))]
+    pub parallel: usize,
+}
+
+fn default_revision() -> String {
+    "main".into()
+}
+fn default_parallel() -> usize {
+    4
+}
+
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
+pub struct DownloadedFile {
+    /// Relative to the models directory.
+    pub path: String,
+    pub size: u64,
+    pub sha256: String,
+    /// `downloaded`, `resumed`, `present` or `hf-cache`.
+    pub how: String,
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct DownloadOutputs {
+    pub files: Vec<DownloadedFile>,
+    /// The first file, relative to the models directory (`MODEL=`).
+    pub model_file: String,
+    pub total_bytes: u64,
+    /// Bytes that came over the network in this run.
+    pub fetched_bytes: u64,
+}
+
+/// Progress as log lines: at most one every few seconds per file.
+struct LogProgress {
+    ctx: TaskContext,
+    last: Mutex<Option<Instant>>,
+}
+
+impl Progress for LogProgress {
+    fn event(&self, event: &ProgressEvent<'_>) {
+        let line = match event {
+            ProgressEvent::Start { file, total, present } if *present > 0 => {
+                format!("{file}: resuming at {} of {}", hub::progress::human_bytes(*present as f64), hub::progress::human_bytes(*total as f64))
+            }
+            ProgressEvent::Start { file, total, .. } => format!("{file}: {}", hub::progress::human_bytes(*total as f64)),
+            ProgressEvent::Bytes { file, done, total, rate } => {
+                let mut last = match self.last.lock() {
+                    Ok(l) => l,
+                    Err(_) => return,
+                };
+                if last.is_some_and(|t| t.elapsed() < Duration::from_secs(5)) {
+                    return;
+                }
+                *last = Some(Instant::now());
+                let pct = if *total > 0 { *done as f64 * 100.0 / *total as f64 } else { 100.0 };
+                format!("{file}: {pct:.0}% at {}/s", hub::progress::human_bytes(*rate))
+            }
+            ProgressEvent::Retry { file, attempt, reason, wait } => {
+                format!("{file}: retry {attempt} in {:.1}s ({reason})", wait.as_secs_f64())
+            }
+            ProgressEvent::Verifying { file } => format!("{file}: verifying the bytes on disk"),
+            ProgressEvent::Done { file, size, how, .. } => {
+                format!("{file}: {how}, {} verified", hub::progress::human_bytes(*size as f64))
+            }
+        };
+        self.ctx.log(&line);
+    }
+}
+
+impl Task for Download {
+    const KIND: &'static str = "download";
+    const VERSION: u32 = 1;
+    const SUMMARY: &'static str = "Download and verify the model's files into the workspace layout";
+    type Params = DownloadParams;
+    type Outputs = DownloadOutputs;
+
+    fn output_files(&self, params: &DownloadParams, ctx: &TaskContext) -> Result<Vec<PathBuf>, TaskError> {
+        let dest = ctx.path(&ctx.paths().models)?.join(&params.dest);
+        params
+            .files
+            .iter()
+            .map(|f| {
+                let name = f.rsplit('/').next().unwrap_or(f);
+                crate::workspace::resolve_inside(&dest, name).map_err(TaskError::Params)
+            })
+            .collect()
+    }
+
+    async fn run(&self, params: DownloadParams, ctx: TaskContext) -> Result<DownloadOutputs, TaskError> {
+        if params.files.is_empty() {
+            return Err(TaskError::Params("no files to download".into()));
+        }
+        let models_dir = ctx.path(&ctx.paths().models)?;
+        let dest_dir = crate::workspace::resolve_inside(&models_dir, &params.dest).map_err(TaskError::Params)?;
+        let requests: Vec<FileRequest> = params
+            .files
+            .iter()
+            .map(|f| {
+                let mut r = FileRequest::new(&params.repo, &params.revision, f, &dest_dir);
+                // Shards live flat in the quant directory, whatever the repo's folders.
+                r.dest_name = f.rsplit('/').next().map(str::to_string);
+                r
+            })
+            .collect();
+        let options = DownloadOptions {
+            parallel: params.parallel,
+            ..DownloadOptions::default()
+        };
+        let progress = LogProgress {
+            ctx: ctx.clone(),
+            last: Mutex::new(None),
+        };
+        let results = tokio::task::spawn_blocking(move || {
+            let client = HubClient::from_env();
+            hub::download_files(&client, &requests, &options, &progress)
+        })
+        .await
+        .map_err(|e| TaskError::failed(format!("the download thread failed: {e}")))?
+        .map_err(|e| TaskError::failed(crate::secrets::redact(&e.to_string())))?;
+        let files: Vec<DownloadedFile> = results
+            .iter()
+            .map(|d| DownloadedFile {
+                path: d
+                    .path
+                    .strip_prefix(&models_dir)
+                    .unwrap_or(&d.path)
+                    .to_string_lossy()
+                    .into_owned(),
+                size: d.size,
+                sha256: d.sha256.clone(),
+                how: d.outcome.label().to_string(),
+            })
+            .collect();
+        Ok(DownloadOutputs {
+            model_file: files.first().map(|f| f.path.clone()).unwrap_or_default(),
+            total_bytes: results.iter().map(|d| d.size).sum(),
+            fetched_bytes: results.iter().map(|d| d.fetched).sum(),
+            files,
+        })
+    }
+}

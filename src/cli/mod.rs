@@ -5,6 +5,7 @@
 mod docs;
 mod launch;
 mod load;
+mod mirror;
 mod plan;
 mod run;
 mod schema;
@@ -56,6 +57,8 @@ enum Command {
     Launch(launch::LaunchArgs),
     /// Export models.conf for llama-swap or llama.cpp's --models-preset.
     Export(launch::ExportArgs),
+    /// Serve a directory of repos over the Hub's routes (air-gapped use).
+    Mirror(mirror::MirrorArgs),
     /// The embedded engine's child process (internal).
     #[command(name = "__engine-worker", hide = true)]
     EngineWorker(EngineWorkerArgs),
@@ -152,6 +155,7 @@ pub fn main() -> i32 {
         Command::Status(args) => plan::status(&cli.workspace, &args),
         Command::Run(args) => run::execute(&cli.workspace, &args),
         Command::EngineWorker(args) => engine_worker(&args),
+        Command::Mirror(args) => mirror::execute(&args),
         Command::Launch(args) => launch::launch(&cli.workspace, &args),
         Command::Export(args) => launch::export(&cli.workspace, &args),
         Command::Links(args) => docs::links(&cli.workspace, &args),

@@ -337,3 +337,70 @@ fn hybrid_qwen35moe_memory_matches_llama_cpp() {
         assert!(err < 0.05, "compute {ours_compute:.2} vs {compute:.2}");
     }
 }
+
+/// Runs every memory function; none may panic whatever the facts say.
+fn exercise(f: &ModelFacts) {
+    let (gpus, host) = plan_machine();
+    for n_ctx in [0, 1, 4096, u64::from(u32::MAX)] {
+        let _ = kv_cache_bytes(f, n_ctx, F16, GgmlType::Q8_0);
+        let _ = kv_bytes_per_token(f, GgmlType::Q4_0, F16);
+        let _ = recurrent_state_bytes(f, 4);
+        for fa in [true, false] {
+            let mut run = RunConfig::server(n_ctx);
+            run.flash_attn = fa;
+            let _ = compute_buffer_bytes(f, &run);
+            let mut opt = PlacementOptions::new(run);
+            let _ = place(f, &gpus, host, &opt);
+            opt.experts_on_host = true;
+            let _ = place(f, &[], host, &opt);
+        }
+    }
+}
+
+#[test]
+fn extreme_hyperparameters_do_not_overflow() {
+    let mut w = gguf_fixtures::qwen35_35b_a3b();
+    for (k, v) in w.metadata.iter_mut() {
+        if k.starts_with("qwen35moe.") && k != "qwen35moe.block_count" {
+            *v = onboard::gguf::reader::Value::U32(u32::MAX);
+        }
+    }
+    let f = fx(w);
+    exercise(&f);
+    // Beyond u32 is refused with the key named.
+    let mut w = gguf_fixtures::llama_8b();
+    w.kv(
+        "llama.embedding_length",
+        onboard::gguf::reader::Value::U64(1 << 40),
+    );
+    let err = facts(&read_header_bytes(&w.header_bytes(), "big.gguf").unwrap()).unwrap_err();
+    assert!(err.to_string().contains("llama.embedding_length"), "{err}");
+    let mut w = gguf_fixtures::llama_8b();
+    w.u32("llama.block_count", 1 << 20);
+    assert!(facts(&read_header_bytes(&w.header_bytes(), "x").unwrap()).is_err());
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig { cases: 300, ..Default::default() })]
+
+    /// Mutated headers of the hybrid MoE fixture: whatever parses, facts and
+    /// the memory model handle without a panic (debug builds trap overflow).
+    #[test]
+    fn mutated_models_never_panic_the_memory_model(
+        edits in proptest::collection::vec((proptest::prelude::any::<usize>(), proptest::prelude::any::<u8>()), 1..6),
+    ) {
+        let mut b = gguf_fixtures::qwen35moe_tiny().header_bytes();
+        // Most of the header is tensor infos; aim half the edits at metadata.
+        let meta_end = b.len() / 4;
+        for (i, (at, byte)) in edits.into_iter().enumerate() {
+            let n = if i % 2 == 0 { meta_end } else { b.len() };
+            let at = at % n;
+            b[at] = byte;
+        }
+        if let Ok(h) = read_header_bytes(&b, "fuzz") {
+            if let Ok(f) = facts(&h) {
+                exercise(&f);
+            }
+        }
+    }
+}

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use super::reader::{Array, Header};
+use super::reader::{Array, Header, Value};
 use super::types::{FileType, GgmlType};
 
 /// A fact that may be unknown; the reason says why instead of guessing.
@@ -164,7 +164,8 @@ impl ModelFacts {
             .filter(|t| t.layer == Some(il))
             .fold((0, 0), |(all, exp), t| {
                 let b = t.bytes.unwrap_or(0);
-                (all + b, exp + if t.expert { b } else { 0 })
+                let e = if t.expert { b } else { 0 };
+                (all.saturating_add(b), exp.saturating_add(e))
             })
     }
 
@@ -174,8 +175,7 @@ impl ModelFacts {
         self.tensors
             .iter()
             .filter(|t| t.layer.is_none() && GlobalGroup::of(&t.name) == group)
-            .map(|t| t.bytes.unwrap_or(0))
-            .sum()
+            .fold(0u64, |acc, t| acc.saturating_add(t.bytes.unwrap_or(0)))
     }
 
     pub fn is_moe(&self) -> bool {
@@ -216,9 +216,21 @@ pub enum FactsError {
     },
     #[error("{file}: shards do not belong together: {problem}")]
     ShardMismatch { file: String, problem: String },
+    #[error("{file}: metadata key '{key}' is {value}, more than the {max} onboard accepts")]
+    Implausible {
+        file: String,
+        key: String,
+        value: u64,
+        max: u64,
+    },
     #[error("no GGUF headers given")]
     NoHeaders,
 }
+
+/// Most layers a model may claim (the largest today have a few hundred).
+pub const MAX_LAYERS: u64 = 1 << 16;
+/// Largest hyperparameter accepted (llama.cpp keeps them in `uint32_t`).
+pub const MAX_DIM: u64 = u32::MAX as u64;
 
 /// Architectures where every layer is an attention layer (a KV cache per layer).
 const ALL_ATTENTION: &[&str] = &[
@@ -276,10 +288,36 @@ pub fn facts_from_shards(headers: &[Header]) -> Result<ModelFacts, FactsError> {
         .to_string();
     let k = |suffix: &str| format!("{arch}.{suffix}");
 
+    // Bounds first: every later product of hyperparameters fits u128, and
+    // per-layer vectors are sized by a checked block count.
+    for (key, v) in &first.metadata {
+        if key.starts_with(&format!("{arch}.")) {
+            let vals = match v {
+                Value::Array(a) => a.as_integers().unwrap_or_default(),
+                other => other.as_u64().map(i128::from).into_iter().collect(),
+            };
+            if let Some(&big) = vals.iter().find(|x| **x > i128::from(MAX_DIM)) {
+                return Err(FactsError::Implausible {
+                    file: file.to_string(),
+                    key: key.clone(),
+                    value: u64::try_from(big).unwrap_or(u64::MAX),
+                    max: MAX_DIM,
+                });
+            }
+        }
+    }
     let block_count = first
         .get_u64(&k("block_count"))
-        .and_then(|v| u32::try_from(v).ok())
         .ok_or_else(|| missing(file, &k("block_count"), "an integer"))?;
+    if block_count > MAX_LAYERS {
+        return Err(FactsError::Implausible {
+            file: file.to_string(),
+            key: k("block_count"),
+            value: block_count,
+            max: MAX_LAYERS,
+        });
+    }
+    let block_count = block_count as u32;
     let embedding_length = first
         .get_u64(&k("embedding_length"))
         .ok_or_else(|| missing(file, &k("embedding_length"), "an integer"))?;
@@ -678,10 +716,10 @@ fn active_bytes(
     }
     match experts {
         Some(e) if e.total > 0 && e.used > 0 && e.used <= e.total => {
-            let shared = total - expert_bytes;
+            let shared = total.saturating_sub(expert_bytes);
             // u128: 100 GB × 256 does not fit u64.
             let used = (u128::from(expert_bytes) * u128::from(e.used) / u128::from(e.total)) as u64;
-            Fact::known(shared + used)
+            Fact::known(shared.saturating_add(used))
         }
         _ => Fact::unknown(
             "the file has routed-expert tensors but no valid expert_count/expert_used_count",

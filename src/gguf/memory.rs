@@ -68,8 +68,8 @@ impl RunConfig {
 /// KV cache bytes of one attention layer at `n_ctx` tokens.
 fn kv_layer_bytes(f: &ModelFacts, il: usize, n_ctx: u64, k: GgmlType, v: GgmlType) -> Option<u64> {
     let kv_heads = *f.head_count_kv.get(il)?;
-    let kb = tensor_bytes(k, &[kv_heads * f.key_length, n_ctx])?;
-    let vb = tensor_bytes(v, &[kv_heads * f.value_length, n_ctx])?;
+    let kb = tensor_bytes(k, &[kv_heads.checked_mul(f.key_length)?, n_ctx])?;
+    let vb = tensor_bytes(v, &[kv_heads.checked_mul(f.value_length)?, n_ctx])?;
     kb.checked_add(vb)
 }
 
@@ -109,9 +109,11 @@ pub fn kv_bytes_per_token(f: &ModelFacts, k: GgmlType, v: GgmlType) -> Fact<u64>
 /// Recurrent state bytes of one recurrent layer for one sequence (f32).
 pub fn recurrent_layer_bytes(f: &ModelFacts) -> Option<u64> {
     let s = f.ssm?;
-    let conv = s.conv_kernel.saturating_sub(1) * (s.inner_size + 2 * s.group_count * s.state_size);
-    let state = s.state_size * s.inner_size;
-    Some((conv + state) * 4)
+    let w = |x: u64| u128::from(x);
+    let conv = w(s.conv_kernel.saturating_sub(1))
+        * (w(s.inner_size) + 2 * w(s.group_count) * w(s.state_size));
+    let state = w(s.state_size) * w(s.inner_size);
+    u64::try_from((conv + state) * 4).ok()
 }
 
 /// Recurrent state bytes over all recurrent layers for `n_seq` sequences.
@@ -124,7 +126,7 @@ pub fn recurrent_state_bytes(f: &ModelFacts, n_seq: u64) -> Fact<u64> {
         return Fact::known(0);
     }
     match recurrent_layer_bytes(f) {
-        Some(b) => Fact::known(b * n * n_seq.max(1)),
+        Some(b) => Fact::known(b.saturating_mul(n).saturating_mul(n_seq.max(1))),
         None => Fact::unknown(format!(
             "{n} recurrent layers but no '{}.ssm.*' sizes in the header",
             f.architecture
@@ -150,39 +152,43 @@ pub fn recurrent_state_bytes(f: &ModelFacts, n_seq: u64) -> Fact<u64> {
 /// output phase (n_vocab × n_outputs logits) when that is larger. Held
 /// against llama.cpp's CPU backend on SmolLM2 (tests/gguf_memory.rs).
 pub fn compute_buffer_bytes(f: &ModelFacts, cfg: &RunConfig) -> u64 {
-    let embd = f.embedding_length;
-    let n_ff = f.feed_forward_length.unwrap_or(0);
-    let kv_max = f.head_count_kv.iter().copied().max().unwrap_or(0);
-    let embd_kv = kv_max * f.key_length.max(f.value_length);
+    // u128: facts bound every hyperparameter to u32, so no product overflows.
+    let w = |x: u64| u128::from(x);
+    let embd = w(f.embedding_length);
+    let n_ff = w(f.feed_forward_length.unwrap_or(0));
+    let kv_max = w(f.head_count_kv.iter().copied().max().unwrap_or(0));
+    let embd_kv = kv_max * w(f.key_length.max(f.value_length));
+    let (n_ctx, heads) = (w(cfg.n_ctx), w(f.head_count));
     let mut ffn = 5 * embd + 3 * n_ff;
     if let Some(e) = &f.experts {
-        let exp_ff = e.feed_forward_length.unwrap_or(0);
-        let shared_ff = e.shared_feed_forward_length.unwrap_or(0) * e.shared;
+        let exp_ff = w(e.feed_forward_length.unwrap_or(0));
+        let shared_ff = w(e.shared_feed_forward_length.unwrap_or(0)) * w(e.shared);
+        let used = w(e.used);
         // Routed and shared experts run one after the other: the larger counts.
-        let moe = (5 * embd + 3 * e.used * exp_ff + e.used * embd + e.total)
-            .max(5 * embd + 3 * shared_ff);
+        let moe =
+            (5 * embd + 3 * used * exp_ff + used * embd + w(e.total)).max(5 * embd + 3 * shared_ff);
         ffn = ffn.max(moe);
     }
-    let mut attn = 5 * embd + 5 * embd_kv + f.head_count * f.value_length;
+    let mut attn = 5 * embd + 5 * embd_kv + heads * w(f.value_length);
     if !cfg.flash_attn {
-        attn += f.head_count * cfg.n_ctx;
+        attn += heads * n_ctx;
     }
     let recurrent = match (f.ssm, f.recurrent_layers().is_empty()) {
         (Some(s), false) => {
-            let conv_ch = s.inner_size + 2 * s.group_count * s.state_size;
-            5 * embd + 4 * conv_ch + s.time_step_rank * 64
+            let conv_ch = w(s.inner_size) + 2 * w(s.group_count) * w(s.state_size);
+            5 * embd + 4 * conv_ch + w(s.time_step_rank) * 64
         }
         _ => 0,
     };
     let per_token_values = ffn.max(attn).max(recurrent);
     let mask_elem = if cfg.flash_attn { 2 } else { 4 };
-    let t = cfg.n_ubatch.min(cfg.n_ctx.max(1));
-    let vocab = f.vocab_size.unwrap_or(0);
-    let layers = t * (4 * per_token_values + mask_elem * cfg.n_ctx);
+    let t = w(cfg.n_ubatch.min(cfg.n_ctx.max(1)));
+    let vocab = w(f.vocab_size.unwrap_or(0));
+    let layers = t * (4 * per_token_values + mask_elem * n_ctx);
     // The output phase runs after the layers' buffers are free: logits for
     // the kept rows plus the final norm's input and output.
-    let output = 4 * vocab * cfg.n_outputs.min(t) + t * 4 * 2 * embd;
-    layers.max(output)
+    let output = 4 * vocab * w(cfg.n_outputs).min(t) + t * 4 * 2 * embd;
+    u64::try_from(layers.max(output)).unwrap_or(u64::MAX)
 }
 
 /// A GPU (or any device) and its memory.
@@ -267,7 +273,7 @@ pub fn place(
     let run = &opt.run;
     let rec_layer = if kinds.contains(&LayerKind::Recurrent) {
         match recurrent_layer_bytes(f) {
-            Some(b) => b * run.n_seq.max(1),
+            Some(b) => b.saturating_mul(run.n_seq.max(1)),
             None => {
                 return Fact::unknown(format!(
                     "recurrent layers but no '{}.ssm.*' sizes in the header",
@@ -322,13 +328,14 @@ pub fn place(
         let mut took = false;
         while next_layer < layer_dev.len() {
             let (w, _, c, _) = layer_dev[next_layer];
-            if total + w + c > cap {
+            let next = total.saturating_add(w).saturating_add(c);
+            if next > cap {
                 break;
             }
-            total += w + c;
+            total = next;
             dev.layers.push(next_layer as u32);
             took = true;
-            next_layer += 1;
+            next_layer = next_layer.saturating_add(1);
         }
         if took {
             dev.compute_bytes = compute;
@@ -340,13 +347,17 @@ pub fn place(
     let mut output_on_gpu = false;
     if all_on_gpu {
         if let Some(dev) = used.iter_mut().rev().find(|d| !d.layers.is_empty()) {
-            let cur: u64 = dev.compute_bytes
-                + dev
-                    .layers
+            let cur: u64 = dev.compute_bytes.saturating_add(
+                dev.layers
                     .iter()
-                    .map(|&il| layer_dev[il as usize].0 + layer_dev[il as usize].2)
-                    .sum::<u64>();
-            if cur + output_bytes <= dev.budget.saturating_sub(opt.fit_margin) {
+                    .map(|&il| {
+                        layer_dev[il as usize]
+                            .0
+                            .saturating_add(layer_dev[il as usize].2)
+                    })
+                    .fold(0u64, u64::saturating_add),
+            );
+            if cur.saturating_add(output_bytes) <= dev.budget.saturating_sub(opt.fit_margin) {
                 dev.output_layer = true;
                 output_on_gpu = true;
             }
@@ -355,16 +366,21 @@ pub fn place(
     for dev in used.iter_mut() {
         for &il in &dev.layers {
             let (w, _, c, kind) = layer_dev[il as usize];
-            dev.weight_bytes += w;
+            dev.weight_bytes = dev.weight_bytes.saturating_add(w);
             match kind {
-                LayerKind::Attention => dev.kv_bytes += c,
-                LayerKind::Recurrent => dev.recurrent_bytes += c,
+                LayerKind::Attention => dev.kv_bytes = dev.kv_bytes.saturating_add(c),
+                LayerKind::Recurrent => dev.recurrent_bytes = dev.recurrent_bytes.saturating_add(c),
             }
         }
         if dev.output_layer {
-            dev.weight_bytes += output_bytes;
+            dev.weight_bytes = dev.weight_bytes.saturating_add(output_bytes);
         }
-        dev.total_bytes = dev.weight_bytes + dev.kv_bytes + dev.recurrent_bytes + dev.compute_bytes;
+        dev.total_bytes = sum(&[
+            dev.weight_bytes,
+            dev.kv_bytes,
+            dev.recurrent_bytes,
+            dev.compute_bytes,
+        ]);
         dev.headroom_bytes = signed(dev.budget.saturating_sub(opt.fit_margin), dev.total_bytes);
     }
 
@@ -375,32 +391,41 @@ pub fn place(
         budget: host.ram_bytes.saturating_sub(host.os_reserve_bytes),
         ..DeviceUse::default()
     };
-    h.weight_bytes = f.global_bytes(GlobalGroup::TokenEmbd) + f.global_bytes(GlobalGroup::Other);
+    h.weight_bytes = f
+        .global_bytes(GlobalGroup::TokenEmbd)
+        .saturating_add(f.global_bytes(GlobalGroup::Other));
     if !output_on_gpu {
-        h.weight_bytes += output_bytes;
+        h.weight_bytes = h.weight_bytes.saturating_add(output_bytes);
     }
     for (il, &(w, experts, c, kind)) in layer_dev.iter().enumerate() {
         if opt.experts_on_host {
-            h.weight_bytes += experts;
+            h.weight_bytes = h.weight_bytes.saturating_add(experts);
         }
         if il >= gpu_layers as usize {
             h.layers.push(il as u32);
-            h.weight_bytes += w;
+            h.weight_bytes = h.weight_bytes.saturating_add(w);
             match kind {
-                LayerKind::Attention => h.kv_bytes += c,
-                LayerKind::Recurrent => h.recurrent_bytes += c,
+                LayerKind::Attention => h.kv_bytes = h.kv_bytes.saturating_add(c),
+                LayerKind::Recurrent => h.recurrent_bytes = h.recurrent_bytes.saturating_add(c),
             }
         }
     }
     // The host always runs part of the graph (input embedding, and anything
     // not offloaded): a full buffer when it holds layers, else a small one.
     h.compute_bytes = if h.layers.is_empty() && !devices.is_empty() {
-        run.n_ubatch * f.embedding_length * 4 * 2
+        run.n_ubatch
+            .saturating_mul(f.embedding_length)
+            .saturating_mul(8)
     } else {
         compute
     };
     h.output_layer = !output_on_gpu;
-    h.total_bytes = h.weight_bytes + h.kv_bytes + h.recurrent_bytes + h.compute_bytes;
+    h.total_bytes = sum(&[
+        h.weight_bytes,
+        h.kv_bytes,
+        h.recurrent_bytes,
+        h.compute_bytes,
+    ]);
     h.headroom_bytes = signed(h.budget, h.total_bytes);
 
     let fits = used.iter().all(|d| d.headroom_bytes >= 0) && h.headroom_bytes >= 0;
@@ -411,6 +436,10 @@ pub fn place(
         block_count: f.block_count,
         fits,
     })
+}
+
+fn sum(parts: &[u64]) -> u64 {
+    parts.iter().fold(0, |a, &b| a.saturating_add(b))
 }
 
 fn signed(budget: u64, used: u64) -> i64 {

@@ -82,3 +82,28 @@ fn write_qwen35_tiny() {
     let len = w.write(&out, Data::Zeros).unwrap();
     println!("wrote {} ({len} bytes)", out.display());
 }
+
+/// Writes a small Q4_K_M-labelled file with BF16, MXFP4, IQ4_NL, F64 and
+/// NVFP4 (type 40) tensors: what benches/gguf_rs_compare.sh shows gguf-rs
+/// getting wrong.
+#[test]
+#[ignore = "run by benches/gguf_header.sh"]
+fn write_type_zoo() {
+    let mut w = GgufWriter::new();
+    w.str("general.architecture", "llama")
+        .u32("general.file_type", 15)
+        .u32("llama.block_count", 1)
+        .u32("llama.embedding_length", 256)
+        .tensor("blk.0.bf16.weight", &[256, 256], GgmlType::BF16)
+        .tensor("blk.0.mxfp4.weight", &[256, 256], GgmlType::MXFP4)
+        .tensor("blk.0.iq4_nl.weight", &[256, 256], GgmlType::IQ4_NL)
+        .tensor("blk.0.f64.weight", &[256], GgmlType(28))
+        .tensor("blk.0.nvfp4.weight", &[256, 256], GgmlType(40));
+    let out = env_path("ONBOARD_BENCH_OUT");
+    let len = w.write(&out, Data::Zeros).unwrap();
+    let h = read_file(&out).unwrap();
+    for t in &h.tensors {
+        println!("onboard: {} {} {:?} bytes", t.name, t.ty, t.n_bytes());
+    }
+    println!("wrote {} ({len} bytes)", out.display());
+}

@@ -40,9 +40,10 @@ PY
 done
 
 if [ "${GGUF_RS:-1}" != 0 ]; then
-  ZOO=$TMP/type-zoo.gguf
-  echo "== onboard on the type zoo (general.file_type 15)"
+  ZOO=$TMP/type-zoo.gguf ZOO40=$TMP/type-zoo-nvfp4.gguf
+  echo "== onboard on the type zoo (general.file_type 15 = Q4_K_M)"
   ONBOARD_BENCH_OUT=$ZOO cargo test --release -q --test gguf_bench -- --ignored --exact write_type_zoo --nocapture 2>/dev/null | grep '^onboard'
+  ONBOARD_BENCH_T40=1 ONBOARD_BENCH_OUT=$ZOO40 cargo test --release -q --test gguf_bench -- --ignored --exact write_type_zoo --nocapture 2>/dev/null | grep '^onboard' | tail -1
   echo "== gguf-rs 0.1.8"
-  ITERS=$ITERS bash benches/gguf_rs_compare.sh "$SMOL" "$BIG" "$ZOO"
+  ITERS=$ITERS bash benches/gguf_rs_compare.sh "$SMOL" "$BIG" "$ZOO" "$ZOO40"
 fi

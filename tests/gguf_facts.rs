@@ -216,3 +216,20 @@ fn shards_on_disk_from_any_one_path() {
         vec![std::path::PathBuf::from("/m/x.gguf")]
     );
 }
+
+#[test]
+fn fixture_sizes_for_the_record() {
+    for (name, w) in [
+        ("35B-A3B", gguf_fixtures::qwen35_35b_a3b()),
+        ("27B", gguf_fixtures::qwen35_27b()),
+        ("llama-8B", gguf_fixtures::llama_8b()),
+    ] {
+        let f = facts(&header(&w, name)).unwrap();
+        println!(
+            "{name}: {:.2} B parameters, {:.2} GB, active {:.2} GB/token",
+            f.parameter_count as f64 / 1e9,
+            f.total_bytes as f64 / 1e9,
+            *f.active_bytes_per_token.value().unwrap() as f64 / 1e9
+        );
+    }
+}

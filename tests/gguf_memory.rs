@@ -404,3 +404,46 @@ proptest::proptest! {
         }
     }
 }
+
+#[test]
+fn largest_context_per_goal() {
+    use onboard::gguf::memory::{largest_context, Goal};
+    let (gpus, host) = plan_machine();
+    let dense = fx(gguf_fixtures::qwen35_27b());
+    let opt = PlacementOptions::new(RunConfig::server(4096));
+    let all_gpu = *largest_context(&dense, &gpus, host, &opt, Goal::AllOnGpu, 262_144)
+        .value()
+        .unwrap();
+    let fits = *largest_context(&dense, &gpus, host, &opt, Goal::Fits, 262_144)
+        .value()
+        .unwrap();
+    let all_gpu = all_gpu.expect("a 27B Q8_0 fits two GPUs at some context");
+    assert_eq!(all_gpu % 256, 0);
+    // The answer is tight: it fits, 256 more does not.
+    let at = |n: u64| {
+        let mut o = opt;
+        o.run.n_ctx = n;
+        place(&dense, &gpus, host, &o).value().unwrap().clone()
+    };
+    let all_on_gpu = |p: &onboard::gguf::memory::Placement| {
+        p.fits && p.gpu_layers == 64 && p.devices.iter().any(|d| d.output_layer)
+    };
+    assert!(all_on_gpu(&at(all_gpu)));
+    assert!(all_gpu == 262_144 || !all_on_gpu(&at(all_gpu + 256)));
+    // 28.6 GB of Q8_0 weights and 64 KiB of KV per token on 40 GiB less two
+    // 1 GiB margins: well short of the native 262144 (the plan's reason to
+    // use fit for the 27B).
+    assert!((65_536..200_000).contains(&all_gpu), "{all_gpu}");
+    // Offloading layers to the host reaches at least as far.
+    assert!(fits.unwrap() >= all_gpu);
+    println!("27B Q8_0 on 24+16 GiB: all on GPU up to {all_gpu} tokens, fits up to {fits:?}");
+    // Nothing fits in 1 GiB of RAM and no GPU.
+    let tiny = HostBudget {
+        ram_bytes: GIB,
+        os_reserve_bytes: 0,
+    };
+    assert_eq!(
+        largest_context(&dense, &[], tiny, &opt, Goal::Fits, 262_144).value(),
+        Some(&None)
+    );
+}

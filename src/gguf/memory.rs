@@ -449,3 +449,51 @@ fn signed(budget: u64, used: u64) -> i64 {
         i64::try_from(used - budget).map(|x| -x).unwrap_or(i64::MIN)
     }
 }
+
+/// What a context must achieve to count as fitting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Goal {
+    /// Every layer and the output on the GPUs ("Strategy A").
+    AllOnGpu,
+    /// Every device and the host within budget, layers wherever they go.
+    Fits,
+}
+
+/// Context granularity of the search: llama.cpp pads the KV cache to 256.
+pub const CTX_STEP: u64 = 256;
+
+/// The largest context (a multiple of 256, at most `max_ctx`) at which the
+/// placement meets `goal`; `Known(None)` when not even 256 tokens do.
+/// Memory grows with the context, so a binary search finds it.
+pub fn largest_context(
+    f: &ModelFacts,
+    devices: &[DeviceBudget],
+    host: HostBudget,
+    opt: &PlacementOptions,
+    goal: Goal,
+    max_ctx: u64,
+) -> Fact<Option<u64>> {
+    let ok = |n_ctx: u64| -> Result<bool, String> {
+        let mut o = *opt;
+        o.run.n_ctx = n_ctx;
+        let p = place(f, devices, host, &o).result()?.clone();
+        Ok(match goal {
+            Goal::Fits => p.fits,
+            Goal::AllOnGpu => {
+                p.fits && p.gpu_layers == p.block_count && p.devices.iter().any(|d| d.output_layer)
+            }
+        })
+    };
+    let (mut lo, mut hi) = (0u64, max_ctx / CTX_STEP);
+    // Invariant: lo steps fit (0 = none known), anything above hi does not.
+    while lo < hi {
+        let mid = lo + (hi - lo).div_ceil(2);
+        match ok(mid * CTX_STEP) {
+            Ok(true) => lo = mid,
+            Ok(false) => hi = mid - 1,
+            Err(reason) => return Fact::unknown(reason),
+        }
+    }
+    Fact::known((lo > 0).then_some(lo * CTX_STEP))
+}

@@ -73,11 +73,11 @@ fn write_sparse_copy() {
 #[ignore = "run by hand, see tests/gguf_memory.rs"]
 fn write_qwen35_tiny() {
     let out = env_path("ONBOARD_BENCH_OUT");
-    // ONBOARD_BENCH_MOE=1: the qwen35moe variant.
-    let w = if std::env::var_os("ONBOARD_BENCH_MOE").is_some() {
-        gguf_fixtures::qwen35moe_tiny()
-    } else {
-        gguf_fixtures::qwen35_tiny()
+    // ONBOARD_BENCH_MODEL=qwen35moe | gemma3 picks another tiny fixture.
+    let w = match std::env::var("ONBOARD_BENCH_MODEL").as_deref() {
+        Ok("qwen35moe") => gguf_fixtures::qwen35moe_tiny(),
+        Ok("gemma3") => gguf_fixtures::gemma3_tiny(),
+        _ => gguf_fixtures::qwen35_tiny(),
     };
     let len = w.write(&out, Data::Zeros).unwrap();
     println!("wrote {} ({len} bytes)", out.display());

@@ -8,8 +8,8 @@ mod smollm2;
 
 use onboard::gguf::facts::{facts, ModelFacts};
 use onboard::gguf::memory::{
-    compute_buffer_bytes, kv_bytes_per_token, kv_cache_bytes, place, recurrent_state_bytes,
-    DeviceBudget, HostBudget, PlacementOptions, RunConfig, GIB, MIB,
+    compute_buffer_bytes, kv_bytes_per_token, kv_cache_bytes, kv_cache_bytes_for, place,
+    recurrent_state_bytes, DeviceBudget, HostBudget, PlacementOptions, RunConfig, GIB, MIB,
 };
 use onboard::gguf::reader::{read_file, read_header_bytes};
 use onboard::gguf::types::GgmlType;
@@ -306,7 +306,7 @@ fn hybrid_qwen35_memory_matches_llama_cpp() {
 
 /// The same for the tiny qwen35moe fixture (16 experts of 64, 4 used, a
 /// shared expert): (n_ctx, flash attention, model, KV, recurrent, compute).
-///   ONBOARD_BENCH_MOE=1 ONBOARD_BENCH_OUT=/tmp/qwen35moe-tiny.gguf cargo test --test gguf_bench -- --ignored --exact write_qwen35_tiny
+///   ONBOARD_BENCH_MODEL=qwen35moe ONBOARD_BENCH_OUT=/tmp/qwen35moe-tiny.gguf cargo test --test gguf_bench -- --ignored --exact write_qwen35_tiny
 ///   .venv/bin/python benches/gguf_llama_memory.py /tmp/qwen35moe-tiny.gguf 4096 16384 [--fa off]
 const LLAMA_CPP_QWEN35MOE_TINY: &[(u64, bool, f64, f64, f64, f64)] = &[
     (4096, true, 31.22, 4.00, 0.11, 10.02),
@@ -445,5 +445,47 @@ fn largest_context_per_goal() {
     assert_eq!(
         largest_context(&dense, &[], tiny, &opt, Goal::Fits, 262_144).value(),
         Some(&None)
+    );
+}
+
+/// llama.cpp's figures for the tiny gemma3 fixture (window 512 on 10 of 12
+/// layers; llama.cpp logs the full and the sliding-window cache apart):
+/// (n_ctx, flash attention, model, KV full, KV window, compute), MiB.
+///   ONBOARD_BENCH_MODEL=gemma3 ONBOARD_BENCH_OUT=/tmp/gemma3-tiny.gguf cargo test --test gguf_bench -- --ignored --exact write_qwen35_tiny
+///   .venv/bin/python benches/gguf_llama_memory.py /tmp/gemma3-tiny.gguf 4096 16384 [--fa off]
+const LLAMA_CPP_GEMMA3_TINY: &[(u64, bool, f64, f64, f64, f64)] = &[
+    (4096, true, 27.30, 4.00, 5.00, 10.53),
+    (16384, true, 27.30, 16.00, 5.00, 22.53),
+    (4096, false, 27.30, 4.00, 5.00, 46.02),
+    (16384, false, 27.30, 16.00, 5.00, 166.02),
+];
+
+#[test]
+fn sliding_window_kv_matches_llama_cpp() {
+    let f = fx(gguf_fixtures::gemma3_tiny());
+    assert_eq!(f.sliding_window, Some(512));
+    let full: Vec<usize> = (0..12).filter(|&i| !f.sliding_window_layers[i]).collect();
+    assert_eq!(full, vec![5, 11]);
+    let mib = |b: u64| b as f64 / MIB as f64;
+    for &(n_ctx, fa, model, kv_full, kv_swa, compute) in LLAMA_CPP_GEMMA3_TINY {
+        let mut run = RunConfig::server(n_ctx);
+        run.flash_attn = fa;
+        let ours_kv = mib(*kv_cache_bytes_for(&f, &run).value().unwrap());
+        let ours_compute = mib(compute_buffer_bytes(&f, &run));
+        println!(
+            "gemma3-tiny n_ctx {n_ctx:>5} fa {fa:<5}: KV {ours_kv:.2}/{:.2} compute {ours_compute:.2}/{compute:.2} MiB",
+            kv_full + kv_swa
+        );
+        assert!((mib(f.total_bytes) - model).abs() < 0.005);
+        assert!((ours_kv - (kv_full + kv_swa)).abs() < 0.005);
+        let err = (ours_compute - compute).abs() / compute;
+        assert!(err < 0.05, "compute {ours_compute:.2} vs {compute:.2}");
+    }
+    // --swa-full: every layer at full context.
+    let mut run = RunConfig::server(16384);
+    run.swa_full = true;
+    assert_eq!(
+        kv_cache_bytes_for(&f, &run).value(),
+        kv_cache_bytes(&f, 16384, F16, F16).value()
     );
 }

@@ -123,6 +123,9 @@ pub struct ModelFacts {
     pub vocab_size: Option<u64>,
     pub context_length: Option<u64>,
     pub sliding_window: Option<u64>,
+    /// Per layer: attention limited to the sliding window (its KV cache holds
+    /// only the window). All false when the model has no window.
+    pub sliding_window_layers: Vec<bool>,
     /// By type name.
     pub tensor_types: BTreeMap<String, TypeTally>,
     pub tensors: Vec<TensorSize>,
@@ -385,6 +388,13 @@ pub fn facts_from_shards(headers: &[Header]) -> Result<ModelFacts, FactsError> {
     };
 
     let layers = layer_layout(first, &arch, block_count, &head_count_kv);
+    let sliding_window = first
+        .get_u64(&k("attention.sliding_window"))
+        .filter(|w| *w > 0);
+    let sliding_window_layers = match sliding_window {
+        Some(_) => swa_layers(first, &arch, block_count),
+        None => vec![false; block_count as usize],
+    };
 
     let mut tensor_types: BTreeMap<String, TypeTally> = BTreeMap::new();
     let mut parameter_count = 0u64;
@@ -452,7 +462,8 @@ pub fn facts_from_shards(headers: &[Header]) -> Result<ModelFacts, FactsError> {
         ssm,
         vocab_size,
         context_length: first.get_u64(&k("context_length")),
-        sliding_window: first.get_u64(&k("attention.sliding_window")),
+        sliding_window,
+        sliding_window_layers,
         tensor_types,
         tensors,
         total_bytes,
@@ -695,6 +706,30 @@ fn layer_layout(
         "architecture '{arch}' is not in onboard's table and its header does not say which \
          layers are attention and which recurrent"
     ))
+}
+
+/// Which layers use the sliding window: `{arch}.attention.sliding_window_pattern`
+/// when the file has it, else llama.cpp's fixed pattern for the architecture
+/// (every n-th layer full attention, the others windowed). An architecture
+/// with a window but no known pattern counts all layers as full: the KV
+/// figure is then an upper bound, never an underestimate.
+fn swa_layers(h: &Header, arch: &str, n_layer: u32) -> Vec<bool> {
+    let n = n_layer as usize;
+    if let Some(ints) = h
+        .get_array(&format!("{arch}.attention.sliding_window_pattern"))
+        .and_then(Array::as_integers)
+    {
+        if ints.len() == n {
+            return ints.iter().map(|x| *x != 0).collect();
+        }
+    }
+    let pattern = match arch {
+        "gpt-oss" | "gemma2" => 2,
+        "cohere2" => 4,
+        "gemma3" => 6,
+        _ => return vec![false; n],
+    };
+    (0..n).map(|il| il % pattern < pattern - 1).collect()
 }
 
 fn active_bytes(

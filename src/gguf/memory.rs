@@ -42,6 +42,8 @@ pub struct RunConfig {
     pub cache_type_v: GgmlType,
     /// Flash attention (llama-server's `auto` turns it on where supported).
     pub flash_attn: bool,
+    /// `--swa-full`: sliding-window layers keep a full-context cache.
+    pub swa_full: bool,
 }
 
 impl RunConfig {
@@ -55,6 +57,7 @@ impl RunConfig {
             cache_type_k: GgmlType::F16,
             cache_type_v: GgmlType::F16,
             flash_attn: true,
+            swa_full: false,
         }
     }
 
@@ -65,7 +68,24 @@ impl RunConfig {
     }
 }
 
-/// KV cache bytes of one attention layer at `n_ctx` tokens.
+/// KV cells a layer gets: the context, or for a sliding-window layer the
+/// window per sequence plus a micro-batch, padded to 256 (llama.cpp's iSWA
+/// cache), unless `--swa-full`.
+pub fn kv_cells(f: &ModelFacts, il: usize, cfg: &RunConfig) -> u64 {
+    match f.sliding_window {
+        Some(w) if !cfg.swa_full && f.sliding_window_layers.get(il) == Some(&true) => {
+            let swa = w
+                .saturating_mul(cfg.n_seq.max(1))
+                .saturating_add(cfg.n_ubatch)
+                .div_ceil(256)
+                .saturating_mul(256);
+            swa.min(cfg.n_ctx)
+        }
+        _ => cfg.n_ctx,
+    }
+}
+
+/// KV cache bytes of one attention layer holding `n_ctx` cells.
 fn kv_layer_bytes(f: &ModelFacts, il: usize, n_ctx: u64, k: GgmlType, v: GgmlType) -> Option<u64> {
     let kv_heads = *f.head_count_kv.get(il)?;
     let kb = tensor_bytes(k, &[kv_heads.checked_mul(f.key_length)?, n_ctx])?;
@@ -73,7 +93,8 @@ fn kv_layer_bytes(f: &ModelFacts, il: usize, n_ctx: u64, k: GgmlType, v: GgmlTyp
     kb.checked_add(vb)
 }
 
-/// KV cache bytes over the attention layers only, at `n_ctx` tokens.
+/// KV cache bytes over the attention layers only, at `n_ctx` tokens, every
+/// attention layer at full context (see [`kv_cache_bytes_for`] for windows).
 pub fn kv_cache_bytes(f: &ModelFacts, n_ctx: u64, k: GgmlType, v: GgmlType) -> Fact<u64> {
     let kinds = match f.layers.result() {
         Ok(k) => k,
@@ -96,7 +117,34 @@ pub fn kv_cache_bytes(f: &ModelFacts, n_ctx: u64, k: GgmlType, v: GgmlType) -> F
     Fact::known(total)
 }
 
-/// KV cache bytes per token of context.
+/// KV cache bytes for a run: like [`kv_cache_bytes`] but sliding-window
+/// layers hold only their window (see [`kv_cells`]).
+pub fn kv_cache_bytes_for(f: &ModelFacts, cfg: &RunConfig) -> Fact<u64> {
+    let kinds = match f.layers.result() {
+        Ok(k) => k,
+        Err(reason) => return Fact::unknown(reason),
+    };
+    let mut total = 0u64;
+    for (il, kind) in kinds.iter().enumerate() {
+        if *kind != LayerKind::Attention {
+            continue;
+        }
+        let cells = kv_cells(f, il, cfg);
+        match kv_layer_bytes(f, il, cells, cfg.cache_type_k, cfg.cache_type_v) {
+            Some(b) => total = total.saturating_add(b),
+            None => {
+                return Fact::unknown(format!(
+                    "cache types {}/{} do not divide layer {il}'s KV rows",
+                    cfg.cache_type_k, cfg.cache_type_v
+                ))
+            }
+        }
+    }
+    Fact::known(total)
+}
+
+/// KV cache bytes per token of context (every attention layer at full
+/// context: the growth rate for models without a sliding window).
 pub fn kv_bytes_per_token(f: &ModelFacts, k: GgmlType, v: GgmlType) -> Fact<u64> {
     // One block-sized context makes quantised cache types exact.
     let probe = 256;
@@ -148,7 +196,8 @@ pub fn recurrent_state_bytes(f: &ModelFacts, n_seq: u64) -> Fact<u64> {
 ///   4 × (inner + 2 × groups × state)) plus a chunk's per-head
 ///   64 × 64 decay matrix (time_step_rank × 64);
 ///
-/// plus the KQ mask (n_ctx × f16 with flash attention, f32 without); or the
+/// plus the KQ mask (n_ctx × f16 with flash attention, f32 without; a second
+/// one over the window's cells for sliding-window models); or the
 /// output phase (n_vocab × n_outputs logits) when that is larger. Held
 /// against llama.cpp's CPU backend on SmolLM2 (tests/gguf_memory.rs).
 pub fn compute_buffer_bytes(f: &ModelFacts, cfg: &RunConfig) -> u64 {
@@ -184,7 +233,13 @@ pub fn compute_buffer_bytes(f: &ModelFacts, cfg: &RunConfig) -> u64 {
     let mask_elem = if cfg.flash_attn { 2 } else { 4 };
     let t = w(cfg.n_ubatch.min(cfg.n_ctx.max(1)));
     let vocab = w(f.vocab_size.unwrap_or(0));
-    let layers = t * (4 * per_token_values + mask_elem * n_ctx);
+    // Sliding-window models carry a second mask over the window's cells.
+    let swa_cells = f
+        .sliding_window_layers
+        .iter()
+        .position(|s| *s)
+        .map_or(0, |il| w(kv_cells(f, il, cfg)));
+    let layers = t * (4 * per_token_values + mask_elem * (n_ctx + swa_cells));
     // The output phase runs after the layers' buffers are free: logits for
     // the kept rows plus the final norm's input and output.
     let output = 4 * vocab * w(cfg.n_outputs).min(t) + t * 4 * 2 * embd;
@@ -298,7 +353,8 @@ pub fn place(
         };
         let cache = match kind {
             LayerKind::Attention => {
-                match kv_layer_bytes(f, il, run.n_ctx, run.cache_type_k, run.cache_type_v) {
+                let cells = kv_cells(f, il, run);
+                match kv_layer_bytes(f, il, cells, run.cache_type_k, run.cache_type_v) {
                     Some(b) => b,
                     None => {
                         return Fact::unknown(format!(

@@ -12,8 +12,9 @@ pub mod writer;
 
 pub use facts::{facts, facts_from_shards, Fact, FactsError, LayerKind, ModelFacts};
 pub use memory::{
-    compute_buffer_bytes, kv_bytes_per_token, kv_cache_bytes, largest_context, place,
-    recurrent_state_bytes, DeviceBudget, Goal, HostBudget, Placement, PlacementOptions, RunConfig,
+    compute_buffer_bytes, kv_bytes_per_token, kv_cache_bytes, kv_cache_bytes_for, kv_cells,
+    largest_context, place, recurrent_state_bytes, DeviceBudget, Goal, HostBudget, Placement,
+    PlacementOptions, RunConfig,
 };
 pub use reader::{
     read_file, read_header, read_header_bytes, read_header_incremental, GgufError, Header,

@@ -71,7 +71,7 @@ fn write_sparse_copy() {
 /// benches/gguf_llama_memory.py to load in llama.cpp.
 #[test]
 #[ignore = "run by hand, see tests/gguf_memory.rs"]
-fn write_qwen35_tiny() {
+fn write_tiny_model() {
     let out = env_path("ONBOARD_BENCH_OUT");
     // ONBOARD_BENCH_MODEL=qwen35moe | gemma3 picks another tiny fixture.
     let w = match std::env::var("ONBOARD_BENCH_MODEL").as_deref() {

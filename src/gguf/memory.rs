@@ -4,6 +4,8 @@
 //! - KV cache: only attention layers have one; per layer a K tensor of
 //!   `n_head_kv × key_length` by `n_ctx` and a V tensor likewise, in the cache
 //!   type (`ggml_row_size`, so q8_0 costs 34/32 bytes per element).
+//!   Sliding-window layers (gemma2/3, gpt-oss, cohere2) hold only
+//!   `window × n_seq + n_ubatch` cells, padded to 256, unless `--swa-full`.
 //! - Recurrent state (Mamba / Gated DeltaNet layers): fixed per sequence, f32,
 //!   a conv state of `(conv_kernel − 1) × (inner + 2 × groups × state)` and a
 //!   recurrent state of `state × inner` values per layer (llama.cpp's

@@ -3,6 +3,8 @@
 # SmolLM2-135M (98 MB), then on the same header with 10 GB of sparse tensor
 # data behind it. Reads are in-process and repeated (median of ITERS), after
 # one warm-up read; the per-process time includes start-up and imports.
+# Then (GGUF_RS=0 skips it) gguf-rs 0.1.8 on the same files and on a small
+# file of BF16/MXFP4/IQ4_NL/F64/NVFP4 tensors, via benches/gguf_rs_compare.sh.
 # Needs scripts/setup (SmolLM2 and gguf in .venv).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -36,3 +38,12 @@ print(f"gguf-py GGUFReader: median {ts[len(ts)//2]*1e3:.3f} ms, min {ts[0]*1e3:.
       f"({len(r.tensors)} tensors); import {t_import*1e3:.0f} ms")
 PY
 done
+
+if [ "${GGUF_RS:-1}" != 0 ]; then
+  ZOO=$TMP/type-zoo.gguf ZOO40=$TMP/type-zoo-nvfp4.gguf
+  echo "== onboard on the type zoo (general.file_type 15 = Q4_K_M)"
+  ONBOARD_BENCH_OUT=$ZOO cargo test --release -q --test gguf_bench -- --ignored --exact write_type_zoo --nocapture 2>/dev/null | grep '^onboard'
+  ONBOARD_BENCH_T40=1 ONBOARD_BENCH_OUT=$ZOO40 cargo test --release -q --test gguf_bench -- --ignored --exact write_type_zoo --nocapture 2>/dev/null | grep '^onboard' | tail -1
+  echo "== gguf-rs 0.1.8"
+  ITERS=$ITERS bash benches/gguf_rs_compare.sh "$SMOL" "$BIG" "$ZOO" "$ZOO40"
+fi

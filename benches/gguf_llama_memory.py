@@ -8,7 +8,7 @@ Reproduces the reference figures asserted in tests/gguf_memory.rs. Needs PyPI
     .venv/bin/python benches/gguf_llama_memory.py MODEL.gguf 2048 4096 [--fa off] [--kv q8_0]
 
 The tiny qwen35 fixture (hybrid DeltaNet/attention) is written by
-    ONBOARD_BENCH_OUT=/tmp/qwen35-tiny.gguf cargo test --test gguf_bench -- --ignored --exact write_qwen35_tiny
+    [ONBOARD_BENCH_MODEL=qwen35moe|gemma3] ONBOARD_BENCH_OUT=/tmp/qwen35-tiny.gguf cargo test --test gguf_bench -- --ignored --exact write_tiny_model
 
 Each context is loaded in a fresh process (llama.cpp keeps global state) with
 verbosity 4; the model/KV/compute buffer lines of its log are printed.
@@ -53,12 +53,13 @@ def main() -> int:
         assert child.stdout is not None
         for line in child.stdout:
             for m in pat.finditer(line):
-                figs[m.group(1)] = float(m.group(2))
+                # Several buffers of one kind (iSWA caches) are listed each.
+                figs.setdefault(m.group(1), []).append(float(m.group(2)))
             if "compute buffer size" in line:
                 break
         child.kill()
         child.wait()
-        print(f"n_ctx={ctx} fa={a.fa} kv={a.kv} " + " ".join(f"{k.split()[0]}={v:.2f}MiB" for k, v in figs.items()))
+        print(f"n_ctx={ctx} fa={a.fa} kv={a.kv} " + " ".join(f"{k.split()[0]}=" + "+".join(f"{x:.2f}" for x in v) + "MiB" for k, v in figs.items()))
     return 0
 
 if __name__ == "__main__":

@@ -71,14 +71,42 @@ fn write_sparse_copy() {
 /// benches/gguf_llama_memory.py to load in llama.cpp.
 #[test]
 #[ignore = "run by hand, see tests/gguf_memory.rs"]
-fn write_qwen35_tiny() {
+fn write_tiny_model() {
     let out = env_path("ONBOARD_BENCH_OUT");
-    // ONBOARD_BENCH_MOE=1: the qwen35moe variant.
-    let w = if std::env::var_os("ONBOARD_BENCH_MOE").is_some() {
-        gguf_fixtures::qwen35moe_tiny()
-    } else {
-        gguf_fixtures::qwen35_tiny()
+    // ONBOARD_BENCH_MODEL=qwen35moe | gemma3 picks another tiny fixture.
+    let w = match std::env::var("ONBOARD_BENCH_MODEL").as_deref() {
+        Ok("qwen35moe") => gguf_fixtures::qwen35moe_tiny(),
+        Ok("gemma3") => gguf_fixtures::gemma3_tiny(),
+        _ => gguf_fixtures::qwen35_tiny(),
     };
     let len = w.write(&out, Data::Zeros).unwrap();
+    println!("wrote {} ({len} bytes)", out.display());
+}
+
+/// Writes a small Q4_K_M-labelled file with BF16, MXFP4, IQ4_NL, F64 and
+/// NVFP4 (type 40) tensors: what benches/gguf_rs_compare.sh shows gguf-rs
+/// getting wrong.
+#[test]
+#[ignore = "run by benches/gguf_header.sh"]
+fn write_type_zoo() {
+    let mut w = GgufWriter::new();
+    w.str("general.architecture", "llama")
+        .u32("general.file_type", 15)
+        .u32("llama.block_count", 1)
+        .u32("llama.embedding_length", 256)
+        .tensor("blk.0.bf16.weight", &[256, 256], GgmlType::BF16)
+        .tensor("blk.0.mxfp4.weight", &[256, 256], GgmlType::MXFP4)
+        .tensor("blk.0.iq4_nl.weight", &[256, 256], GgmlType::IQ4_NL)
+        .tensor("blk.0.f64.weight", &[256], GgmlType(28));
+    // ONBOARD_BENCH_T40=1: add an NVFP4 (type 40) tensor.
+    if std::env::var_os("ONBOARD_BENCH_T40").is_some() {
+        w.tensor("blk.0.nvfp4.weight", &[256, 256], GgmlType(40));
+    }
+    let out = env_path("ONBOARD_BENCH_OUT");
+    let len = w.write(&out, Data::Zeros).unwrap();
+    let h = read_file(&out).unwrap();
+    for t in &h.tensors {
+        println!("onboard: {} {} {:?} bytes", t.name, t.ty, t.n_bytes());
+    }
     println!("wrote {} ({len} bytes)", out.display());
 }

@@ -190,3 +190,46 @@ fn smollm2_facts_match_the_file() {
     assert_eq!(f.active_bytes_per_token.value(), Some(&f.total_bytes));
     assert!(f.experts.is_none() && f.ssm.is_none());
 }
+
+#[test]
+fn shards_on_disk_from_any_one_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let shards = gguf_fixtures::split(&gguf_fixtures::qwen35_27b(), 3);
+    for (i, w) in shards.iter().enumerate() {
+        let p = dir
+            .path()
+            .join(format!("Qwen3.5-27B-Q8_0-{:05}-of-00003.gguf", i + 1));
+        w.write(&p, Data::Sparse).unwrap();
+    }
+    let second = dir.path().join("Qwen3.5-27B-Q8_0-00002-of-00003.gguf");
+    let paths = onboard::gguf::shard_paths(&second);
+    assert_eq!(paths.len(), 3);
+    assert!(paths[0].ends_with("Qwen3.5-27B-Q8_0-00001-of-00003.gguf"));
+    let f = onboard::gguf::facts_from_files(&paths).unwrap();
+    assert_eq!((f.shard_count, f.block_count), (3, 64));
+    // A missing shard is an I/O error naming it.
+    std::fs::remove_file(&paths[2]).unwrap();
+    let err = onboard::gguf::facts_from_files(&paths).unwrap_err();
+    assert!(err.to_string().contains("00003-of-00003"), "{err}");
+    assert_eq!(
+        onboard::gguf::shard_paths(std::path::Path::new("/m/x.gguf")),
+        vec![std::path::PathBuf::from("/m/x.gguf")]
+    );
+}
+
+#[test]
+fn fixture_sizes_for_the_record() {
+    for (name, w) in [
+        ("35B-A3B", gguf_fixtures::qwen35_35b_a3b()),
+        ("27B", gguf_fixtures::qwen35_27b()),
+        ("llama-8B", gguf_fixtures::llama_8b()),
+    ] {
+        let f = facts(&header(&w, name)).unwrap();
+        println!(
+            "{name}: {:.2} B parameters, {:.2} GB, active {:.2} GB/token",
+            f.parameter_count as f64 / 1e9,
+            f.total_bytes as f64 / 1e9,
+            *f.active_bytes_per_token.value().unwrap() as f64 / 1e9
+        );
+    }
+}

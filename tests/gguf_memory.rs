@@ -8,8 +8,8 @@ mod smollm2;
 
 use onboard::gguf::facts::{facts, ModelFacts};
 use onboard::gguf::memory::{
-    compute_buffer_bytes, kv_bytes_per_token, kv_cache_bytes, place, recurrent_state_bytes,
-    DeviceBudget, HostBudget, PlacementOptions, RunConfig, GIB, MIB,
+    compute_buffer_bytes, kv_bytes_per_token, kv_cache_bytes, kv_cache_bytes_for, place,
+    recurrent_state_bytes, DeviceBudget, HostBudget, PlacementOptions, RunConfig, GIB, MIB,
 };
 use onboard::gguf::reader::{read_file, read_header_bytes};
 use onboard::gguf::types::GgmlType;
@@ -268,7 +268,7 @@ fn unknown_layout_gives_unknown_memory() {
 /// llama.cpp's accounting for the tiny qwen35 fixture (8 layers: 2 attention,
 /// 6 Gated DeltaNet), in MiB: (n_ctx, flash attention, model, KV, recurrent
 /// state, compute). Produced by xllamacpp 2026.10.11549 loading the fixture:
-///   ONBOARD_BENCH_OUT=/tmp/qwen35-tiny.gguf cargo test --test gguf_bench -- --ignored --exact write_qwen35_tiny
+///   ONBOARD_BENCH_OUT=/tmp/qwen35-tiny.gguf cargo test --test gguf_bench -- --ignored --exact write_tiny_model
 ///   .venv/bin/python benches/gguf_llama_memory.py /tmp/qwen35-tiny.gguf 4096 16384 [--fa off]
 const LLAMA_CPP_QWEN35_TINY: &[(u64, bool, f64, f64, f64, f64)] = &[
     (4096, true, 17.59, 4.00, 0.11, 9.52),
@@ -306,7 +306,7 @@ fn hybrid_qwen35_memory_matches_llama_cpp() {
 
 /// The same for the tiny qwen35moe fixture (16 experts of 64, 4 used, a
 /// shared expert): (n_ctx, flash attention, model, KV, recurrent, compute).
-///   ONBOARD_BENCH_MOE=1 ONBOARD_BENCH_OUT=/tmp/qwen35moe-tiny.gguf cargo test --test gguf_bench -- --ignored --exact write_qwen35_tiny
+///   ONBOARD_BENCH_MODEL=qwen35moe ONBOARD_BENCH_OUT=/tmp/qwen35moe-tiny.gguf cargo test --test gguf_bench -- --ignored --exact write_tiny_model
 ///   .venv/bin/python benches/gguf_llama_memory.py /tmp/qwen35moe-tiny.gguf 4096 16384 [--fa off]
 const LLAMA_CPP_QWEN35MOE_TINY: &[(u64, bool, f64, f64, f64, f64)] = &[
     (4096, true, 31.22, 4.00, 0.11, 10.02),
@@ -336,4 +336,156 @@ fn hybrid_qwen35moe_memory_matches_llama_cpp() {
         let err = (ours_compute - compute).abs() / compute;
         assert!(err < 0.05, "compute {ours_compute:.2} vs {compute:.2}");
     }
+}
+
+/// Runs every memory function; none may panic whatever the facts say.
+fn exercise(f: &ModelFacts) {
+    let (gpus, host) = plan_machine();
+    for n_ctx in [0, 1, 4096, u64::from(u32::MAX)] {
+        let _ = kv_cache_bytes(f, n_ctx, F16, GgmlType::Q8_0);
+        let _ = kv_bytes_per_token(f, GgmlType::Q4_0, F16);
+        let _ = recurrent_state_bytes(f, 4);
+        for fa in [true, false] {
+            let mut run = RunConfig::server(n_ctx);
+            run.flash_attn = fa;
+            let _ = compute_buffer_bytes(f, &run);
+            let mut opt = PlacementOptions::new(run);
+            let _ = place(f, &gpus, host, &opt);
+            opt.experts_on_host = true;
+            let _ = place(f, &[], host, &opt);
+        }
+    }
+}
+
+#[test]
+fn extreme_hyperparameters_do_not_overflow() {
+    let mut w = gguf_fixtures::qwen35_35b_a3b();
+    for (k, v) in w.metadata.iter_mut() {
+        if k.starts_with("qwen35moe.") && k != "qwen35moe.block_count" {
+            *v = onboard::gguf::reader::Value::U32(u32::MAX);
+        }
+    }
+    let f = fx(w);
+    exercise(&f);
+    // Beyond u32 is refused with the key named.
+    let mut w = gguf_fixtures::llama_8b();
+    w.kv(
+        "llama.embedding_length",
+        onboard::gguf::reader::Value::U64(1 << 40),
+    );
+    let err = facts(&read_header_bytes(&w.header_bytes(), "big.gguf").unwrap()).unwrap_err();
+    assert!(err.to_string().contains("llama.embedding_length"), "{err}");
+    let mut w = gguf_fixtures::llama_8b();
+    w.u32("llama.block_count", 1 << 20);
+    assert!(facts(&read_header_bytes(&w.header_bytes(), "x").unwrap()).is_err());
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig { cases: 300, ..Default::default() })]
+
+    /// Mutated headers of the hybrid MoE fixture: whatever parses, facts and
+    /// the memory model handle without a panic (debug builds trap overflow).
+    #[test]
+    fn mutated_models_never_panic_the_memory_model(
+        edits in proptest::collection::vec((proptest::prelude::any::<usize>(), proptest::prelude::any::<u8>()), 1..6),
+    ) {
+        let mut b = gguf_fixtures::qwen35moe_tiny().header_bytes();
+        // Most of the header is tensor infos; aim half the edits at metadata.
+        let meta_end = b.len() / 4;
+        for (i, (at, byte)) in edits.into_iter().enumerate() {
+            let n = if i % 2 == 0 { meta_end } else { b.len() };
+            let at = at % n;
+            b[at] = byte;
+        }
+        if let Ok(h) = read_header_bytes(&b, "fuzz") {
+            if let Ok(f) = facts(&h) {
+                exercise(&f);
+            }
+        }
+    }
+}
+
+#[test]
+fn largest_context_per_goal() {
+    use onboard::gguf::memory::{largest_context, Goal};
+    let (gpus, host) = plan_machine();
+    let dense = fx(gguf_fixtures::qwen35_27b());
+    let opt = PlacementOptions::new(RunConfig::server(4096));
+    let all_gpu = *largest_context(&dense, &gpus, host, &opt, Goal::AllOnGpu, 262_144)
+        .value()
+        .unwrap();
+    let fits = *largest_context(&dense, &gpus, host, &opt, Goal::Fits, 262_144)
+        .value()
+        .unwrap();
+    let all_gpu = all_gpu.expect("a 27B Q8_0 fits two GPUs at some context");
+    assert_eq!(all_gpu % 256, 0);
+    // The answer is tight: it fits, 256 more does not.
+    let at = |n: u64| {
+        let mut o = opt;
+        o.run.n_ctx = n;
+        place(&dense, &gpus, host, &o).value().unwrap().clone()
+    };
+    let all_on_gpu = |p: &onboard::gguf::memory::Placement| {
+        p.fits && p.gpu_layers == 64 && p.devices.iter().any(|d| d.output_layer)
+    };
+    assert!(all_on_gpu(&at(all_gpu)));
+    assert!(all_gpu == 262_144 || !all_on_gpu(&at(all_gpu + 256)));
+    // 28.6 GB of Q8_0 weights and 64 KiB of KV per token on 40 GiB less two
+    // 1 GiB margins: well short of the native 262144 (the plan's reason to
+    // use fit for the 27B).
+    assert!((65_536..200_000).contains(&all_gpu), "{all_gpu}");
+    // Offloading layers to the host reaches at least as far.
+    assert!(fits.unwrap() >= all_gpu);
+    println!("27B Q8_0 on 24+16 GiB: all on GPU up to {all_gpu} tokens, fits up to {fits:?}");
+    // Nothing fits in 1 GiB of RAM and no GPU.
+    let tiny = HostBudget {
+        ram_bytes: GIB,
+        os_reserve_bytes: 0,
+    };
+    assert_eq!(
+        largest_context(&dense, &[], tiny, &opt, Goal::Fits, 262_144).value(),
+        Some(&None)
+    );
+}
+
+/// llama.cpp's figures for the tiny gemma3 fixture (window 512 on 10 of 12
+/// layers; llama.cpp logs the full and the sliding-window cache apart):
+/// (n_ctx, flash attention, model, KV full, KV window, compute), MiB.
+///   ONBOARD_BENCH_MODEL=gemma3 ONBOARD_BENCH_OUT=/tmp/gemma3-tiny.gguf cargo test --test gguf_bench -- --ignored --exact write_tiny_model
+///   .venv/bin/python benches/gguf_llama_memory.py /tmp/gemma3-tiny.gguf 4096 16384 [--fa off]
+const LLAMA_CPP_GEMMA3_TINY: &[(u64, bool, f64, f64, f64, f64)] = &[
+    (4096, true, 27.30, 4.00, 5.00, 10.53),
+    (16384, true, 27.30, 16.00, 5.00, 22.53),
+    (4096, false, 27.30, 4.00, 5.00, 46.02),
+    (16384, false, 27.30, 16.00, 5.00, 166.02),
+];
+
+#[test]
+fn sliding_window_kv_matches_llama_cpp() {
+    let f = fx(gguf_fixtures::gemma3_tiny());
+    assert_eq!(f.sliding_window, Some(512));
+    let full: Vec<usize> = (0..12).filter(|&i| !f.sliding_window_layers[i]).collect();
+    assert_eq!(full, vec![5, 11]);
+    let mib = |b: u64| b as f64 / MIB as f64;
+    for &(n_ctx, fa, model, kv_full, kv_swa, compute) in LLAMA_CPP_GEMMA3_TINY {
+        let mut run = RunConfig::server(n_ctx);
+        run.flash_attn = fa;
+        let ours_kv = mib(*kv_cache_bytes_for(&f, &run).value().unwrap());
+        let ours_compute = mib(compute_buffer_bytes(&f, &run));
+        println!(
+            "gemma3-tiny n_ctx {n_ctx:>5} fa {fa:<5}: KV {ours_kv:.2}/{:.2} compute {ours_compute:.2}/{compute:.2} MiB",
+            kv_full + kv_swa
+        );
+        assert!((mib(f.total_bytes) - model).abs() < 0.005);
+        assert!((ours_kv - (kv_full + kv_swa)).abs() < 0.005);
+        let err = (ours_compute - compute).abs() / compute;
+        assert!(err < 0.05, "compute {ours_compute:.2} vs {compute:.2}");
+    }
+    // --swa-full: every layer at full context.
+    let mut run = RunConfig::server(16384);
+    run.swa_full = true;
+    assert_eq!(
+        kv_cache_bytes_for(&f, &run).value(),
+        kv_cache_bytes(&f, 16384, F16, F16).value()
+    );
 }

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use super::reader::{Array, Header};
+use super::reader::{Array, Header, Value};
 use super::types::{FileType, GgmlType};
 
 /// A fact that may be unknown; the reason says why instead of guessing.
@@ -123,6 +123,9 @@ pub struct ModelFacts {
     pub vocab_size: Option<u64>,
     pub context_length: Option<u64>,
     pub sliding_window: Option<u64>,
+    /// Per layer: attention limited to the sliding window (its KV cache holds
+    /// only the window). All false when the model has no window.
+    pub sliding_window_layers: Vec<bool>,
     /// By type name.
     pub tensor_types: BTreeMap<String, TypeTally>,
     pub tensors: Vec<TensorSize>,
@@ -164,7 +167,8 @@ impl ModelFacts {
             .filter(|t| t.layer == Some(il))
             .fold((0, 0), |(all, exp), t| {
                 let b = t.bytes.unwrap_or(0);
-                (all + b, exp + if t.expert { b } else { 0 })
+                let e = if t.expert { b } else { 0 };
+                (all.saturating_add(b), exp.saturating_add(e))
             })
     }
 
@@ -174,8 +178,7 @@ impl ModelFacts {
         self.tensors
             .iter()
             .filter(|t| t.layer.is_none() && GlobalGroup::of(&t.name) == group)
-            .map(|t| t.bytes.unwrap_or(0))
-            .sum()
+            .fold(0u64, |acc, t| acc.saturating_add(t.bytes.unwrap_or(0)))
     }
 
     pub fn is_moe(&self) -> bool {
@@ -216,9 +219,21 @@ pub enum FactsError {
     },
     #[error("{file}: shards do not belong together: {problem}")]
     ShardMismatch { file: String, problem: String },
+    #[error("{file}: metadata key '{key}' is {value}, more than the {max} onboard accepts")]
+    Implausible {
+        file: String,
+        key: String,
+        value: u64,
+        max: u64,
+    },
     #[error("no GGUF headers given")]
     NoHeaders,
 }
+
+/// Most layers a model may claim (the largest today have a few hundred).
+pub const MAX_LAYERS: u64 = 1 << 16;
+/// Largest hyperparameter accepted (llama.cpp keeps them in `uint32_t`).
+pub const MAX_DIM: u64 = u32::MAX as u64;
 
 /// Architectures where every layer is an attention layer (a KV cache per layer).
 const ALL_ATTENTION: &[&str] = &[
@@ -276,10 +291,36 @@ pub fn facts_from_shards(headers: &[Header]) -> Result<ModelFacts, FactsError> {
         .to_string();
     let k = |suffix: &str| format!("{arch}.{suffix}");
 
+    // Bounds first: every later product of hyperparameters fits u128, and
+    // per-layer vectors are sized by a checked block count.
+    for (key, v) in &first.metadata {
+        if key.starts_with(&format!("{arch}.")) {
+            let vals = match v {
+                Value::Array(a) => a.as_integers().unwrap_or_default(),
+                other => other.as_u64().map(i128::from).into_iter().collect(),
+            };
+            if let Some(&big) = vals.iter().find(|x| **x > i128::from(MAX_DIM)) {
+                return Err(FactsError::Implausible {
+                    file: file.to_string(),
+                    key: key.clone(),
+                    value: u64::try_from(big).unwrap_or(u64::MAX),
+                    max: MAX_DIM,
+                });
+            }
+        }
+    }
     let block_count = first
         .get_u64(&k("block_count"))
-        .and_then(|v| u32::try_from(v).ok())
         .ok_or_else(|| missing(file, &k("block_count"), "an integer"))?;
+    if block_count > MAX_LAYERS {
+        return Err(FactsError::Implausible {
+            file: file.to_string(),
+            key: k("block_count"),
+            value: block_count,
+            max: MAX_LAYERS,
+        });
+    }
+    let block_count = block_count as u32;
     let embedding_length = first
         .get_u64(&k("embedding_length"))
         .ok_or_else(|| missing(file, &k("embedding_length"), "an integer"))?;
@@ -347,6 +388,13 @@ pub fn facts_from_shards(headers: &[Header]) -> Result<ModelFacts, FactsError> {
     };
 
     let layers = layer_layout(first, &arch, block_count, &head_count_kv);
+    let sliding_window = first
+        .get_u64(&k("attention.sliding_window"))
+        .filter(|w| *w > 0);
+    let sliding_window_layers = match sliding_window {
+        Some(_) => swa_layers(first, &arch, block_count),
+        None => vec![false; block_count as usize],
+    };
 
     let mut tensor_types: BTreeMap<String, TypeTally> = BTreeMap::new();
     let mut parameter_count = 0u64;
@@ -414,7 +462,8 @@ pub fn facts_from_shards(headers: &[Header]) -> Result<ModelFacts, FactsError> {
         ssm,
         vocab_size,
         context_length: first.get_u64(&k("context_length")),
-        sliding_window: first.get_u64(&k("attention.sliding_window")),
+        sliding_window,
+        sliding_window_layers,
         tensor_types,
         tensors,
         total_bytes,
@@ -659,6 +708,30 @@ fn layer_layout(
     ))
 }
 
+/// Which layers use the sliding window: `{arch}.attention.sliding_window_pattern`
+/// when the file has it, else llama.cpp's fixed pattern for the architecture
+/// (every n-th layer full attention, the others windowed). An architecture
+/// with a window but no known pattern counts all layers as full: the KV
+/// figure is then an upper bound, never an underestimate.
+fn swa_layers(h: &Header, arch: &str, n_layer: u32) -> Vec<bool> {
+    let n = n_layer as usize;
+    if let Some(ints) = h
+        .get_array(&format!("{arch}.attention.sliding_window_pattern"))
+        .and_then(Array::as_integers)
+    {
+        if ints.len() == n {
+            return ints.iter().map(|x| *x != 0).collect();
+        }
+    }
+    let pattern = match arch {
+        "gpt-oss" | "gemma2" => 2,
+        "cohere2" => 4,
+        "gemma3" => 6,
+        _ => return vec![false; n],
+    };
+    (0..n).map(|il| il % pattern < pattern - 1).collect()
+}
+
 fn active_bytes(
     tensors: &[TensorSize],
     experts: Option<&Experts>,
@@ -678,10 +751,10 @@ fn active_bytes(
     }
     match experts {
         Some(e) if e.total > 0 && e.used > 0 && e.used <= e.total => {
-            let shared = total - expert_bytes;
+            let shared = total.saturating_sub(expert_bytes);
             // u128: 100 GB × 256 does not fit u64.
             let used = (u128::from(expert_bytes) * u128::from(e.used) / u128::from(e.total)) as u64;
-            Fact::known(shared + used)
+            Fact::known(shared.saturating_add(used))
         }
         _ => Fact::unknown(
             "the file has routed-expert tensors but no valid expert_count/expert_used_count",

@@ -4,6 +4,8 @@
 //! - KV cache: only attention layers have one; per layer a K tensor of
 //!   `n_head_kv × key_length` by `n_ctx` and a V tensor likewise, in the cache
 //!   type (`ggml_row_size`, so q8_0 costs 34/32 bytes per element).
+//!   Sliding-window layers (gemma2/3, gpt-oss, cohere2) hold only
+//!   `window × n_seq + n_ubatch` cells, padded to 256, unless `--swa-full`.
 //! - Recurrent state (Mamba / Gated DeltaNet layers): fixed per sequence, f32,
 //!   a conv state of `(conv_kernel − 1) × (inner + 2 × groups × state)` and a
 //!   recurrent state of `state × inner` values per layer (llama.cpp's
@@ -42,6 +44,8 @@ pub struct RunConfig {
     pub cache_type_v: GgmlType,
     /// Flash attention (llama-server's `auto` turns it on where supported).
     pub flash_attn: bool,
+    /// `--swa-full`: sliding-window layers keep a full-context cache.
+    pub swa_full: bool,
 }
 
 impl RunConfig {
@@ -55,6 +59,7 @@ impl RunConfig {
             cache_type_k: GgmlType::F16,
             cache_type_v: GgmlType::F16,
             flash_attn: true,
+            swa_full: false,
         }
     }
 
@@ -65,15 +70,33 @@ impl RunConfig {
     }
 }
 
-/// KV cache bytes of one attention layer at `n_ctx` tokens.
+/// KV cells a layer gets: the context, or for a sliding-window layer the
+/// window per sequence plus a micro-batch, padded to 256 (llama.cpp's iSWA
+/// cache), unless `--swa-full`.
+pub fn kv_cells(f: &ModelFacts, il: usize, cfg: &RunConfig) -> u64 {
+    match f.sliding_window {
+        Some(w) if !cfg.swa_full && f.sliding_window_layers.get(il) == Some(&true) => {
+            let swa = w
+                .saturating_mul(cfg.n_seq.max(1))
+                .saturating_add(cfg.n_ubatch)
+                .div_ceil(256)
+                .saturating_mul(256);
+            swa.min(cfg.n_ctx)
+        }
+        _ => cfg.n_ctx,
+    }
+}
+
+/// KV cache bytes of one attention layer holding `n_ctx` cells.
 fn kv_layer_bytes(f: &ModelFacts, il: usize, n_ctx: u64, k: GgmlType, v: GgmlType) -> Option<u64> {
     let kv_heads = *f.head_count_kv.get(il)?;
-    let kb = tensor_bytes(k, &[kv_heads * f.key_length, n_ctx])?;
-    let vb = tensor_bytes(v, &[kv_heads * f.value_length, n_ctx])?;
+    let kb = tensor_bytes(k, &[kv_heads.checked_mul(f.key_length)?, n_ctx])?;
+    let vb = tensor_bytes(v, &[kv_heads.checked_mul(f.value_length)?, n_ctx])?;
     kb.checked_add(vb)
 }
 
-/// KV cache bytes over the attention layers only, at `n_ctx` tokens.
+/// KV cache bytes over the attention layers only, at `n_ctx` tokens, every
+/// attention layer at full context (see [`kv_cache_bytes_for`] for windows).
 pub fn kv_cache_bytes(f: &ModelFacts, n_ctx: u64, k: GgmlType, v: GgmlType) -> Fact<u64> {
     let kinds = match f.layers.result() {
         Ok(k) => k,
@@ -96,7 +119,34 @@ pub fn kv_cache_bytes(f: &ModelFacts, n_ctx: u64, k: GgmlType, v: GgmlType) -> F
     Fact::known(total)
 }
 
-/// KV cache bytes per token of context.
+/// KV cache bytes for a run: like [`kv_cache_bytes`] but sliding-window
+/// layers hold only their window (see [`kv_cells`]).
+pub fn kv_cache_bytes_for(f: &ModelFacts, cfg: &RunConfig) -> Fact<u64> {
+    let kinds = match f.layers.result() {
+        Ok(k) => k,
+        Err(reason) => return Fact::unknown(reason),
+    };
+    let mut total = 0u64;
+    for (il, kind) in kinds.iter().enumerate() {
+        if *kind != LayerKind::Attention {
+            continue;
+        }
+        let cells = kv_cells(f, il, cfg);
+        match kv_layer_bytes(f, il, cells, cfg.cache_type_k, cfg.cache_type_v) {
+            Some(b) => total = total.saturating_add(b),
+            None => {
+                return Fact::unknown(format!(
+                    "cache types {}/{} do not divide layer {il}'s KV rows",
+                    cfg.cache_type_k, cfg.cache_type_v
+                ))
+            }
+        }
+    }
+    Fact::known(total)
+}
+
+/// KV cache bytes per token of context (every attention layer at full
+/// context: the growth rate for models without a sliding window).
 pub fn kv_bytes_per_token(f: &ModelFacts, k: GgmlType, v: GgmlType) -> Fact<u64> {
     // One block-sized context makes quantised cache types exact.
     let probe = 256;
@@ -109,9 +159,11 @@ pub fn kv_bytes_per_token(f: &ModelFacts, k: GgmlType, v: GgmlType) -> Fact<u64>
 /// Recurrent state bytes of one recurrent layer for one sequence (f32).
 pub fn recurrent_layer_bytes(f: &ModelFacts) -> Option<u64> {
     let s = f.ssm?;
-    let conv = s.conv_kernel.saturating_sub(1) * (s.inner_size + 2 * s.group_count * s.state_size);
-    let state = s.state_size * s.inner_size;
-    Some((conv + state) * 4)
+    let w = |x: u64| u128::from(x);
+    let conv = w(s.conv_kernel.saturating_sub(1))
+        * (w(s.inner_size) + 2 * w(s.group_count) * w(s.state_size));
+    let state = w(s.state_size) * w(s.inner_size);
+    u64::try_from((conv + state) * 4).ok()
 }
 
 /// Recurrent state bytes over all recurrent layers for `n_seq` sequences.
@@ -124,7 +176,7 @@ pub fn recurrent_state_bytes(f: &ModelFacts, n_seq: u64) -> Fact<u64> {
         return Fact::known(0);
     }
     match recurrent_layer_bytes(f) {
-        Some(b) => Fact::known(b * n * n_seq.max(1)),
+        Some(b) => Fact::known(b.saturating_mul(n).saturating_mul(n_seq.max(1))),
         None => Fact::unknown(format!(
             "{n} recurrent layers but no '{}.ssm.*' sizes in the header",
             f.architecture
@@ -146,43 +198,54 @@ pub fn recurrent_state_bytes(f: &ModelFacts, n_seq: u64) -> Fact<u64> {
 ///   4 × (inner + 2 × groups × state)) plus a chunk's per-head
 ///   64 × 64 decay matrix (time_step_rank × 64);
 ///
-/// plus the KQ mask (n_ctx × f16 with flash attention, f32 without); or the
+/// plus the KQ mask (n_ctx × f16 with flash attention, f32 without; a second
+/// one over the window's cells for sliding-window models); or the
 /// output phase (n_vocab × n_outputs logits) when that is larger. Held
 /// against llama.cpp's CPU backend on SmolLM2 (tests/gguf_memory.rs).
 pub fn compute_buffer_bytes(f: &ModelFacts, cfg: &RunConfig) -> u64 {
-    let embd = f.embedding_length;
-    let n_ff = f.feed_forward_length.unwrap_or(0);
-    let kv_max = f.head_count_kv.iter().copied().max().unwrap_or(0);
-    let embd_kv = kv_max * f.key_length.max(f.value_length);
+    // u128: facts bound every hyperparameter to u32, so no product overflows.
+    let w = |x: u64| u128::from(x);
+    let embd = w(f.embedding_length);
+    let n_ff = w(f.feed_forward_length.unwrap_or(0));
+    let kv_max = w(f.head_count_kv.iter().copied().max().unwrap_or(0));
+    let embd_kv = kv_max * w(f.key_length.max(f.value_length));
+    let (n_ctx, heads) = (w(cfg.n_ctx), w(f.head_count));
     let mut ffn = 5 * embd + 3 * n_ff;
     if let Some(e) = &f.experts {
-        let exp_ff = e.feed_forward_length.unwrap_or(0);
-        let shared_ff = e.shared_feed_forward_length.unwrap_or(0) * e.shared;
+        let exp_ff = w(e.feed_forward_length.unwrap_or(0));
+        let shared_ff = w(e.shared_feed_forward_length.unwrap_or(0)) * w(e.shared);
+        let used = w(e.used);
         // Routed and shared experts run one after the other: the larger counts.
-        let moe = (5 * embd + 3 * e.used * exp_ff + e.used * embd + e.total)
-            .max(5 * embd + 3 * shared_ff);
+        let moe =
+            (5 * embd + 3 * used * exp_ff + used * embd + w(e.total)).max(5 * embd + 3 * shared_ff);
         ffn = ffn.max(moe);
     }
-    let mut attn = 5 * embd + 5 * embd_kv + f.head_count * f.value_length;
+    let mut attn = 5 * embd + 5 * embd_kv + heads * w(f.value_length);
     if !cfg.flash_attn {
-        attn += f.head_count * cfg.n_ctx;
+        attn += heads * n_ctx;
     }
     let recurrent = match (f.ssm, f.recurrent_layers().is_empty()) {
         (Some(s), false) => {
-            let conv_ch = s.inner_size + 2 * s.group_count * s.state_size;
-            5 * embd + 4 * conv_ch + s.time_step_rank * 64
+            let conv_ch = w(s.inner_size) + 2 * w(s.group_count) * w(s.state_size);
+            5 * embd + 4 * conv_ch + w(s.time_step_rank) * 64
         }
         _ => 0,
     };
     let per_token_values = ffn.max(attn).max(recurrent);
     let mask_elem = if cfg.flash_attn { 2 } else { 4 };
-    let t = cfg.n_ubatch.min(cfg.n_ctx.max(1));
-    let vocab = f.vocab_size.unwrap_or(0);
-    let layers = t * (4 * per_token_values + mask_elem * cfg.n_ctx);
+    let t = w(cfg.n_ubatch.min(cfg.n_ctx.max(1)));
+    let vocab = w(f.vocab_size.unwrap_or(0));
+    // Sliding-window models carry a second mask over the window's cells.
+    let swa_cells = f
+        .sliding_window_layers
+        .iter()
+        .position(|s| *s)
+        .map_or(0, |il| w(kv_cells(f, il, cfg)));
+    let layers = t * (4 * per_token_values + mask_elem * (n_ctx + swa_cells));
     // The output phase runs after the layers' buffers are free: logits for
     // the kept rows plus the final norm's input and output.
-    let output = 4 * vocab * cfg.n_outputs.min(t) + t * 4 * 2 * embd;
-    layers.max(output)
+    let output = 4 * vocab * w(cfg.n_outputs).min(t) + t * 4 * 2 * embd;
+    u64::try_from(layers.max(output)).unwrap_or(u64::MAX)
 }
 
 /// A GPU (or any device) and its memory.
@@ -267,7 +330,7 @@ pub fn place(
     let run = &opt.run;
     let rec_layer = if kinds.contains(&LayerKind::Recurrent) {
         match recurrent_layer_bytes(f) {
-            Some(b) => b * run.n_seq.max(1),
+            Some(b) => b.saturating_mul(run.n_seq.max(1)),
             None => {
                 return Fact::unknown(format!(
                     "recurrent layers but no '{}.ssm.*' sizes in the header",
@@ -292,7 +355,8 @@ pub fn place(
         };
         let cache = match kind {
             LayerKind::Attention => {
-                match kv_layer_bytes(f, il, run.n_ctx, run.cache_type_k, run.cache_type_v) {
+                let cells = kv_cells(f, il, run);
+                match kv_layer_bytes(f, il, cells, run.cache_type_k, run.cache_type_v) {
                     Some(b) => b,
                     None => {
                         return Fact::unknown(format!(
@@ -322,13 +386,14 @@ pub fn place(
         let mut took = false;
         while next_layer < layer_dev.len() {
             let (w, _, c, _) = layer_dev[next_layer];
-            if total + w + c > cap {
+            let next = total.saturating_add(w).saturating_add(c);
+            if next > cap {
                 break;
             }
-            total += w + c;
+            total = next;
             dev.layers.push(next_layer as u32);
             took = true;
-            next_layer += 1;
+            next_layer = next_layer.saturating_add(1);
         }
         if took {
             dev.compute_bytes = compute;
@@ -340,13 +405,17 @@ pub fn place(
     let mut output_on_gpu = false;
     if all_on_gpu {
         if let Some(dev) = used.iter_mut().rev().find(|d| !d.layers.is_empty()) {
-            let cur: u64 = dev.compute_bytes
-                + dev
-                    .layers
+            let cur: u64 = dev.compute_bytes.saturating_add(
+                dev.layers
                     .iter()
-                    .map(|&il| layer_dev[il as usize].0 + layer_dev[il as usize].2)
-                    .sum::<u64>();
-            if cur + output_bytes <= dev.budget.saturating_sub(opt.fit_margin) {
+                    .map(|&il| {
+                        layer_dev[il as usize]
+                            .0
+                            .saturating_add(layer_dev[il as usize].2)
+                    })
+                    .fold(0u64, u64::saturating_add),
+            );
+            if cur.saturating_add(output_bytes) <= dev.budget.saturating_sub(opt.fit_margin) {
                 dev.output_layer = true;
                 output_on_gpu = true;
             }
@@ -355,16 +424,21 @@ pub fn place(
     for dev in used.iter_mut() {
         for &il in &dev.layers {
             let (w, _, c, kind) = layer_dev[il as usize];
-            dev.weight_bytes += w;
+            dev.weight_bytes = dev.weight_bytes.saturating_add(w);
             match kind {
-                LayerKind::Attention => dev.kv_bytes += c,
-                LayerKind::Recurrent => dev.recurrent_bytes += c,
+                LayerKind::Attention => dev.kv_bytes = dev.kv_bytes.saturating_add(c),
+                LayerKind::Recurrent => dev.recurrent_bytes = dev.recurrent_bytes.saturating_add(c),
             }
         }
         if dev.output_layer {
-            dev.weight_bytes += output_bytes;
+            dev.weight_bytes = dev.weight_bytes.saturating_add(output_bytes);
         }
-        dev.total_bytes = dev.weight_bytes + dev.kv_bytes + dev.recurrent_bytes + dev.compute_bytes;
+        dev.total_bytes = sum(&[
+            dev.weight_bytes,
+            dev.kv_bytes,
+            dev.recurrent_bytes,
+            dev.compute_bytes,
+        ]);
         dev.headroom_bytes = signed(dev.budget.saturating_sub(opt.fit_margin), dev.total_bytes);
     }
 
@@ -375,32 +449,41 @@ pub fn place(
         budget: host.ram_bytes.saturating_sub(host.os_reserve_bytes),
         ..DeviceUse::default()
     };
-    h.weight_bytes = f.global_bytes(GlobalGroup::TokenEmbd) + f.global_bytes(GlobalGroup::Other);
+    h.weight_bytes = f
+        .global_bytes(GlobalGroup::TokenEmbd)
+        .saturating_add(f.global_bytes(GlobalGroup::Other));
     if !output_on_gpu {
-        h.weight_bytes += output_bytes;
+        h.weight_bytes = h.weight_bytes.saturating_add(output_bytes);
     }
     for (il, &(w, experts, c, kind)) in layer_dev.iter().enumerate() {
         if opt.experts_on_host {
-            h.weight_bytes += experts;
+            h.weight_bytes = h.weight_bytes.saturating_add(experts);
         }
         if il >= gpu_layers as usize {
             h.layers.push(il as u32);
-            h.weight_bytes += w;
+            h.weight_bytes = h.weight_bytes.saturating_add(w);
             match kind {
-                LayerKind::Attention => h.kv_bytes += c,
-                LayerKind::Recurrent => h.recurrent_bytes += c,
+                LayerKind::Attention => h.kv_bytes = h.kv_bytes.saturating_add(c),
+                LayerKind::Recurrent => h.recurrent_bytes = h.recurrent_bytes.saturating_add(c),
             }
         }
     }
     // The host always runs part of the graph (input embedding, and anything
     // not offloaded): a full buffer when it holds layers, else a small one.
     h.compute_bytes = if h.layers.is_empty() && !devices.is_empty() {
-        run.n_ubatch * f.embedding_length * 4 * 2
+        run.n_ubatch
+            .saturating_mul(f.embedding_length)
+            .saturating_mul(8)
     } else {
         compute
     };
     h.output_layer = !output_on_gpu;
-    h.total_bytes = h.weight_bytes + h.kv_bytes + h.recurrent_bytes + h.compute_bytes;
+    h.total_bytes = sum(&[
+        h.weight_bytes,
+        h.kv_bytes,
+        h.recurrent_bytes,
+        h.compute_bytes,
+    ]);
     h.headroom_bytes = signed(h.budget, h.total_bytes);
 
     let fits = used.iter().all(|d| d.headroom_bytes >= 0) && h.headroom_bytes >= 0;
@@ -413,10 +496,62 @@ pub fn place(
     })
 }
 
+fn sum(parts: &[u64]) -> u64 {
+    parts.iter().fold(0, |a, &b| a.saturating_add(b))
+}
+
 fn signed(budget: u64, used: u64) -> i64 {
     if budget >= used {
         i64::try_from(budget - used).unwrap_or(i64::MAX)
     } else {
         i64::try_from(used - budget).map(|x| -x).unwrap_or(i64::MIN)
     }
+}
+
+/// What a context must achieve to count as fitting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Goal {
+    /// Every layer and the output on the GPUs ("Strategy A").
+    AllOnGpu,
+    /// Every device and the host within budget, layers wherever they go.
+    Fits,
+}
+
+/// Context granularity of the search: llama.cpp pads the KV cache to 256.
+pub const CTX_STEP: u64 = 256;
+
+/// The largest context (a multiple of 256, at most `max_ctx`) at which the
+/// placement meets `goal`; `Known(None)` when not even 256 tokens do.
+/// Memory grows with the context, so a binary search finds it.
+pub fn largest_context(
+    f: &ModelFacts,
+    devices: &[DeviceBudget],
+    host: HostBudget,
+    opt: &PlacementOptions,
+    goal: Goal,
+    max_ctx: u64,
+) -> Fact<Option<u64>> {
+    let ok = |n_ctx: u64| -> Result<bool, String> {
+        let mut o = *opt;
+        o.run.n_ctx = n_ctx;
+        let p = place(f, devices, host, &o).result()?.clone();
+        Ok(match goal {
+            Goal::Fits => p.fits,
+            Goal::AllOnGpu => {
+                p.fits && p.gpu_layers == p.block_count && p.devices.iter().any(|d| d.output_layer)
+            }
+        })
+    };
+    let (mut lo, mut hi) = (0u64, max_ctx / CTX_STEP);
+    // Invariant: lo steps fit (0 = none known), anything above hi does not.
+    while lo < hi {
+        let mid = lo + (hi - lo).div_ceil(2);
+        match ok(mid * CTX_STEP) {
+            Ok(true) => lo = mid,
+            Ok(false) => hi = mid - 1,
+            Err(reason) => return Fact::unknown(reason),
+        }
+    }
+    Fact::known((lo > 0).then_some(lo * CTX_STEP))
 }

@@ -220,12 +220,13 @@ fn qwen35moe(mut w: GgufWriter, d: &MoeDims, l: &Linear, q: GgmlType) -> GgufWri
     w
 }
 
-/// Qwen3.5-27B (`qwen35`, dense) with the plan's figures: 64 layers (16
-/// attention), 24 heads / 4 KV heads × 256, FFN 17408, hidden 4096, 262144
-/// context. Q8_0 weights (file type 7).
+/// Qwen3.5-27B (`qwen35`, dense): 64 layers (16 attention), 24 heads / 4 KV
+/// heads × 256, FFN 17408, 262144 context. Q8_0 weights (file type 7).
+/// Hidden size 5120 as in the model's config.json (the plan says 4096; with
+/// 4096 the parameter count comes out at 21.5 B, with 5120 at 26.9 B).
 pub fn qwen35_27b() -> GgufWriter {
     let (arch, n_layer, embd, heads, kv, hd, ff) =
-        ("qwen35", 64u64, 4096u64, 24u64, 4u64, 256u64, 17_408u64);
+        ("qwen35", 64u64, 5120u64, 24u64, 4u64, 256u64, 17_408u64);
     let vocab = 248_320u64;
     let l = Linear {
         k_heads: 16,
@@ -362,5 +363,49 @@ pub fn qwen35_tiny() -> GgufWriter {
     }
     w.tensor("output_norm.weight", &[embd], F32)
         .tensor("output.weight", &[embd, vocab], F32);
+    w
+}
+
+/// A tiny `gemma3` (12 layers, sliding window 512 on 5 of every 6 layers,
+/// F32, no tokenizer) that llama.cpp can load: holds the sliding-window KV
+/// sizing against llama.cpp.
+pub fn gemma3_tiny() -> GgufWriter {
+    let (arch, n_layer, embd, heads, kv, hd, ff) =
+        ("gemma3", 12u64, 256u64, 4u64, 2u64, 64u64, 512u64);
+    let mut w = GgufWriter::new();
+    w.str("general.architecture", arch)
+        .str("general.name", "gemma3-tiny")
+        .u32("general.file_type", 0)
+        .str("tokenizer.ggml.model", "none")
+        .u32(&format!("{arch}.block_count"), n_layer as u32)
+        .u32(&format!("{arch}.context_length"), 131_072)
+        .u32(&format!("{arch}.embedding_length"), embd as u32)
+        .u32(&format!("{arch}.feed_forward_length"), ff as u32)
+        .u32(&format!("{arch}.attention.head_count"), heads as u32)
+        .u32(&format!("{arch}.attention.head_count_kv"), kv as u32)
+        .u32(&format!("{arch}.attention.key_length"), hd as u32)
+        .u32(&format!("{arch}.attention.value_length"), hd as u32)
+        .u32(&format!("{arch}.attention.sliding_window"), 512)
+        .f32(&format!("{arch}.attention.layer_norm_rms_epsilon"), 1e-6)
+        .f32(&format!("{arch}.rope.freq_base"), 1_000_000.0)
+        .u32(&format!("{arch}.vocab_size"), 256);
+    w.tensor("token_embd.weight", &[embd, 256], F32);
+    for il in 0..n_layer {
+        let b = format!("blk.{il}");
+        w.tensor(format!("{b}.attn_norm.weight"), &[embd], F32)
+            .tensor(format!("{b}.attn_q.weight"), &[embd, heads * hd], F32)
+            .tensor(format!("{b}.attn_k.weight"), &[embd, kv * hd], F32)
+            .tensor(format!("{b}.attn_v.weight"), &[embd, kv * hd], F32)
+            .tensor(format!("{b}.attn_q_norm.weight"), &[hd], F32)
+            .tensor(format!("{b}.attn_k_norm.weight"), &[hd], F32)
+            .tensor(format!("{b}.attn_output.weight"), &[heads * hd, embd], F32)
+            .tensor(format!("{b}.post_attention_norm.weight"), &[embd], F32)
+            .tensor(format!("{b}.ffn_norm.weight"), &[embd], F32)
+            .tensor(format!("{b}.ffn_gate.weight"), &[embd, ff], F32)
+            .tensor(format!("{b}.ffn_up.weight"), &[embd, ff], F32)
+            .tensor(format!("{b}.ffn_down.weight"), &[ff, embd], F32)
+            .tensor(format!("{b}.post_ffw_norm.weight"), &[embd], F32);
+    }
+    w.tensor("output_norm.weight", &[embd], F32);
     w
 }

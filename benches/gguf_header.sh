@@ -14,8 +14,8 @@ TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
 BIG=$TMP/SmolLM2-header-10GB-sparse.gguf
 
-cargo test --release -q --test gguf_bench --no-run 2>/dev/null
-run_test() { cargo test --release -q --test gguf_bench -- --ignored --exact "$1" --nocapture 2>/dev/null | grep -E '^(onboard|wrote)'; }
+cargo build --release -q --example gguf_bench 2>/dev/null
+run_test() { cargo run --release -q --example gguf_bench -- "$1" 2>/dev/null | grep -E '^(onboard|wrote)'; }
 ONBOARD_BENCH_SRC=$SMOL ONBOARD_BENCH_OUT=$BIG run_test write_sparse_copy
 du -h --apparent-size "$BIG" | sed 's/^/apparent size: /'
 du -h "$BIG" | sed 's/^/on disk: /'
@@ -42,8 +42,8 @@ done
 if [ "${GGUF_RS:-1}" != 0 ]; then
   ZOO=$TMP/type-zoo.gguf ZOO40=$TMP/type-zoo-nvfp4.gguf
   echo "== onboard on the type zoo (general.file_type 15 = Q4_K_M)"
-  ONBOARD_BENCH_OUT=$ZOO cargo test --release -q --test gguf_bench -- --ignored --exact write_type_zoo --nocapture 2>/dev/null | grep '^onboard'
-  ONBOARD_BENCH_T40=1 ONBOARD_BENCH_OUT=$ZOO40 cargo test --release -q --test gguf_bench -- --ignored --exact write_type_zoo --nocapture 2>/dev/null | grep '^onboard' | tail -1
+  ONBOARD_BENCH_OUT=$ZOO cargo run --release -q --example gguf_bench -- write_type_zoo 2>/dev/null | grep '^onboard'
+  ONBOARD_BENCH_T40=1 ONBOARD_BENCH_OUT=$ZOO40 cargo run --release -q --example gguf_bench -- write_type_zoo 2>/dev/null | grep '^onboard' | tail -1
   echo "== gguf-rs 0.1.8"
   ITERS=$ITERS bash benches/gguf_rs_compare.sh "$SMOL" "$BIG" "$ZOO" "$ZOO40"
 fi

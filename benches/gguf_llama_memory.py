@@ -8,7 +8,7 @@ Reproduces the reference figures asserted in tests/gguf_memory.rs. Needs PyPI
     .venv/bin/python benches/gguf_llama_memory.py MODEL.gguf 2048 4096 [--fa off] [--kv q8_0]
 
 The tiny qwen35 fixture (hybrid DeltaNet/attention) is written by
-    [ONBOARD_BENCH_MODEL=qwen35moe|gemma3] ONBOARD_BENCH_OUT=/tmp/qwen35-tiny.gguf cargo test --test gguf_bench -- --ignored --exact write_tiny_model
+    [ONBOARD_BENCH_MODEL=qwen35moe|gemma3] ONBOARD_BENCH_OUT=/tmp/qwen35-tiny.gguf cargo run --example gguf_bench -- write_tiny_model
 
 Each context is loaded in a fresh process (llama.cpp keeps global state) with
 verbosity 4; the model/KV/compute buffer lines of its log are printed.

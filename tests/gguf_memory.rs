@@ -268,7 +268,7 @@ fn unknown_layout_gives_unknown_memory() {
 /// llama.cpp's accounting for the tiny qwen35 fixture (8 layers: 2 attention,
 /// 6 Gated DeltaNet), in MiB: (n_ctx, flash attention, model, KV, recurrent
 /// state, compute). Produced by xllamacpp 2026.10.11549 loading the fixture:
-///   ONBOARD_BENCH_OUT=/tmp/qwen35-tiny.gguf cargo test --test gguf_bench -- --ignored --exact write_tiny_model
+///   ONBOARD_BENCH_OUT=/tmp/qwen35-tiny.gguf cargo run --example gguf_bench -- write_tiny_model
 ///   .venv/bin/python benches/gguf_llama_memory.py /tmp/qwen35-tiny.gguf 4096 16384 [--fa off]
 const LLAMA_CPP_QWEN35_TINY: &[(u64, bool, f64, f64, f64, f64)] = &[
     (4096, true, 17.59, 4.00, 0.11, 9.52),
@@ -306,7 +306,7 @@ fn hybrid_qwen35_memory_matches_llama_cpp() {
 
 /// The same for the tiny qwen35moe fixture (16 experts of 64, 4 used, a
 /// shared expert): (n_ctx, flash attention, model, KV, recurrent, compute).
-///   ONBOARD_BENCH_MODEL=qwen35moe ONBOARD_BENCH_OUT=/tmp/qwen35moe-tiny.gguf cargo test --test gguf_bench -- --ignored --exact write_tiny_model
+///   ONBOARD_BENCH_MODEL=qwen35moe ONBOARD_BENCH_OUT=/tmp/qwen35moe-tiny.gguf cargo run --example gguf_bench -- write_tiny_model
 ///   .venv/bin/python benches/gguf_llama_memory.py /tmp/qwen35moe-tiny.gguf 4096 16384 [--fa off]
 const LLAMA_CPP_QWEN35MOE_TINY: &[(u64, bool, f64, f64, f64, f64)] = &[
     (4096, true, 31.22, 4.00, 0.11, 10.02),
@@ -451,7 +451,7 @@ fn largest_context_per_goal() {
 /// llama.cpp's figures for the tiny gemma3 fixture (window 512 on 10 of 12
 /// layers; llama.cpp logs the full and the sliding-window cache apart):
 /// (n_ctx, flash attention, model, KV full, KV window, compute), MiB.
-///   ONBOARD_BENCH_MODEL=gemma3 ONBOARD_BENCH_OUT=/tmp/gemma3-tiny.gguf cargo test --test gguf_bench -- --ignored --exact write_tiny_model
+///   ONBOARD_BENCH_MODEL=gemma3 ONBOARD_BENCH_OUT=/tmp/gemma3-tiny.gguf cargo run --example gguf_bench -- write_tiny_model
 ///   .venv/bin/python benches/gguf_llama_memory.py /tmp/gemma3-tiny.gguf 4096 16384 [--fa off]
 const LLAMA_CPP_GEMMA3_TINY: &[(u64, bool, f64, f64, f64, f64)] = &[
     (4096, true, 27.30, 4.00, 5.00, 10.53),

@@ -1,11 +1,13 @@
-//! Timing helpers for benches/gguf_header.sh (ignored in normal runs).
+//! Timing helpers for benches/gguf_header.sh: `cargo run --release --example
+//! gguf_bench -- <read_header_timing|write_sparse_copy|write_tiny_model|write_type_zoo>`.
 //!
 //! `read_header_timing` reads `ONBOARD_BENCH_GGUF`'s header
 //! `ONBOARD_BENCH_ITERS` times and prints the median; `write_sparse_copy`
 //! writes `ONBOARD_BENCH_SRC`'s header again with 10 GB of sparse tensor data
 //! behind it to `ONBOARD_BENCH_OUT`.
 
-#[path = "support/gguf_fixtures.rs"]
+#[path = "../tests/support/gguf_fixtures.rs"]
+#[allow(dead_code)]
 mod gguf_fixtures;
 
 use std::path::PathBuf;
@@ -19,8 +21,6 @@ fn env_path(name: &str) -> PathBuf {
     PathBuf::from(std::env::var_os(name).unwrap_or_else(|| panic!("set {name}")))
 }
 
-#[test]
-#[ignore = "run by benches/gguf_header.sh"]
 fn read_header_timing() {
     let path = env_path("ONBOARD_BENCH_GGUF");
     let iters: usize = std::env::var("ONBOARD_BENCH_ITERS")
@@ -44,8 +44,6 @@ fn read_header_timing() {
     );
 }
 
-#[test]
-#[ignore = "run by benches/gguf_header.sh"]
 fn write_sparse_copy() {
     let src = read_file(&env_path("ONBOARD_BENCH_SRC")).unwrap();
     let mut w = GgufWriter::new();
@@ -69,8 +67,6 @@ fn write_sparse_copy() {
 
 /// Writes the tiny qwen35 fixture (zeroed weights) for
 /// benches/gguf_llama_memory.py to load in llama.cpp.
-#[test]
-#[ignore = "run by hand, see tests/gguf_memory.rs"]
 fn write_tiny_model() {
     let out = env_path("ONBOARD_BENCH_OUT");
     // ONBOARD_BENCH_MODEL=qwen35moe | gemma3 picks another tiny fixture.
@@ -86,8 +82,6 @@ fn write_tiny_model() {
 /// Writes a small Q4_K_M-labelled file with BF16, MXFP4, IQ4_NL, F64 and
 /// NVFP4 (type 40) tensors: what benches/gguf_rs_compare.sh shows gguf-rs
 /// getting wrong.
-#[test]
-#[ignore = "run by benches/gguf_header.sh"]
 fn write_type_zoo() {
     let mut w = GgufWriter::new();
     w.str("general.architecture", "llama")
@@ -109,4 +103,17 @@ fn write_type_zoo() {
         println!("onboard: {} {} {:?} bytes", t.name, t.ty, t.n_bytes());
     }
     println!("wrote {} ({len} bytes)", out.display());
+}
+
+fn main() {
+    match std::env::args().nth(1).as_deref() {
+        Some("read_header_timing") => read_header_timing(),
+        Some("write_sparse_copy") => write_sparse_copy(),
+        Some("write_tiny_model") => write_tiny_model(),
+        Some("write_type_zoo") => write_type_zoo(),
+        _ => {
+            eprintln!("usage: gguf_bench <read_header_timing|write_sparse_copy|write_tiny_model|write_type_zoo>");
+            std::process::exit(2);
+        }
+    }
 }

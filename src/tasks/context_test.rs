@@ -151,7 +151,6 @@ impl Task for ContextTest {
                     retryable: false,
                 })
             }
-            (EngineChoice::LlamaServer, ..) => EngineChoice::LlamaServer,
         };
         ctx.log(&format!(
             "{} · {} · context {wanted} (profile {profile_ctx}) · {} tokens to generate",

@@ -9,6 +9,7 @@
 pub mod bench_profile;
 pub mod command;
 pub mod docs;
+pub mod evaluate;
 pub mod profile;
 pub mod render;
 pub mod samplers;
@@ -245,6 +246,7 @@ impl Registry {
         registry.register(samplers::Samplers);
         registry.register(bench_profile::BenchProfile);
         registry.register(docs::Docs);
+        registry.register(evaluate::Evaluate);
         registry
     }
 

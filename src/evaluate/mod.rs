@@ -39,7 +39,7 @@ pub enum EvaluateError {
     Listing {
         repo: String,
         #[source]
-        source: HubError,
+        source: Box<HubError>,
     },
     #[error("`{repo}` has no GGUF weights (only: {files}); check `hub.repo` in the manifest")]
     NoGguf { repo: String, files: String },
@@ -62,7 +62,7 @@ pub enum EvaluateError {
         repo: String,
         file: String,
         #[source]
-        source: HubError,
+        source: Box<HubError>,
     },
     #[error(transparent)]
     Header(#[from] GgufError),
@@ -116,7 +116,7 @@ impl HeaderSource for HubSource<'_> {
             .list_files(repo, revision)
             .map_err(|source| EvaluateError::Listing {
                 repo: repo.to_string(),
-                source,
+                source: Box::new(source),
             })
     }
 
@@ -154,7 +154,7 @@ impl HeaderSource for HubSource<'_> {
                     return Err(EvaluateError::Range {
                         repo: repo.to_string(),
                         file: file.clone(),
-                        source,
+                        source: Box::new(source),
                     })
                 }
                 (Err(e), None) => return Err(e.into()),
@@ -235,10 +235,9 @@ impl Evaluation {
 
 /// The candidates in the order the manifest prefers, the repo's others,
 /// and the quants asked for but absent.
-fn order(
-    req: &Request,
-    listing: &[RepoFile],
-) -> Result<(Vec<Candidate>, Vec<Candidate>, Vec<String>), EvaluateError> {
+type Ordered = (Vec<Candidate>, Vec<Candidate>, Vec<String>);
+
+fn order(req: &Request, listing: &[RepoFile]) -> Result<Ordered, EvaluateError> {
     let all = quant::candidates(listing);
     if all.is_empty() {
         let files: Vec<&str> = listing.iter().map(|f| f.path.as_str()).take(8).collect();

@@ -29,7 +29,7 @@ pub fn speed_range(p: &Placement) -> String {
 fn device_row(out: &mut String, d: &DeviceLoad, note: &str) {
     let _ = writeln!(
         out,
-        "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+        "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {}{note} |",
         d.name,
         gib(d.budget),
         d.layers.len(),
@@ -39,7 +39,7 @@ fn device_row(out: &mut String, d: &DeviceLoad, note: &str) {
         gib(d.recurrent),
         gib(d.compute),
         gib(d.total),
-        format!("{}{note}", gib_signed(d.headroom)),
+        gib_signed(d.headroom),
     );
 }
 

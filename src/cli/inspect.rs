@@ -344,7 +344,7 @@ pub fn inspect(dir: &Path, args: &InspectArgs) -> i32 {
             Ok((k, p)) => {
                 println!(
                     "On this workspace's machine: {} at {} tokens",
-                    k.describe(facts.is_moe(), m.gpus.len()),
+                    k.describe(facts.is_moe(), p.gpus_used()),
                     p.n_ctx
                 );
                 print!(

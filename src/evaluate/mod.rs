@@ -470,14 +470,19 @@ pub fn evaluate(
     })
 }
 
-/// GiB with one decimal.
+/// GiB with one decimal (MiB below 1 GiB, where 0.1 GiB would hide it).
 pub fn gib(bytes: u64) -> String {
-    format!("{:.1} GiB", bytes as f64 / (1u64 << 30) as f64)
+    gib_signed(i64::try_from(bytes).unwrap_or(i64::MAX))
 }
 
-/// GiB of a signed headroom.
+/// [`gib`] of a signed headroom.
 pub fn gib_signed(bytes: i64) -> String {
-    format!("{:.1} GiB", bytes as f64 / (1u64 << 30) as f64)
+    let b = bytes as f64;
+    if bytes != 0 && bytes.unsigned_abs() < 1 << 30 {
+        format!("{:.1} MiB", b / (1u64 << 20) as f64)
+    } else {
+        format!("{:.1} GiB", b / (1u64 << 30) as f64)
+    }
 }
 
 /// Decimal GB, as the Hub and the plan write file sizes.
@@ -543,7 +548,7 @@ fn rejection(q: &QuantEval, chosen: &QuantEval, machine: &Machine, trained: u64)
     };
     let mut s = format!(
         "fits at {trained} tokens with {} ({}), but {} comes first in the manifest's order",
-        kind.describe(moe, machine.gpus.len()),
+        kind.describe(moe, p.gpus_used()),
         speed(p),
         chosen.candidate.quant
     );
@@ -555,7 +560,7 @@ fn rejection(q: &QuantEval, chosen: &QuantEval, machine: &Machine, trained: u64)
                 speed(p),
                 speed(cp),
                 chosen.candidate.quant,
-                ck.describe(moe, machine.gpus.len()),
+                ck.describe(moe, cp.gpus_used()),
                 chosen.candidate.quant,
             );
         }

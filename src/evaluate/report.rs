@@ -101,7 +101,11 @@ pub fn markdown(e: &Evaluation, title: &str) -> String {
         format!("Dense ({} active)", params(e.active_params))
     };
     let (strategy, context, speed) = match e.production() {
-        Some((k, p)) => (k.describe(moe, ngpu), p.n_ctx.to_string(), speed_range(p)),
+        Some((k, p)) => (
+            k.describe(moe, p.gpus_used()),
+            p.n_ctx.to_string(),
+            speed_range(p),
+        ),
         None => ("does not fit".into(), "—".into(), "—".into()),
     };
     let _ = writeln!(
@@ -202,7 +206,7 @@ pub fn markdown(e: &Evaluation, title: &str) -> String {
             out,
             "## Memory at {} tokens ({})\n",
             p.n_ctx,
-            k.describe(moe, ngpu)
+            k.describe(moe, p.gpus_used())
         );
         out.push_str(&memory_table(
             p,
@@ -252,10 +256,7 @@ pub fn markdown(e: &Evaluation, title: &str) -> String {
                 "—".into(),
             ),
         };
-        let name = match o.kind {
-            Kind::FitOffload => Kind::FitOffload.describe(moe, ngpu),
-            k => k.describe(moe, ngpu),
-        };
+        let name = o.kind.describe(moe, ngpu);
         let _ = writeln!(out, "| {name} | {ctx} | {gpu} | {host} | {tps} |");
     }
     let _ = writeln!(

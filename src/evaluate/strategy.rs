@@ -271,6 +271,11 @@ impl Placement {
         (seconds > 0.0).then(|| 1.0 / seconds)
     }
 
+    /// GPUs holding at least one layer.
+    pub fn gpus_used(&self) -> usize {
+        self.gpus.iter().filter(|g| !g.layers.is_empty()).count()
+    }
+
     /// `-ts` for Strategy A: layers per GPU.
     pub fn tensor_split(&self) -> String {
         self.gpus

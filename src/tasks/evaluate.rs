@@ -265,7 +265,7 @@ impl Task for Evaluate {
             model_file: format!("{path}/{base}"),
             path,
             strategy: kind.profile_strategy(moe),
-            strategy_text: kind.describe(moe, machine.gpus.len()),
+            strategy_text: kind.describe(moe, placement.gpus_used()),
             context: placement.n_ctx,
             trained_context: eval.trained_context,
             fit_target_mib: params.fit_target_mib.unwrap_or(1024),

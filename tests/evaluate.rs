@@ -335,3 +335,68 @@ fn missing_quant_names_the_alternatives() {
         "{msg}"
     );
 }
+
+/// `hub.files` picks exact files (shards put in order); weights already in
+/// the workspace are read locally, with no range request at all.
+#[test]
+fn exact_files_and_local_copies() {
+    let hub = PlanHub::start();
+    let c = client(&hub);
+    let mut req = request("qwen3.5-122b-a10b");
+    req.files = vec![
+        "MXFP4_MOE/Qwen3.5-122B-A10B-MXFP4_MOE-00002-of-00002.gguf".into(),
+        "MXFP4_MOE/Qwen3.5-122B-A10B-MXFP4_MOE-00001-of-00002.gguf".into(),
+    ];
+    let src = HubSource {
+        client: &c,
+        local_dir: None,
+    };
+    let e = evaluate::evaluate(&src, &req, &plan_machine()).unwrap();
+    assert_eq!(e.quants.len(), 1);
+    assert_eq!(e.chosen().candidate.quant, "MXFP4_MOE");
+    assert!(e.chosen().candidate.files[0].ends_with("00001-of-00002.gguf"));
+
+    // The 35B's file, already downloaded into the workspace layout.
+    let local = hub.tmp.path().join("models/Qwen3.5/MoE/35B/UD6_K_XL");
+    std::fs::create_dir_all(&local).unwrap();
+    let (model, _, q, _, ftype, mix) = eval_fixtures::plan_quants().remove(0);
+    assert_eq!(q, "UD-Q6_K_XL");
+    eval_fixtures::qwen35(model, ftype, &mix)
+        .write(
+            &local.join("Qwen3.5-35B-A3B-UD-Q6_K_XL.gguf"),
+            onboard::gguf::writer::Data::Sparse,
+        )
+        .unwrap();
+    hub.server.clear_log();
+    let src = HubSource {
+        client: &c,
+        local_dir: Some(local),
+    };
+    let e = evaluate::evaluate(&src, &request("qwen3.5-35b-a3b"), &plan_machine()).unwrap();
+    assert_eq!(e.chosen().candidate.quant, "UD-Q6_K_XL");
+    assert_eq!(e.bytes_fetched, 0);
+    assert!(hub.server.content_gets().is_empty());
+}
+
+/// No GPU: everything in RAM, at the largest context RAM allows.
+#[test]
+fn cpu_only_machine() {
+    let hub = PlanHub::start();
+    let mut m = plan_machine();
+    m.gpus.clear();
+    let c = client(&hub);
+    let src = HubSource {
+        client: &c,
+        local_dir: None,
+    };
+    let e = evaluate::evaluate(&src, &request("qwen3.5-35b-a3b"), &m).unwrap();
+    let (kind, p) = e.production().unwrap();
+    assert_eq!(*kind, Kind::Cpu);
+    assert_eq!(kind.profile_strategy(true), Strategy::Cpu);
+    assert_eq!(p.n_ctx, 262_144);
+    assert_eq!(p.host.layers.len(), 40);
+    // Only the CPU's bandwidth counts.
+    let tps = p.tokens_per_second(false).unwrap();
+    let expect = 60e9 / p.host.active as f64;
+    assert!((tps - expect).abs() < 0.01, "{tps} vs {expect}");
+}

@@ -702,3 +702,38 @@ mod tests {
         assert_eq!(largest_context(5000, |c| c <= 4999), Some(4096));
     }
 }
+
+#[cfg(test)]
+mod machine_tests {
+    use super::*;
+    use crate::workspace::config::Gpu as GpuConfig;
+
+    #[test]
+    fn machine_from_hardware() {
+        let hw = Hardware {
+            gpus: vec![GpuConfig {
+                name: "GPU 0".into(),
+                vram_gib: 24.0,
+                bandwidth_gbs: Some(936.0),
+            }],
+            ram_gib: Some(64.0),
+            os_reserve_gib: Some(8.0),
+            cpu_bandwidth_gbs: Some(60.0),
+        };
+        let m = Machine::from_hardware(&hw, 1024 << 20).unwrap();
+        assert_eq!(m.host_budget(), 56 * GIB);
+        assert_eq!(m.caps(), vec![23 * GIB]);
+        // 10% of 56 GiB.
+        assert_eq!(m.min_host_headroom, 56 * GIB / 10);
+        let small = Hardware {
+            ram_gib: Some(16.0),
+            ..Hardware::default()
+        };
+        assert_eq!(
+            Machine::from_hardware(&small, 0).unwrap().min_host_headroom,
+            4 * GIB
+        );
+        let err = Machine::from_hardware(&Hardware::default(), 0).unwrap_err();
+        assert!(err.contains("hardware.ram_gib") && err.contains("--detect"));
+    }
+}

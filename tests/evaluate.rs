@@ -68,6 +68,22 @@ fn print_plan_reports() {
     }
 }
 
+/// The fixtures' tensors add up to the plan's file sizes.
+#[test]
+fn fixtures_have_the_plan_sizes() {
+    for (model, _, quant, _, ftype, mix) in eval_fixtures::plan_quants() {
+        let w = eval_fixtures::qwen35(model, ftype, &mix);
+        let total = w.data_len_tensors();
+        let off = mix.target as f64 - total as f64;
+        assert!(
+            (0.0..20e6).contains(&off),
+            "{} {quant}: {total} bytes for {}",
+            model.name,
+            mix.target
+        );
+    }
+}
+
 /// 122B-A10B: UD-Q5_K_XL (87 GB) rejected for too little RAM at 262K,
 /// UD-Q4_K_XL (68.4 GB, 3 shards) chosen with fit + CPU offload of experts.
 #[test]

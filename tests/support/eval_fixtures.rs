@@ -219,16 +219,19 @@ fn raise_to(w: &mut GgufWriter, mix: &Mix) {
         mix.target
     );
     let is_exp = |n: &str| n.contains("_exps.");
-    for pass_experts in [false, true] {
+    // Non-experts first, then experts; then small tensors to BF16 or F32 to
+    // close the last gap (the plan's sizes to within a few megabytes).
+    let passes = [
+        (false, mix.other_high),
+        (true, mix.expert_high),
+        (false, BF16),
+        (false, F32),
+    ];
+    for (experts, high) in passes {
         for t in w.tensors.iter_mut() {
-            if t.ty == F32 || is_exp(&t.name) != pass_experts {
+            if t.ty == F32 || is_exp(&t.name) != experts {
                 continue;
             }
-            let high = if pass_experts {
-                mix.expert_high
-            } else {
-                mix.other_high
-            };
             let delta = bytes(high, &t.dims).saturating_sub(bytes(t.ty, &t.dims));
             if delta > 0 && total + delta <= mix.target {
                 t.ty = high;

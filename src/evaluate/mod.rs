@@ -51,7 +51,7 @@ pub enum EvaluateError {
     },
     #[error("`{repo}` has no file `{file}` (from `hub.files` in the manifest)")]
     FileNotFound { repo: String, file: String },
-    #[error("`{repo}`: shards of {quant} are missing from the listing ({files})")]
+    #[error("`{repo}`: shards of {quant} are missing from the listing ({files}); the upload may be incomplete, or name the files in `hub.files`")]
     Incomplete {
         repo: String,
         quant: String,
@@ -72,7 +72,7 @@ pub enum EvaluateError {
     NoContext { file: String, arch: String },
     #[error("cannot place `{model}`: {reason}. Set the strategy by hand in the profile step")]
     UnknownLayout { model: String, reason: String },
-    #[error("no quant of `{repo}` fits this machine: {reasons}")]
+    #[error("no quant of `{repo}` fits this machine: {reasons}. Add a smaller quant to `hub.alternatives`, or check `hardware:` in onboard.yaml")]
     NothingFits { repo: String, reasons: String },
 }
 

@@ -204,7 +204,7 @@ pub fn markdown(e: &Evaluation, title: &str) -> String {
     if let Some((k, p)) = e.production() {
         let _ = writeln!(
             out,
-            "## Memory at {} tokens ({})\n",
+            "## Memory at {} tokens: {}\n",
             p.n_ctx,
             k.describe(moe, p.gpus_used())
         );
@@ -256,7 +256,10 @@ pub fn markdown(e: &Evaluation, title: &str) -> String {
                 "—".into(),
             ),
         };
-        let name = o.kind.describe(moe, ngpu);
+        let name = o.placement.as_ref().map_or_else(
+            || o.kind.describe(moe, ngpu),
+            |p| o.kind.describe(moe, p.gpus_used()),
+        );
         let _ = writeln!(out, "| {name} | {ctx} | {gpu} | {host} | {tps} |");
     }
     let _ = writeln!(

@@ -669,7 +669,9 @@ pub fn evaluate(layout: &Layout, machine: &Machine, trained_context: u64) -> Str
         placement: a.clone(),
     });
     options.push(StrategyOption {
-        kind: Kind::FitOffload,
+        kind: fit
+            .as_ref()
+            .map_or(Kind::FitOffload, |p| fit_kind(layout, machine, p)),
         max_context: fit_ctx,
         placement: fit.clone(),
     });

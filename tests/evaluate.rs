@@ -416,3 +416,22 @@ fn cpu_only_machine() {
     let expect = 60e9 / p.host.active as f64;
     assert!((tps - expect).abs() < 0.01, "{tps} vs {expect}");
 }
+
+/// A header that cannot be fetched: the error names the repo and the file.
+#[test]
+fn failed_range_request_names_repo_and_file() {
+    let hub = PlanHub::start();
+    hub.server.not_found_on_get(100);
+    let c = client(&hub);
+    let src = HubSource {
+        client: &c,
+        local_dir: None,
+    };
+    let err = evaluate::evaluate(&src, &request("qwen3.5-27b"), &plan_machine()).unwrap_err();
+    assert!(matches!(err, EvaluateError::Range { .. }), "{err:?}");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("Qwen3.5-27B-UD-Q8_K_XL.gguf") && msg.contains("unsloth/Qwen3.5-27B-GGUF"),
+        "{msg}"
+    );
+}

@@ -420,13 +420,7 @@ pub fn evaluate(
     let Some(mut chosen) = pick(&quants) else {
         let reasons = quants
             .iter()
-            .map(|q| {
-                format!(
-                    "{}: {}",
-                    q.candidate.quant,
-                    headroom_reason(q, machine, None)
-                )
-            })
+            .map(|q| format!("{}: {}", q.candidate.quant, headroom_reason(q, machine)))
             .collect::<Vec<_>>()
             .join("; ");
         return Err(EvaluateError::NothingFits {
@@ -491,9 +485,9 @@ pub fn gb(bytes: u64) -> String {
 }
 
 /// Why a quant does not give the trained context: the RAM it leaves.
-fn headroom_reason(q: &QuantEval, machine: &Machine, trained: Option<u64>) -> String {
+fn headroom_reason(q: &QuantEval, machine: &Machine) -> String {
     let p = &q.strategies.at_trained;
-    let ctx = trained.unwrap_or(p.n_ctx);
+    let ctx = p.n_ctx;
     let what = if p.experts_on_host > 0 && p.layers_on_host == 0 {
         format!("{} of experts in RAM", gib(p.experts_on_host))
     } else if p.layers_on_host > 0 {
@@ -539,7 +533,7 @@ fn speed(p: &Placement) -> String {
 /// The reason a quant was not chosen, in words with its numbers.
 fn rejection(q: &QuantEval, chosen: &QuantEval, machine: &Machine, trained: u64) -> String {
     if q.context() != Some(trained) {
-        return headroom_reason(q, machine, Some(trained));
+        return headroom_reason(q, machine);
     }
     let moe = q.strategies.at_trained.gpus.iter().any(|g| g.experts > 0)
         || q.strategies.at_trained.host.experts > 0;

@@ -78,6 +78,14 @@ fn add_model_evaluate_step_on_the_plan_machine() {
     assert!(report.contains("| Qwen3.5-35B-A3B | MoE (3.5B active) | UD-Q6_K_XL | 30.3 GB | FIT (both GPUs) | 262144 |"), "{report}");
     assert!(report.contains("| GPU 0 | 23.0 GiB |"));
     assert_eq!(out["report"].as_str().unwrap(), report);
+    // The card's figures agree with the header.
+    assert!(report.contains("## Model card against the header"));
+    assert_eq!(
+        out["card_mismatches"].as_array().unwrap().len(),
+        0,
+        "{}",
+        out["card_mismatches"]
+    );
     // The summary step still runs.
     assert!(ws.path("reports/qwen3.5-35b-a3b.md").exists());
 

@@ -316,3 +316,55 @@ pub fn markdown(e: &Evaluation, title: &str) -> String {
     );
     out
 }
+
+/// The model card's figures (manifest `card:`) held against the header:
+/// a card typo or a different model behind the repo shows here.
+/// Returns the markdown section and the mismatches in words.
+pub fn card_check(
+    f: &crate::gguf::ModelFacts,
+    card: &serde_json::Map<String, serde_json::Value>,
+) -> (String, Vec<String>) {
+    let header: Vec<(&str, Option<u64>)> = vec![
+        ("layers", Some(u64::from(f.block_count))),
+        ("attention_layers", Some(f.attention_layers().len() as u64)),
+        ("hidden", Some(f.embedding_length)),
+        ("context", f.context_length),
+        ("ffn", f.feed_forward_length),
+        ("experts", f.experts.as_ref().map(|e| e.total)),
+        ("experts_routed", f.experts.as_ref().map(|e| e.used)),
+        ("experts_shared", f.experts.as_ref().map(|e| e.shared)),
+        (
+            "expert_ffn",
+            f.experts.as_ref().and_then(|e| e.feed_forward_length),
+        ),
+    ];
+    let mut rows = String::new();
+    let mut mismatches = Vec::new();
+    for (key, value) in header {
+        let Some(said) = card.get(key).and_then(serde_json::Value::as_u64) else {
+            continue;
+        };
+        let (shown, ok) = match value {
+            Some(v) => (v.to_string(), v == said),
+            None => ("not in the header".to_string(), false),
+        };
+        if !ok {
+            mismatches.push(format!("card `{key}: {said}`, header {shown}"));
+        }
+        let _ = writeln!(
+            rows,
+            "| `{key}` | {said} | {shown} | {} |",
+            if ok { "✓" } else { "**differs**" }
+        );
+    }
+    if rows.is_empty() {
+        return (String::new(), mismatches);
+    }
+    let mut out = String::from("\n## Model card against the header\n\n");
+    out.push_str("| Card key | Card | Header | |\n|---|---|---|---|\n");
+    out.push_str(&rows);
+    if !mismatches.is_empty() {
+        out.push_str("\nThe header is what llama.cpp loads; fix the card (manifest `card:`) or check the repo.\n");
+    }
+    (out, mismatches)
+}

@@ -54,6 +54,10 @@ pub struct EvaluateParams {
     /// RAM that must stay free, GiB (default: 10% of usable RAM, ≥ 4).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_host_headroom_gib: Option<f64>,
+    /// The manifest's model-card facts (`{{ manifest.card }}`), checked
+    /// against the header in the report.
+    #[serde(default)]
+    pub card: Map<String, Value>,
     /// Where the markdown report goes (default `reports/<model>-evaluate.md`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub report: Option<String>,
@@ -114,6 +118,8 @@ pub struct EvaluateOutputs {
     pub devices: Vec<DeviceSummary>,
     /// Header bytes fetched over the network.
     pub header_bytes_fetched: u64,
+    /// Model-card figures the header contradicts, in words.
+    pub card_mismatches: Vec<String>,
     /// Workspace path of the markdown report.
     pub report_path: String,
     pub report: String,
@@ -233,7 +239,12 @@ impl Task for Evaluate {
             }
         }
         let title = params.name.clone().unwrap_or_else(|| ctx.model.clone());
-        let text = report::markdown(&eval, &title);
+        let mut text = report::markdown(&eval, &title);
+        let (card_section, card_mismatches) = report::card_check(&eval.facts, &params.card);
+        text.push_str(&card_section);
+        for m in &card_mismatches {
+            ctx.log(&format!("warning: {m}"));
+        }
         let rel = report_rel(&params, &ctx);
         let report_path = ctx.path(&rel)?;
         if let Some(dir) = report_path.parent() {
@@ -298,6 +309,7 @@ impl Task for Evaluate {
                 })
                 .collect(),
             header_bytes_fetched: eval.bytes_fetched,
+            card_mismatches,
             report_path: rel,
             report: text,
         };

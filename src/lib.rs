@@ -8,6 +8,7 @@ pub mod atomic;
 pub mod cli;
 pub mod docs;
 pub mod engine;
+pub mod evaluate;
 pub mod gguf;
 pub mod hub;
 pub mod secrets;

@@ -3,6 +3,7 @@
 //! 2 usage errors (bad arguments, missing files).
 
 mod docs;
+mod inspect;
 mod launch;
 mod load;
 mod mirror;
@@ -62,6 +63,10 @@ enum Command {
     /// The embedded engine's child process (internal).
     #[command(name = "__engine-worker", hide = true)]
     EngineWorker(EngineWorkerArgs),
+    /// GGUF facts and a memory table for a local file or hf://owner/repo[/file].
+    Inspect(inspect::InspectArgs),
+    /// The workspace's hardware, or --detect this machine's (nvidia-smi, /proc/meminfo).
+    Hardware(inspect::HardwareArgs),
     /// Check every relative link and anchor in the workspace's markdown.
     Links(docs::LinksArgs),
     /// Advise which models to retire (--advise), or retire one (dry run
@@ -158,6 +163,8 @@ pub fn main() -> i32 {
         Command::Mirror(args) => mirror::execute(&args),
         Command::Launch(args) => launch::launch(&cli.workspace, &args),
         Command::Export(args) => launch::export(&cli.workspace, &args),
+        Command::Inspect(args) => inspect::inspect(&cli.workspace, &args),
+        Command::Hardware(args) => inspect::hardware(&cli.workspace, &args),
         Command::Links(args) => docs::links(&cli.workspace, &args),
         Command::Retire(args) => docs::retire(&cli.workspace, &args),
         Command::Model(words) => {

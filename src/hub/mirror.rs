@@ -256,6 +256,25 @@ impl MirrorServer {
         lock(&self.inner.log).clone()
     }
 
+    /// Registers a file's sha256 without reading it. For multi-gigabyte
+    /// sparse fixtures whose content is never downloaded: the mirror would
+    /// otherwise hash every byte on the first listing. The value holds only
+    /// while the file keeps its current size and mtime. `rel` is
+    /// `owner/name/path` under the mirror's root.
+    pub fn assume_sha256(&self, rel: &str, sha256: &str) -> io::Result<()> {
+        let path = self.inner.root.join(rel);
+        let meta = fs::metadata(&path)?;
+        lock(&self.inner.shas).insert(
+            path,
+            CachedSha {
+                size: meta.len(),
+                mtime: mtime_ns(&meta),
+                sha: sha256.to_string(),
+            },
+        );
+        Ok(())
+    }
+
     /// Also prints each log entry to stderr (the CLI's `--log`).
     pub fn echo_log(&self, on: bool) {
         self.inner.echo.store(on, Ordering::Relaxed);

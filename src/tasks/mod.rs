@@ -11,6 +11,7 @@ pub mod command;
 pub mod context_test;
 pub mod download;
 pub mod docs;
+pub mod evaluate;
 pub mod profile;
 pub mod render;
 pub mod samplers;
@@ -249,6 +250,7 @@ impl Registry {
         registry.register(context_test::ContextTest);
         registry.register(download::Download);
         registry.register(docs::Docs);
+        registry.register(evaluate::Evaluate);
         registry
     }
 

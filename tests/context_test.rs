@@ -25,69 +25,129 @@ fn workspace(file: &Path, with: &str) -> TestWorkspace {
     if std::fs::hard_link(file, &dest).is_err() {
         std::fs::copy(file, &dest).unwrap();
     }
-    ws.write("models.conf", &format!("[tiny]\nMODEL=Test/{name}\nCTX_SIZE=8192\nFLAGS=--jinja -np 1\n"));
+    ws.write(
+        "models.conf",
+        &format!("[tiny]\nMODEL=Test/{name}\nCTX_SIZE=8192\nFLAGS=--jinja -np 1\n"),
+    );
     ws
 }
 
 fn outputs(ws: &TestWorkspace) -> serde_json::Value {
-    let record: serde_json::Value = serde_json::from_str(&ws.read(".onboard/tiny/steps/context_test.json")).unwrap();
+    let record: serde_json::Value =
+        serde_json::from_str(&ws.read(".onboard/tiny/steps/context_test.json")).unwrap();
     record["outputs"].clone()
 }
 
 #[test]
 fn smollm2_runs_in_the_embedded_engine_and_gets_a_speed_line() {
-    let ws = workspace(&smollm2::smollm2_gguf(), "      engine: embedded\n      context: 1024\n      generate: 16\n");
+    let ws = workspace(
+        &smollm2::smollm2_gguf(),
+        "      engine: embedded\n      context: 1024\n      generate: 16\n",
+    );
     let run = ws.run(&[]);
     run.assert_ok();
     let out = outputs(&ws);
     assert_eq!(out["engine"], "mistralrs");
-    assert!(out["probe_answer"].as_str().unwrap().contains("Paris"), "{out}");
-    assert!(out["prompt_tps"].as_f64().unwrap() > 0.0 && out["generation_tps"].as_f64().unwrap() > 0.0, "{out}");
+    assert!(
+        out["probe_answer"].as_str().unwrap().contains("Paris"),
+        "{out}"
+    );
+    assert!(
+        out["prompt_tps"].as_f64().unwrap() > 0.0 && out["generation_tps"].as_f64().unwrap() > 0.0,
+        "{out}"
+    );
     assert!(out["peak_rss_mib"].as_u64().unwrap() > 90, "{out}");
     assert_eq!(out["context_tested"], 1024);
-    assert!(out["prompt_tokens"].as_u64().unwrap() > 800, "the prompt filled the context: {out}");
+    assert!(
+        out["prompt_tokens"].as_u64().unwrap() > 800,
+        "the prompt filled the context: {out}"
+    );
     let conf = ws.read("models.conf");
     assert!(conf.contains("SPEED_EMBEDDED=gen "), "{conf}");
-    assert!(conf.contains("(mistralrs 0.8.1 embedded, cpu; not llama-server;"), "{conf}");
-    assert!(conf.contains("\nSPEED=gen "), "with no llama-server figure, SPEED carries the labelled embedded one: {conf}");
+    assert!(
+        conf.contains("(mistralrs 0.8.1 embedded, cpu; not llama-server;"),
+        "{conf}"
+    );
+    assert!(
+        conf.contains("\nSPEED=gen "),
+        "with no llama-server figure, SPEED carries the labelled embedded one: {conf}"
+    );
 }
 
 #[test]
 fn smollm2_runs_in_llama_cpps_own_server_and_its_timings_land_in_speed() {
     let shim = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/llama-server-xllamacpp");
-    let ws = workspace(&smollm2::smollm2_gguf(), "      engine: llama-server\n      context: 1024\n      generate: 16\n");
-    ws.write("onboard.yaml", &format!("engines:\n  llama_server: {}\n", shim.display()));
-    ws.write("models.conf", &format!("{}SPEED_EMBEDDED=gen 1 t/s (older)\n", ws.read("models.conf")));
+    let ws = workspace(
+        &smollm2::smollm2_gguf(),
+        "      engine: llama-server\n      context: 1024\n      generate: 16\n",
+    );
+    ws.write(
+        "onboard.yaml",
+        &format!("engines:\n  llama_server: {}\n", shim.display()),
+    );
+    ws.write(
+        "models.conf",
+        &format!(
+            "{}SPEED_EMBEDDED=gen 1 t/s (older)\n",
+            ws.read("models.conf")
+        ),
+    );
     let run = ws.run(&[]);
     run.assert_ok();
     let out = outputs(&ws);
     assert_eq!(out["engine"], "llama-server");
-    assert!(out["probe_answer"].as_str().unwrap().contains("Paris"), "{out}");
+    assert!(
+        out["probe_answer"].as_str().unwrap().contains("Paris"),
+        "{out}"
+    );
     assert!(out["generation_tps"].as_f64().unwrap() > 0.0, "{out}");
     let conf = ws.read("models.conf");
-    assert!(conf.contains("\nSPEED=gen ") && conf.contains("(llama-server, "), "{conf}");
-    assert!(conf.contains("SPEED_EMBEDDED=gen 1 t/s (older)"), "the embedded figure is kept beside it: {conf}");
+    assert!(
+        conf.contains("\nSPEED=gen ") && conf.contains("(llama-server, "),
+        "{conf}"
+    );
+    assert!(
+        conf.contains("SPEED_EMBEDDED=gen 1 t/s (older)"),
+        "the embedded figure is kept beside it: {conf}"
+    );
 }
 
 #[test]
 fn architectures_the_embedded_engine_cannot_run_get_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     let qwen35 = dir.path().join("Qwen3.5-tiny.gguf");
-    gguf_fixtures::qwen35moe_tiny().write(&qwen35, Data::Zeros).unwrap();
+    gguf_fixtures::qwen35moe_tiny()
+        .write(&qwen35, Data::Zeros)
+        .unwrap();
     let ws = workspace(&qwen35, "      engine: embedded\n");
     let run = ws.run(&[]);
     assert_eq!(run.code, 1);
-    let record: serde_json::Value = serde_json::from_str(&ws.read(".onboard/tiny/steps/context_test.json")).unwrap();
+    let record: serde_json::Value =
+        serde_json::from_str(&ws.read(".onboard/tiny/steps/context_test.json")).unwrap();
     let error = record["error"].as_str().unwrap();
-    assert!(error.contains("cannot load GGUF architecture `qwen35moe`"), "{error}");
+    assert!(
+        error.contains("cannot load GGUF architecture `qwen35moe`"),
+        "{error}"
+    );
     assert!(error.contains("llama-server"), "{error}");
 
     // auto with no llama-server anywhere: says exactly why.
     let ws = workspace(&qwen35, "      engine: auto\n");
-    let out = ws.command(&["run", "tiny", "--json"]).env("PATH", "/usr/bin:/bin").output().unwrap();
+    let out = ws
+        .command(&["run", "tiny", "--json"])
+        .env("PATH", "/usr/bin:/bin")
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
-    let record: serde_json::Value = serde_json::from_str(&ws.read(".onboard/tiny/steps/context_test.json")).unwrap();
-    assert!(record["error"].as_str().unwrap().contains("no llama-server is configured"), "{record}");
+    let record: serde_json::Value =
+        serde_json::from_str(&ws.read(".onboard/tiny/steps/context_test.json")).unwrap();
+    assert!(
+        record["error"]
+            .as_str()
+            .unwrap()
+            .contains("no llama-server is configured"),
+        "{record}"
+    );
 }
 
 #[test]
@@ -108,6 +168,8 @@ fn a_killed_worker_is_reported_as_killed() {
     unsafe {
         libc::kill(engine.pid() as i32, libc::SIGKILL);
     }
-    let err = engine.chat(&onboard::engine::embedded::capital_of_france()).unwrap_err();
+    let err = engine
+        .chat(&onboard::engine::embedded::capital_of_france())
+        .unwrap_err();
     assert!(err.to_string().contains("killed by SIGKILL"), "{err}");
 }

@@ -669,7 +669,10 @@ fn a_full_disk_is_a_clear_error_and_a_rerun_after_freeing_space_finishes() {
         .status()
         .is_ok_and(|s| s.success());
     if !mounted {
-        assert!(std::env::var_os("CI").is_none(), "CI runs as root and must be able to mount a tmpfs");
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI runs as root and must be able to mount a tmpfs"
+        );
         eprintln!("skipped: cannot mount a tmpfs here");
         return;
     }

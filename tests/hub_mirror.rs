@@ -241,7 +241,10 @@ fn huggingface_hub_downloads_from_the_mirror() {
         .or_else(|| Some(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/hf")))
         .filter(|p| p.exists());
     let Some(hf) = hf else {
-        assert!(std::env::var_os("CI").is_none(), "no `hf` binary: scripts/setup installs it into .venv");
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "no `hf` binary: scripts/setup installs it into .venv"
+        );
         eprintln!("skipped: no `hf` binary (set ONBOARD_HF_BIN)");
         return;
     };

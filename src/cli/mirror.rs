@@ -32,13 +32,21 @@ pub fn execute(args: &MirrorArgs) -> i32 {
     match &args.command {
         MirrorCommand::Serve { root, addr, log } => {
             if !root.is_dir() {
-                error(&format!("{} is not a directory of repos (<owner>/<name>/<files>)", root.display()));
+                error(&format!(
+                    "{} is not a directory of repos (<owner>/<name>/<files>)",
+                    root.display()
+                ));
                 return super::EXIT_USAGE;
             }
             match MirrorServer::start(root, addr) {
                 Ok(server) => {
                     server.echo_log(*log);
-                    println!("serving {} at {}  (export HF_ENDPOINT={})", root.display(), server.url(), server.url());
+                    println!(
+                        "serving {} at {}  (export HF_ENDPOINT={})",
+                        root.display(),
+                        server.url(),
+                        server.url()
+                    );
                     server.wait();
                     0
                 }

@@ -60,7 +60,12 @@ pub fn preflight(architecture: &str, tensor_types: &[String], cpu: bool) -> Resu
     }
     let unsupported: Vec<&String> = tensor_types
         .iter()
-        .filter(|t| t.starts_with("IQ") || t.starts_with("TQ") || t.starts_with("MXFP4") || t.starts_with("type"))
+        .filter(|t| {
+            t.starts_with("IQ")
+                || t.starts_with("TQ")
+                || t.starts_with("MXFP4")
+                || t.starts_with("type")
+        })
         .collect();
     if !unsupported.is_empty() {
         let names: Vec<&str> = unsupported.iter().map(|s| s.as_str()).collect();
@@ -142,13 +147,25 @@ impl EmbeddedEngine {
         if let Some(n) = opts.threads {
             cmd.env("RAYON_NUM_THREADS", n.to_string());
         }
-        let mut child = cmd
-            .spawn()
-            .map_err(|e| EngineError::Crashed(format!("cannot start the engine worker {}: {e}", opts.program.display())))?;
+        let mut child = cmd.spawn().map_err(|e| {
+            EngineError::Crashed(format!(
+                "cannot start the engine worker {}: {e}",
+                opts.program.display()
+            ))
+        })?;
         let pid = child.id();
-        let stdin = child.stdin.take().ok_or_else(|| EngineError::Crashed("worker has no stdin".into()))?;
-        let stdout = child.stdout.take().ok_or_else(|| EngineError::Crashed("worker has no stdout".into()))?;
-        let stderr = child.stderr.take().ok_or_else(|| EngineError::Crashed("worker has no stderr".into()))?;
+        let stdin = child
+            .stdin
+            .take()
+            .ok_or_else(|| EngineError::Crashed("worker has no stdin".into()))?;
+        let stdout = child
+            .stdout
+            .take()
+            .ok_or_else(|| EngineError::Crashed("worker has no stdout".into()))?;
+        let stderr = child
+            .stderr
+            .take()
+            .ok_or_else(|| EngineError::Crashed("worker has no stderr".into()))?;
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
@@ -181,8 +198,12 @@ impl EmbeddedEngine {
                 engine.max_sequence_length = max_sequence_length;
                 Ok(engine)
             }
-            WorkerEvent::Error { message } => Err(EngineError::Unsupported(format!("the model did not load: {message}"))),
-            WorkerEvent::Reply(_) => Err(EngineError::Crashed("the worker answered before loading".into())),
+            WorkerEvent::Error { message } => Err(EngineError::Unsupported(format!(
+                "the model did not load: {message}"
+            ))),
+            WorkerEvent::Reply(_) => Err(EngineError::Crashed(
+                "the worker answered before loading".into(),
+            )),
         }
     }
 
@@ -207,25 +228,38 @@ impl EmbeddedEngine {
     }
 
     fn request(&self, request: &WorkerRequest) -> Result<ChatResponse, EngineError> {
-        let line = serde_json::to_string(request).map_err(|e| EngineError::Request(e.to_string()))?;
+        let line =
+            serde_json::to_string(request).map_err(|e| EngineError::Request(e.to_string()))?;
         {
-            let mut stdin = self.stdin.lock().map_err(|_| EngineError::Crashed("worker lock poisoned".into()))?;
-            if writeln!(stdin, "{line}").and_then(|_| stdin.flush()).is_err() {
+            let mut stdin = self
+                .stdin
+                .lock()
+                .map_err(|_| EngineError::Crashed("worker lock poisoned".into()))?;
+            if writeln!(stdin, "{line}")
+                .and_then(|_| stdin.flush())
+                .is_err()
+            {
                 return Err(self.death_report());
             }
         }
         match self.next_event(self.request_timeout)? {
             WorkerEvent::Reply(r) => Ok(r),
             WorkerEvent::Error { message } => Err(EngineError::Request(message)),
-            WorkerEvent::Ready { .. } => Err(EngineError::Crashed("the worker sent `ready` twice".into())),
+            WorkerEvent::Ready { .. } => {
+                Err(EngineError::Crashed("the worker sent `ready` twice".into()))
+            }
         }
     }
 
     fn next_event(&self, timeout: Duration) -> Result<WorkerEvent, EngineError> {
-        let rx = self.lines.lock().map_err(|_| EngineError::Crashed("worker lock poisoned".into()))?;
+        let rx = self
+            .lines
+            .lock()
+            .map_err(|_| EngineError::Crashed("worker lock poisoned".into()))?;
         match rx.recv_timeout(timeout) {
-            Ok(json) => serde_json::from_str(&json)
-                .map_err(|e| EngineError::Crashed(format!("the worker sent an unreadable line ({e})"))),
+            Ok(json) => serde_json::from_str(&json).map_err(|e| {
+                EngineError::Crashed(format!("the worker sent an unreadable line ({e})"))
+            }),
             Err(RecvTimeoutError::Timeout) => {
                 self.kill();
                 Err(EngineError::Crashed(format!(
@@ -315,7 +349,10 @@ fn split_path(gguf: &Path) -> Result<(PathBuf, String), EngineError> {
         .ok_or_else(|| EngineError::Request(format!("{} is not a file path", gguf.display())))?;
     if !gguf.is_file() {
         // A missing local directory makes mistral.rs fall through to the Hub.
-        return Err(EngineError::Request(format!("{} does not exist", gguf.display())));
+        return Err(EngineError::Request(format!(
+            "{} does not exist",
+            gguf.display()
+        )));
     }
     Ok((dir, file))
 }
@@ -340,24 +377,31 @@ pub mod worker {
     use mistralrs::{GgufModelBuilder, RequestBuilder, TextMessageRole, TokenSource};
     use std::time::Instant;
 
-    const FILLER: &str = "The history of measurement is a history of agreement. Merchants, builders and \
+    const FILLER: &str =
+        "The history of measurement is a history of agreement. Merchants, builders and \
         astronomers each needed units that others would accept, and every improvement in precision \
         came from a shared reference that anyone could check. A workstation that serves language \
         models is measured the same way: by numbers that another person can reproduce on the same \
         machine with the same file. ";
 
     fn emit(event: &WorkerEvent) {
-        let line = serde_json::to_string(event).unwrap_or_else(|_| "{\"event\":\"error\",\"message\":\"encode\"}".into());
+        let line = serde_json::to_string(event)
+            .unwrap_or_else(|_| "{\"event\":\"error\",\"message\":\"encode\"}".into());
         let mut out = std::io::stdout().lock();
         let _ = writeln!(out, "{LINE_PREFIX}{line}");
         let _ = out.flush();
     }
 
     pub fn run(dir: &Path, file: &str, cpu: bool) -> i32 {
-        let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        let runtime = match tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+        {
             Ok(rt) => rt,
             Err(e) => {
-                emit(&WorkerEvent::Error { message: e.to_string() });
+                emit(&WorkerEvent::Error {
+                    message: e.to_string(),
+                });
                 return 1;
             }
         };
@@ -374,7 +418,9 @@ pub mod worker {
         let model = match builder.build().await {
             Ok(m) => m,
             Err(e) => {
-                emit(&WorkerEvent::Error { message: format!("{e:#}") });
+                emit(&WorkerEvent::Error {
+                    message: format!("{e:#}"),
+                });
                 return 1;
             }
         };
@@ -390,12 +436,19 @@ pub mod worker {
                 continue;
             }
             let event = match serde_json::from_str::<WorkerRequest>(&line) {
-                Err(e) => WorkerEvent::Error { message: format!("bad request: {e}") },
-                Ok(WorkerRequest::Chat(req)) => match chat(&model, &req.messages, req.max_tokens, req.temperature).await {
-                    Ok(r) => WorkerEvent::Reply(r),
-                    Err(message) => WorkerEvent::Error { message },
+                Err(e) => WorkerEvent::Error {
+                    message: format!("bad request: {e}"),
                 },
-                Ok(WorkerRequest::Fill { prompt_tokens, max_tokens }) => match fill(&model, prompt_tokens, max_tokens).await {
+                Ok(WorkerRequest::Chat(req)) => {
+                    match chat(&model, &req.messages, req.max_tokens, req.temperature).await {
+                        Ok(r) => WorkerEvent::Reply(r),
+                        Err(message) => WorkerEvent::Error { message },
+                    }
+                }
+                Ok(WorkerRequest::Fill {
+                    prompt_tokens,
+                    max_tokens,
+                }) => match fill(&model, prompt_tokens, max_tokens).await {
                     Ok(r) => WorkerEvent::Reply(r),
                     Err(message) => WorkerEvent::Error { message },
                 },
@@ -405,7 +458,12 @@ pub mod worker {
         0
     }
 
-    async fn chat(model: &mistralrs::Model, messages: &[ChatMessage], max_tokens: u32, temperature: f32) -> Result<ChatResponse, String> {
+    async fn chat(
+        model: &mistralrs::Model,
+        messages: &[ChatMessage],
+        max_tokens: u32,
+        temperature: f32,
+    ) -> Result<ChatResponse, String> {
         let mut request = RequestBuilder::new();
         for m in messages {
             let role = match m.role.as_str() {
@@ -422,8 +480,14 @@ pub mod worker {
             request.set_sampler_temperature(f64::from(temperature))
         };
         request = request.set_sampler_max_len(max_tokens as usize);
-        let response = model.send_chat_request(request).await.map_err(|e| format!("{e:#}"))?;
-        let choice = response.choices.first().ok_or("the engine returned no choice")?;
+        let response = model
+            .send_chat_request(request)
+            .await
+            .map_err(|e| format!("{e:#}"))?;
+        let choice = response
+            .choices
+            .first()
+            .ok_or("the engine returned no choice")?;
         let usage = &response.usage;
         Ok(ChatResponse {
             text: choice.message.content.clone().unwrap_or_default(),
@@ -437,7 +501,11 @@ pub mod worker {
 
     /// A prompt of about `target` tokens: whole copies of a passage, then a
     /// prefix of it cut at a token boundary.
-    async fn fill(model: &mistralrs::Model, target: u64, max_tokens: u32) -> Result<ChatResponse, String> {
+    async fn fill(
+        model: &mistralrs::Model,
+        target: u64,
+        max_tokens: u32,
+    ) -> Result<ChatResponse, String> {
         let tokens = model
             .tokenize(Either::Right(FILLER.to_string()), None, false, false, None)
             .await
@@ -466,7 +534,12 @@ mod tests {
     #[test]
     fn preflight_explains_what_cannot_load() {
         let e = preflight("qwen35moe", &[], true).unwrap_err();
-        assert!(e.contains("cannot load GGUF architecture `qwen35moe`") && e.contains("0.9.1") && e.contains("llama-server"), "{e}");
+        assert!(
+            e.contains("cannot load GGUF architecture `qwen35moe`")
+                && e.contains("0.9.1")
+                && e.contains("llama-server"),
+            "{e}"
+        );
         let e = preflight("qwen3moe", &[], true).unwrap_err();
         assert!(e.contains("CUDA-only"), "{e}");
         assert!(preflight("qwen3moe", &[], false).is_ok());

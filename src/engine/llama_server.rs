@@ -58,7 +58,8 @@ pub struct LlamaServer {
 }
 
 fn free_port() -> Result<u16, EngineError> {
-    let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| EngineError::Crashed(format!("no free port: {e}")))?;
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .map_err(|e| EngineError::Crashed(format!("no free port: {e}")))?;
     listener
         .local_addr()
         .map(|a| a.port())
@@ -78,7 +79,11 @@ fn watch(stream: impl Read + Send + 'static, log: Arc<Mutex<LogWatch>>) {
 impl LlamaServer {
     /// Starts the server and waits until it has loaded the model. Start and
     /// use it from one thread: PDEATHSIG follows the thread that spawned it.
-    pub fn start(launch: &Launch, startup_timeout: Duration, request_timeout: Duration) -> Result<LlamaServer, EngineError> {
+    pub fn start(
+        launch: &Launch,
+        startup_timeout: Duration,
+        request_timeout: Duration,
+    ) -> Result<LlamaServer, EngineError> {
         let port = free_port()?;
         let mut cmd = Command::new(&launch.program);
         cmd.args(&launch.args)
@@ -128,14 +133,20 @@ impl LlamaServer {
             if let Ok(Some(status)) = server.child.try_wait() {
                 return Err(server.failure(&format!("exited while loading ({status})")));
             }
-            let health = server.agent.get(format!("{}/health", server.base_url)).call();
+            let health = server
+                .agent
+                .get(format!("{}/health", server.base_url))
+                .call();
             if let Ok(resp) = health {
                 if resp.status() == 200 {
                     return Ok(server);
                 }
             }
             if Instant::now() > deadline {
-                let e = server.failure(&format!("was not ready after {}s", startup_timeout.as_secs()));
+                let e = server.failure(&format!(
+                    "was not ready after {}s",
+                    startup_timeout.as_secs()
+                ));
                 server.stop();
                 return Err(e);
             }
@@ -153,7 +164,15 @@ impl LlamaServer {
         if let Some(oom) = &log.out_of_memory {
             message.push_str(&format!(": out of memory ({oom})"));
         }
-        let tail = log.tail.iter().rev().take(12).rev().cloned().collect::<Vec<_>>().join("\n");
+        let tail = log
+            .tail
+            .iter()
+            .rev()
+            .take(12)
+            .rev()
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("\n");
         if !tail.is_empty() {
             message.push_str(":\n");
             message.push_str(&tail);
@@ -163,7 +182,11 @@ impl LlamaServer {
 
     fn post(&self, path: &str, body: &Value) -> Result<Value, EngineError> {
         let url = format!("{}{path}", self.base_url);
-        let mut resp = self.agent.post(&url).send_json(body).map_err(|e| self.failure(&format!("request {path} failed ({e})")))?;
+        let mut resp = self
+            .agent
+            .post(&url)
+            .send_json(body)
+            .map_err(|e| self.failure(&format!("request {path} failed ({e})")))?;
         let status = resp.status();
         let value: Value = resp
             .body_mut()
@@ -179,7 +202,8 @@ impl LlamaServer {
     /// Generates after a prompt of about `prompt_tokens` tokens, reading
     /// llama.cpp's own timings.
     pub fn fill(&self, prompt_tokens: u64, max_tokens: u32) -> Result<ChatResponse, EngineError> {
-        const FILLER: &str = "Measurements are agreements that another person can check on the same machine. ";
+        const FILLER: &str =
+            "Measurements are agreements that another person can check on the same machine. ";
         let tokens = self.post("/tokenize", &json!({ "content": FILLER }))?;
         let per = tokens["tokens"].as_array().map_or(1, |t| t.len().max(1)) as u64;
         let prompt = FILLER.repeat((prompt_tokens / per).max(1) as usize);
@@ -251,7 +275,10 @@ impl Engine for LlamaServer {
         )?;
         let choice = &v["choices"][0];
         Ok(ChatResponse {
-            text: choice["message"]["content"].as_str().unwrap_or_default().to_string(),
+            text: choice["message"]["content"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
             prompt_tokens: v["usage"]["prompt_tokens"].as_u64().unwrap_or(0),
             completion_tokens: v["usage"]["completion_tokens"].as_u64().unwrap_or(0),
             prompt_tps: v["timings"]["prompt_per_second"].as_f64(),
@@ -271,6 +298,10 @@ mod tests {
         w.observe("llama_context: graph splits = 3 (with bs=512)");
         w.observe("ggml_backend_cuda_buffer_type_alloc_buffer: allocating 20480.00 MiB on device 0: cudaMalloc failed: out of memory");
         assert_eq!(w.graph_splits, Some(3));
-        assert!(w.out_of_memory.as_deref().unwrap().contains("cudaMalloc failed"));
+        assert!(w
+            .out_of_memory
+            .as_deref()
+            .unwrap()
+            .contains("cudaMalloc failed"));
     }
 }

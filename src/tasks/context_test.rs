@@ -100,19 +100,29 @@ const TEMPLATE_MARGIN: u64 = 64;
 impl Task for ContextTest {
     const KIND: &'static str = "context-test";
     const VERSION: u32 = 1;
-    const SUMMARY: &'static str = "Load the model at full context, measure speed and memory, write SPEED";
+    const SUMMARY: &'static str =
+        "Load the model at full context, measure speed and memory, write SPEED";
     type Params = ContextTestParams;
     type Outputs = ContextTestOutputs;
 
-    fn input_files(&self, params: &ContextTestParams, ctx: &TaskContext) -> Result<Vec<PathBuf>, TaskError> {
+    fn input_files(
+        &self,
+        params: &ContextTestParams,
+        ctx: &TaskContext,
+    ) -> Result<Vec<PathBuf>, TaskError> {
         // The weights: a different file means a different measurement.
         let (profile, models_dir) = read_profile(&params.profile, ctx)?;
         Ok(vec![gguf_path(&profile, &models_dir)?])
     }
 
-    async fn run(&self, params: ContextTestParams, ctx: TaskContext) -> Result<ContextTestOutputs, TaskError> {
+    async fn run(
+        &self,
+        params: ContextTestParams,
+        ctx: TaskContext,
+    ) -> Result<ContextTestOutputs, TaskError> {
         let load_timeout = duration::parse(&params.load_timeout).map_err(TaskError::Params)?;
-        let request_timeout = duration::parse(&params.request_timeout).map_err(TaskError::Params)?;
+        let request_timeout =
+            duration::parse(&params.request_timeout).map_err(TaskError::Params)?;
         let (profile, models_dir) = read_profile(&params.profile, &ctx)?;
         let gguf = gguf_path(&profile, &models_dir)?;
         let header = crate::gguf::read_file(&gguf).map_err(|e| TaskError::Failed {
@@ -133,7 +143,8 @@ impl Task for ContextTest {
             .unwrap_or(4096);
         let wanted = params.context.unwrap_or(profile_ctx);
         let cpu = params.cpu.unwrap_or(!cfg!(feature = "cuda"));
-        let preflight = embedded_available().and_then(|()| embedded::preflight(&architecture, &types, cpu));
+        let preflight =
+            embedded_available().and_then(|()| embedded::preflight(&architecture, &types, cpu));
         let server_binary = llama_server_binary(&ctx);
         let engine = match (params.engine, &preflight, &server_binary) {
             (EngineChoice::Embedded, Err(e), _) => return Err(TaskError::Failed { message: e.clone(), retryable: false }),
@@ -164,9 +175,26 @@ impl Task for ContextTest {
         let measured = tokio::task::spawn_blocking(move || match engine {
             EngineChoice::LlamaServer => {
                 let binary = server_binary.unwrap_or_else(|| "llama-server".into());
-                measure_server(&profile, &binary, &models_dir, wanted, generate, load_timeout, request_timeout)
+                measure_server(
+                    &profile,
+                    &binary,
+                    &models_dir,
+                    wanted,
+                    generate,
+                    load_timeout,
+                    request_timeout,
+                )
             }
-            _ => measure_embedded(&gguf, cpu, threads, wanted, generate, load_timeout, request_timeout, &log_ctx),
+            _ => measure_embedded(
+                &gguf,
+                cpu,
+                threads,
+                wanted,
+                generate,
+                load_timeout,
+                request_timeout,
+                &log_ctx,
+            ),
         })
         .await
         .map_err(|e| TaskError::failed(format!("the measurement thread failed: {e}")))??;
@@ -192,7 +220,10 @@ fn embedded_available() -> Result<(), String> {
     if cfg!(feature = "embedded") {
         Ok(())
     } else {
-        Err("this build of onboard has no embedded engine (built without the `embedded` feature)".into())
+        Err(
+            "this build of onboard has no embedded engine (built without the `embedded` feature)"
+                .into(),
+        )
     }
 }
 
@@ -201,17 +232,23 @@ fn read_profile(id: &str, ctx: &TaskContext) -> Result<(Profile, PathBuf), TaskE
     let conf_path = ctx.path(&paths.models_conf)?;
     let conf = models_conf::read(&conf_path).map_err(|e| TaskError::failed(e.to_string()))?;
     let profile = conf.profile(id).ok_or_else(|| TaskError::Failed {
-        message: format!("{} has no profile `[{id}]`; run the profile step first", conf_path.display()),
+        message: format!(
+            "{} has no profile `[{id}]`; run the profile step first",
+            conf_path.display()
+        ),
         retryable: false,
     })?;
     Ok((profile, ctx.path(&paths.models)?))
 }
 
 fn gguf_path(profile: &Profile, models_dir: &Path) -> Result<PathBuf, TaskError> {
-    let model = profile.get("MODEL").filter(|m| !m.is_empty()).ok_or_else(|| TaskError::Failed {
-        message: format!("profile `[{}]` has no MODEL= line", profile.id),
-        retryable: false,
-    })?;
+    let model = profile
+        .get("MODEL")
+        .filter(|m| !m.is_empty())
+        .ok_or_else(|| TaskError::Failed {
+            message: format!("profile `[{}]` has no MODEL= line", profile.id),
+            retryable: false,
+        })?;
     crate::workspace::resolve_inside(models_dir, model).map_err(TaskError::Params)
 }
 
@@ -265,7 +302,8 @@ fn measure_embedded(
     request_timeout: Duration,
     ctx: &TaskContext,
 ) -> Result<ContextTestOutputs, TaskError> {
-    let program = std::env::current_exe().map_err(|e| TaskError::failed(format!("cannot find the onboard binary: {e}")))?;
+    let program = std::env::current_exe()
+        .map_err(|e| TaskError::failed(format!("cannot find the onboard binary: {e}")))?;
     let opts = WorkerOptions {
         program,
         gguf: gguf.to_path_buf(),
@@ -296,9 +334,13 @@ fn measure_embedded(
             }
         }
     }
-    let probe = engine.chat(&embedded::capital_of_france()).map_err(engine_failure)?;
+    let probe = engine
+        .chat(&embedded::capital_of_france())
+        .map_err(engine_failure)?;
     ctx.log(&format!("probe: {}", probe.text.trim()));
-    let prompt = tested.saturating_sub(u64::from(generate) + TEMPLATE_MARGIN).max(16);
+    let prompt = tested
+        .saturating_sub(u64::from(generate) + TEMPLATE_MARGIN)
+        .max(16);
     let reply: ChatResponse = engine.fill(prompt, generate).map_err(engine_failure)?;
     Ok(ContextTestOutputs {
         engine: engine.name().to_string(),
@@ -330,13 +372,21 @@ fn measure_server(
 ) -> Result<ContextTestOutputs, TaskError> {
     let mut profile = profile.clone();
     profile.entries.retain(|(k, _)| k != "CTX_SIZE");
-    profile.entries.push(("CTX_SIZE".into(), wanted.to_string()));
-    let launch = launch::command(&profile, binary, models_dir, &Listen::default()).map_err(TaskError::Params)?;
+    profile
+        .entries
+        .push(("CTX_SIZE".into(), wanted.to_string()));
+    let launch = launch::command(&profile, binary, models_dir, &Listen::default())
+        .map_err(TaskError::Params)?;
     let started = std::time::Instant::now();
-    let server = LlamaServer::start(&launch, load_timeout, request_timeout).map_err(engine_failure)?;
+    let server =
+        LlamaServer::start(&launch, load_timeout, request_timeout).map_err(engine_failure)?;
     let load_ms = started.elapsed().as_millis() as u64;
-    let probe = server.chat(&embedded::capital_of_france()).map_err(engine_failure)?;
-    let prompt = wanted.saturating_sub(u64::from(generate) + TEMPLATE_MARGIN).max(16);
+    let probe = server
+        .chat(&embedded::capital_of_france())
+        .map_err(engine_failure)?;
+    let prompt = wanted
+        .saturating_sub(u64::from(generate) + TEMPLATE_MARGIN)
+        .max(16);
     let reply = server.fill(prompt, generate).map_err(engine_failure)?;
     let log = server.log();
     if let Some(oom) = log.out_of_memory {
@@ -367,7 +417,11 @@ fn measure_server(
 /// `SPEED` always names its engine. llama-server's figure is the production
 /// speed; the embedded engine's goes to `SPEED_EMBEDDED`, and fills `SPEED`
 /// only while no llama-server figure is there, labelled as such.
-fn write_speed(ctx: &TaskContext, profile: &str, out: &mut ContextTestOutputs) -> Result<(), TaskError> {
+fn write_speed(
+    ctx: &TaskContext,
+    profile: &str,
+    out: &mut ContextTestOutputs,
+) -> Result<(), TaskError> {
     let date = &state::now_rfc3339()[..10];
     let figures = format!(
         "gen {:.1} t/s, prompt {:.1} t/s at {} ctx",
@@ -376,7 +430,11 @@ fn write_speed(ctx: &TaskContext, profile: &str, out: &mut ContextTestOutputs) -
     let conf_path = ctx.path(&ctx.paths().models_conf)?;
     let embedded = out.engine != "llama-server";
     let value = if embedded {
-        format!("{figures} ({} embedded, {}; not llama-server; {date})", embedded::VERSION, out.device)
+        format!(
+            "{figures} ({} embedded, {}; not llama-server; {date})",
+            embedded::VERSION,
+            out.device
+        )
     } else {
         format!("{figures} (llama-server, {date})")
     };
@@ -384,10 +442,14 @@ fn write_speed(ctx: &TaskContext, profile: &str, out: &mut ContextTestOutputs) -
     let id = profile.to_string();
     let v = value.clone();
     models_conf::update(&conf_path, move |conf| {
-        let current = conf.profile(&id).ok_or_else(|| format!("has no profile `[{id}]`"))?;
+        let current = conf
+            .profile(&id)
+            .ok_or_else(|| format!("has no profile `[{id}]`"))?;
         if embedded {
             conf.set(&id, "SPEED_EMBEDDED", &v);
-            let speed_from_server = current.get("SPEED").is_some_and(|s| s.contains("(llama-server"));
+            let speed_from_server = current
+                .get("SPEED")
+                .is_some_and(|s| s.contains("(llama-server"));
             if !speed_from_server {
                 conf.set(&id, "SPEED", &v);
             }

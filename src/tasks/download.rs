@@ -66,11 +66,26 @@ struct LogProgress {
 impl Progress for LogProgress {
     fn event(&self, event: &ProgressEvent<'_>) {
         let line = match event {
-            ProgressEvent::Start { file, total, present } if *present > 0 => {
-                format!("{file}: resuming at {} of {}", hub::progress::human_bytes(*present as f64), hub::progress::human_bytes(*total as f64))
+            ProgressEvent::Start {
+                file,
+                total,
+                present,
+            } if *present > 0 => {
+                format!(
+                    "{file}: resuming at {} of {}",
+                    hub::progress::human_bytes(*present as f64),
+                    hub::progress::human_bytes(*total as f64)
+                )
             }
-            ProgressEvent::Start { file, total, .. } => format!("{file}: {}", hub::progress::human_bytes(*total as f64)),
-            ProgressEvent::Bytes { file, done, total, rate } => {
+            ProgressEvent::Start { file, total, .. } => {
+                format!("{file}: {}", hub::progress::human_bytes(*total as f64))
+            }
+            ProgressEvent::Bytes {
+                file,
+                done,
+                total,
+                rate,
+            } => {
                 let mut last = match self.last.lock() {
                     Ok(l) => l,
                     Err(_) => return,
@@ -79,15 +94,35 @@ impl Progress for LogProgress {
                     return;
                 }
                 *last = Some(Instant::now());
-                let pct = if *total > 0 { *done as f64 * 100.0 / *total as f64 } else { 100.0 };
-                format!("{file}: {pct:.0}% at {}/s", hub::progress::human_bytes(*rate))
+                let pct = if *total > 0 {
+                    *done as f64 * 100.0 / *total as f64
+                } else {
+                    100.0
+                };
+                format!(
+                    "{file}: {pct:.0}% at {}/s",
+                    hub::progress::human_bytes(*rate)
+                )
             }
-            ProgressEvent::Retry { file, attempt, reason, wait } => {
-                format!("{file}: retry {attempt} in {:.1}s ({reason})", wait.as_secs_f64())
+            ProgressEvent::Retry {
+                file,
+                attempt,
+                reason,
+                wait,
+            } => {
+                format!(
+                    "{file}: retry {attempt} in {:.1}s ({reason})",
+                    wait.as_secs_f64()
+                )
             }
             ProgressEvent::Verifying { file } => format!("{file}: verifying the bytes on disk"),
-            ProgressEvent::Done { file, size, how, .. } => {
-                format!("{file}: {how}, {} verified", hub::progress::human_bytes(*size as f64))
+            ProgressEvent::Done {
+                file, size, how, ..
+            } => {
+                format!(
+                    "{file}: {how}, {} verified",
+                    hub::progress::human_bytes(*size as f64)
+                )
             }
         };
         self.ctx.log(&line);
@@ -101,7 +136,11 @@ impl Task for Download {
     type Params = DownloadParams;
     type Outputs = DownloadOutputs;
 
-    fn output_files(&self, params: &DownloadParams, ctx: &TaskContext) -> Result<Vec<PathBuf>, TaskError> {
+    fn output_files(
+        &self,
+        params: &DownloadParams,
+        ctx: &TaskContext,
+    ) -> Result<Vec<PathBuf>, TaskError> {
         let dest = ctx.path(&ctx.paths().models)?.join(&params.dest);
         params
             .files
@@ -113,12 +152,17 @@ impl Task for Download {
             .collect()
     }
 
-    async fn run(&self, params: DownloadParams, ctx: TaskContext) -> Result<DownloadOutputs, TaskError> {
+    async fn run(
+        &self,
+        params: DownloadParams,
+        ctx: TaskContext,
+    ) -> Result<DownloadOutputs, TaskError> {
         if params.files.is_empty() {
             return Err(TaskError::Params("no files to download".into()));
         }
         let models_dir = ctx.path(&ctx.paths().models)?;
-        let dest_dir = crate::workspace::resolve_inside(&models_dir, &params.dest).map_err(TaskError::Params)?;
+        let dest_dir = crate::workspace::resolve_inside(&models_dir, &params.dest)
+            .map_err(TaskError::Params)?;
         let requests: Vec<FileRequest> = params
             .files
             .iter()

@@ -9,8 +9,8 @@
 pub mod bench_profile;
 pub mod command;
 pub mod context_test;
-pub mod download;
 pub mod docs;
+pub mod download;
 pub mod evaluate;
 pub mod profile;
 pub mod render;

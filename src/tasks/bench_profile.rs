@@ -164,11 +164,26 @@ impl Task for BenchProfile {
                 retryable: false,
             })?;
         let model = production.get("MODEL").unwrap_or_default().to_string();
+        // A model whose whole context is shorter than the bench context gets
+        // its own (SmolLM2: 8192 < 10240).
+        let context = match production
+            .get("CTX_SIZE")
+            .and_then(|c| c.parse::<u64>().ok())
+        {
+            Some(max) if max < params.context => {
+                ctx.log(&format!(
+                    "context {} capped at the production profile's {max}",
+                    params.context
+                ));
+                max
+            }
+            _ => params.context,
+        };
         let flags = bench_flags(production.get("FLAGS").unwrap_or_default(), params.thinking)
             .map_err(TaskError::Params)?;
         let mut entries = vec![
             ("MODEL".to_string(), model),
-            ("CTX_SIZE".to_string(), params.context.to_string()),
+            ("CTX_SIZE".to_string(), context.to_string()),
         ];
         for key in PLACEMENT {
             if let Some(v) = production.get(key) {
@@ -223,10 +238,7 @@ impl Task for BenchProfile {
             .map_err(|e| TaskError::Params(format!("{}: {e}", readme_path.display())))?;
         changed |= atomic::write_if_changed(&readme_path, updated.as_bytes())
             .map_err(|e| TaskError::io(&readme_path, e))?;
-        ctx.log(&format!(
-            "[{bench_id}] CTX_SIZE={} FLAGS={flags}",
-            params.context
-        ));
+        ctx.log(&format!("[{bench_id}] CTX_SIZE={} FLAGS={flags}", context));
         Ok(BenchProfileOutputs {
             profile: bench_id,
             flags,

@@ -8,7 +8,7 @@ use serde_json::Value;
 use std::collections::BTreeSet;
 
 #[derive(Debug, thiserror::Error)]
-#[error("{message}")]
+#[error("{}{message}", line.map(|l| format!("line {l}: ")).unwrap_or_default())]
 pub struct TemplateError {
     pub message: String,
     /// 1-based line inside the template text, when known.
@@ -28,7 +28,7 @@ fn from_minijinja(e: minijinja::Error) -> TemplateError {
         .map(str::to_string)
         .unwrap_or_else(|| e.kind().to_string());
     if e.kind() == minijinja::ErrorKind::UndefinedError {
-        message = format!("undefined value ({message})");
+        message = "a value it reads is undefined (check the names against the step outputs, manifest and workspace; `| default(...)` makes a value optional)".into();
     }
     TemplateError {
         message,

@@ -6,6 +6,7 @@
 
 pub mod export;
 pub mod launch;
+pub mod openai;
 pub mod words;
 
 use serde::{Deserialize, Serialize};

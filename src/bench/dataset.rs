@@ -113,14 +113,13 @@ impl Dataset {
             if raw.trim().is_empty() {
                 continue;
             }
-            let line: Line =
-                serde_json::from_str(&json_without_nonfinite(raw)).map_err(|e| {
-                    DatasetError::Invalid {
-                        path: path.to_path_buf(),
-                        line: i + 1,
-                        message: format!("not a HumanEval problem: {e}"),
-                    }
-                })?;
+            let line: Line = serde_json::from_str(&json_without_nonfinite(raw)).map_err(|e| {
+                DatasetError::Invalid {
+                    path: path.to_path_buf(),
+                    line: i + 1,
+                    message: format!("not a HumanEval problem: {e}"),
+                }
+            })?;
             let tests = if line.base_input.is_some() && line.plus_input.is_some() {
                 plus += 1;
                 Tests::BaseAndPlus

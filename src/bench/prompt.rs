@@ -176,10 +176,16 @@ mod tests {
             extract_code("```python\ndef add(a, b):\n    return a", "add"),
             "def add(a, b):\n    return a"
         );
-        assert_eq!(extract_code("def add(a,b): return a+b", "add"), "def add(a,b): return a+b");
+        assert_eq!(
+            extract_code("def add(a,b): return a+b", "add"),
+            "def add(a,b): return a+b"
+        );
         // `add_one` is not `add`.
         assert_eq!(
-            extract_code("```python\ndef add_one(a):\n    pass\n```\n```text\nno\n```", "add"),
+            extract_code(
+                "```python\ndef add_one(a):\n    pass\n```\n```text\nno\n```",
+                "add"
+            ),
             "def add_one(a):\n    pass"
         );
         assert_eq!(

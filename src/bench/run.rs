@@ -73,11 +73,7 @@ pub fn run(
     if let Some(note) = note {
         log(&note);
     }
-    let ids: Vec<String> = dataset
-        .problems
-        .iter()
-        .map(|p| p.task_id.clone())
-        .collect();
+    let ids: Vec<String> = dataset.problems.iter().map(|p| p.task_id.clone()).collect();
     let resumed = ids.iter().filter(|id| done.contains_key(*id)).count();
     if resumed > 0 {
         log(&format!(

@@ -72,7 +72,8 @@ impl Default for Limits {
     }
 }
 
-/// How tests are timed and run, as EvalPlus does by default.
+/// How tests are timed, with the defaults of PyPI evalplus 0.3.1 (its
+/// repository's newer code raises the 1 s minimum to 4 s).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Timing {
     /// Each input gets max(min_time_limit, time_factor × the canonical
@@ -88,7 +89,7 @@ pub struct Timing {
 impl Default for Timing {
     fn default() -> Self {
         Timing {
-            min_time_limit: 4.0,
+            min_time_limit: 1.0,
             time_factor: 4.0,
             phase_budget: 60.0,
             check_time_limit: 10.0,
@@ -153,7 +154,7 @@ pub enum SandboxError {
          in a container run it with --privileged or CAP_SYS_ADMIN"
     )]
     Setup(String),
-    #[error("sandbox uid {uid} is used by process {pid}; set the benchmark's `sandbox_uid` to a free range")]
+    #[error("no free sandbox uids from the configured base on (uid {uid} is used by process {pid}); set the benchmark's `sandbox_uid` to a free range")]
     UidInUse { uid: u32, pid: u32 },
     #[error("{}: cannot run the sandbox's python: {detail}; set the benchmark's `python` to a python3 outside /root", python.display())]
     Python { python: PathBuf, detail: String },
@@ -207,6 +208,8 @@ pub struct Sandbox {
     config: SandboxConfig,
     free: Mutex<Vec<u32>>,
     available: Condvar,
+    /// Held for the sandbox's life: no other onboard process uses these uids.
+    _locks: Vec<std::fs::File>,
 }
 
 impl Sandbox {
@@ -217,16 +220,12 @@ impl Sandbox {
         if unsafe { libc::geteuid() } != 0 {
             return Err(SandboxError::NotRoot);
         }
-        let uids: Vec<u32> = (0..config.parallel as u32)
-            .map(|i| config.uid_base + i)
-            .collect();
-        if let Some((uid, pid)) = uid_in_use(&uids) {
-            return Err(SandboxError::UidInUse { uid, pid });
-        }
+        let (uids, locks) = claim_uids(config.uid_base, config.parallel.max(1))?;
         let sandbox = Sandbox {
             config,
             free: Mutex::new(uids.into_iter().rev().collect()),
             available: Condvar::new(),
+            _locks: locks,
         };
         sandbox.probe()?;
         Ok(sandbox)
@@ -324,17 +323,20 @@ impl Sandbox {
                 };
                 let result = PhaseResult { status, passed: 0 };
                 let stderr = String::from_utf8_lossy(&out.stderr);
-                let tail: String = stderr
-                    .lines()
-                    .rev()
-                    .take(3)
-                    .collect::<Vec<_>>()
-                    .join(" | ");
+                let tail: String = stderr.lines().rev().take(3).collect::<Vec<_>>().join(" | ");
                 Ok(Verdict {
                     solution: String::new(),
                     base: result.clone(),
                     plus: plus.then_some(result),
-                    note: Some(format!("{}{}", describe(&out), if tail.is_empty() { String::new() } else { format!(": {tail}") })),
+                    note: Some(format!(
+                        "{}{}",
+                        describe(&out),
+                        if tail.is_empty() {
+                            String::new()
+                        } else {
+                            format!(": {tail}")
+                        }
+                    )),
                     seconds,
                 })
             }
@@ -355,10 +357,7 @@ impl Sandbox {
             if let Some(uid) = free.pop() {
                 return uid;
             }
-            free = self
-                .available
-                .wait(free)
-                .unwrap_or_else(|p| p.into_inner());
+            free = self.available.wait(free).unwrap_or_else(|p| p.into_inner());
         }
     }
 
@@ -413,8 +412,14 @@ impl Sandbox {
             }
         });
         let readers = [
-            child.stdout.take().map(|s| Box::new(s) as Box<dyn Read + Send>),
-            child.stderr.take().map(|s| Box::new(s) as Box<dyn Read + Send>),
+            child
+                .stdout
+                .take()
+                .map(|s| Box::new(s) as Box<dyn Read + Send>),
+            child
+                .stderr
+                .take()
+                .map(|s| Box::new(s) as Box<dyn Read + Send>),
         ]
         .map(|r| {
             std::thread::spawn(move || {
@@ -478,7 +483,10 @@ impl From<(Status, u64)> for PhaseResult {
 
 fn describe(out: &RunOutput) -> String {
     if out.timed_out {
-        format!("killed after the {:.0} s wall-clock limit", out.elapsed.as_secs_f64())
+        format!(
+            "killed after the {:.0} s wall-clock limit",
+            out.elapsed.as_secs_f64()
+        )
     } else if let Some(sig) = out.signal {
         let name = match sig {
             libc::SIGKILL => "SIGKILL",
@@ -631,6 +639,53 @@ fn kill_uid(uid: u32) {
     }
 }
 
+/// How far past `uid_base` to look for free uids.
+const UID_SPAN: u32 = 512;
+
+/// Claims `count` uids from `base` up: each is locked (an flock on a file
+/// in a root-only directory, so concurrent benchmarks and tests take
+/// different uids) and has no process running as it.
+fn claim_uids(base: u32, count: usize) -> Result<(Vec<u32>, Vec<std::fs::File>), SandboxError> {
+    use std::os::unix::fs::DirBuilderExt;
+    use std::os::unix::io::AsRawFd;
+    let dir = std::env::temp_dir().join("onboard-sandbox-uids");
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&dir)
+        .map_err(|e| SandboxError::Setup(format!("{}: {e}", dir.display())))?;
+    let mut uids = Vec::new();
+    let mut locks = Vec::new();
+    let mut last_busy = None;
+    for uid in base..base.saturating_add(UID_SPAN) {
+        if uids.len() == count {
+            break;
+        }
+        let path = dir.join(format!("{uid}.lock"));
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| SandboxError::Setup(format!("{}: {e}", path.display())))?;
+        // SAFETY: flock on a descriptor we own.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            continue;
+        }
+        if let Some(busy) = uid_in_use(&[uid]) {
+            last_busy = Some(busy);
+            continue;
+        }
+        uids.push(uid);
+        locks.push(file);
+    }
+    if uids.len() < count {
+        let (uid, pid) = last_busy.unwrap_or((base, 0));
+        return Err(SandboxError::UidInUse { uid, pid });
+    }
+    Ok((uids, locks))
+}
+
 /// A process whose real uid is one of `uids`, if any.
 fn uid_in_use(uids: &[u32]) -> Option<(u32, u32)> {
     let entries = std::fs::read_dir("/proc").ok()?;
@@ -642,6 +697,13 @@ fn uid_in_use(uids: &[u32]) -> Option<(u32, u32)> {
         let Ok(status) = std::fs::read_to_string(entry.path().join("status")) else {
             continue;
         };
+        if status
+            .lines()
+            .any(|l| l.starts_with("State:") && l.contains("Z"))
+        {
+            // A zombie: dead, waiting for its parent (init) to reap it.
+            continue;
+        }
         let uid = status
             .lines()
             .find_map(|l| l.strip_prefix("Uid:"))

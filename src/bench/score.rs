@@ -362,14 +362,18 @@ mod tests {
         };
         let (mut store, recs, note) = ResultsStore::open(dir.path(), &meta).unwrap();
         assert!(recs.is_empty() && note.is_none());
-        store.append(&record("HumanEval/0", true, Some(false))).unwrap();
+        store
+            .append(&record("HumanEval/0", true, Some(false)))
+            .unwrap();
         drop(store);
         let path = dir.path().join("tasks.jsonl");
         let mut f = OpenOptions::new().append(true).open(&path).unwrap();
         f.write_all(b"{\"task_id\":\"HumanEval/1\",\"ba").unwrap();
         let (mut store, recs, _) = ResultsStore::open(dir.path(), &meta).unwrap();
         assert_eq!(recs.len(), 1);
-        store.append(&record("HumanEval/1", true, Some(true))).unwrap();
+        store
+            .append(&record("HumanEval/1", true, Some(true)))
+            .unwrap();
         let recs = read_records(&path).unwrap();
         assert_eq!(recs.len(), 2);
         let ids: Vec<String> = vec!["HumanEval/0".into(), "HumanEval/1".into()];

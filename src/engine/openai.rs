@@ -86,7 +86,9 @@ impl Engine for OpenAiEngine {
             .map_err(|e| EngineError::Request(format!("{url}: reading the reply: {e}")))?;
         if status != 200 {
             let short: String = text.chars().take(500).collect();
-            return Err(EngineError::Request(format!("{url}: HTTP {status}: {short}")));
+            return Err(EngineError::Request(format!(
+                "{url}: HTTP {status}: {short}"
+            )));
         }
         parse_reply(&text).map_err(|e| EngineError::Request(format!("{url}: {e}")))
     }
@@ -115,7 +117,12 @@ pub fn parse_reply(text: &str) -> Result<ChatResponse, String> {
         None => content.to_string(),
     };
     let usage = v.get("usage");
-    let count = |k: &str| usage.and_then(|u| u.get(k)).and_then(Value::as_u64).unwrap_or(0);
+    let count = |k: &str| {
+        usage
+            .and_then(|u| u.get(k))
+            .and_then(Value::as_u64)
+            .unwrap_or(0)
+    };
     let timing = |k: &str| {
         v.get("timings")
             .and_then(|t| t.get(k))

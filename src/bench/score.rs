@@ -346,7 +346,7 @@ mod tests {
     #[test]
     fn dates_are_utc() {
         assert_eq!(utc_date(0), "1970-01-01T00:00:00Z");
-        assert_eq!(utc_date(1_795_000_000), "2026-11-18T08:26:40Z");
+        assert_eq!(utc_date(1_795_000_000), "2026-11-18T11:06:40Z");
         assert_eq!(utc_date(951_782_400), "2000-02-29T00:00:00Z");
     }
 

@@ -5,6 +5,7 @@
 mod launch;
 mod load;
 mod plan;
+mod report;
 mod run;
 mod schema;
 mod validate;
@@ -55,6 +56,8 @@ enum Command {
     Launch(launch::LaunchArgs),
     /// Export models.conf for llama-swap or llama.cpp's --models-preset.
     Export(launch::ExportArgs),
+    /// Compare every benchmarked model: benchmarks/report.md and report.svg.
+    Report(report::ReportArgs),
     #[command(external_subcommand)]
     Model(Vec<String>),
 }
@@ -121,6 +124,7 @@ pub fn main() -> i32 {
         Command::Run(args) => run::execute(&cli.workspace, &args),
         Command::Launch(args) => launch::launch(&cli.workspace, &args),
         Command::Export(args) => launch::export(&cli.workspace, &args),
+        Command::Report(args) => report::execute(&cli.workspace, &args),
         Command::Model(words) => {
             let argv = std::iter::once("onboard run".to_string()).chain(words);
             match run::ModelRunArgs::try_parse_from(argv) {

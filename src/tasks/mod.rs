@@ -7,6 +7,7 @@
 //! Policies such as retry and timeout live in the engine, not in tasks.
 
 pub mod bench_profile;
+pub mod benchmark;
 pub mod command;
 pub mod profile;
 pub mod render;
@@ -210,6 +211,7 @@ impl Registry {
         registry.register(profile::ProfileTask);
         registry.register(samplers::Samplers);
         registry.register(bench_profile::BenchProfile);
+        registry.register(benchmark::Benchmark);
         registry
     }
 

@@ -125,6 +125,10 @@ pub struct RunMeta {
     pub served_model: Option<String>,
 }
 
+/// An opened store, the records already in it, and a note when earlier
+/// records were set aside.
+pub type Opened = (ResultsStore, BTreeMap<String, TaskRecord>, Option<String>);
+
 /// The per-task records of one model, open for appending.
 pub struct ResultsStore {
     path: PathBuf,
@@ -133,10 +137,7 @@ pub struct ResultsStore {
 
 impl ResultsStore {
     /// Opens `dir` for `meta`, returning the records already there.
-    pub fn open(
-        dir: &Path,
-        meta: &RunMeta,
-    ) -> Result<(ResultsStore, BTreeMap<String, TaskRecord>, Option<String>), ResultsError> {
+    pub fn open(dir: &Path, meta: &RunMeta) -> Result<Opened, ResultsError> {
         std::fs::create_dir_all(dir).map_err(io_err(dir))?;
         let meta_path = dir.join("run.json");
         let path = dir.join("tasks.jsonl");

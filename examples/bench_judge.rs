@@ -42,7 +42,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     let mut out = case.clone();
                     out["solution"] = v.solution.into();
                     out["base"] = serde_json::to_value(v.base.status).unwrap_or_default();
-                    out["plus"] = serde_json::to_value(v.plus.map(|p| p.status)).unwrap_or_default();
+                    out["plus"] =
+                        serde_json::to_value(v.plus.map(|p| p.status)).unwrap_or_default();
                     Ok(out)
                 })
             })

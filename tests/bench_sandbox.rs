@@ -91,8 +91,9 @@ fn original_humaneval_problems_run_their_check_function() {
 }
 
 /// Each hostile solution replaces `add` from the fixture.
-fn hostile_cases(sentinel_dir: &Path, port: u16) -> Vec<(&'static str, String)> {
+fn hostile_cases(sentinel_dir: &Path, workspace: &Path, port: u16) -> Vec<(&'static str, String)> {
     let s = sentinel_dir.display();
+    let w = workspace.display();
     vec![
         ("infinite loop", "def add(a, b):\n    while True:\n        pass".into()),
         (
@@ -113,7 +114,7 @@ fn hostile_cases(sentinel_dir: &Path, port: u16) -> Vec<(&'static str, String)> 
         ),
         (
             "write into /tmp and the workspace",
-            format!("def add(a, b):\n    for p in ['{s}/victim.txt', '{s}/new.txt', '/tmp/onboard-pwned']:\n        try:\n            open(p, 'w').write('pwned')\n        except OSError:\n            pass\n    open('{s}/victim.txt', 'w').write('pwned')\n    return 0"),
+            format!("def add(a, b):\n    for p in ['{s}/victim.txt', '{s}/new.txt', '/tmp/onboard-pwned', '{w}/models.conf', '{w}/new.txt']:\n        try:\n            open(p, 'w').write('pwned')\n        except OSError:\n            pass\n    open('{s}/victim.txt', 'w').write('pwned')\n    return 0"),
         ),
         (
             "network connection",
@@ -121,7 +122,7 @@ fn hostile_cases(sentinel_dir: &Path, port: u16) -> Vec<(&'static str, String)> 
         ),
         (
             "rm -rf ~ and the sentinel",
-            format!("import os\ndef add(a, b):\n    os.system('rm -rf ~ {s} /tmp/* 2>/dev/null')\n    os.system('rm -rf {s}')\n    return 0"),
+            format!("import os\ndef add(a, b):\n    os.system('rm -rf ~ {s} {w} /tmp/* 2>/dev/null')\n    os.system('rm -rf {s}')\n    return 0"),
         ),
         (
             "daemon left behind",
@@ -163,7 +164,7 @@ fn hostile_solutions_are_contained_and_fail() {
         config.limits.wall_seconds = 8.0;
         let sandbox = Sandbox::new(config).unwrap();
         let started = Instant::now();
-        let cases = hostile_cases(&sentinel_dir, port);
+        let cases = hostile_cases(&sentinel_dir, workspace.path(), port);
         let verdicts: Vec<_> = std::thread::scope(|s| {
             let hs: Vec<_> = cases
                 .iter()
@@ -202,7 +203,11 @@ fn hostile_solutions_are_contained_and_fail() {
         assert!(!sentinel_dir.join("new.txt").exists());
         assert!(!Path::new("/tmp/onboard-pwned").exists());
         assert!(!Path::new("/root/pwned").exists());
-        assert!(workspace.path().join("models.conf").exists());
+        assert_eq!(
+            std::fs::read_to_string(workspace.path().join("models.conf")).unwrap(),
+            "[keep]\n"
+        );
+        assert!(!workspace.path().join("new.txt").exists());
         assert!(
             listener.accept().is_err(),
             "guard={guard}: a sandboxed program reached 127.0.0.1:{port}"

@@ -54,8 +54,8 @@ fn smollm2_is_benchmarked_through_a_llama_cpp_server() {
         .local_addr()
         .unwrap()
         .port();
-    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/bench/serve_xllamacpp.py");
+    let script =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/bench/serve_xllamacpp.py");
     let mut child = Command::new(&python)
         .arg(script)
         .arg(&gguf)

@@ -10,6 +10,9 @@ use std::time::Duration;
 
 pub struct OpenAiEngine {
     base: String,
+    /// How long a server answering 503 (llama-server: "Loading model") is
+    /// waited for before the request fails.
+    loading_wait: Duration,
     model: Option<String>,
     name: String,
     agent: ureq::Agent,
@@ -29,6 +32,7 @@ impl OpenAiEngine {
             .build()
             .new_agent();
         OpenAiEngine {
+            loading_wait: Duration::from_secs(600),
             name: "openai-compatible".into(),
             base,
             model,
@@ -39,6 +43,12 @@ impl OpenAiEngine {
     /// Names the engine in results (e.g. `llama-server`).
     pub fn named(mut self, name: &str) -> Self {
         self.name = name.to_string();
+        self
+    }
+
+    /// Sets how long a loading server (HTTP 503) is waited for.
+    pub fn loading_wait(mut self, wait: Duration) -> Self {
+        self.loading_wait = wait;
         self
     }
 
@@ -67,23 +77,35 @@ impl Engine for OpenAiEngine {
             body["model"] = json!(m);
         }
         let url = self.endpoint();
-        let mut response = self
-            .agent
-            .post(&url)
-            .header("Content-Type", "application/json")
-            .send(body.to_string())
-            .map_err(|e| {
-                EngineError::Request(format!(
-                    "{url}: {e}; is the server running (onboard launch <bench profile>)?"
-                ))
-            })?;
-        let status = response.status().as_u16();
-        let text = response
-            .body_mut()
-            .with_config()
-            .limit(64 << 20)
-            .read_to_string()
-            .map_err(|e| EngineError::Request(format!("{url}: reading the reply: {e}")))?;
+        let body = body.to_string();
+        let started = std::time::Instant::now();
+        let mut pause = Duration::from_millis(250);
+        let (status, text) = loop {
+            let mut response = self
+                .agent
+                .post(&url)
+                .header("Content-Type", "application/json")
+                .send(&body)
+                .map_err(|e| {
+                    EngineError::Request(format!(
+                        "{url}: {e}; is the server running (onboard launch <bench profile>)?"
+                    ))
+                })?;
+            let status = response.status().as_u16();
+            let text = response
+                .body_mut()
+                .with_config()
+                .limit(64 << 20)
+                .read_to_string()
+                .map_err(|e| EngineError::Request(format!("{url}: reading the reply: {e}")))?;
+            // 503: the server is still loading the model; wait for it.
+            if status == 503 && started.elapsed() + pause < self.loading_wait {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_secs(5));
+                continue;
+            }
+            break (status, text);
+        };
         if status != 200 {
             let short: String = text.chars().take(500).collect();
             return Err(EngineError::Request(format!(

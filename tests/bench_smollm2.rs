@@ -72,7 +72,7 @@ fn smollm2_is_benchmarked_through_a_llama_cpp_server() {
     assert!(first.starts_with("listening"), "server said: {first:?}");
 
     let ws = TestWorkspace::new(&format!(
-        "name: add-model\nsteps:\n  - id: benchmark\n    uses: benchmark\n    with:\n      endpoint: http://127.0.0.1:{port}\n      engine: llama.cpp (xllamacpp)\n      limit: 2\n      max_tokens: 160\n      parallel: 1\n      sandbox_uid: 65400\n"
+        "name: add-model\nsteps:\n  - id: benchmark\n    uses: benchmark\n    with:\n      endpoint: http://127.0.0.1:{port}\n      engine: llama.cpp (xllamacpp)\n      limit: 1\n      max_tokens: 96\n      parallel: 1\n      sandbox_uid: 65400\n"
     ));
     std::os::unix::fs::symlink(venv(), ws.path(".venv")).unwrap();
     let run = ws.run(&[]);
@@ -80,7 +80,7 @@ fn smollm2_is_benchmarked_through_a_llama_cpp_server() {
     let s: serde_json::Value =
         serde_json::from_str(&ws.read("benchmarks/results/tiny.json")).unwrap();
     assert_eq!(s["dataset"], "HumanEval (base tests only)");
-    assert_eq!(s["tasks"], 2);
+    assert_eq!(s["tasks"], 1);
     assert_eq!(s["complete"], true);
     assert!(s["pass_at_1_plus"].is_null());
     let records = ws.read("benchmarks/results/tiny/tasks.jsonl");

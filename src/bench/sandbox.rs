@@ -395,14 +395,32 @@ impl Sandbox {
         unsafe {
             cmd.pre_exec(move || setup.enter());
         }
-        let start = Instant::now();
-        let mut child = cmd.spawn().map_err(|e| match e.raw_os_error() {
-            Some(libc::ENOENT) | Some(libc::EACCES) | Some(libc::ENOEXEC) => SandboxError::Python {
-                python: self.config.python.clone(),
-                detail: e.to_string(),
-            },
-            _ => SandboxError::Setup(e.to_string()),
-        })?;
+        let mut start = Instant::now();
+        let mut tries = 0;
+        let mut child = loop {
+            match cmd.spawn() {
+                Ok(child) => break child,
+                // The uid is still at its process limit: a previous run's
+                // killed processes not yet reaped by init. They will be.
+                Err(e) if e.raw_os_error() == Some(libc::EAGAIN) && tries < 100 => {
+                    tries += 1;
+                    kill_uid(uid);
+                    std::thread::sleep(Duration::from_millis(100));
+                    start = Instant::now();
+                }
+                Err(e) => {
+                    return Err(match e.raw_os_error() {
+                        Some(libc::ENOENT) | Some(libc::EACCES) | Some(libc::ENOEXEC) => {
+                            SandboxError::Python {
+                                python: self.config.python.clone(),
+                                detail: e.to_string(),
+                            }
+                        }
+                        _ => SandboxError::Setup(e.to_string()),
+                    })
+                }
+            }
+        };
         let pid = child.id() as i32;
         let mut input = child.stdin.take();
         let data = stdin.to_vec();

@@ -18,7 +18,9 @@
 //! switch are unavailable the sandbox refuses; it never runs code unconfined.
 //!
 //! The harness (`harness.py`, embedded) is passed with `-c`; the problem and
-//! the solution arrive on stdin; the verdict comes back on stdout.
+//! the solution arrive on stdin; the verdict comes back on stdout. As in
+//! EvalPlus, the solution runs in the harness's interpreter: the sandbox
+//! protects the machine, not the score from code written to game the harness.
 
 use super::dataset::{Problem, Tests};
 use serde::{Deserialize, Serialize};
@@ -664,7 +666,7 @@ const UID_SPAN: u32 = 512;
 /// in a root-only directory, so concurrent benchmarks and tests take
 /// different uids) and has no process running as it.
 fn claim_uids(base: u32, count: usize) -> Result<(Vec<u32>, Vec<std::fs::File>), SandboxError> {
-    use std::os::unix::fs::DirBuilderExt;
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
     use std::os::unix::io::AsRawFd;
     let dir = std::env::temp_dir().join("onboard-sandbox-uids");
     std::fs::DirBuilder::new()
@@ -672,6 +674,19 @@ fn claim_uids(base: u32, count: usize) -> Result<(Vec<u32>, Vec<std::fs::File>),
         .mode(0o700)
         .create(&dir)
         .map_err(|e| SandboxError::Setup(format!("{}: {e}", dir.display())))?;
+    {
+        use std::os::unix::fs::MetadataExt;
+        // It lives in a world-writable place: someone else's directory (or a
+        // symlink) there must not decide which files root opens.
+        let meta = std::fs::symlink_metadata(&dir)
+            .map_err(|e| SandboxError::Setup(format!("{}: {e}", dir.display())))?;
+        if !meta.is_dir() || meta.uid() != 0 || meta.mode() & 0o022 != 0 {
+            return Err(SandboxError::Setup(format!(
+                "{} is not a root-owned private directory; remove it",
+                dir.display()
+            )));
+        }
+    }
     let mut uids = Vec::new();
     let mut locks = Vec::new();
     let mut last_busy = None;
@@ -684,6 +699,7 @@ fn claim_uids(base: u32, count: usize) -> Result<(Vec<u32>, Vec<std::fs::File>),
             .create(true)
             .truncate(false)
             .write(true)
+            .custom_flags(libc::O_NOFOLLOW)
             .open(&path)
             .map_err(|e| SandboxError::Setup(format!("{}: {e}", path.display())))?;
         // SAFETY: flock on a descriptor we own.

@@ -213,9 +213,14 @@ fn hostile_solutions_are_contained_and_fail() {
             "guard={guard}: a sandboxed program reached 127.0.0.1:{port}"
         );
         // Nothing is left running as the sandbox uids.
+        let uids = sandbox.uids();
+        assert_eq!(uids.len(), 2);
         let leftovers = std::process::Command::new("sh")
             .arg("-c")
-            .arg("ps -eo uid=,stat= | awk '$1 >= 65000 && $1 < 65512 && $2 !~ /^Z/' | wc -l")
+            .arg(format!(
+                "ps -eo uid=,stat= | awk '($1 == {} || $1 == {}) && $2 !~ /^Z/' | wc -l",
+                uids[0], uids[1]
+            ))
             .output()
             .unwrap();
         assert_eq!(String::from_utf8_lossy(&leftovers.stdout).trim(), "0");

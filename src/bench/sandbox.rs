@@ -237,6 +237,13 @@ impl Sandbox {
         &self.config
     }
 
+    /// The uids this sandbox runs code as (one per slot).
+    pub fn uids(&self) -> Vec<u32> {
+        let mut uids = self.free.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        uids.sort_unstable();
+        uids
+    }
+
     fn probe(&self) -> Result<(), SandboxError> {
         const PROBE: &str = "import os, socket\n\
             assert os.getuid() != 0, 'still root'\n\

@@ -167,11 +167,18 @@ impl ResultsStore {
             atomic::write(&meta_path, &json).map_err(io_err(&meta_path))?;
         }
         let records = read_records(&path)?;
+        let existed = path.exists();
         let file = OpenOptions::new()
             .create(true)
             .append(true)
             .open(&path)
             .map_err(io_err(&path))?;
+        if !existed {
+            // The new file's directory entry must survive a crash too.
+            File::open(dir)
+                .and_then(|d| d.sync_all())
+                .map_err(io_err(dir))?;
+        }
         Ok((ResultsStore { path, file }, records, note))
     }
 

@@ -5,6 +5,7 @@
 //! (`tasks`) are the pluggable units it runs; `workspace` reads the user's
 //! files.
 pub mod atomic;
+pub mod bench;
 pub mod cli;
 pub mod docs;
 pub mod engine;

@@ -8,6 +8,7 @@ mod launch;
 mod load;
 mod mirror;
 mod plan;
+mod report;
 mod run;
 mod schema;
 mod validate;
@@ -72,6 +73,8 @@ enum Command {
     /// Advise which models to retire (--advise), or retire one (dry run
     /// unless --yes).
     Retire(docs::RetireArgs),
+    /// Compare every benchmarked model: benchmarks/report.md and report.svg.
+    Report(report::ReportArgs),
     #[command(external_subcommand)]
     Model(Vec<String>),
 }
@@ -167,6 +170,7 @@ pub fn main() -> i32 {
         Command::Hardware(args) => inspect::hardware(&cli.workspace, &args),
         Command::Links(args) => docs::links(&cli.workspace, &args),
         Command::Retire(args) => docs::retire(&cli.workspace, &args),
+        Command::Report(args) => report::execute(&cli.workspace, &args),
         Command::Model(words) => {
             let argv = std::iter::once("onboard run".to_string()).chain(words);
             match run::ModelRunArgs::try_parse_from(argv) {

@@ -8,6 +8,7 @@ pub mod embedded;
 pub mod export;
 pub mod launch;
 pub mod llama_server;
+pub mod openai;
 pub mod words;
 
 use serde::{Deserialize, Serialize};

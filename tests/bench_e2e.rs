@@ -1,0 +1,264 @@
+//! The benchmark step end to end through the real `onboard` binary: a
+//! server on 127.0.0.1 speaking `/v1/chat/completions`, the real scoring
+//! path (extraction, sandbox, records, summary), `onboard report`, and a
+//! run killed with SIGKILL that resumes without generating finished tasks
+//! again.
+//!
+//! The server is a test double of llama-server: it answers each problem
+//! with a prepared reply (found by the function name in the prompt) and
+//! logs which problems were asked for.
+
+mod support;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use support::TestWorkspace;
+
+/// Replies per entry point: base/plus outcome noted beside each.
+const REPLIES: &[(&str, &str)] = &[
+    // base pass, plus pass
+    ("add", "Sure!\n```python\ndef add(a: int, b: int) -> int:\n    return a + b\n```"),
+    ("mean", "<think>divide the sum</think>\n```python\ndef mean(xs):\n    return sum(xs) / len(xs)\n```"),
+    ("find_zero", "```python\nimport math\n\ndef poly(xs, x):\n    return sum(c * math.pow(x, i) for i, c in enumerate(xs))\n\ndef find_zero(xs):\n    lo, hi = -100.0, 100.0\n    for _ in range(200):\n        mid = (lo + hi) / 2\n        if poly(xs, lo) * poly(xs, mid) <= 0:\n            hi = mid\n        else:\n            lo = mid\n    return lo\n```"),
+    ("sort_desc", "```python\ndef sort_desc(l):\n    return sorted(l, reverse=True)\n```"),
+    // base pass, plus fail (too slow on fib(40))
+    ("fib", "```python\ndef fib(n):\n    return n if n < 2 else fib(n - 1) + fib(n - 2)\n```"),
+    // base fail, plus fail (syntax error)
+    ("count_vowels", "```python\ndef count_vowels(s)\n    return 0\n```"),
+];
+
+struct Server {
+    port: u16,
+    asked: Arc<Mutex<Vec<String>>>,
+}
+
+/// Serves until the test ends; `delay` is slept before answering request
+/// number `slow_from` and later ones.
+fn serve(delay: Duration, slow_from: usize) -> Server {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let asked = Arc::new(Mutex::new(Vec::new()));
+    let log = Arc::clone(&asked);
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { continue };
+            let log = Arc::clone(&log);
+            std::thread::spawn(move || answer(stream, &log, delay, slow_from));
+        }
+    });
+    Server { port, asked }
+}
+
+fn answer(stream: TcpStream, log: &Mutex<Vec<String>>, delay: Duration, slow_from: usize) {
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut length = 0;
+    let mut first = String::new();
+    reader.read_line(&mut first).unwrap();
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap() == 0 || line == "\r\n" {
+            break;
+        }
+        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+            length = v.trim().parse().unwrap();
+        }
+    }
+    let mut body = vec![0; length];
+    reader.read_exact(&mut body).unwrap();
+    let request: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert!(first.starts_with("POST /v1/chat/completions "), "{first}");
+    assert_eq!(request["temperature"], 0.0);
+    let prompt = request["messages"][0]["content"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (name, reply) = REPLIES
+        .iter()
+        .find(|(name, _)| prompt.contains(&format!("def {name}(")))
+        .unwrap();
+    let n = {
+        let mut l = log.lock().unwrap();
+        l.push(name.to_string());
+        l.len()
+    };
+    if n == 1 && slow_from == usize::MAX {
+        // llama-server answers 503 while it loads the model: the client waits.
+        let json = r#"{"error":{"message":"Loading model","type":"unavailable_error","code":503}}"#;
+        let mut stream = stream;
+        let _ = write!(
+            stream,
+            "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{json}",
+            json.len()
+        );
+        return;
+    }
+    if n >= slow_from {
+        std::thread::sleep(delay);
+    }
+    let json = serde_json::json!({
+        "choices": [{"index": 0, "finish_reason": "stop",
+                     "message": {"role": "assistant", "content": reply}}],
+        "usage": {"prompt_tokens": 50, "completion_tokens": 20},
+    })
+    .to_string();
+    let mut stream = stream;
+    let _ = write!(
+        stream,
+        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{json}",
+        json.len()
+    );
+}
+
+fn fixture() -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/bench/humaneval-plus-mini.jsonl")
+        .display()
+        .to_string()
+}
+
+fn workflow(port: u16, uid: u32) -> String {
+    format!(
+        "name: add-model\nsteps:\n  - id: benchmark\n    uses: benchmark\n    with:\n      endpoint: http://127.0.0.1:{port}\n      served_model: bench-tiny\n      dataset: {}\n      parallel: 2\n      sandbox_uid: {uid}\n",
+        fixture()
+    )
+}
+
+fn summary(ws: &TestWorkspace) -> serde_json::Value {
+    serde_json::from_str(&ws.read("benchmarks/results/tiny.json")).unwrap()
+}
+
+#[test]
+fn benchmark_step_scores_through_a_server_and_reports() {
+    let server = serve(Duration::ZERO, usize::MAX);
+    let ws = TestWorkspace::new(&workflow(server.port, 65100));
+    ws.write(
+        "models.conf",
+        "[tiny]\nMODEL=Test/tiny.gguf\nSPEED=gen 95 t/s\n",
+    );
+    ws.write(
+        "models/tiny.yaml",
+        "id: tiny\nname: Tiny\nfamily: Test\ntype: dense\nsize: 1M\nprofile: tiny\nhub:\n  repo: test/tiny-GGUF\n  quant: Q4_1\ncard:\n  file_size_gb: 0.1\n",
+    );
+    let run = ws.run(&[]);
+    run.assert_ok();
+    let s = summary(&ws);
+    assert_eq!(s["dataset"], "HumanEval+");
+    assert_eq!(s["tasks"], 6);
+    assert_eq!(s["complete"], true);
+    assert_eq!(s["passed_base"], 5, "{s}");
+    assert_eq!(s["passed_plus"], 4, "{s}");
+    assert_eq!(s["pass_at_1_base"], 0.8333);
+    assert_eq!(s["pass_at_1_plus"], 0.6667);
+    assert_eq!(s["engine"], "llama-server");
+    assert_eq!(s["served_model"], "bench-tiny");
+    let records = ws.read("benchmarks/results/tiny/tasks.jsonl");
+    assert_eq!(records.lines().count(), 6);
+    let fib: serde_json::Value = records
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|r| r["task_id"] == "HumanEval/4")
+        .unwrap();
+    assert_eq!(
+        (fib["base"].as_str(), fib["plus"].as_str()),
+        (Some("pass"), Some("fail"))
+    );
+    // The step's outputs reach later steps.
+    let finished = run
+        .events()
+        .into_iter()
+        .find(|e| e["event"] == "step_finished" && e["step"] == "benchmark")
+        .unwrap();
+    assert_eq!(finished["ok"], true);
+
+    let report = ws.onboard(&["report"]);
+    report.assert_ok();
+    let md = ws.read("benchmarks/report.md");
+    assert!(
+        md.contains(
+            "| Tiny | 83.3 | 66.7 | HumanEval+ | 6 | gen 95 t/s | 0.1 GB | Q4_1 | llama-server |"
+        ),
+        "{md}"
+    );
+    let svg = ws.read("benchmarks/report.svg");
+    assert!(svg.contains(">Tiny<") && svg.contains(">66.7%<"), "{svg}");
+    let again = ws.onboard(&["report"]);
+    again.assert_ok();
+    assert!(again.stderr.contains("unchanged"), "{}", again.stderr);
+
+    // A rerun of the done step asks the server nothing.
+    let asked = server.asked.lock().unwrap().len();
+    ws.run(&[]).assert_ok();
+    assert_eq!(server.asked.lock().unwrap().len(), asked);
+}
+
+#[test]
+fn a_killed_benchmark_resumes_without_generating_finished_tasks_again() {
+    // Two quick answers, then slow ones: the run is killed while waiting.
+    let first = serve(Duration::from_secs(30), 4);
+    let ws = TestWorkspace::new(&workflow(first.port, 65200));
+    let mut child = ws
+        .command(&["run", "tiny", "--json"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let records = ws.path("benchmarks/results/tiny/tasks.jsonl");
+    let started = Instant::now();
+    loop {
+        let done = std::fs::read_to_string(&records)
+            .map(|t| t.lines().count())
+            .unwrap_or(0);
+        if done >= 2 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "no records appeared"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let finished_before: Vec<String> = std::fs::read_to_string(&records)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["task_id"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert!(
+        finished_before.len() >= 2 && finished_before.len() < 6,
+        "{finished_before:?}"
+    );
+
+    let second = serve(Duration::ZERO, usize::MAX);
+    ws.write("workflows/add-model.yaml", &workflow(second.port, 65200));
+    let run = ws.run(&[]);
+    run.assert_ok();
+    let asked = second.asked.lock().unwrap().clone();
+    let names: Vec<&str> = REPLIES.iter().map(|(n, _)| *n).collect();
+    for done in &finished_before {
+        let index: usize = done.trim_start_matches("HumanEval/").parse().unwrap();
+        assert!(
+            !asked.contains(&names[index].to_string()),
+            "{done} was finished before the kill but generated again: {asked:?}"
+        );
+    }
+    // One extra request: the first was answered 503 (loading) and retried.
+    assert_eq!(asked.len() - 1 + finished_before.len(), 6, "{asked:?}");
+    let s = summary(&ws);
+    assert_eq!(s["complete"], true);
+    assert_eq!(s["resumed_tasks"], finished_before.len());
+    assert_eq!(
+        (s["passed_base"].as_u64(), s["passed_plus"].as_u64()),
+        (Some(5), Some(4))
+    );
+    let lines = std::fs::read_to_string(&records).unwrap();
+    assert_eq!(lines.lines().count(), 6, "{lines}");
+}

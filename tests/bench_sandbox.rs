@@ -1,0 +1,243 @@
+//! The benchmark's scoring path on fixtures: EvalPlus-format problems with
+//! right and wrong model replies score exactly as expected, and hostile code
+//! is contained. Needs root (namespaces, uid switch), as CI runs.
+
+use onboard::bench::dataset::Dataset;
+use onboard::bench::prompt;
+use onboard::bench::sandbox::{Sandbox, SandboxConfig, Status};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/bench")
+        .join(name)
+}
+
+fn status(s: &str) -> Status {
+    match s {
+        "pass" => Status::Pass,
+        "fail" => Status::Fail,
+        _ => Status::Timeout,
+    }
+}
+
+#[test]
+fn fixture_replies_score_exactly_as_expected() {
+    let dataset = Dataset::read(&fixture("humaneval-plus-mini.jsonl")).unwrap();
+    assert_eq!(dataset.label, "HumanEval+");
+    let sandbox = Sandbox::new(SandboxConfig::new(2)).unwrap();
+    let text = std::fs::read_to_string(fixture("completions.jsonl")).unwrap();
+    let cases: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let results: Vec<(String, Status, Option<Status>)> = std::thread::scope(|s| {
+        let handles: Vec<_> = cases
+            .iter()
+            .map(|c| {
+                let sandbox = &sandbox;
+                let dataset = &dataset;
+                s.spawn(move || {
+                    let problem = dataset
+                        .problems
+                        .iter()
+                        .find(|p| p.task_id == c["task_id"])
+                        .unwrap();
+                    let code =
+                        prompt::code_from_reply(c["reply"].as_str().unwrap(), &problem.entry_point);
+                    let v = sandbox.judge(problem, &code).unwrap();
+                    (
+                        format!("{} {}", c["task_id"], c["name"]),
+                        v.base.status,
+                        v.plus.map(|p| p.status),
+                    )
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let mut wrong = Vec::new();
+    for (c, (name, base, plus)) in cases.iter().zip(&results) {
+        let want = (
+            status(c["expect_base"].as_str().unwrap()),
+            Some(status(c["expect_plus"].as_str().unwrap())),
+        );
+        if (*base, *plus) != want {
+            wrong.push(format!("{name}: got {base:?}/{plus:?}, want {want:?}"));
+        }
+    }
+    assert!(wrong.is_empty(), "{wrong:#?}");
+}
+
+#[test]
+fn original_humaneval_problems_run_their_check_function() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("he.jsonl");
+    std::fs::write(
+        &path,
+        r#"{"task_id": "HumanEval/0", "prompt": "def inc(x):\n    \"\"\"x + 1\"\"\"\n", "entry_point": "inc", "canonical_solution": "    return x + 1\n", "test": "def check(candidate):\n    assert candidate(1) == 2\n    assert candidate(-1) == 0\n"}
+"#,
+    )
+    .unwrap();
+    let dataset = Dataset::read(&path).unwrap();
+    assert_eq!(dataset.label, "HumanEval (base tests only)");
+    let sandbox = Sandbox::new(SandboxConfig::new(1)).unwrap();
+    let p = &dataset.problems[0];
+    let good = sandbox.judge(p, "def inc(x):\n    return x + 1").unwrap();
+    assert_eq!((good.base.status, good.plus), (Status::Pass, None));
+    let bad = sandbox.judge(p, "def inc(x):\n    return x").unwrap();
+    assert_eq!(bad.base.status, Status::Fail);
+}
+
+/// Each hostile solution replaces `add` from the fixture.
+fn hostile_cases(sentinel_dir: &Path, workspace: &Path, port: u16) -> Vec<(&'static str, String)> {
+    let s = sentinel_dir.display();
+    let w = workspace.display();
+    vec![
+        ("infinite loop", "def add(a, b):\n    while True:\n        pass".into()),
+        (
+            "loop ignoring the alarm",
+            "import signal\ndef add(a, b):\n    signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGALRM])\n    while True:\n        pass\n    return 0".into(),
+        ),
+        (
+            "fork bomb",
+            "import os\ndef add(a, b):\n    while True:\n        try:\n            os.fork()\n        except OSError:\n            pass\n    return 0".into(),
+        ),
+        (
+            "10 GB allocation",
+            "def add(a, b):\n    x = bytearray(10 * 1024 ** 3)\n    return a + b".into(),
+        ),
+        (
+            "write to the home directory",
+            "import os\ndef add(a, b):\n    open(os.path.expanduser('~/.bashrc'), 'a').write('pwned')\n    open('/root/pwned', 'w').write('x')\n    return 0".into(),
+        ),
+        (
+            "write into /tmp and the workspace",
+            format!("def add(a, b):\n    for p in ['{s}/victim.txt', '{s}/new.txt', '/tmp/onboard-pwned', '{w}/models.conf', '{w}/new.txt']:\n        try:\n            open(p, 'w').write('pwned')\n        except OSError:\n            pass\n    open('{s}/victim.txt', 'w').write('pwned')\n    return 0"),
+        ),
+        (
+            "network connection",
+            format!("import socket\ndef add(a, b):\n    socket.create_connection(('127.0.0.1', {port}), timeout=2).sendall(b'leak')\n    return a + b"),
+        ),
+        (
+            "rm -rf ~ and the sentinel",
+            format!("import os\ndef add(a, b):\n    os.system('rm -rf ~ {s} {w} /tmp/* 2>/dev/null')\n    os.system('rm -rf {s}')\n    return 0"),
+        ),
+        (
+            "daemon left behind",
+            "import os, time\ndef add(a, b):\n    if os.fork() == 0:\n        os.setsid()\n        time.sleep(600)\n    return 0".into(),
+        ),
+        (
+            "huge file",
+            "def add(a, b):\n    with open('big', 'wb') as f:\n        f.write(b'x' * (200 * 1024 * 1024))\n    return a + b".into(),
+        ),
+    ]
+}
+
+#[test]
+fn hostile_solutions_are_contained_and_fail() {
+    let dataset = Dataset::read(&fixture("humaneval-plus-mini.jsonl")).unwrap();
+    let problem = &dataset.problems[0];
+    // A world-writable directory in the host's /tmp: without the mount
+    // namespace the sandbox uid could write and delete here.
+    let sentinel_dir = PathBuf::from(format!("/tmp/onboard-sentinel-{}", std::process::id()));
+    std::fs::create_dir_all(&sentinel_dir).unwrap();
+    std::fs::set_permissions(
+        &sentinel_dir,
+        std::os::unix::fs::PermissionsExt::from_mode(0o777),
+    )
+    .unwrap();
+    let victim = sentinel_dir.join("victim.txt");
+    std::fs::write(&victim, "keep").unwrap();
+    std::fs::set_permissions(&victim, std::os::unix::fs::PermissionsExt::from_mode(0o666)).unwrap();
+    let workspace = tempfile::tempdir().unwrap();
+    std::fs::write(workspace.path().join("models.conf"), "[keep]\n").unwrap();
+
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let port = listener.local_addr().unwrap().port();
+
+    for guard in [false, true] {
+        let mut config = SandboxConfig::new(2);
+        config.python_guard = guard;
+        config.limits.wall_seconds = 8.0;
+        let sandbox = Sandbox::new(config).unwrap();
+        let started = Instant::now();
+        let cases = hostile_cases(&sentinel_dir, workspace.path(), port);
+        let verdicts: Vec<_> = std::thread::scope(|s| {
+            let hs: Vec<_> = cases
+                .iter()
+                .map(|(name, code)| {
+                    let sandbox = &sandbox;
+                    s.spawn(move || (*name, sandbox.judge(problem, code).unwrap()))
+                })
+                .collect();
+            hs.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        for (name, v) in &verdicts {
+            eprintln!(
+                "guard={guard} {name}: base {:?}, plus {:?}, {:.1} s{}",
+                v.base.status,
+                v.plus.as_ref().map(|p| p.status),
+                v.seconds,
+                v.note
+                    .as_deref()
+                    .map(|n| format!(" ({n})"))
+                    .unwrap_or_default()
+            );
+            let passed = v.base.status == Status::Pass
+                && v.plus.as_ref().is_some_and(|p| p.status == Status::Pass);
+            assert!(!passed, "guard={guard}: `{name}` passed: {v:?}");
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "took {:?}",
+            started.elapsed()
+        );
+        assert_eq!(
+            std::fs::read_to_string(&victim).unwrap(),
+            "keep",
+            "guard={guard}"
+        );
+        assert!(!sentinel_dir.join("new.txt").exists());
+        assert!(!Path::new("/tmp/onboard-pwned").exists());
+        assert!(!Path::new("/root/pwned").exists());
+        assert_eq!(
+            std::fs::read_to_string(workspace.path().join("models.conf")).unwrap(),
+            "[keep]\n"
+        );
+        assert!(!workspace.path().join("new.txt").exists());
+        assert!(
+            listener.accept().is_err(),
+            "guard={guard}: a sandboxed program reached 127.0.0.1:{port}"
+        );
+        // Nothing is left running as the sandbox uids.
+        let uids = sandbox.uids();
+        assert_eq!(uids.len(), 2);
+        let leftovers = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "ps -eo uid=,stat= | awk '($1 == {} || $1 == {}) && $2 !~ /^Z/' | wc -l",
+                uids[0], uids[1]
+            ))
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&leftovers.stdout).trim(), "0");
+    }
+    std::fs::remove_dir_all(&sentinel_dir).unwrap();
+}
+
+#[test]
+fn a_correct_solution_still_passes_with_every_limit_in_place() {
+    let dataset = Dataset::read(&fixture("humaneval-plus-mini.jsonl")).unwrap();
+    let mut config = SandboxConfig::new(1);
+    // The Python-level guard (like EvalPlus's) breaks tempfile; the
+    // operating-system limits must not.
+    config.python_guard = false;
+    let sandbox = Sandbox::new(config).unwrap();
+    let v = sandbox
+        .judge(&dataset.problems[0], "import os, tempfile\ndef add(a, b):\n    open(os.path.join(tempfile.gettempdir(), 'scratch'), 'w').write('ok')\n    return a + b")
+        .unwrap();
+    assert_eq!(v.base.status, Status::Pass, "{v:?}");
+}

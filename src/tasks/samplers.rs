@@ -37,6 +37,40 @@ pub struct SamplersParams {
     /// The repo's `generation_config.json`, as a workspace path.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub generation_config: Option<String>,
+    /// Fetch `generation_config.json` from this Hub repo (`HF_ENDPOINT`
+    /// honoured) when no local copy is given; a repo without one is fine.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hub_repo: Option<String>,
+    #[serde(default = "default_revision")]
+    pub hub_revision: String,
+}
+
+fn default_revision() -> String {
+    "main".into()
+}
+
+/// The repo's generation_config.json through the Hub client, if it has one.
+fn fetch_generation_config(repo: &str, revision: &str) -> Result<Option<Value>, String> {
+    use crate::hub::{HubClient, HubError};
+    const FILE: &str = "generation_config.json";
+    let client = HubClient::from_env();
+    let meta = match client.file_meta(repo, revision, FILE) {
+        Ok(m) => m,
+        Err(HubError::FileNotFound { .. }) => return Ok(None),
+        Err(e) => return Err(crate::secrets::redact(&e.to_string())),
+    };
+    if meta.size > 1 << 20 {
+        return Err(format!(
+            "{repo}/{FILE} is {} bytes; not a generation config",
+            meta.size
+        ));
+    }
+    let bytes = client
+        .read_range(repo, revision, FILE, 0, meta.size)
+        .map_err(|e| crate::secrets::redact(&e.to_string()))?;
+    serde_json::from_slice(&bytes)
+        .map(Some)
+        .map_err(|e| format!("{repo}/{FILE} is not valid JSON ({e})"))
 }
 
 /// One resolved value and its source.
@@ -183,7 +217,24 @@ impl Task for Samplers {
         ctx: TaskContext,
     ) -> Result<SamplersOutputs, TaskError> {
         let generation_config = match &params.generation_config {
-            None => None,
+            None => match params.hub_repo.clone() {
+                None => None,
+                Some(repo) => {
+                    let revision = params.hub_revision.clone();
+                    let fetched = tokio::task::spawn_blocking(move || {
+                        fetch_generation_config(&repo, &revision)
+                    })
+                    .await
+                    .map_err(|e| TaskError::failed(e.to_string()))?;
+                    match fetched {
+                        Ok(v) => v.and_then(|v| v.as_object().cloned()),
+                        Err(e) => {
+                            ctx.log(&format!("generation_config.json not used: {e}"));
+                            None
+                        }
+                    }
+                }
+            },
             Some(rel) => {
                 let path = ctx.path(rel)?;
                 let text = std::fs::read_to_string(&path).map_err(|e| TaskError::io(&path, e))?;
@@ -271,6 +322,8 @@ mod tests {
             thinking: false,
             gguf_sampling: Map::new(),
             generation_config: None,
+            hub_repo: None,
+            hub_revision: "main".into(),
         }
     }
 

@@ -30,7 +30,7 @@ use sha2::{Digest, Sha256};
 
 use super::client::{validate_repo_id, FetchError, FileMeta, HubClient, RetryPolicy};
 use super::error::HubError;
-use super::fsutil::{free_space, mtime_ns, open_rw, parent_dir, reserve, sync_dir, write_atomic};
+use super::fsutil::{free_space, mtime_ns, open_rw, parent_dir, reserve, sync_dir};
 use super::progress::{Progress, ProgressEvent};
 
 const STATE_HEADER: u64 = 4096;
@@ -655,7 +655,7 @@ fn write_record(
         mtime_ns: i64::try_from(mtime_ns(&meta)).unwrap_or(i64::MAX),
     };
     let json = serde_json::to_vec_pretty(&rec).map_err(|e| HubError::io(file, e.into()))?;
-    write_atomic(&paths.record, &json).map_err(|e| HubError::io(&paths.record, e))?;
+    crate::atomic::write(&paths.record, &json).map_err(|e| HubError::io(&paths.record, e))?;
     Ok(Downloaded {
         path: paths.dest.clone(),
         size: meta.len(),

@@ -1,34 +1,8 @@
-//! Small file-system helpers the downloader needs.
-//!
-//! A private atomic write lives here until the crate-wide `atomic` module
-//! lands; it follows the same rule (temp file + fsync + rename + fsync dir).
+//! Small file-system helpers the downloader needs (atomic writes use the
+//! crate-wide `atomic` module).
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::io;
 use std::path::Path;
-
-/// Writes `bytes` to `path` so that a crash leaves either the old or the new
-/// content, never a torn file.
-pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let dir = parent_dir(path);
-    let name = path
-        .file_name()
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "path has no file name"))?;
-    let tmp = dir.join(format!(
-        ".{}.tmp-{}",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
-    {
-        let mut f = File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-    }
-    if let Err(e) = fs::rename(&tmp, path) {
-        let _ = fs::remove_file(&tmp);
-        return Err(e);
-    }
-    sync_dir(dir)
-}
 
 /// The directory holding `path` (`.` for a bare file name).
 pub(crate) fn parent_dir(path: &Path) -> &Path {

@@ -536,17 +536,7 @@ fn adopt_existing(
 }
 
 fn hash_file(path: &Path) -> Result<String, HubError> {
-    let mut f = File::open(path).map_err(|e| HubError::io(path, e))?;
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = f.read(&mut buf).map_err(|e| HubError::io(path, e))?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
-    Ok(hex::encode(h.finalize()))
+    crate::digest::sha256_file(path).map_err(|e| HubError::io(path, e))
 }
 
 /// Links (or copies) an HF-cache blob into place after checking its sha256.

@@ -237,26 +237,12 @@ pub fn stamp(path: &Path, previous: Option<&FileStamp>) -> FileStamp {
             sha256: format!("size-mtime:{}:{mtime_ns}", meta.len()),
         };
     }
-    let sha256 = hash_file(path).unwrap_or_else(|_| "unreadable".into());
+    let sha256 = crate::digest::sha256_file(path).unwrap_or_else(|_| "unreadable".into());
     FileStamp {
         size: meta.len(),
         mtime_ns,
         sha256,
     }
-}
-
-fn hash_file(path: &Path) -> io::Result<String> {
-    let mut file = File::open(path)?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = file.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-    }
-    Ok(hex::encode(hasher.finalize()))
 }
 
 /// sha256 of a JSON value in canonical form (object keys sorted).

@@ -6,6 +6,10 @@
 
 mod support;
 
+#[cfg(feature = "embedded")]
+#[path = "support/smollm2.rs"]
+mod smollm2;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -71,7 +75,7 @@ fn smollm2_is_benchmarked_through_a_llama_cpp_server() {
     assert!(first.starts_with("listening"), "server said: {first:?}");
 
     let ws = TestWorkspace::new(&format!(
-        "name: add-model\nsteps:\n  - id: benchmark\n    uses: benchmark\n    with:\n      endpoint: http://127.0.0.1:{port}\n      engine: llama.cpp (xllamacpp)\n      limit: 1\n      max_tokens: 96\n      parallel: 1\n      sandbox_uid: 65400\n"
+        "name: add-model\nsteps:\n  - id: benchmark\n    uses: benchmark\n    with:\n      endpoint: http://127.0.0.1:{port}\n      endpoint_engine: llama.cpp (xllamacpp)\n      limit: 1\n      max_tokens: 96\n      parallel: 1\n      sandbox_uid: 65400\n"
     ));
     std::os::unix::fs::symlink(venv(), ws.path(".venv")).unwrap();
     let run = ws.run(&[]);
@@ -93,4 +97,47 @@ fn smollm2_is_benchmarked_through_a_llama_cpp_server() {
         s["tasks"], s["pass_at_1_base"]
     );
     drop(server);
+}
+
+/// The step starts the engine itself: the bench profile's MODEL in the
+/// embedded mistral.rs worker, stopped when the step ends.
+#[cfg(feature = "embedded")]
+#[test]
+fn smollm2_is_benchmarked_in_the_embedded_engine_the_step_starts() {
+    let gguf = smollm2::smollm2_gguf();
+    let ws = TestWorkspace::new(
+        "name: add-model\nsteps:\n  - id: benchmark\n    uses: benchmark\n    with:\n      profile: bench-tiny\n      engine: embedded\n      limit: 3\n      max_tokens: 128\n      parallel: 2\n      sandbox_uid: 65420\n",
+    );
+    std::fs::create_dir_all(ws.path("models/Test")).unwrap();
+    std::os::unix::fs::symlink(&gguf, ws.path("models/Test/smollm2.gguf")).unwrap();
+    ws.write(
+        "models.conf",
+        "[bench-tiny]\nMODEL=Test/smollm2.gguf\nCTX_SIZE=10240\nFLAGS=--jinja -np 1\n",
+    );
+    std::os::unix::fs::symlink(venv(), ws.path(".venv")).unwrap();
+    let run = ws.run(&[]);
+    run.assert_ok();
+    let s: serde_json::Value =
+        serde_json::from_str(&ws.read("benchmarks/results/tiny.json")).unwrap();
+    assert_eq!(s["dataset"], "HumanEval (base tests only)");
+    assert_eq!(s["tasks"], 3);
+    assert_eq!(s["complete"], true);
+    assert_eq!(s["engine"], "mistralrs", "{s}");
+    let records = ws.read("benchmarks/results/tiny/tasks.jsonl");
+    assert_eq!(records.lines().count(), 3);
+    for line in records.lines() {
+        let r: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert!(r["completion_tokens"].as_u64().unwrap() > 0, "{r}");
+        assert!(!r["reply"].as_str().unwrap().is_empty(), "{r}");
+    }
+    // The worker stopped with the step.
+    let out = Command::new("pgrep")
+        .args(["-f", &format!("__engine-worker.*{}", ws.path("models").display())])
+        .output()
+        .unwrap();
+    assert!(out.stdout.is_empty(), "a worker outlived the step");
+    eprintln!(
+        "SmolLM2-135M (mistral.rs) on {} problems: pass@1 base {}",
+        s["tasks"], s["pass_at_1_base"]
+    );
 }

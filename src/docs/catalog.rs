@@ -30,8 +30,10 @@ pub struct BenchResults {
     pub benchmark: Option<String>,
     /// pass@1 on the base tests, percent.
     pub base: f64,
-    /// pass@1 on base and plus tests, percent.
-    pub plus: f64,
+    /// pass@1 on base and plus tests, percent; none when only the base
+    /// tests ran (the offline "HumanEval (base tests only)").
+    #[serde(default)]
+    pub plus: Option<f64>,
     /// Number of tasks run (164 for HumanEval+).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tasks: Option<u32>,
@@ -226,8 +228,16 @@ impl ModelInfo {
             .filter_map(|(k, v)| v.map(|v| (k.clone(), v)))
             .collect();
         if let Some(r) = &self.results {
-            out.insert("HumanEval+ base".into(), r.base);
-            out.insert("HumanEval+ plus".into(), r.plus);
+            match r.plus {
+                Some(plus) => {
+                    out.insert("HumanEval+ base".into(), r.base);
+                    out.insert("HumanEval+ plus".into(), plus);
+                }
+                // Base tests only: not comparable with HumanEval+ scores.
+                None => {
+                    out.insert("HumanEval base".into(), r.base);
+                }
+            }
         }
         out
     }
@@ -246,7 +256,7 @@ impl ModelInfo {
                 model: self.manifest.id.clone(),
                 benchmark: Some("HumanEval+".into()),
                 base,
-                plus,
+                plus: Some(plus),
                 tasks: None,
                 chart,
             });
@@ -380,10 +390,11 @@ impl Catalog {
                     }
                     format!("[chart]({dest})")
                 });
-            let score = |f: fn(&BenchResults) -> f64| {
+            let score = |f: fn(&BenchResults) -> Option<f64>| {
                 m.results
                     .as_ref()
-                    .map_or_else(dash, |r| format!("{:.1}", f(r)))
+                    .and_then(f)
+                    .map_or_else(dash, |v| format!("{v:.1}"))
             };
             out.push_str(&format!(
                 "| {model} | `{}` | {} | {} | {} | {} | {} | {} | {} | {chart} |\n",
@@ -394,7 +405,7 @@ impl Catalog {
                 m.strategy().map_or_else(dash, |s| cell(&s)),
                 m.context().map_or_else(dash, |c| c.to_string()),
                 m.speed_text().map_or_else(dash, |s| cell(&s)),
-                score(|r| r.base),
+                score(|r| Some(r.base)),
                 score(|r| r.plus),
             ));
         }
@@ -428,16 +439,19 @@ pub fn read_results(root: &Path, id: &str) -> Result<Option<BenchResults>, Catal
             })
         }
     };
-    let results: BenchResults =
-        serde_json::from_str(&text).map_err(|e| CatalogError::Results {
+    let results: BenchResults = match from_benchmark_summary(&text) {
+        Some(r) => r,
+        None => serde_json::from_str(&text).map_err(|e| CatalogError::Results {
             path: path.clone(),
             message: format!(
                 "line {}, column {}: {e}; expected {{\"model\": \"{id}\", \"base\": <pass@1 %>, \"plus\": <pass@1 %>}}",
                 e.line(),
                 e.column()
             ),
-        })?;
-    for (field, v) in [("base", results.base), ("plus", results.plus)] {
+        })?,
+    };
+    for (field, v) in [("base", Some(results.base)), ("plus", results.plus)] {
+        let Some(v) = v else { continue };
         if !(0.0..=100.0).contains(&v) {
             return Err(CatalogError::Results {
                 path,
@@ -455,6 +469,21 @@ pub fn read_results(root: &Path, id: &str) -> Result<Option<BenchResults>, Catal
         });
     }
     Ok(Some(results))
+}
+
+/// The summary the benchmark phase writes (fractions, with its dataset's
+/// name) as percentages; `None` when `text` is not one.
+fn from_benchmark_summary(text: &str) -> Option<BenchResults> {
+    let s: crate::bench::score::Summary = serde_json::from_str(text).ok()?;
+    let percent = |f: f64| (f * 1000.0).round() / 10.0;
+    Some(BenchResults {
+        model: s.model,
+        benchmark: Some(s.dataset),
+        base: percent(s.pass_at_1_base),
+        plus: s.pass_at_1_plus.map(percent),
+        tasks: u32::try_from(s.tasks).ok(),
+        chart: None,
+    })
 }
 
 /// Total size of the files under `dir` (None when it does not exist).

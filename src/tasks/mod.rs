@@ -13,6 +13,7 @@ pub mod context_test;
 pub mod docs;
 pub mod download;
 pub mod evaluate;
+pub mod model_engine;
 pub mod profile;
 pub mod render;
 pub mod samplers;

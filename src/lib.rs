@@ -7,6 +7,7 @@
 pub mod atomic;
 pub mod bench;
 pub mod cli;
+pub mod crashpoint;
 pub mod digest;
 pub mod docs;
 pub mod engine;

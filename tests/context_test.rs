@@ -8,6 +8,8 @@ mod support;
 mod gguf_fixtures;
 #[path = "support/smollm2.rs"]
 mod smollm2;
+#[path = "support/tiny_llama.rs"]
+mod tiny_llama;
 
 use onboard::gguf::writer::Data;
 use std::path::Path;
@@ -172,4 +174,30 @@ fn a_killed_worker_is_reported_as_killed() {
         .chat(&onboard::engine::embedded::capital_of_france())
         .unwrap_err();
     assert!(err.to_string().contains("killed by SIGKILL"), "{err}");
+}
+
+/// The fast load-and-generate test: a 2-layer llama written here, with
+/// SmolLM2's tokenizer, through the whole context-test step.
+#[test]
+fn a_tiny_llama_written_by_the_test_loads_and_generates() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("tiny-llama.gguf");
+    let len = tiny_llama::write_tiny_llama(&smollm2::smollm2_gguf(), &file);
+    assert!(len < 40 << 20, "the fixture stays small: {len} bytes");
+    let ws = workspace(&file, "      engine: embedded\n      context: 512\n      generate: 32\n");
+    let started = std::time::Instant::now();
+    let run = ws.run(&[]);
+    run.assert_ok();
+    let out = outputs(&ws);
+    assert_eq!(out["engine"], "mistralrs");
+    assert_eq!(out["context_tested"], 512);
+    assert!(out["prompt_tokens"].as_u64().unwrap() > 300, "{out}");
+    assert!(out["generated_tokens"].as_u64().unwrap() > 0, "{out}");
+    assert!(out["generation_tps"].as_f64().unwrap() > 0.0, "{out}");
+    assert!(ws.read("models.conf").contains("SPEED_EMBEDDED=gen "));
+    eprintln!(
+        "tiny llama: {len} bytes, whole step in {:.1} s, gen {} t/s",
+        started.elapsed().as_secs_f64(),
+        out["generation_tps"]
+    );
 }

@@ -622,6 +622,7 @@ fn finalize(
     let f = File::open(&paths.part).map_err(|e| HubError::io(&paths.part, e))?;
     f.sync_all().map_err(|e| HubError::io(&paths.part, e))?;
     let done = write_record(paths, &paths.part, expected, sha, fetched, outcome)?;
+    crate::crashpoint::point("download: verified, not yet renamed");
     fs::rename(&paths.part, &paths.dest).map_err(|e| HubError::io(&paths.dest, e))?;
     sync_dir(&paths.dir).map_err(|e| HubError::io(&paths.dir, e))?;
     let _ = fs::remove_file(&paths.state);
@@ -891,6 +892,9 @@ impl Shared<'_> {
             let _ = tx.send((pos, buf));
             let now = self.state.done[c].fetch_add(n, Ordering::AcqRel) + n;
             self.state.save(c)?;
+            if (now >> 22) != ((now - n) >> 22) {
+                crate::crashpoint::point("download: 4 MiB more on disk");
+            }
             if now == chunk_len(c, cs, self.size) {
                 // Start writeback of the finished chunk now, so the final
                 // fsync has little left to wait for.

@@ -132,7 +132,10 @@ fn smollm2_is_benchmarked_in_the_embedded_engine_the_step_starts() {
     }
     // The worker stopped with the step.
     let out = Command::new("pgrep")
-        .args(["-f", &format!("__engine-worker.*{}", ws.path("models").display())])
+        .args([
+            "-f",
+            &format!("__engine-worker.*{}", ws.path("models").display()),
+        ])
         .output()
         .unwrap();
     assert!(out.stdout.is_empty(), "a worker outlived the step");

@@ -184,7 +184,10 @@ fn a_tiny_llama_written_by_the_test_loads_and_generates() {
     let file = dir.path().join("tiny-llama.gguf");
     let len = tiny_llama::write_tiny_llama(&smollm2::smollm2_gguf(), &file);
     assert!(len < 40 << 20, "the fixture stays small: {len} bytes");
-    let ws = workspace(&file, "      engine: embedded\n      context: 512\n      generate: 32\n");
+    let ws = workspace(
+        &file,
+        "      engine: embedded\n      context: 512\n      generate: 32\n",
+    );
     let started = std::time::Instant::now();
     let run = ws.run(&[]);
     run.assert_ok();
@@ -200,4 +203,204 @@ fn a_tiny_llama_written_by_the_test_loads_and_generates() {
         started.elapsed().as_secs_f64(),
         out["generation_tps"]
     );
+}
+
+/// A `qwen3moe` header (8 experts, 2 used) as Qwen3-30B-A3B's, shrunk.
+fn qwen3moe_tiny() -> onboard::gguf::writer::GgufWriter {
+    use onboard::gguf::types::GgmlType::F32;
+    let (layers, embd, heads, kv, ff, experts) = (2u64, 64u64, 4u64, 2u64, 32u64, 8u64);
+    let mut w = onboard::gguf::writer::GgufWriter::new();
+    w.str("general.architecture", "qwen3moe")
+        .str("general.name", "qwen3moe-tiny")
+        .u32("general.file_type", 0)
+        .u32("qwen3moe.context_length", 4096)
+        .u32("qwen3moe.embedding_length", embd as u32)
+        .u32("qwen3moe.block_count", layers as u32)
+        .u32("qwen3moe.feed_forward_length", 4 * ff as u32)
+        .u32("qwen3moe.expert_feed_forward_length", ff as u32)
+        .u32("qwen3moe.expert_count", experts as u32)
+        .u32("qwen3moe.expert_used_count", 2)
+        .u32("qwen3moe.attention.head_count", heads as u32)
+        .u32("qwen3moe.attention.head_count_kv", kv as u32)
+        .u32("qwen3moe.attention.key_length", 16)
+        .u32("qwen3moe.attention.value_length", 16)
+        .f32("qwen3moe.attention.layer_norm_rms_epsilon", 1e-6)
+        .f32("qwen3moe.rope.freq_base", 1_000_000.0);
+    w.tensor("token_embd.weight", &[embd, 256], F32);
+    for l in 0..layers {
+        let b = format!("blk.{l}");
+        w.tensor(format!("{b}.attn_norm.weight"), &[embd], F32)
+            .tensor(format!("{b}.attn_q.weight"), &[embd, heads * 16], F32)
+            .tensor(format!("{b}.attn_k.weight"), &[embd, kv * 16], F32)
+            .tensor(format!("{b}.attn_v.weight"), &[embd, kv * 16], F32)
+            .tensor(format!("{b}.attn_output.weight"), &[heads * 16, embd], F32)
+            .tensor(format!("{b}.ffn_norm.weight"), &[embd], F32)
+            .tensor(format!("{b}.ffn_gate_inp.weight"), &[embd, experts], F32)
+            .tensor(
+                format!("{b}.ffn_gate_exps.weight"),
+                &[embd, ff, experts],
+                F32,
+            )
+            .tensor(format!("{b}.ffn_up_exps.weight"), &[embd, ff, experts], F32)
+            .tensor(
+                format!("{b}.ffn_down_exps.weight"),
+                &[ff, embd, experts],
+                F32,
+            );
+    }
+    w.tensor("output_norm.weight", &[embd], F32)
+        .tensor("output.weight", &[embd, 256], F32);
+    w
+}
+
+#[test]
+fn qwen3moe_on_the_cpu_gets_a_clear_error_before_loading() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("Qwen3-tiny-A1B.F32.gguf");
+    qwen3moe_tiny().write(&file, Data::Zeros).unwrap();
+    let ws = workspace(&file, "      engine: embedded\n      cpu: true\n");
+    let run = ws.run(&[]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let record: serde_json::Value =
+        serde_json::from_str(&ws.read(".onboard/tiny/steps/context_test.json")).unwrap();
+    let error = record["error"].as_str().unwrap();
+    assert!(error.contains("`qwen3moe` on CPU"), "{error}");
+    assert!(error.contains("--features cuda"), "{error}");
+    assert!(!ws.read("models.conf").contains("SPEED"));
+}
+
+fn mem_total_bytes() -> u64 {
+    let text = std::fs::read_to_string("/proc/meminfo").unwrap();
+    let kib: u64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap();
+    kib * 1024
+}
+
+#[test]
+fn a_model_bigger_than_the_free_ram_is_refused_before_loading() {
+    use onboard::gguf::types::GgmlType::F32;
+    // A llama whose one embedding tensor is twice this machine's RAM: a
+    // sparse file, so it costs no disk.
+    let embd = 4096u64;
+    let rows = (2 * mem_total_bytes() / (4 * embd)).max(1);
+    let mut w = onboard::gguf::writer::GgufWriter::new();
+    w.str("general.architecture", "llama")
+        .u32("llama.context_length", 4096)
+        .u32("llama.embedding_length", embd as u32)
+        .u32("llama.block_count", 1)
+        .u32("llama.attention.head_count", 32)
+        .tensor("token_embd.weight", &[embd, rows], F32);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("Huge.F32.gguf");
+    w.write(&file, Data::Sparse).unwrap();
+    let ws = workspace(&file, "      engine: embedded\n      cpu: true\n");
+    let started = std::time::Instant::now();
+    let run = ws.run(&[]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let record: serde_json::Value =
+        serde_json::from_str(&ws.read(".onboard/tiny/steps/context_test.json")).unwrap();
+    let error = record["error"].as_str().unwrap();
+    assert!(error.contains("cannot fit"), "{error}");
+    assert!(error.contains("GiB of RAM is free"), "{error}");
+    assert!(error.contains("smaller quant"), "{error}");
+    assert!(
+        started.elapsed().as_secs() < 30,
+        "refused before loading, not after trying"
+    );
+}
+
+/// The worker in a memory cgroup too small for it: the kernel's OOM killer
+/// ends it; the step says so, the run's state stays consistent (a failed
+/// record, models.conf untouched, nothing half-written) and a rerun with
+/// the memory back finishes.
+#[test]
+fn a_worker_the_kernel_kills_for_memory_is_reported_and_the_rerun_finishes() {
+    let cgroups = Path::new("/sys/fs/cgroup/memory");
+    assert!(
+        cgroups.join("cgroup.procs").is_file(),
+        "this test needs the cgroup v1 memory controller at {} (and root) to impose a memory limit",
+        cgroups.display()
+    );
+    let group = cgroups.join(format!("onboard-test-{}", std::process::id()));
+    std::fs::create_dir_all(&group).unwrap();
+    struct Remove(std::path::PathBuf);
+    impl Drop for Remove {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir(&self.0);
+        }
+    }
+    let _remove = Remove(group.clone());
+    std::fs::write(
+        group.join("memory.limit_in_bytes"),
+        (160u64 << 20).to_string(),
+    )
+    .unwrap();
+    let _ = std::fs::write(
+        group.join("memory.memsw.limit_in_bytes"),
+        (160u64 << 20).to_string(),
+    );
+
+    let ws = workspace(
+        &smollm2::smollm2_gguf(),
+        "      engine: embedded\n      context: 512\n      generate: 8\n",
+    );
+    let conf_before = ws.read("models.conf");
+    let onboard = env!("CARGO_BIN_EXE_onboard");
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "echo $$ > {}/cgroup.procs && exec \"$0\" -C \"$1\" run tiny --json",
+            group.display()
+        ))
+        .arg(onboard)
+        .arg(ws.root())
+        .env_remove("HF_TOKEN")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "onboard itself survived: {stderr}"
+    );
+    let record: serde_json::Value =
+        serde_json::from_str(&ws.read(".onboard/tiny/steps/context_test.json")).unwrap();
+    let error = record["error"].as_str().unwrap_or_default();
+    assert!(error.contains("killed by SIGKILL"), "{record}");
+    assert!(error.contains("out-of-memory"), "{record}");
+    assert_eq!(ws.read("models.conf"), conf_before, "models.conf untouched");
+    let leftovers: Vec<_> = walk(ws.root())
+        .into_iter()
+        .filter(|p| {
+            let name = p.to_string_lossy();
+            name.ends_with(".onboard-tmp") || name.ends_with(".running")
+        })
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    let plan = ws.onboard(&["plan", "tiny"]);
+    assert!(plan.stdout.contains("failed"), "{}", plan.stdout);
+
+    // Memory back: the rerun finishes.
+    let run = ws.run(&[]);
+    run.assert_ok();
+    assert!(ws.read("models.conf").contains("SPEED_EMBEDDED="));
+}
+
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p.clone());
+            }
+            out.push(p);
+        }
+    }
+    out
 }

@@ -71,7 +71,12 @@ fn manifest(id: &str, repo: &str, size: &str) -> String {
 /// A workspace as a newcomer's: the repository's workflow and templates, a
 /// manifest, a CPU-only machine, and the offline HumanEval problems.
 fn workspace(root: &Path) {
-    for dir in ["workflows", "templates", "models", "documentation/CANDIDATES"] {
+    for dir in [
+        "workflows",
+        "templates",
+        "models",
+        "documentation/CANDIDATES",
+    ] {
         std::fs::create_dir_all(root.join(dir)).unwrap();
     }
     std::fs::copy(
@@ -128,7 +133,11 @@ fn snapshot(root: &Path) -> BTreeMap<String, String> {
         for entry in std::fs::read_dir(&dir).unwrap() {
             let entry = entry.unwrap();
             let path = entry.path();
-            let rel = path.strip_prefix(root).unwrap().to_string_lossy().into_owned();
+            let rel = path
+                .strip_prefix(root)
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
             if rel == ".venv" || rel == ".hf-home" {
                 continue;
             }
@@ -324,7 +333,11 @@ fn sigkill_at_every_kind_of_write_then_rerun_ends_in_the_reference_workspace() {
             failures.push(format!("killed at point {n}:\n{}", problems.join("\n")));
         }
         let conf = std::fs::read_to_string(trial.path().join("models.conf")).unwrap();
-        assert_eq!(profiles(&conf), ["[tiny]", "[bench-tiny]"], "trial {n}: {conf}");
+        assert_eq!(
+            profiles(&conf),
+            ["[tiny]", "[bench-tiny]"],
+            "trial {n}: {conf}"
+        );
     }
     let kills: usize = killed_at.values().sum();
     eprintln!(
@@ -332,7 +345,10 @@ fn sigkill_at_every_kind_of_write_then_rerun_ends_in_the_reference_workspace() {
         chosen.len()
     );
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
-    assert!(kills >= 50, "only {kills} trials were killed: {killed_at:?}");
+    assert!(
+        kills >= 50,
+        "only {kills} trials were killed: {killed_at:?}"
+    );
 }
 
 /// Two models onboarding at once in one workspace: both finish, both sets of
@@ -343,7 +359,11 @@ fn two_models_onboarding_at_once_in_one_workspace_both_finish() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().to_path_buf();
     workspace(&root);
-    std::fs::write(root.join("models/tiny-two.yaml"), manifest("tiny-two", REPO_TWO, "2M")).unwrap();
+    std::fs::write(
+        root.join("models/tiny-two.yaml"),
+        manifest("tiny-two", REPO_TWO, "2M"),
+    )
+    .unwrap();
     let first = {
         let root = root.clone();
         let url = hub.server.url();
@@ -363,7 +383,8 @@ fn two_models_onboarding_at_once_in_one_workspace_both_finish() {
     );
     for model in [MODEL, "tiny-two"] {
         assert!(
-            root.join(format!("benchmarks/results/{model}.json")).is_file(),
+            root.join(format!("benchmarks/results/{model}.json"))
+                .is_file(),
             "{model} has no benchmark results"
         );
         assert!(root.join(format!("reports/{model}.md")).is_file());

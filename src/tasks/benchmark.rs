@@ -274,8 +274,9 @@ impl Task for Benchmark {
         let request_timeout = Duration::from_secs(params.request_timeout);
         if let Some(endpoint) = params.endpoint.clone() {
             return tokio::task::spawn_blocking(move || {
-                let engine = OpenAiEngine::new(&endpoint, params.served_model.clone(), request_timeout)
-                    .named(&params.endpoint_engine);
+                let engine =
+                    OpenAiEngine::new(&endpoint, params.served_model.clone(), request_timeout)
+                        .named(&params.endpoint_engine);
                 let log = |line: &str| log(line);
                 benchmark_with(&engine, &params, &ctx.workspace, &ctx.model, &log)
             })

@@ -116,6 +116,9 @@ impl Task for ContextTest {
         let wanted = params.context.unwrap_or(profile_ctx);
         let cpu = params.cpu.unwrap_or(!cfg!(feature = "cuda"));
         let chosen = model_engine::choose(params.engine, &model, cpu, &ctx)?;
+        if chosen == Chosen::Embedded && cpu {
+            fits_in_ram(&model.gguf, mem_available_bytes())?;
+        }
         ctx.log(&format!(
             "{} · {} · context {wanted} (profile {profile_ctx}) · {} tokens to generate",
             model.gguf.display(),
@@ -161,6 +164,30 @@ fn mem_available_bytes() -> Option<u64> {
     let text = std::fs::read_to_string("/proc/meminfo").ok()?;
     let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
     Some(line.split_whitespace().nth(1)?.parse::<u64>().ok()? * 1024)
+}
+
+/// Refuses, before loading, a model whose weights alone exceed the RAM that
+/// is free: the load would only end in the kernel's out-of-memory killer.
+fn fits_in_ram(gguf: &std::path::Path, available: Option<u64>) -> Result<(), TaskError> {
+    let (Ok(meta), Some(available)) = (std::fs::metadata(gguf), available) else {
+        return Ok(());
+    };
+    let gib = |b: u64| b as f64 / f64::from(1u32 << 30);
+    if meta.len() > available {
+        return Err(TaskError::Failed {
+            message: format!(
+                "{} cannot fit: its weights are {:.1} GiB and only {:.1} GiB of RAM is free, so the \
+                 embedded engine (CPU) would be killed loading it. Free memory, choose a smaller quant \
+                 in the manifest, or test it where it fits (a CUDA build, or `engine: llama-server` \
+                 with GPU offload)",
+                gguf.display(),
+                gib(meta.len()),
+                gib(available)
+            ),
+            retryable: false,
+        });
+    }
+    Ok(())
 }
 
 /// The probe question, then a prompt that fills the tested context.

@@ -305,7 +305,10 @@ pub fn measured_block(info: &catalog::ModelInfo, card: &Path, src: &impl Source)
         // Base tests only (the offline dataset) is labelled as such: never
         // passed off as HumanEval+.
         Some(r) if r.plus.is_none() => {
-            let label = r.benchmark.as_deref().unwrap_or("HumanEval (base tests only)");
+            let label = r
+                .benchmark
+                .as_deref()
+                .unwrap_or("HumanEval (base tests only)");
             let tasks = r.tasks.map(|t| format!(", {t} tasks")).unwrap_or_default();
             let label = label.replace('|', "\\|");
             out.push_str(&format!("| {label} pass@1{tasks} | {:.1} |\n", r.base));

@@ -166,8 +166,9 @@ impl Running {
                         .entries
                         .push(("CTX_SIZE".into(), context.to_string()));
                 }
-                let launch = launch::command(&profile, binary, &model.models_dir, &Listen::default())
-                    .map_err(TaskError::Params)?;
+                let launch =
+                    launch::command(&profile, binary, &model.models_dir, &Listen::default())
+                        .map_err(TaskError::Params)?;
                 LlamaServer::start(&launch, limits.load, limits.request)
                     .map(Running::LlamaServer)
                     .map_err(engine_failure)

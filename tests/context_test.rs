@@ -207,7 +207,7 @@ fn a_tiny_llama_written_by_the_test_loads_and_generates() {
 
 /// A `qwen3moe` header (8 experts, 2 used) as Qwen3-30B-A3B's, shrunk.
 fn qwen3moe_tiny() -> onboard::gguf::writer::GgufWriter {
-    use onboard::gguf::types::GgmlType::F32;
+    const F32: onboard::gguf::types::GgmlType = onboard::gguf::types::GgmlType::F32;
     let (layers, embd, heads, kv, ff, experts) = (2u64, 64u64, 4u64, 2u64, 32u64, 8u64);
     let mut w = onboard::gguf::writer::GgufWriter::new();
     w.str("general.architecture", "qwen3moe")
@@ -282,7 +282,7 @@ fn mem_total_bytes() -> u64 {
 
 #[test]
 fn a_model_bigger_than_the_free_ram_is_refused_before_loading() {
-    use onboard::gguf::types::GgmlType::F32;
+    const F32: onboard::gguf::types::GgmlType = onboard::gguf::types::GgmlType::F32;
     // A llama whose one embedding tensor is twice this machine's RAM: a
     // sparse file, so it costs no disk.
     let embd = 4096u64;

@@ -142,6 +142,7 @@ impl Task for BenchProfile {
         params: BenchProfileParams,
         ctx: TaskContext,
     ) -> Result<BenchProfileOutputs, TaskError> {
+        let _shared = ctx.lock_shared_files()?;
         let bench_id = params
             .id
             .clone()

@@ -411,6 +411,7 @@ impl Task for Docs {
     }
 
     async fn run(&self, params: DocsParams, ctx: TaskContext) -> Result<DocsOutputs, TaskError> {
+        let _shared = ctx.lock_shared_files()?;
         let Prepared {
             cs,
             card,

@@ -564,7 +564,7 @@ fn progress_as_periodic_lines_when_stdout_is_not_a_terminal() {
 #[test]
 fn json_byte_events_are_spaced_by_the_interval() {
     let s = Setup::new();
-    s.server.throttle(Some(4 << 20));
+    s.server.throttle(Some(2 << 20));
     let out = s
         .command(&["--json"])
         .env(ONBOARD_PROGRESS_INTERVAL, "250ms")
@@ -573,16 +573,15 @@ fn json_byte_events_are_spaced_by_the_interval() {
     let run = Run::from(out);
     run.assert_ok();
     let events = run.events();
+    let mut count = 0;
     for shard in &s.shards {
+        // At least 0.6 s per shard: a byte event or more for each.
         let bytes = progress(&events, "bytes", &shard.name);
-        // About 0.4 s per shard: one to three byte events, never ten a second.
-        assert!(
-            !bytes.is_empty() && bytes.len() <= 4,
-            "{} byte events",
-            bytes.len()
-        );
+        assert!(!bytes.is_empty(), "no byte event for {}", shard.name);
+        count += bytes.len() as u64;
         let mut last = 0;
         for b in &bytes {
+            assert_eq!(b["step"], "download");
             let done = b["done"].as_u64().unwrap();
             assert!(done >= last);
             last = done;
@@ -590,6 +589,13 @@ fn json_byte_events_are_spaced_by_the_interval() {
             assert!(b["rate"].as_f64().unwrap() >= 0.0);
         }
     }
+    // One per file per 250 ms at most (the downloader reports ten a second).
+    let ms = events
+        .iter()
+        .find(|e| e["event"] == "step_finished" && e["step"] == "download")
+        .and_then(|e| e["duration_ms"].as_u64())
+        .unwrap();
+    assert!(count <= ms / 250 + 3, "{count} byte events in {ms} ms");
     // Every line is one JSON object.
     for l in run.stdout.lines() {
         assert!(serde_json::from_str::<Value>(l).is_ok(), "{l}");
@@ -610,7 +616,7 @@ fn a_live_bar_on_a_terminal_with_log_lines_above_it() {
         .split(['\r', '\n'])
         .find(|l| l.contains("download: Tiny-Q8_0-00002-of-00003.gguf [#"))
         .unwrap_or_else(|| panic!("no bar for shard 2: {raw:?}"));
-    assert!(bar.contains("MiB/s ETA "), "{bar:?}");
+    assert!(bar.contains("/s ETA "), "{bar:?}");
     assert!(bar.contains("/1.7 MiB"), "{bar:?}");
     // The screen a person sees at the end: the run's lines, each whole, and
     // no bar left over.
@@ -732,11 +738,13 @@ fn bars_and_log_lines_from_parallel_steps_never_garble() {
     // `screen` fails on any line wider than the terminal.
     let screen = terminal::screen(&bytes, cols);
     let mut lines: Vec<&str> = screen.iter().map(String::as_str).collect();
-    // The one transfer still running is the last line, as a whole bar.
+    // The one transfer still running is the last line, as a whole bar (its
+    // last figures may be a redraw behind: redraws are 100 ms apart).
     let bar = lines.pop().unwrap();
+    let full = bar.contains("#] 100% 10.0 MiB/10.0 MiB 2.9 MiB/s ETA -");
+    let behind = bar.contains("-] ") && bar.contains(" MiB/10.0 MiB 2.9 MiB/s ETA ");
     assert!(
-        bar.starts_with("…")
-            && bar.contains("0001-of-00003.gguf [##########] 100% 10.0 MiB/10.0 MiB 2.9 MiB/s"),
+        bar.starts_with("…") && bar.contains("0001-of-00003.gguf [#") && (full || behind),
         "{bar:?}"
     );
     assert!(bar.chars().count() < cols, "{bar:?}");

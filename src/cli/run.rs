@@ -103,9 +103,16 @@ struct Console {
 
 impl Console {
     fn new(json: bool) -> Console {
-        let interval = std::env::var(PROGRESS_INTERVAL_ENV)
-            .ok()
-            .and_then(|v| duration::parse(&v).ok());
+        let interval =
+            std::env::var(PROGRESS_INTERVAL_ENV)
+                .ok()
+                .and_then(|v| match duration::parse(&v) {
+                    Ok(d) => Some(d),
+                    Err(e) => {
+                        eprintln!("warning: ignoring {PROGRESS_INTERVAL_ENV}: {e}");
+                        None
+                    }
+                });
         let stderr = std::io::stderr();
         let bars =
             (!json && stderr.is_terminal() && std::env::var("TERM").map_or(true, |t| t != "dumb"))

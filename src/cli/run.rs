@@ -3,12 +3,13 @@
 use super::load;
 use super::plan::planner;
 use super::{error, SelectionArgs, EXIT_FAILED, EXIT_OK, EXIT_USAGE};
+use crate::hub::{progress, Throttle, TransferProgress, TtyProgress};
 use crate::secrets;
 use crate::workflow::duration;
 use crate::workflow::graph::Dag;
 use crate::workflow::run::{self, Event, EventSink, RunError};
 use clap::Parser;
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -53,10 +54,10 @@ pub fn execute(dir: &Path, args: &RunArgs) -> i32 {
     let jobs = args
         .jobs
         .unwrap_or(loaded.workspace.config.defaults.jobs as usize);
-    let sink: EventSink = if args.json {
-        Arc::new(print_json)
-    } else {
-        Arc::new(print_human)
+    let console = Arc::new(Console::new(args.json));
+    let sink: EventSink = {
+        let console = console.clone();
+        Arc::new(move |event: &Event| console.emit(event))
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -71,6 +72,7 @@ pub fn execute(dir: &Path, args: &RunArgs) -> i32 {
     let dag = Dag::new(&loaded.workflow);
     let planner = planner(&loaded, &dag);
     let result = runtime.block_on(run::run(&planner, &args.selection.selection(), jobs, sink));
+    console.finish();
     match result {
         Ok(summary) if summary.ok => EXIT_OK,
         Ok(_) => EXIT_FAILED,
@@ -82,6 +84,130 @@ pub fn execute(dir: &Path, args: &RunArgs) -> i32 {
             error(&e.to_string());
             EXIT_FAILED
         }
+    }
+}
+
+/// Environment variable: how often byte counts are printed as plain lines
+/// (stdout not a terminal) or JSON events (`--json`), e.g. `500ms`, `10s`.
+pub const PROGRESS_INTERVAL_ENV: &str = "ONBOARD_PROGRESS_INTERVAL";
+
+/// Where the run's events go: JSON lines, or human lines with transfer
+/// progress as bars (stderr a terminal) or periodic lines (otherwise).
+struct Console {
+    json: bool,
+    /// Bars on stderr when it is a terminal (and not `--json`).
+    bars: Option<TtyProgress<std::io::Stderr>>,
+    /// Byte-count events let through (lines or JSON).
+    throttle: Throttle,
+}
+
+impl Console {
+    fn new(json: bool) -> Console {
+        let interval =
+            std::env::var(PROGRESS_INTERVAL_ENV)
+                .ok()
+                .and_then(|v| match duration::parse(&v) {
+                    Ok(d) => Some(d),
+                    Err(e) => {
+                        eprintln!("warning: ignoring {PROGRESS_INTERVAL_ENV}: {e}");
+                        None
+                    }
+                });
+        let stderr = std::io::stderr();
+        let bars =
+            (!json && stderr.is_terminal() && std::env::var("TERM").map_or(true, |t| t != "dumb"))
+                .then(|| TtyProgress::with_width(stderr, terminal_width));
+        let default = if json {
+            Duration::from_secs(1)
+        } else {
+            Duration::from_secs(10)
+        };
+        Console {
+            json,
+            bars,
+            throttle: Throttle::new(interval.unwrap_or(default)),
+        }
+    }
+
+    fn emit(&self, event: &Event) {
+        match event {
+            Event::StepProgress { step, progress } => self.progress(step, progress),
+            _ if self.json => print_json(event),
+            _ => {
+                if let (Some(bars), Event::StepFinished { step, .. }) = (&self.bars, event) {
+                    // A step that failed mid-transfer leaves no bar behind.
+                    bars.remove(&format!("{step}\u{0}"));
+                }
+                self.human(event)
+            }
+        }
+    }
+
+    fn progress(&self, step: &str, p: &TransferProgress) {
+        let e = p.as_event();
+        let key = format!("{step}\u{0}{}", p.file());
+        if let Some(bars) = &self.bars {
+            let label = format!("{step}: {}", p.file());
+            if let Some(line) = bars.update(&key, &label, &e) {
+                self.human(&Event::StepLog {
+                    step: step.to_string(),
+                    line,
+                });
+            }
+            return;
+        }
+        if !self.throttle.pass(&key, &e) {
+            return;
+        }
+        if self.json {
+            print_json(&Event::StepProgress {
+                step: step.to_string(),
+                progress: p.clone(),
+            });
+        } else {
+            self.human(&Event::StepLog {
+                step: step.to_string(),
+                line: progress::describe(&e),
+            });
+        }
+    }
+
+    /// A human line, printed above the bars when there are any.
+    fn human(&self, event: &Event) {
+        match &self.bars {
+            Some(bars) => bars.suspend(|| print_human(event)),
+            None => print_human(event),
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(bars) = &self.bars {
+            bars.clear();
+        }
+    }
+}
+
+/// Columns of the terminal on stderr (80 when it cannot tell).
+fn terminal_width() -> usize {
+    use std::os::unix::io::AsRawFd;
+    let fd = std::io::stderr().as_raw_fd();
+    // SAFETY: TIOCGWINSZ fills a plain C struct for a valid descriptor; it
+    // is read only after the call succeeded.
+    let cols = unsafe {
+        let mut ws: libc::winsize = std::mem::zeroed();
+        if libc::ioctl(fd, libc::TIOCGWINSZ, &mut ws) == 0 {
+            ws.ws_col as usize
+        } else {
+            0
+        }
+    };
+    if cols > 0 {
+        cols
+    } else {
+        std::env::var("COLUMNS")
+            .ok()
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(80)
     }
 }
 
@@ -126,6 +252,12 @@ fn print_human(event: &Event) {
             format!("  failed {step}: {first} (retrying in {})", ms(*delay_ms))
         }
         Event::StepLog { step, line } => format!("         {step}: {line}"),
+        Event::StepProgress { step, progress } => {
+            format!(
+                "         {step}: {}",
+                progress::describe(&progress.as_event())
+            )
+        }
         Event::StepFinished {
             step,
             ok: true,
@@ -167,8 +299,18 @@ fn print_human(event: &Event) {
         }
     };
     let line = secrets::redact(&line);
+    // Flushed at once: a progress bar on the same terminal is redrawn
+    // right after this line.
     match event {
-        Event::StepFinished { ok: false, .. } | Event::StepBlocked { .. } => eprintln!("{line}"),
-        _ => println!("{line}"),
+        Event::StepFinished { ok: false, .. } | Event::StepBlocked { .. } => {
+            let mut err = std::io::stderr().lock();
+            let _ = writeln!(err, "{line}");
+            let _ = err.flush();
+        }
+        _ => {
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "{line}");
+            let _ = out.flush();
+        }
     }
 }

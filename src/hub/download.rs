@@ -29,7 +29,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::client::{validate_repo_id, FetchError, FileMeta, HubClient, RetryPolicy};
-use super::error::HubError;
+use super::error::{is_no_space, HubError};
 use super::fsutil::{free_space, mtime_ns, open_rw, parent_dir, reserve, sync_dir};
 use super::progress::{Progress, ProgressEvent};
 
@@ -591,7 +591,8 @@ fn copy_hashing(from: &Path, to: &Path) -> Result<String, HubError> {
             break;
         }
         h.update(&buf[..n]);
-        dst.write_all(&buf[..n]).map_err(|e| HubError::io(to, e))?;
+        dst.write_all(&buf[..n])
+            .map_err(|e| HubError::write(to, parent_dir(to), e))?;
     }
     Ok(hex::encode(h.finalize()))
 }
@@ -620,11 +621,13 @@ fn finalize(
     outcome: Outcome,
 ) -> Result<Downloaded, HubError> {
     let f = File::open(&paths.part).map_err(|e| HubError::io(&paths.part, e))?;
-    f.sync_all().map_err(|e| HubError::io(&paths.part, e))?;
+    f.sync_all()
+        .map_err(|e| HubError::write(&paths.part, &paths.dir, e))?;
     let done = write_record(paths, &paths.part, expected, sha, fetched, outcome)?;
     crate::crashpoint::point("download: verified, not yet renamed");
-    fs::rename(&paths.part, &paths.dest).map_err(|e| HubError::io(&paths.dest, e))?;
-    sync_dir(&paths.dir).map_err(|e| HubError::io(&paths.dir, e))?;
+    fs::rename(&paths.part, &paths.dest)
+        .map_err(|e| HubError::write(&paths.dest, &paths.dir, e))?;
+    sync_dir(&paths.dir).map_err(|e| HubError::write(&paths.dir, &paths.dir, e))?;
     let _ = fs::remove_file(&paths.state);
     Ok(done)
 }
@@ -646,7 +649,8 @@ fn write_record(
         mtime_ns: i64::try_from(mtime_ns(&meta)).unwrap_or(i64::MAX),
     };
     let json = serde_json::to_vec_pretty(&rec).map_err(|e| HubError::io(file, e.into()))?;
-    crate::atomic::write(&paths.record, &json).map_err(|e| HubError::io(&paths.record, e))?;
+    crate::atomic::write(&paths.record, &json)
+        .map_err(|e| HubError::write(&paths.record, &paths.dir, e))?;
     Ok(Downloaded {
         path: paths.dest.clone(),
         size: meta.len(),
@@ -678,7 +682,8 @@ impl State {
     ) -> Result<(State, File), HubError> {
         let io = |p: &Path| {
             let p = p.to_path_buf();
-            move |e| HubError::io(p, e)
+            let dir = paths.dir.clone();
+            move |e| HubError::write(p, &dir, e)
         };
         // Lock first, so a second process never rewrites a sidecar in use;
         // the sidecar is therefore rewritten in place, never renamed over.
@@ -1001,7 +1006,7 @@ fn transfer(
         if n > 0 {
             shared.fetched.fetch_add(n as u64, Ordering::Relaxed);
             shared.absorb(pos, buf, tx).map_err(|e| {
-                Attempt::Fatal(if e.raw_os_error() == Some(libc::ENOSPC) {
+                Attempt::Fatal(if is_no_space(&e) {
                     let dir = &shared.req.dest_dir;
                     HubError::DiskFull {
                         path: dir.clone(),
@@ -1218,7 +1223,7 @@ fn fetch(
     let (state, part) = State::open(paths, expected, opts.chunk_size.max(1))?;
     let present = state.total_done();
     reserve(&part, size).map_err(|e| {
-        if e.raw_os_error() == Some(libc::ENOSPC) {
+        if is_no_space(&e) {
             HubError::DiskFull {
                 path: paths.dir.clone(),
                 needed: size,

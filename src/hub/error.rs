@@ -47,12 +47,22 @@ pub enum HubError {
     #[error("refusing file name `{name}`: {reason}")]
     BadFileName { name: String, reason: &'static str },
 
-    #[error("not enough free disk space in {}: {needed} bytes needed (including a {margin}-byte margin), {available} available", path.display())]
+    #[error("not enough free disk space in {}: {} needed (including a {} margin), {} available; free some space there and run the same command again (the bytes already downloaded are kept)", path.display(), size(*needed), size(*margin), size(*available))]
     DiskFull {
         path: PathBuf,
         needed: u64,
         available: u64,
         margin: u64,
+    },
+
+    /// The disk filled up during the download (another program wrote to
+    /// it, or the file system cannot reserve space ahead).
+    #[error("no space left on the device holding {} (writing {}; {} free now): free some space there and run the same command again; the bytes already downloaded are kept and only the rest is fetched", dir.display(), file_name(path), size(*available))]
+    NoSpace {
+        /// The file being written.
+        path: PathBuf,
+        dir: PathBuf,
+        available: u64,
     },
 
     #[error("`{file}`: sha256 mismatch after {attempts} attempt(s): expected {expected}, got {actual}; the bad bytes were deleted")]
@@ -85,6 +95,23 @@ pub enum HubError {
     },
 }
 
+fn size(bytes: u64) -> String {
+    if bytes < 1024 {
+        format!("{bytes} bytes")
+    } else {
+        format!(
+            "{} ({bytes} bytes)",
+            super::progress::human_bytes(bytes as f64)
+        )
+    }
+}
+
+fn file_name(path: &std::path::Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| path.display().to_string())
+}
+
 fn retry_hint(status: u16) -> &'static str {
     match status {
         429 => " (rate limited; retried with backoff and still refused)",
@@ -102,6 +129,24 @@ impl HubError {
         }
     }
 
+    /// An I/O error on `path`, a file in `dir`; a full disk (or quota)
+    /// becomes [`HubError::NoSpace`].
+    pub(crate) fn write(
+        path: impl Into<PathBuf>,
+        dir: &std::path::Path,
+        e: std::io::Error,
+    ) -> Self {
+        if is_no_space(&e) {
+            HubError::NoSpace {
+                path: path.into(),
+                dir: dir.to_path_buf(),
+                available: super::fsutil::free_space(dir).unwrap_or(0),
+            }
+        } else {
+            HubError::io(path, e)
+        }
+    }
+
     /// Whether trying again later may succeed (network trouble, 429, 5xx).
     pub fn is_transient(&self) -> bool {
         match self {
@@ -110,6 +155,11 @@ impl HubError {
             _ => false,
         }
     }
+}
+
+/// ENOSPC or EDQUOT: the disk (or the user's quota) is full.
+pub(crate) fn is_no_space(e: &std::io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT))
 }
 
 /// Replaces every occurrence of `secret` in `text` with `***`.

@@ -15,13 +15,14 @@
 //! mirror's commit id (a digest of the listing: paths, sizes, mtimes) are the
 //! only revisions; the commit changes when a file changes.
 //!
-//! For tests the handle has fault switches (errors, cut or stalled bodies,
+//! For tests the handle has fault switches (errors, cut, stalled or throttled bodies,
 //! wrong bytes, 404 after HEAD, no range support), an optional bearer token
 //! (a gated repo) and a request log.
 use std::collections::HashMap;
 use std::fs::{self, File};
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::num::NonZeroU64;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -90,6 +91,7 @@ struct Faults {
     no_ranges: bool,
     cdn_redirect: bool,
     page_size: usize,
+    throttle: Option<NonZeroU64>,
 }
 
 /// What happens to one content body.
@@ -222,6 +224,13 @@ impl MirrorServer {
     /// Answers the next `n` content GETs with 404 (HEAD stays good).
     pub fn not_found_on_get(&self, n: usize) {
         lock(&self.inner.faults).not_found_get = n;
+    }
+
+    /// Sends every content body at `bytes_per_sec` at most (each body on
+    /// its own), like a slow link; `None` lifts the limit. For tests that
+    /// need a transfer to be under way for a while (a kill mid-file).
+    pub fn throttle(&self, bytes_per_sec: Option<u64>) {
+        lock(&self.inner.faults).throttle = bytes_per_sec.and_then(NonZeroU64::new);
     }
 
     /// Turns range support off (whole bodies, no `Accept-Ranges`).
@@ -556,13 +565,29 @@ fn send_file(
     let cut = plan.drop_after.map(|b| b.min(len));
     let stall_at = plan.stall.map(|(b, _)| b.min(len));
     let limit = cut.into_iter().chain(stall_at).min().unwrap_or(len);
-    if !plan.corrupt {
+    let throttle = lock(&inner.faults).throttle;
+    if !plan.corrupt && throttle.is_none() {
         // The kernel copies file to socket itself; the bytes never pass
         // through this process (half the CPU of a read/write loop).
         sendfile_range(out, &file, start, limit, sent)?;
     }
-    let mut buf = vec![0u8; 256 << 10];
+    // Throttled bodies go in small slices, each sent when the rate allows.
+    let slice = match throttle {
+        Some(rate) => (rate.get() / 50).clamp(1, 256 << 10) as usize,
+        None => 256 << 10,
+    };
+    let began = Instant::now();
+    let mut buf = vec![0u8; slice];
     while *sent < limit {
+        if let Some(rate) = throttle {
+            if inner.stop.load(Ordering::Acquire) {
+                return Ok(false);
+            }
+            let due = Duration::from_secs_f64(*sent as f64 / rate.get() as f64);
+            if let Some(wait) = due.checked_sub(began.elapsed()) {
+                std::thread::sleep(wait);
+            }
+        }
         let n = ((limit - *sent) as usize).min(buf.len());
         file.read_exact_at(&mut buf[..n], start + *sent)?;
         if plan.corrupt && *sent == 0 {

@@ -32,4 +32,7 @@ pub use download::{
 };
 pub use error::HubError;
 pub use mirror::{FaultScope, LogEntry, MirrorServer};
-pub use progress::{JsonProgress, LineProgress, NoProgress, Progress, ProgressEvent, TtyProgress};
+pub use progress::{
+    JsonProgress, LineProgress, NoProgress, Progress, ProgressEvent, Throttle, TransferProgress,
+    TtyProgress,
+};

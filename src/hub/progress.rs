@@ -1,9 +1,13 @@
-//! Download progress: one small trait the downloader calls, and three
-//! renderers the CLI picks from (a redrawn bar on a terminal, periodic plain
-//! lines otherwise, JSON lines with `--json`).
+//! Download progress: one small trait the downloader calls, an owned copy of
+//! its events for passing them on (the workflow engine forwards them as
+//! `step_progress` events), and three renderers (bars redrawn in place on a
+//! terminal, periodic plain lines otherwise, JSON lines with `--json`).
+use std::collections::HashMap;
 use std::io::Write;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
+
+use serde::Serialize;
 
 /// What the downloader reports. `Bytes` arrives a few times a second at most.
 #[derive(Debug, Clone, PartialEq)]
@@ -35,7 +39,7 @@ pub enum ProgressEvent<'a> {
         /// Bytes that came over the network in this call.
         fetched: u64,
         /// `downloaded`, `resumed`, `present`, `hf-cache`.
-        how: &'static str,
+        how: &'a str,
     },
 }
 
@@ -67,11 +71,18 @@ pub fn human_bytes(n: f64) -> String {
     }
 }
 
-fn eta(done: u64, total: u64, rate: f64) -> String {
-    if rate <= 0.0 || done >= total {
-        return "-".into();
+/// Seconds left at `rate`, when it can tell.
+pub fn eta_secs(done: u64, total: u64, rate: f64) -> Option<u64> {
+    if rate <= 0.0 || !rate.is_finite() || done >= total {
+        return None;
     }
-    let secs = ((total - done) as f64 / rate).round() as u64;
+    Some(((total - done) as f64 / rate).round() as u64)
+}
+
+fn eta(done: u64, total: u64, rate: f64) -> String {
+    let Some(secs) = eta_secs(done, total, rate) else {
+        return "-".into();
+    };
     if secs >= 3600 {
         format!("{}h{:02}m", secs / 3600, secs / 60 % 60)
     } else if secs >= 60 {
@@ -89,208 +100,525 @@ fn pct(done: u64, total: u64) -> f64 {
     }
 }
 
-/// Plain lines at a fixed interval, for logs and pipes.
-pub struct LineProgress<W: Write + Send> {
-    out: Mutex<(W, Option<Instant>)>,
+/// An owned [`ProgressEvent`]: what the workflow engine carries from a task
+/// to the CLI, and what `onboard run --json` prints (`"kind": "bytes"` …).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum TransferProgress {
+    Start {
+        file: String,
+        total: u64,
+        present: u64,
+    },
+    Bytes {
+        file: String,
+        done: u64,
+        total: u64,
+        /// Bytes per second over the last few seconds.
+        rate: f64,
+        /// Seconds left at that rate, when it can tell.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        eta_s: Option<u64>,
+    },
+    Retry {
+        file: String,
+        attempt: u32,
+        reason: String,
+        wait_ms: u64,
+    },
+    Verifying {
+        file: String,
+    },
+    Done {
+        file: String,
+        size: u64,
+        fetched: u64,
+        how: String,
+    },
+}
+
+impl From<&ProgressEvent<'_>> for TransferProgress {
+    fn from(e: &ProgressEvent<'_>) -> Self {
+        match *e {
+            ProgressEvent::Start {
+                file,
+                total,
+                present,
+            } => TransferProgress::Start {
+                file: file.into(),
+                total,
+                present,
+            },
+            ProgressEvent::Bytes {
+                file,
+                done,
+                total,
+                rate,
+            } => TransferProgress::Bytes {
+                file: file.into(),
+                done,
+                total,
+                rate: rate.round(),
+                eta_s: eta_secs(done, total, rate),
+            },
+            ProgressEvent::Retry {
+                file,
+                attempt,
+                reason,
+                wait,
+            } => TransferProgress::Retry {
+                file: file.into(),
+                attempt,
+                reason: reason.into(),
+                wait_ms: u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
+            },
+            ProgressEvent::Verifying { file } => TransferProgress::Verifying { file: file.into() },
+            ProgressEvent::Done {
+                file,
+                size,
+                fetched,
+                how,
+            } => TransferProgress::Done {
+                file: file.into(),
+                size,
+                fetched,
+                how: how.into(),
+            },
+        }
+    }
+}
+
+impl TransferProgress {
+    /// The borrowed event, for the renderers.
+    pub fn as_event(&self) -> ProgressEvent<'_> {
+        match self {
+            TransferProgress::Start {
+                file,
+                total,
+                present,
+            } => ProgressEvent::Start {
+                file,
+                total: *total,
+                present: *present,
+            },
+            TransferProgress::Bytes {
+                file,
+                done,
+                total,
+                rate,
+                ..
+            } => ProgressEvent::Bytes {
+                file,
+                done: *done,
+                total: *total,
+                rate: *rate,
+            },
+            TransferProgress::Retry {
+                file,
+                attempt,
+                reason,
+                wait_ms,
+            } => ProgressEvent::Retry {
+                file,
+                attempt: *attempt,
+                reason,
+                wait: Duration::from_millis(*wait_ms),
+            },
+            TransferProgress::Verifying { file } => ProgressEvent::Verifying { file },
+            TransferProgress::Done {
+                file,
+                size,
+                fetched,
+                how,
+            } => ProgressEvent::Done {
+                file,
+                size: *size,
+                fetched: *fetched,
+                how,
+            },
+        }
+    }
+
+    pub fn file(&self) -> &str {
+        match self {
+            TransferProgress::Start { file, .. }
+            | TransferProgress::Bytes { file, .. }
+            | TransferProgress::Retry { file, .. }
+            | TransferProgress::Verifying { file }
+            | TransferProgress::Done { file, .. } => file,
+        }
+    }
+}
+
+/// The event as one line of text (`m.gguf: 45% 1.0 MiB of 2.0 MiB, …`).
+pub fn describe(e: &ProgressEvent<'_>) -> String {
+    match e {
+        ProgressEvent::Start {
+            file,
+            total,
+            present,
+        } => {
+            if *present > 0 {
+                format!(
+                    "{file}: resuming at {} of {}",
+                    human_bytes(*present as f64),
+                    human_bytes(*total as f64)
+                )
+            } else {
+                format!("{file}: downloading {}", human_bytes(*total as f64))
+            }
+        }
+        ProgressEvent::Bytes {
+            file,
+            done,
+            total,
+            rate,
+        } => format!(
+            "{file}: {:.0}% {} of {}, {}/s, ETA {}",
+            pct(*done, *total),
+            human_bytes(*done as f64),
+            human_bytes(*total as f64),
+            human_bytes(*rate),
+            eta(*done, *total, *rate)
+        ),
+        ProgressEvent::Retry {
+            file,
+            attempt,
+            reason,
+            wait,
+        } => format!(
+            "{file}: {reason}; retry {attempt} in {:.1}s",
+            wait.as_secs_f64()
+        ),
+        ProgressEvent::Verifying { file } => format!("{file}: verifying bytes on disk"),
+        ProgressEvent::Done {
+            file, size, how, ..
+        } => format!("{file}: {how}, {} verified", human_bytes(*size as f64)),
+    }
+}
+
+/// Lets `Bytes` events through at most once per interval per key (the other
+/// kinds always pass).
+pub struct Throttle {
     interval: Duration,
+    last: Mutex<HashMap<String, Instant>>,
+}
+
+impl Throttle {
+    pub fn new(interval: Duration) -> Self {
+        Throttle {
+            interval,
+            last: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Whether `e` (for `key`) should be shown now.
+    pub fn pass(&self, key: &str, e: &ProgressEvent<'_>) -> bool {
+        let Ok(mut last) = self.last.lock() else {
+            return true;
+        };
+        match e {
+            ProgressEvent::Bytes { .. } => {
+                let now = Instant::now();
+                match last.get(key) {
+                    Some(t) if now.duration_since(*t) < self.interval => false,
+                    _ => {
+                        last.insert(key.to_string(), now);
+                        true
+                    }
+                }
+            }
+            // A start counts as a line shown: the first figures come one
+            // interval later.
+            ProgressEvent::Start { .. } => {
+                last.insert(key.to_string(), Instant::now());
+                true
+            }
+            ProgressEvent::Done { .. } => {
+                last.remove(key);
+                true
+            }
+            _ => true,
+        }
+    }
+}
+
+/// Plain lines, byte counts at a fixed interval per file, for logs and pipes.
+pub struct LineProgress<W: Write + Send> {
+    out: Mutex<W>,
+    throttle: Throttle,
 }
 
 impl<W: Write + Send> LineProgress<W> {
     pub fn new(out: W, interval: Duration) -> Self {
         LineProgress {
-            out: Mutex::new((out, None)),
-            interval,
+            out: Mutex::new(out),
+            throttle: Throttle::new(interval),
         }
     }
 }
 
 impl<W: Write + Send> Progress for LineProgress<W> {
     fn event(&self, e: &ProgressEvent<'_>) {
-        let Ok(mut g) = self.out.lock() else { return };
-        let (out, last) = &mut *g;
-        let line = match e {
-            ProgressEvent::Start {
-                file,
-                total,
-                present,
-            } => {
-                *last = Some(Instant::now());
-                if *present > 0 {
-                    format!(
-                        "{file}: resuming at {} of {}",
-                        human_bytes(*present as f64),
-                        human_bytes(*total as f64)
-                    )
-                } else {
-                    format!("{file}: downloading {}", human_bytes(*total as f64))
-                }
-            }
-            ProgressEvent::Bytes {
-                file,
-                done,
-                total,
-                rate,
-            } => {
-                if last.is_some_and(|t| t.elapsed() < self.interval) {
-                    return;
-                }
-                *last = Some(Instant::now());
-                format!(
-                    "{file}: {:.0}% {} of {}, {}/s, ETA {}",
-                    pct(*done, *total),
-                    human_bytes(*done as f64),
-                    human_bytes(*total as f64),
-                    human_bytes(*rate),
-                    eta(*done, *total, *rate)
-                )
-            }
-            ProgressEvent::Retry {
-                file,
-                attempt,
-                reason,
-                wait,
-            } => format!(
-                "{file}: {reason}; retry {attempt} in {:.1}s",
-                wait.as_secs_f64()
-            ),
-            ProgressEvent::Verifying { file } => format!("{file}: verifying bytes on disk"),
-            ProgressEvent::Done {
-                file, size, how, ..
-            } => format!("{file}: {how}, {} verified", human_bytes(*size as f64)),
+        let file = match e {
+            ProgressEvent::Start { file, .. }
+            | ProgressEvent::Bytes { file, .. }
+            | ProgressEvent::Retry { file, .. }
+            | ProgressEvent::Verifying { file }
+            | ProgressEvent::Done { file, .. } => *file,
         };
-        let _ = writeln!(out, "{line}");
+        if !self.throttle.pass(file, e) {
+            return;
+        }
+        let Ok(mut out) = self.out.lock() else { return };
+        let _ = writeln!(out, "{}", describe(e));
     }
 }
 
-/// A one-line bar redrawn in place (`\r`), for an interactive terminal.
+/// Where one bar stands.
+#[derive(Clone, Debug)]
+enum BarState {
+    Bytes { done: u64, total: u64, rate: f64 },
+    Verifying,
+}
+
+struct TtyInner<W> {
+    out: W,
+    /// Bars in the order they appeared: (key, label, state).
+    bars: Vec<(String, String, BarState)>,
+    /// Lines of bars now on the screen (the cursor ends the last one).
+    drawn: usize,
+    last_draw: Option<Instant>,
+}
+
+/// Progress bars redrawn in place at the bottom of a terminal, one line per
+/// transfer in flight; other output goes above them through
+/// [`TtyProgress::suspend`] (or [`TtyProgress::println`]), so log lines of
+/// parallel steps never land in the middle of a bar.
 pub struct TtyProgress<W: Write + Send> {
-    out: Mutex<(W, Option<Instant>)>,
-    width: usize,
+    inner: Mutex<TtyInner<W>>,
+    width: Box<dyn Fn() -> usize + Send + Sync>,
+    interval: Duration,
 }
 
 impl<W: Write + Send> TtyProgress<W> {
+    /// Bars for a terminal 80 columns wide.
     pub fn new(out: W) -> Self {
+        Self::with_width(out, || 80)
+    }
+
+    /// `width` is asked before each redraw (a terminal can be resized).
+    pub fn with_width(out: W, width: impl Fn() -> usize + Send + Sync + 'static) -> Self {
         TtyProgress {
-            out: Mutex::new((out, None)),
-            width: 30,
+            inner: Mutex::new(TtyInner {
+                out,
+                bars: Vec::new(),
+                drawn: 0,
+                last_draw: None,
+            }),
+            width: Box::new(width),
+            interval: Duration::from_millis(100),
         }
     }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, TtyInner<W>> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Updates the bar `key` (shown as `label`) from `e`. `Done` removes
+    /// the bar and returns the line to keep; the caller prints it (above the
+    /// bars, with [`suspend`](Self::suspend)) where its other output goes.
+    pub fn update(&self, key: &str, label: &str, e: &ProgressEvent<'_>) -> Option<String> {
+        let mut g = self.lock();
+        let state = match e {
+            ProgressEvent::Start { total, present, .. } => BarState::Bytes {
+                done: *present,
+                total: *total,
+                rate: 0.0,
+            },
+            ProgressEvent::Bytes {
+                done, total, rate, ..
+            } => BarState::Bytes {
+                done: *done,
+                total: *total,
+                rate: *rate,
+            },
+            ProgressEvent::Verifying { .. } => BarState::Verifying,
+            ProgressEvent::Retry { .. } => return Some(describe(e)),
+            ProgressEvent::Done { .. } => {
+                g.bars.retain(|(k, _, _)| k != key);
+                return Some(describe(e));
+            }
+        };
+        let throttled = matches!(e, ProgressEvent::Bytes { .. })
+            && g.last_draw.is_some_and(|t| t.elapsed() < self.interval);
+        match g.bars.iter_mut().find(|(k, _, _)| k == key) {
+            Some(bar) => bar.2 = state,
+            None => g.bars.push((key.to_string(), label.to_string(), state)),
+        }
+        if !throttled {
+            self.redraw(&mut g);
+        }
+        None
+    }
+
+    /// Removes every bar whose key starts with `prefix` (a step that ended
+    /// without a `Done`, say) and redraws.
+    pub fn remove(&self, prefix: &str) {
+        let mut g = self.lock();
+        let before = g.bars.len();
+        g.bars.retain(|(k, _, _)| !k.starts_with(prefix));
+        if g.bars.len() != before {
+            self.redraw(&mut g);
+        }
+    }
+
+    /// Erases the bars, runs `f` (which prints whatever it likes), draws
+    /// the bars again below its output.
+    pub fn suspend<R>(&self, f: impl FnOnce() -> R) -> R {
+        let mut g = self.lock();
+        Self::erase(&mut g);
+        let _ = g.out.flush();
+        let r = f();
+        self.redraw(&mut g);
+        r
+    }
+
+    /// Prints `line` above the bars, on the bars' own writer.
+    pub fn println(&self, line: &str) {
+        let mut g = self.lock();
+        Self::erase(&mut g);
+        let _ = writeln!(g.out, "{line}");
+        self.redraw(&mut g);
+    }
+
+    /// Erases the bars and forgets them.
+    pub fn clear(&self) {
+        let mut g = self.lock();
+        g.bars.clear();
+        Self::erase(&mut g);
+        let _ = g.out.flush();
+    }
+
+    fn erase(g: &mut TtyInner<W>) {
+        if g.drawn == 0 {
+            return;
+        }
+        let mut s = String::from("\r\x1b[2K");
+        for _ in 1..g.drawn {
+            s.push_str("\x1b[1A\x1b[2K");
+        }
+        let _ = g.out.write_all(s.as_bytes());
+        g.drawn = 0;
+    }
+
+    fn redraw(&self, g: &mut TtyInner<W>) {
+        let width = (self.width)().max(20);
+        let lines: Vec<String> = g
+            .bars
+            .iter()
+            .map(|(_, label, state)| bar_line(label, state, width - 1))
+            .collect();
+        Self::erase(g);
+        let _ = g.out.write_all(lines.join("\n").as_bytes());
+        let _ = g.out.flush();
+        g.drawn = lines.len();
+        g.last_draw = Some(Instant::now());
+    }
+}
+
+/// Keeps the last `max` characters of `s`, marking a cut with `…`.
+fn tail_chars(s: &str, max: usize) -> String {
+    let n = s.chars().count();
+    if n <= max {
+        return s.to_string();
+    }
+    if max == 0 {
+        return String::new();
+    }
+    let keep: String = s.chars().skip(n - (max - 1)).collect();
+    format!("…{keep}")
+}
+
+/// One bar, at most `width` characters: `label [####----] 45% 1.0 MiB/2.0
+/// MiB 3.1 MiB/s ETA 1s`; the label is shortened first, then the bar.
+fn bar_line(label: &str, state: &BarState, width: usize) -> String {
+    let (done, total, rate) = match state {
+        BarState::Verifying => {
+            let text = " verifying the bytes on disk";
+            let label = tail_chars(label, width.saturating_sub(text.len()));
+            return format!("{label}{text}");
+        }
+        BarState::Bytes { done, total, rate } => (*done, *total, *rate),
+    };
+    let stats = format!(
+        " {:>3.0}% {}/{} {}/s ETA {}",
+        pct(done, total),
+        human_bytes(done as f64),
+        human_bytes(total as f64),
+        human_bytes(rate),
+        eta(done, total, rate)
+    );
+    let stats = tail_chars(&stats, width);
+    let room = width.saturating_sub(stats.chars().count());
+    // " [" + cells + "]": 10 to 30 cells after the label, when they fit.
+    let (label, bar) = if room >= 1 + 3 + 10 {
+        let label = tail_chars(label, room - 3 - 10);
+        let cells = (room - 3 - label.chars().count()).min(30);
+        let filled = (((pct(done, total) / 100.0) * cells as f64) as usize).min(cells);
+        let bar = format!(" [{}{}]", "#".repeat(filled), "-".repeat(cells - filled));
+        (label, bar)
+    } else {
+        (tail_chars(label, room), String::new())
+    };
+    format!("{label}{bar}{stats}")
 }
 
 impl<W: Write + Send> Progress for TtyProgress<W> {
     fn event(&self, e: &ProgressEvent<'_>) {
-        let Ok(mut g) = self.out.lock() else { return };
-        let (out, last) = &mut *g;
-        match e {
-            ProgressEvent::Bytes {
-                file,
-                done,
-                total,
-                rate,
-            } => {
-                if last.is_some_and(|t| t.elapsed() < Duration::from_millis(100)) {
-                    return;
-                }
-                *last = Some(Instant::now());
-                let filled = ((pct(*done, *total) / 100.0) * self.width as f64) as usize;
-                let filled = filled.min(self.width);
-                let _ = write!(
-                    out,
-                    "\r\x1b[2K{file} [{}{}] {:>3.0}% {}/{} {}/s ETA {}",
-                    "#".repeat(filled),
-                    "-".repeat(self.width - filled),
-                    pct(*done, *total),
-                    human_bytes(*done as f64),
-                    human_bytes(*total as f64),
-                    human_bytes(*rate),
-                    eta(*done, *total, *rate)
-                );
-            }
-            ProgressEvent::Retry {
-                file,
-                attempt,
-                reason,
-                wait,
-            } => {
-                let _ = writeln!(
-                    out,
-                    "\r\x1b[2K{file}: {reason}; retry {attempt} in {:.1}s",
-                    wait.as_secs_f64()
-                );
-            }
-            ProgressEvent::Verifying { file } => {
-                let _ = write!(out, "\r\x1b[2K{file}: verifying bytes on disk");
-            }
-            ProgressEvent::Done {
-                file, size, how, ..
-            } => {
-                let _ = writeln!(
-                    out,
-                    "\r\x1b[2K{file}: {how}, {} verified",
-                    human_bytes(*size as f64)
-                );
-            }
-            ProgressEvent::Start { .. } => {}
+        let file = match e {
+            ProgressEvent::Start { file, .. }
+            | ProgressEvent::Bytes { file, .. }
+            | ProgressEvent::Retry { file, .. }
+            | ProgressEvent::Verifying { file }
+            | ProgressEvent::Done { file, .. } => *file,
+        };
+        if let Some(line) = self.update(file, file, e) {
+            self.println(&line);
         }
-        let _ = out.flush();
     }
 }
 
-/// One JSON object per line (`--json`); byte events at most once per interval.
+/// One JSON object per line (`--json`); byte events at most once per
+/// interval per file.
 pub struct JsonProgress<W: Write + Send> {
-    out: Mutex<(W, Option<Instant>)>,
-    interval: Duration,
+    out: Mutex<W>,
+    throttle: Throttle,
 }
 
 impl<W: Write + Send> JsonProgress<W> {
     pub fn new(out: W, interval: Duration) -> Self {
         JsonProgress {
-            out: Mutex::new((out, None)),
-            interval,
+            out: Mutex::new(out),
+            throttle: Throttle::new(interval),
         }
     }
 }
 
 impl<W: Write + Send> Progress for JsonProgress<W> {
     fn event(&self, e: &ProgressEvent<'_>) {
-        use serde_json::json;
-        let Ok(mut g) = self.out.lock() else { return };
-        let (out, last) = &mut *g;
-        let v = match e {
-            ProgressEvent::Start {
-                file,
-                total,
-                present,
-            } => json!({"event": "start", "file": file, "total": total, "present": present}),
-            ProgressEvent::Bytes {
-                file,
-                done,
-                total,
-                rate,
-            } => {
-                if last.is_some_and(|t| t.elapsed() < self.interval) {
-                    return;
-                }
-                *last = Some(Instant::now());
-                json!({"event": "bytes", "file": file, "done": done, "total": total, "rate": rate.round()})
+        let owned = TransferProgress::from(e);
+        if !self.throttle.pass(owned.file(), e) {
+            return;
+        }
+        let mut v = serde_json::to_value(&owned).unwrap_or_default();
+        // The kind is the event here (`{"event": "bytes", …}`).
+        if let Some(obj) = v.as_object_mut() {
+            if let Some(kind) = obj.remove("kind") {
+                obj.insert("event".into(), kind);
             }
-            ProgressEvent::Retry {
-                file,
-                attempt,
-                reason,
-                wait,
-            } => json!({"event": "retry", "file": file, "attempt": attempt, "reason": reason,
-                        "wait_ms": wait.as_millis() as u64}),
-            ProgressEvent::Verifying { file } => json!({"event": "verifying", "file": file}),
-            ProgressEvent::Done {
-                file,
-                size,
-                fetched,
-                how,
-            } => {
-                json!({"event": "done", "file": file, "size": size, "fetched": fetched, "how": how})
-            }
-        };
+        }
+        let Ok(mut out) = self.out.lock() else { return };
         let _ = writeln!(out, "{v}");
     }
 }

@@ -4,12 +4,12 @@
 //! gets its final name, with a free-disk check first.
 
 use super::{Task, TaskContext, TaskError};
-use crate::hub::{self, DownloadOptions, FileRequest, HubClient, Progress, ProgressEvent};
+use crate::hub::{
+    self, DownloadOptions, FileRequest, HubClient, Progress, ProgressEvent, TransferProgress,
+};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
 
 pub struct Download;
 
@@ -57,75 +57,34 @@ pub struct DownloadOutputs {
     pub fetched_bytes: u64,
 }
 
-/// Progress as log lines: at most one every few seconds per file.
-struct LogProgress {
+/// Hands the downloader's progress to the engine, which passes it to the
+/// CLI (a bar on a terminal, periodic lines otherwise, JSON with `--json`).
+struct StepProgress {
     ctx: TaskContext,
-    last: Mutex<Option<Instant>>,
 }
 
-impl Progress for LogProgress {
+impl Progress for StepProgress {
     fn event(&self, event: &ProgressEvent<'_>) {
-        let line = match event {
-            ProgressEvent::Start {
-                file,
-                total,
-                present,
-            } if *present > 0 => {
-                format!(
-                    "{file}: resuming at {} of {}",
-                    hub::progress::human_bytes(*present as f64),
-                    hub::progress::human_bytes(*total as f64)
-                )
-            }
-            ProgressEvent::Start { file, total, .. } => {
-                format!("{file}: {}", hub::progress::human_bytes(*total as f64))
-            }
-            ProgressEvent::Bytes {
-                file,
-                done,
-                total,
-                rate,
-            } => {
-                let mut last = match self.last.lock() {
-                    Ok(l) => l,
-                    Err(_) => return,
-                };
-                if last.is_some_and(|t| t.elapsed() < Duration::from_secs(5)) {
-                    return;
-                }
-                *last = Some(Instant::now());
-                let pct = if *total > 0 {
-                    *done as f64 * 100.0 / *total as f64
-                } else {
-                    100.0
-                };
-                format!(
-                    "{file}: {pct:.0}% at {}/s",
-                    hub::progress::human_bytes(*rate)
-                )
-            }
-            ProgressEvent::Retry {
-                file,
-                attempt,
-                reason,
-                wait,
-            } => {
-                format!(
-                    "{file}: retry {attempt} in {:.1}s ({reason})",
-                    wait.as_secs_f64()
-                )
-            }
-            ProgressEvent::Verifying { file } => format!("{file}: verifying the bytes on disk"),
-            ProgressEvent::Done {
-                file, size, how, ..
-            } => {
-                format!(
-                    "{file}: {how}, {} verified",
-                    hub::progress::human_bytes(*size as f64)
-                )
-            }
-        };
-        self.ctx.log(&line);
+        self.ctx.progress(&TransferProgress::from(event));
+    }
+}
+
+/// The downloader's error as the step's: transient trouble (network, 429,
+/// 5xx) may pass on a retry of the step; a full disk, a missing file or a
+/// wrong hash will not, so the step fails at once with the message.
+fn task_error(e: &hub::HubError) -> TaskError {
+    let mut message = crate::secrets::redact(&e.to_string());
+    if matches!(
+        e,
+        hub::HubError::DiskFull { .. } | hub::HubError::NoSpace { .. }
+    ) {
+        message.push_str(
+            " (the weights go under `paths.models` of onboard.yaml: point it at a larger disk if this one cannot be freed)",
+        );
+    }
+    TaskError::Failed {
+        message,
+        retryable: e.is_transient(),
     }
 }
 
@@ -177,17 +136,14 @@ impl Task for Download {
             parallel: params.parallel,
             ..DownloadOptions::default()
         };
-        let progress = LogProgress {
-            ctx: ctx.clone(),
-            last: Mutex::new(None),
-        };
+        let progress = StepProgress { ctx: ctx.clone() };
         let results = tokio::task::spawn_blocking(move || {
             let client = HubClient::from_env();
             hub::download_files(&client, &requests, &options, &progress)
         })
         .await
         .map_err(|e| TaskError::failed(format!("the download thread failed: {e}")))?
-        .map_err(|e| TaskError::failed(crate::secrets::redact(&e.to_string())))?;
+        .map_err(|e| task_error(&e))?;
         let files: Vec<DownloadedFile> = results
             .iter()
             .map(|d| DownloadedFile {

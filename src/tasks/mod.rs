@@ -41,11 +41,18 @@ pub struct TaskContext {
     pub template_context: Value,
     /// Receives progress lines meant for the user.
     pub log: Arc<dyn Fn(&str) + Send + Sync>,
+    /// Receives transfer progress (bytes, rate) for the CLI to draw as a
+    /// bar, periodic lines or JSON events.
+    pub progress: Arc<dyn Fn(&crate::hub::TransferProgress) + Send + Sync>,
 }
 
 impl TaskContext {
     pub fn log(&self, line: &str) {
         (self.log)(line)
+    }
+
+    pub fn progress(&self, progress: &crate::hub::TransferProgress) {
+        (self.progress)(progress)
     }
 
     /// The workspace layout (`paths:` of onboard.yaml), defaults if absent.

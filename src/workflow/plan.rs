@@ -201,6 +201,7 @@ impl Planner<'_> {
             attempt: 1,
             template_context,
             log: Arc::new(|_| {}),
+            progress: Arc::new(|_| {}),
         }
     }
 

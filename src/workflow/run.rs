@@ -6,6 +6,7 @@ use super::duration;
 use super::plan::{Action, Planner, Reason, Selection, Upstream};
 use super::spec::Step;
 use super::state::{self, RecordStatus, StateError, StateStore, StepRecord};
+use crate::hub::TransferProgress;
 use crate::secrets;
 use crate::tasks::{DynTask, TaskContext, TaskError};
 use serde::Serialize;
@@ -40,6 +41,12 @@ pub enum Event {
     StepLog {
         step: String,
         line: String,
+    },
+    /// A transfer's progress (`kind`: start, bytes, retry, verifying, done).
+    StepProgress {
+        step: String,
+        #[serde(flatten)]
+        progress: TransferProgress,
     },
     StepFinished {
         step: String,
@@ -295,6 +302,14 @@ impl Job {
                 sink(&Event::StepLog {
                     step: log_step.clone(),
                     line: secrets::redact(line),
+                })
+            });
+            let sink = self.sink.clone();
+            let progress_step = id.clone();
+            ctx.progress = Arc::new(move |p: &TransferProgress| {
+                sink(&Event::StepProgress {
+                    step: progress_step.clone(),
+                    progress: p.clone(),
                 })
             });
             let fut = self.task.clone().run(self.params.clone(), ctx);

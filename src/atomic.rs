@@ -14,6 +14,7 @@ pub const TEMP_SUFFIX: &str = ".onboard-tmp";
 pub fn write(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let parent = parent_dir(path);
     fs::create_dir_all(&parent)?;
+    remove_stale_temporaries(path);
     let tmp = temp_path(path);
     let result = (|| {
         let mut file = OpenOptions::new()
@@ -39,7 +40,10 @@ pub fn write(path: &Path, bytes: &[u8]) -> io::Result<()> {
 /// when it already holds exactly `bytes`. Returns whether it wrote.
 pub fn write_if_changed(path: &Path, bytes: &[u8]) -> io::Result<bool> {
     match fs::read(path) {
-        Ok(existing) if existing == bytes => Ok(false),
+        Ok(existing) if existing == bytes => {
+            remove_stale_temporaries(path);
+            Ok(false)
+        }
         _ => write(path, bytes).map(|()| true),
     }
 }
@@ -87,6 +91,42 @@ fn temp_path(path: &Path) -> PathBuf {
     parent_dir(path).join(format!(".{name}.{}{TEMP_SUFFIX}", std::process::id()))
 }
 
+/// Removes the temporaries of `path` that a killed process left behind: the
+/// rerun that writes the file again is the one that knows they are garbage.
+/// A temporary of a process still alive (another run mid-write) is kept.
+fn remove_stale_temporaries(path: &Path) {
+    let Some(name) = path.file_name().map(|n| n.to_string_lossy().into_owned()) else {
+        return;
+    };
+    let prefix = format!(".{name}.");
+    let Ok(entries) = fs::read_dir(parent_dir(path)) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let file = entry.file_name();
+        let file = file.to_string_lossy();
+        let Some(pid) = file
+            .strip_prefix(&prefix)
+            .and_then(|rest| rest.strip_suffix(TEMP_SUFFIX))
+            .and_then(|pid| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid != std::process::id() && !process_alive(pid) {
+            let _ = fs::remove_file(entry.path());
+        }
+    }
+}
+
+fn process_alive(pid: u32) -> bool {
+    let Ok(pid) = libc::pid_t::try_from(pid) else {
+        return false;
+    };
+    // SAFETY: signal 0 only checks that the process exists.
+    let rc = unsafe { libc::kill(pid, 0) };
+    rc == 0 || io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+}
+
 fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
@@ -107,6 +147,31 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names, vec![std::ffi::OsString::from("state.json")]);
+    }
+
+    #[test]
+    fn a_killed_writers_temporary_goes_with_the_next_write_of_that_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("models.conf");
+        // pid 0x7fff_fff0 does not exist; our own is alive.
+        let dead = dir
+            .path()
+            .join(format!(".models.conf.{}{TEMP_SUFFIX}", 0x7fff_fff0u32));
+        let alive = dir.path().join(format!(".models.conf.1{TEMP_SUFFIX}"));
+        let other = dir
+            .path()
+            .join(format!(".other.{}{TEMP_SUFFIX}", 0x7fff_fff0u32));
+        for p in [&dead, &alive, &other] {
+            fs::write(p, b"half").unwrap();
+        }
+        fs::write(&path, b"same").unwrap();
+        assert!(!write_if_changed(&path, b"same").unwrap());
+        assert!(!dead.exists(), "a dead writer's temporary is removed");
+        assert!(alive.exists(), "pid 1 is alive: its temporary stays");
+        assert!(
+            other.exists(),
+            "another file's temporary is not ours to judge"
+        );
     }
 
     #[test]

@@ -146,12 +146,22 @@ fn snapshot(root: &Path) -> BTreeMap<String, String> {
                 stack.push(path);
                 continue;
             }
+            let text = || {
+                String::from_utf8_lossy(&std::fs::read(&path).unwrap())
+                    .replace(&root.display().to_string(), "<workspace>")
+            };
             let content = if rel.ends_with(".gguf") {
                 format!("sha256 {}", onboard::digest::sha256_file(&path).unwrap())
             } else if rel == "models.conf" {
-                mask_speed(&std::fs::read_to_string(&path).unwrap())
+                mask_speed(&text())
+            } else if rel.starts_with(".onboard/") && rel.ends_with(".json") {
+                // A step record: how the step got there may differ (a
+                // download "resumed", a file "changed: false" because the
+                // killed run had already written it); that it is done may not.
+                let record: serde_json::Value = serde_json::from_str(&text()).unwrap();
+                format!("status {} error {}", record["status"], record["error"])
             } else {
-                mask_measured(&String::from_utf8_lossy(&std::fs::read(&path).unwrap()))
+                mask_measured(&text())
             };
             out.insert(rel, content);
         }

@@ -107,8 +107,18 @@ fn gguf_seeds() {
     output(&mut llama);
     let header = llama.header_bytes();
     seeds.push(("llama-truncated", header[..header.len() / 2].to_vec()));
-    seeds.push(("llama-with-data", llama.to_bytes()));
     seeds.push(("llama", header));
+
+    // A whole file, data included: kept tiny, since the largest seed sets
+    // the longest input libFuzzer tries.
+    let mut whole = GgufWriter::new();
+    whole
+        .str("general.architecture", "llama")
+        .u32("llama.block_count", 1)
+        .u32("llama.context_length", 512)
+        .u32("llama.embedding_length", 8);
+    whole.tensor("blk.0.attn_norm.weight", &[8], F32);
+    seeds.push(("llama-with-data", whole.to_bytes()));
 
     let mut v2 = model("qwen3", 1);
     v2.version = 2;

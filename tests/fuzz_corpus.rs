@@ -12,7 +12,10 @@ mod checks;
 
 use std::path::{Path, PathBuf};
 
-const TARGETS: [(&str, fn(&[u8])); 4] = [
+/// A target's check: panics on a broken promise.
+type Check = fn(&[u8]);
+
+const TARGETS: [(&str, Check); 4] = [
     ("gguf_header", |data| {
         checks::gguf_header(data, checks::no_meter)
     }),
@@ -38,7 +41,7 @@ fn files(dir: &Path) -> Vec<PathBuf> {
 }
 
 /// Runs every file of `dir` through `check`; a panic names the file.
-fn replay(dir: &Path, check: fn(&[u8])) -> usize {
+fn replay(dir: &Path, check: Check) -> usize {
     let files = files(dir);
     for path in &files {
         let data = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));

@@ -145,7 +145,7 @@ fn header_invariants(data: &[u8], h: &Header) {
     assert!(h.header_len <= data.len() as u64);
     assert!(h.alignment.is_power_of_two());
     assert!(h.data_offset >= h.header_len);
-    assert_eq!(h.data_offset % h.alignment, 0);
+    assert!(h.data_offset.is_multiple_of(h.alignment));
     for t in &h.tensors {
         assert!(t.dims.len() <= 4, "{t:?}");
         assert!(t.n_elements().is_some(), "{t:?}");
@@ -302,7 +302,7 @@ fn memory_model(f: &ModelFacts) {
         if let Fact::Known { value: Some(ctx) } =
             memory::largest_context(f, &devices, host, &opt, goal, trained)
         {
-            assert!(ctx <= trained && ctx % memory::CTX_STEP == 0);
+            assert!(ctx <= trained && ctx.is_multiple_of(memory::CTX_STEP));
         }
     }
 }
@@ -350,7 +350,7 @@ fn evaluate_phase(data: &[u8], headers: &[Header]) {
     let mut listing: Vec<RepoFile> = (0..n).map(|i| file("Q4_K_M", i, size)).collect();
     listing.extend((0..n).map(|i| file("Q8_0", i, 2 * size)));
     let source = FuzzSource { headers, listing };
-    let gpus = if data.len() % 2 == 0 {
+    let gpus = if data.len().is_multiple_of(2) {
         vec![
             Gpu {
                 name: "GPU 0".into(),

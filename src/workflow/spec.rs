@@ -98,8 +98,7 @@ impl RetryPolicy {
         // 0 × ∞ (no backoff, a factor grown past f64) is no wait, not the cap.
         let secs = if secs.is_nan() { 0.0 } else { secs };
         let capped = secs.min(self.max_backoff.as_secs_f64());
-        Duration::try_from_secs_f64(capped)
-            .map_or(self.max_backoff, |d| d.min(self.max_backoff))
+        Duration::try_from_secs_f64(capped).map_or(self.max_backoff, |d| d.min(self.max_backoff))
     }
 }
 

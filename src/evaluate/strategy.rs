@@ -146,7 +146,9 @@ impl<'a> Layout<'a> {
                     weights: s(all - experts),
                     experts: s(experts),
                     kv_per_token: if *kind == LayerKind::Attention {
-                        kv_heads * (facts.key_length + facts.value_length) * 2
+                        kv_heads
+                            .saturating_mul(facts.key_length.saturating_add(facts.value_length))
+                            .saturating_mul(2)
                     } else {
                         0
                     },
@@ -169,14 +171,12 @@ impl<'a> Layout<'a> {
     }
 
     pub fn total_weights(&self) -> u64 {
-        self.token_embd
-            + self.output
-            + self.other
-            + self
-                .layers
-                .iter()
-                .map(|l| l.weights + l.experts)
-                .sum::<u64>()
+        self.layers
+            .iter()
+            .map(|l| l.weights.saturating_add(l.experts))
+            .fold(self.token_embd, u64::saturating_add)
+            .saturating_add(self.output)
+            .saturating_add(self.other)
     }
 
     pub fn is_moe(&self) -> bool {
@@ -185,7 +185,7 @@ impl<'a> Layout<'a> {
 
     fn cache(&self, l: &LayerCost, n_ctx: u64) -> u64 {
         match l.kind {
-            LayerKind::Attention => l.kv_per_token * n_ctx,
+            LayerKind::Attention => l.kv_per_token.saturating_mul(n_ctx),
             LayerKind::Recurrent => self.recurrent_per_layer,
         }
     }
@@ -232,8 +232,19 @@ pub struct DeviceLoad {
 
 impl DeviceLoad {
     fn finish(&mut self) {
-        self.total = self.weights + self.kv + self.recurrent + self.compute;
-        self.headroom = self.budget as i64 - self.total as i64;
+        self.total = [self.kv, self.recurrent, self.compute]
+            .into_iter()
+            .fold(self.weights, u64::saturating_add);
+        self.headroom = signed_difference(self.budget, self.total);
+    }
+}
+
+/// `a − b` as i64, saturating: a header can claim more bytes than i64 holds.
+fn signed_difference(a: u64, b: u64) -> i64 {
+    if a >= b {
+        i64::try_from(a - b).unwrap_or(i64::MAX)
+    } else {
+        i64::try_from(b - a).map_or(i64::MIN, |d| -d)
     }
 }
 
@@ -261,12 +272,16 @@ impl Placement {
     pub fn tokens_per_second(&self, with_kv: bool) -> Option<f64> {
         let mut seconds = 0.0;
         for d in self.gpus.iter().chain(std::iter::once(&self.host)) {
-            let bytes = d.active + if with_kv { d.kv + d.recurrent } else { 0 };
-            if bytes == 0 {
+            // In f64: the three byte counts may each be near u64::MAX.
+            let mut bytes = d.active as f64;
+            if with_kv {
+                bytes += d.kv as f64 + d.recurrent as f64;
+            }
+            if bytes == 0.0 {
                 continue;
             }
             let bw = d.bandwidth_gbs.filter(|b| *b > 0.0)?;
-            seconds += bytes as f64 / (bw * 1e9);
+            seconds += bytes / (bw * 1e9);
         }
         (seconds > 0.0).then(|| 1.0 / seconds)
     }
@@ -310,11 +325,11 @@ fn host_load(layout: &Layout, machine: &Machine, output_on_host: bool) -> Device
         ..DeviceLoad::default()
     };
     // The input embedding is read one row per token: not counted as active.
-    h.weights = layout.token_embd + layout.other;
+    h.weights = layout.token_embd.saturating_add(layout.other);
     h.active = layout.other;
     if output_on_host {
-        h.weights += layout.output;
-        h.active += layout.output;
+        h.weights = h.weights.saturating_add(layout.output);
+        h.active = h.active.saturating_add(layout.output);
         h.output_layer = true;
     }
     h
@@ -336,7 +351,7 @@ fn finish(
     }
     host.compute = if host.layers.is_empty() && host.experts == 0 && !machine.gpus.is_empty() {
         // Input embedding and graph inputs only.
-        512 * layout.facts.embedding_length * 8
+        layout.facts.embedding_length.saturating_mul(512 * 8)
     } else {
         compute
     };
@@ -346,7 +361,7 @@ fn finish(
     Placement {
         n_ctx,
         all_on_gpu: layers_on_host == 0 && experts_on_host == 0 && !host.output_layer,
-        host_ok: host.headroom >= machine.min_host_headroom as i64,
+        host_ok: host.headroom >= i64::try_from(machine.min_host_headroom).unwrap_or(i64::MAX),
         gpus,
         host,
         experts_on_host,
@@ -357,12 +372,16 @@ fn finish(
 fn add_layer(d: &mut DeviceLoad, layout: &Layout, il: usize, n_ctx: u64, experts: u64) {
     let l = &layout.layers[il];
     d.layers.push(il as u32);
-    d.weights += l.weights + experts;
-    d.experts += experts;
-    d.active += l.weights + layout.active_experts(experts);
+    d.weights = d.weights.saturating_add(l.weights).saturating_add(experts);
+    d.experts = d.experts.saturating_add(experts);
+    d.active = d
+        .active
+        .saturating_add(l.weights)
+        .saturating_add(layout.active_experts(experts));
+    let cache = layout.cache(l, n_ctx);
     match l.kind {
-        LayerKind::Attention => d.kv += layout.cache(l, n_ctx),
-        LayerKind::Recurrent => d.recurrent += layout.cache(l, n_ctx),
+        LayerKind::Attention => d.kv = d.kv.saturating_add(cache),
+        LayerKind::Recurrent => d.recurrent = d.recurrent.saturating_add(cache),
     }
 }
 
@@ -377,15 +396,19 @@ pub fn place_all_gpu(layout: &Layout, machine: &Machine, n_ctx: u64) -> Option<P
     let mut used = vec![0u64; gpus.len()];
     let mut d = 0;
     for (il, l) in layout.layers.iter().enumerate() {
-        let need = l.weights + l.experts + layout.cache(l, n_ctx);
+        let need = l
+            .weights
+            .saturating_add(l.experts)
+            .saturating_add(layout.cache(l, n_ctx));
         loop {
             let base = if gpus[d].layers.is_empty() {
                 compute
             } else {
                 0
             };
-            if used[d] + base + need <= gpus[d].budget {
-                used[d] += base + need;
+            let next = used[d].saturating_add(base).saturating_add(need);
+            if next <= gpus[d].budget {
+                used[d] = next;
                 add_layer(&mut gpus[d], layout, il, n_ctx, l.experts);
                 break;
             }
@@ -396,12 +419,12 @@ pub fn place_all_gpu(layout: &Layout, machine: &Machine, n_ctx: u64) -> Option<P
         }
     }
     // The output layer follows the last layer.
-    if used[d] + layout.output > gpus[d].budget {
+    if used[d].saturating_add(layout.output) > gpus[d].budget {
         return None;
     }
     gpus[d].output_layer = true;
-    gpus[d].weights += layout.output;
-    gpus[d].active += layout.output;
+    gpus[d].weights = gpus[d].weights.saturating_add(layout.output);
+    gpus[d].active = gpus[d].active.saturating_add(layout.output);
     let host = host_load(layout, machine, false);
     Some(finish(layout, machine, n_ctx, gpus, host))
 }
@@ -436,16 +459,18 @@ fn place_fit_with(layout: &Layout, machine: &Machine, n_ctx: u64, ceil: bool) ->
     let cores: Vec<u64> = layout
         .layers
         .iter()
-        .map(|l| l.weights + layout.cache(l, n_ctx))
+        .map(|l| l.weights.saturating_add(layout.cache(l, n_ctx)))
         .collect();
     let fulls: Vec<u64> = layout
         .layers
         .iter()
         .zip(&cores)
-        .map(|(l, c)| c + l.experts)
+        .map(|(l, c)| c.saturating_add(l.experts))
         .collect();
-    let full_total: u64 = fulls.iter().sum::<u64>() + layout.output;
-    let cap_total: u64 = caps.iter().sum();
+    let full_total = fulls
+        .iter()
+        .fold(layout.output, |a, &b| a.saturating_add(b));
+    let cap_total = caps.iter().fold(0u64, |a, &b| a.saturating_add(b));
     let shares: Vec<u64> = if full_total <= cap_total && cap_total > 0 {
         caps.iter()
             .map(|c| (u128::from(*c) * u128::from(full_total) / u128::from(cap_total)) as u64)
@@ -460,17 +485,19 @@ fn place_fit_with(layout: &Layout, machine: &Machine, n_ctx: u64, ceil: bool) ->
     for il in 0..layout.layers.len() {
         while d < gpus.len() {
             let last = d + 1 == gpus.len();
-            let core_fits = core_used[d] + cores[il] <= caps[d];
+            let core_fits = core_used[d].saturating_add(cores[il]) <= caps[d];
             let take = if last {
                 core_fits
             } else if ceil {
                 core_fits && full_used[d] < shares[d]
             } else {
-                core_fits && full_used[d] + fulls[il] <= shares[d].max(fulls[il].min(caps[d]))
+                core_fits
+                    && full_used[d].saturating_add(fulls[il])
+                        <= shares[d].max(fulls[il].min(caps[d]))
             };
             if take {
-                core_used[d] += cores[il];
-                full_used[d] += fulls[il];
+                core_used[d] = core_used[d].saturating_add(cores[il]);
+                full_used[d] = full_used[d].saturating_add(fulls[il]);
                 on_gpu[il] = Some(d);
                 break;
             }
@@ -484,8 +511,8 @@ fn place_fit_with(layout: &Layout, machine: &Machine, n_ctx: u64, ceil: bool) ->
     let last_used = on_gpu.iter().flatten().max().copied();
     let mut output_on_gpu = None;
     if let (true, Some(ld)) = (all_layers, last_used) {
-        if used[ld] + layout.output <= caps[ld] {
-            used[ld] += layout.output;
+        if used[ld].saturating_add(layout.output) <= caps[ld] {
+            used[ld] = used[ld].saturating_add(layout.output);
             output_on_gpu = Some(ld);
         }
     }
@@ -497,24 +524,24 @@ fn place_fit_with(layout: &Layout, machine: &Machine, n_ctx: u64, ceil: bool) ->
                 let third = l.experts / 3;
                 let mut here = 0;
                 for part in [third, third, l.experts - 2 * third] {
-                    if part > 0 && used[dev] + part <= caps[dev] {
-                        used[dev] += part;
+                    if part > 0 && used[dev].saturating_add(part) <= caps[dev] {
+                        used[dev] = used[dev].saturating_add(part);
                         here += part;
                     }
                 }
                 add_layer(&mut gpus[dev], layout, il, n_ctx, here);
                 let away = l.experts - here;
-                host.weights += away;
-                host.experts += away;
-                host.active += layout.active_experts(away);
+                host.weights = host.weights.saturating_add(away);
+                host.experts = host.experts.saturating_add(away);
+                host.active = host.active.saturating_add(layout.active_experts(away));
             }
             None => add_layer(&mut host, layout, il, n_ctx, l.experts),
         }
     }
     if let Some(ld) = output_on_gpu {
         gpus[ld].output_layer = true;
-        gpus[ld].weights += layout.output;
-        gpus[ld].active += layout.output;
+        gpus[ld].weights = gpus[ld].weights.saturating_add(layout.output);
+        gpus[ld].active = gpus[ld].active.saturating_add(layout.output);
     }
     finish(layout, machine, n_ctx, gpus, host)
 }

@@ -199,8 +199,8 @@ impl Task for BenchProfile {
             params.name
         );
         let mut changed = models_conf::update(&conf_path, |conf| {
-            conf.upsert(&bench_id, &managed, &entries, Some(&comment));
-            Ok(())
+            conf.upsert(&bench_id, &managed, &entries, Some(&comment))
+                .map_err(|e| e.to_string())
         })
         .map_err(|e| TaskError::failed(e.to_string()))?;
 
@@ -219,8 +219,8 @@ impl Task for BenchProfile {
                 &["NAME", "PROFILE", "MODEL_ID", "THINKING", "TEMPERATURE"],
                 &client_entries,
                 None,
-            );
-            Ok(())
+            )
+            .map_err(|e| e.to_string())
         })
         .map_err(|e| TaskError::failed(e.to_string()))?;
         let client =

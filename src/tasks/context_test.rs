@@ -300,16 +300,19 @@ fn write_speed(
         let current = conf
             .profile(&id)
             .ok_or_else(|| format!("has no profile `[{id}]`"))?;
+        let set = |conf: &mut models_conf::ModelsConf, key: &str| {
+            conf.set(&id, key, &v).map_err(|e| e.to_string())
+        };
         if embedded {
-            conf.set(&id, "SPEED_EMBEDDED", &v);
+            set(conf, "SPEED_EMBEDDED")?;
             let speed_from_server = current
                 .get("SPEED")
                 .is_some_and(|s| s.contains("(llama-server"));
             if !speed_from_server {
-                conf.set(&id, "SPEED", &v);
+                set(conf, "SPEED")?;
             }
         } else {
-            conf.set(&id, "SPEED", &v);
+            set(conf, "SPEED")?;
         }
         Ok(())
     })

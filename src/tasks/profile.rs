@@ -256,8 +256,8 @@ impl Task for ProfileTask {
             .as_ref()
             .map(|n| format!("{n}: production profile, written by onboard"));
         let changed = models_conf::update(&conf_path, |conf| {
-            conf.upsert(&params.id, &managed, &entries, comment.as_deref());
-            Ok(())
+            conf.upsert(&params.id, &managed, &entries, comment.as_deref())
+                .map_err(|e| e.to_string())
         })
         .map_err(|e| TaskError::failed(e.to_string()))?;
         let conf = models_conf::read(&conf_path).map_err(|e| TaskError::failed(e.to_string()))?;

@@ -262,8 +262,8 @@ impl Task for Samplers {
                     "has no profile `[{profile}]`; run the profile step first"
                 ));
             }
-            conf.set(&profile, "SAMPLERS", &value);
-            Ok(())
+            conf.set(&profile, "SAMPLERS", &value)
+                .map_err(|e| e.to_string())
         })
         .map_err(|e| TaskError::Failed {
             message: e.to_string(),

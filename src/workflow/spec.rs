@@ -89,11 +89,16 @@ impl Default for RetryPolicy {
 }
 
 impl RetryPolicy {
-    /// The wait before attempt `next` (2 = first retry).
+    /// The wait before attempt `next` (2 = first retry). Durations and the
+    /// factor come from the workflow file unbounded, so the float can exceed
+    /// what a `Duration` holds: the cap then applies as written.
     pub fn delay_before(&self, next: u32) -> Duration {
-        let exponent = next.saturating_sub(2) as i32;
+        let exponent = i32::try_from(next.saturating_sub(2)).unwrap_or(i32::MAX);
         let secs = self.backoff.as_secs_f64() * self.factor.powi(exponent);
-        Duration::from_secs_f64(secs.min(self.max_backoff.as_secs_f64()))
+        // 0 × ∞ (no backoff, a factor grown past f64) is no wait, not the cap.
+        let secs = if secs.is_nan() { 0.0 } else { secs };
+        let capped = secs.min(self.max_backoff.as_secs_f64());
+        Duration::try_from_secs_f64(capped).map_or(self.max_backoff, |d| d.min(self.max_backoff))
     }
 }
 
@@ -287,5 +292,25 @@ mod tests {
         assert_eq!(p.delay_before(2), Duration::from_millis(100));
         assert_eq!(p.delay_before(3), Duration::from_millis(200));
         assert_eq!(p.delay_before(4), Duration::from_millis(300));
+    }
+
+    #[test]
+    fn backoff_beyond_what_a_duration_holds_is_capped_not_a_panic() {
+        // Found while writing the workflow fuzz target: `validate` accepts
+        // these values, and `run` panicked at the first retry.
+        let p = RetryPolicy {
+            attempts: u32::MAX,
+            backoff: Duration::from_secs(1),
+            factor: 1e300,
+            max_backoff: Duration::from_secs(u64::MAX),
+        };
+        assert_eq!(p.delay_before(3), Duration::from_secs(u64::MAX));
+        assert_eq!(p.delay_before(u32::MAX), Duration::from_secs(u64::MAX));
+        let zero = RetryPolicy {
+            backoff: Duration::ZERO,
+            factor: f64::MAX,
+            ..p
+        };
+        assert_eq!(zero.delay_before(u32::MAX), Duration::ZERO);
     }
 }

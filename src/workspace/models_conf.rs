@@ -69,6 +69,35 @@ pub enum ConfError {
     Invalid { path: PathBuf, message: String },
 }
 
+/// An edit the file could not hold: the parser would refuse what the
+/// writer wrote, and the next run (or a person's llama-swap) would find the
+/// whole file broken instead of one profile.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum EditError {
+    #[error("`[{0}]` is not a valid profile id (letters, digits, `-`, `_`, `.`)")]
+    ProfileId(String),
+    #[error("`{0}` is not a valid key: use letters, digits and `_` (e.g. `CTX_SIZE`)")]
+    Key(String),
+    #[error("the value of `{key}` spans lines ({value:?}); a models.conf value is one line")]
+    Value { key: String, value: String },
+}
+
+fn check_edit(id: &str, key: &str, value: &str) -> Result<(), EditError> {
+    if !valid_profile_id(id) {
+        return Err(EditError::ProfileId(id.to_string()));
+    }
+    if !valid_key(key) {
+        return Err(EditError::Key(key.to_string()));
+    }
+    if value.contains(['\n', '\r']) {
+        return Err(EditError::Value {
+            key: key.to_string(),
+            value: value.to_string(),
+        });
+    }
+    Ok(())
+}
+
 /// Profile ids as llama-swap and llama.cpp presets accept them.
 pub fn valid_profile_id(id: &str) -> bool {
     !id.is_empty()
@@ -213,8 +242,16 @@ impl ModelsConf {
     }
 
     /// Sets `key` in profile `id`, creating the profile at the end of the
-    /// file if needed. An equal value leaves the line untouched.
-    pub fn set(&mut self, id: &str, key: &str, value: &str) {
+    /// file if needed. An equal value leaves the line untouched. What the
+    /// parser would refuse (a bad id or key, a value with a line break) is
+    /// refused here, leaving the file as it was.
+    pub fn set(&mut self, id: &str, key: &str, value: &str) -> Result<(), EditError> {
+        check_edit(id, key, value)?;
+        self.set_checked(id, key, value);
+        Ok(())
+    }
+
+    fn set_checked(&mut self, id: &str, key: &str, value: &str) {
         let nl = self.newline();
         let (start, end) = match self.section_range(id) {
             Some(r) => r,
@@ -319,7 +356,9 @@ impl ModelsConf {
         true
     }
 
-    /// Appends `[id]` with comment lines above its entries.
+    /// Appends `[id]` with comment lines above its entries (a comment with
+    /// line breaks becomes one `#` line per line, so no part of it can be
+    /// read as a header or an entry).
     fn append_section(&mut self, id: &str, comments: &[&str]) {
         let nl = self.newline();
         if let Some(last) = self.lines.last_mut() {
@@ -338,9 +377,10 @@ impl ModelsConf {
             raw: format!("[{id}]{nl}"),
             kind: Line::Section(id.to_string()),
         });
-        for c in comments {
+        for line in comments.iter().flat_map(|c| c.split('\n')) {
+            let line = line.trim_end_matches('\r');
             self.lines.push(RawLine {
-                raw: format!("# {c}{nl}"),
+                raw: format!("# {line}{nl}"),
                 kind: Line::Comment,
             });
         }
@@ -349,13 +389,21 @@ impl ModelsConf {
     /// Makes profile `id` hold `entries` for the keys in `managed`: sets
     /// each given key, removes managed keys not given, leaves other keys a
     /// person added alone. A new profile gets `comment` above its entries.
+    /// Every entry is checked before anything changes: a refused upsert
+    /// leaves the file as it was.
     pub fn upsert(
         &mut self,
         id: &str,
         managed: &[&str],
         entries: &[(String, String)],
         comment: Option<&str>,
-    ) {
+    ) -> Result<(), EditError> {
+        if !valid_profile_id(id) {
+            return Err(EditError::ProfileId(id.to_string()));
+        }
+        for (key, value) in entries {
+            check_edit(id, key, value)?;
+        }
         if self.section_range(id).is_none() {
             self.append_section(id, comment.as_slice());
         }
@@ -365,8 +413,9 @@ impl ModelsConf {
             }
         }
         for (key, value) in entries {
-            self.set(id, key, value);
+            self.set_checked(id, key, value);
         }
+        Ok(())
     }
 }
 
@@ -485,27 +534,30 @@ CTX_SIZE=10240";
             &["MODEL", "CTX_SIZE", "FIT"],
             &entries,
             Some("Qwen3.5-35B-A3B, written by onboard"),
-        );
+        )
+        .unwrap();
         let first = once.render();
         assert!(first.starts_with(EXISTING), "existing bytes untouched");
         assert!(first.ends_with("CTX_SIZE=10240\n\n[qwen35-35b]\n# Qwen3.5-35B-A3B, written by onboard\nMODEL=Qwen3.5/MoE/35B/UD6_K_XL/Qwen3.5-35B-A3B-UD-Q6_K_XL.gguf\nCTX_SIZE=262144\n"), "{first}");
         let mut twice = conf(&first);
-        twice.upsert(
-            "qwen35-35b",
-            &["MODEL", "CTX_SIZE", "FIT"],
-            &entries,
-            Some("ignored"),
-        );
+        twice
+            .upsert(
+                "qwen35-35b",
+                &["MODEL", "CTX_SIZE", "FIT"],
+                &entries,
+                Some("ignored"),
+            )
+            .unwrap();
         assert_eq!(twice.render(), first);
 
         // Updating one value in an existing profile rewrites that line only.
         let mut edited = conf(EXISTING);
-        edited.set("glm-flash-q8", "CTX_SIZE", "65536");
-        edited.set("glm-flash-q8", "FIT_TARGET", "2048");
+        edited.set("glm-flash-q8", "CTX_SIZE", "65536").unwrap();
+        edited.set("glm-flash-q8", "FIT_TARGET", "2048").unwrap();
         let text = edited.render();
         assert!(text.contains("CTX_SIZE =65536\nFLAGS=--jinja -np 1   --fit on\nSPEED=112 t/s (2 GPUs)\nFIT_TARGET=2048\n\n; GPT-OSS"), "{text}");
         edited.remove("glm-flash-q8", "FIT_TARGET");
-        edited.set("glm-flash-q8", "CTX_SIZE", "131072");
+        edited.set("glm-flash-q8", "CTX_SIZE", "131072").unwrap();
         assert_ne!(
             edited.render(),
             EXISTING,
@@ -559,8 +611,7 @@ CTX_SIZE=10240";
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("models.conf");
         let changed = update(&path, |c| {
-            c.set("a", "MODEL", "x.gguf");
-            Ok(())
+            c.set("a", "MODEL", "x.gguf").map_err(|e| e.to_string())
         })
         .unwrap();
         assert!(changed);
@@ -569,10 +620,42 @@ CTX_SIZE=10240";
             "[a]\nMODEL=x.gguf\n"
         );
         let again = update(&path, |c| {
-            c.set("a", "MODEL", "x.gguf");
-            Ok(())
+            c.set("a", "MODEL", "x.gguf").map_err(|e| e.to_string())
         })
         .unwrap();
         assert!(!again);
+    }
+
+    #[test]
+    fn edits_the_parser_would_refuse_are_refused() {
+        // Found by the models_conf fuzz target: each of these used to write
+        // a file that no longer parsed.
+        let mut c = conf(EXISTING);
+        assert_eq!(
+            c.set("]a", "K", "v"),
+            Err(EditError::ProfileId("]a".into()))
+        );
+        assert_eq!(c.set("a", "9K", "v"), Err(EditError::Key("9K".into())));
+        assert!(matches!(
+            c.set("a", "NAME", "x\n[b]"),
+            Err(EditError::Value { .. })
+        ));
+        let entries = [
+            ("MODEL".to_string(), "m.gguf".to_string()),
+            ("NAME".to_string(), "two\nlines".to_string()),
+        ];
+        assert!(c.upsert("new", &["MODEL"], &entries, None).is_err());
+        assert_eq!(c.render(), EXISTING, "a refused edit changes nothing");
+
+        // A comment with line breaks becomes several comment lines.
+        let entries = [("MODEL".to_string(), "m.gguf".to_string())];
+        c.upsert("new", &["MODEL"], &entries, Some("line one\r\n[evil]\nK=1"))
+            .unwrap();
+        let text = c.render();
+        assert!(
+            text.ends_with("[new]\n# line one\n# [evil]\n# K=1\nMODEL=m.gguf\n"),
+            "{text}"
+        );
+        assert_eq!(conf(&text).profile("new").unwrap().entries.len(), 1);
     }
 }

@@ -117,7 +117,8 @@ pub struct WorkerOptions {
     pub threads: Option<usize>,
 }
 
-/// A running worker with a loaded model.
+/// A running worker with a loaded model. Start and use it from one thread:
+/// the worker's parent-death signal follows the thread that spawned it.
 pub struct EmbeddedEngine {
     child: Mutex<Child>,
     stdin: Mutex<ChildStdin>,
@@ -146,6 +147,21 @@ impl EmbeddedEngine {
         }
         if let Some(n) = opts.threads {
             cmd.env("RAYON_NUM_THREADS", n.to_string());
+        }
+        #[cfg(target_os = "linux")]
+        {
+            use std::os::unix::process::CommandExt;
+            // A SIGKILLed run must not leave a model generating: the worker
+            // dies with the thread that started it (start and use the engine
+            // from one thread).
+            // SAFETY: prctl is async-signal-safe; it only sets this child's
+            // parent-death signal.
+            unsafe {
+                cmd.pre_exec(|| {
+                    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                    Ok(())
+                });
+            }
         }
         let mut child = cmd.spawn().map_err(|e| {
             EngineError::Crashed(format!(

@@ -29,6 +29,18 @@ fn smollm2() -> Option<PathBuf> {
     })
 }
 
+/// Runs the workspace's benchmark step on the offline HumanEval problems
+/// (the repo's `.venv`) and returns its summary.
+fn benchmark_offline(ws: &TestWorkspace) -> serde_json::Value {
+    std::os::unix::fs::symlink(venv(), ws.path(".venv")).unwrap();
+    let run = ws.run(&[]);
+    run.assert_ok();
+    let s: serde_json::Value =
+        serde_json::from_str(&ws.read("benchmarks/results/tiny.json")).unwrap();
+    assert_eq!(s["dataset"], "HumanEval (base tests only)");
+    s
+}
+
 struct Server(std::process::Child);
 
 impl Drop for Server {
@@ -77,12 +89,7 @@ fn smollm2_is_benchmarked_through_a_llama_cpp_server() {
     let ws = TestWorkspace::new(&format!(
         "name: add-model\nsteps:\n  - id: benchmark\n    uses: benchmark\n    with:\n      endpoint: http://127.0.0.1:{port}\n      endpoint_engine: llama.cpp (xllamacpp)\n      limit: 1\n      max_tokens: 96\n      parallel: 1\n      sandbox_uid: 65400\n"
     ));
-    std::os::unix::fs::symlink(venv(), ws.path(".venv")).unwrap();
-    let run = ws.run(&[]);
-    run.assert_ok();
-    let s: serde_json::Value =
-        serde_json::from_str(&ws.read("benchmarks/results/tiny.json")).unwrap();
-    assert_eq!(s["dataset"], "HumanEval (base tests only)");
+    let s = benchmark_offline(&ws);
     assert_eq!(s["tasks"], 1);
     assert_eq!(s["complete"], true);
     assert!(s["pass_at_1_plus"].is_null());
@@ -114,12 +121,7 @@ fn smollm2_is_benchmarked_in_the_embedded_engine_the_step_starts() {
         "models.conf",
         "[bench-tiny]\nMODEL=Test/smollm2.gguf\nCTX_SIZE=10240\nFLAGS=--jinja -np 1\n",
     );
-    std::os::unix::fs::symlink(venv(), ws.path(".venv")).unwrap();
-    let run = ws.run(&[]);
-    run.assert_ok();
-    let s: serde_json::Value =
-        serde_json::from_str(&ws.read("benchmarks/results/tiny.json")).unwrap();
-    assert_eq!(s["dataset"], "HumanEval (base tests only)");
+    let s = benchmark_offline(&ws);
     assert_eq!(s["tasks"], 3);
     assert_eq!(s["complete"], true);
     assert_eq!(s["engine"], "mistralrs", "{s}");

@@ -43,6 +43,19 @@ pub enum ProgressEvent<'a> {
     },
 }
 
+impl<'a> ProgressEvent<'a> {
+    /// The file every event is about.
+    pub fn file(&self) -> &'a str {
+        match self {
+            ProgressEvent::Start { file, .. }
+            | ProgressEvent::Bytes { file, .. }
+            | ProgressEvent::Retry { file, .. }
+            | ProgressEvent::Verifying { file }
+            | ProgressEvent::Done { file, .. } => file,
+        }
+    }
+}
+
 /// Receives progress events; implementations must be cheap and thread-safe.
 pub trait Progress: Send + Sync {
     fn event(&self, event: &ProgressEvent<'_>);
@@ -360,13 +373,7 @@ impl<W: Write + Send> LineProgress<W> {
 
 impl<W: Write + Send> Progress for LineProgress<W> {
     fn event(&self, e: &ProgressEvent<'_>) {
-        let file = match e {
-            ProgressEvent::Start { file, .. }
-            | ProgressEvent::Bytes { file, .. }
-            | ProgressEvent::Retry { file, .. }
-            | ProgressEvent::Verifying { file }
-            | ProgressEvent::Done { file, .. } => *file,
-        };
+        let file = e.file();
         if !self.throttle.pass(file, e) {
             return;
         }
@@ -576,13 +583,7 @@ fn bar_line(label: &str, state: &BarState, width: usize) -> String {
 
 impl<W: Write + Send> Progress for TtyProgress<W> {
     fn event(&self, e: &ProgressEvent<'_>) {
-        let file = match e {
-            ProgressEvent::Start { file, .. }
-            | ProgressEvent::Bytes { file, .. }
-            | ProgressEvent::Retry { file, .. }
-            | ProgressEvent::Verifying { file }
-            | ProgressEvent::Done { file, .. } => *file,
-        };
+        let file = e.file();
         if let Some(line) = self.update(file, file, e) {
             self.println(&line);
         }

@@ -75,10 +75,11 @@ fn answer(stream: TcpStream, log: &Mutex<Vec<String>>, delay: Duration, slow_fro
         .as_str()
         .unwrap()
         .to_string();
+    // Problems outside the fixture (the offline HumanEval) get a wrong answer.
     let (name, reply) = REPLIES
         .iter()
         .find(|(name, _)| prompt.contains(&format!("def {name}(")))
-        .unwrap();
+        .unwrap_or(&("other", "```python\npass\n```"));
     let n = {
         let mut l = log.lock().unwrap();
         l.push(name.to_string());
@@ -121,9 +122,73 @@ fn fixture() -> String {
 
 fn workflow(port: u16, uid: u32) -> String {
     format!(
-        "name: add-model\nsteps:\n  - id: benchmark\n    uses: benchmark\n    with:\n      endpoint: http://127.0.0.1:{port}\n      served_model: bench-tiny\n      dataset: {}\n      parallel: 2\n      sandbox_uid: {uid}\n",
+        "{}      dataset: {}\n",
+        workflow_without_dataset(port, uid),
         fixture()
     )
+}
+
+fn workflow_without_dataset(port: u16, uid: u32) -> String {
+    format!(
+        "name: add-model\nsteps:\n  - id: benchmark\n    uses: benchmark\n    with:\n      endpoint: http://127.0.0.1:{port}\n      served_model: bench-tiny\n      parallel: 2\n      sandbox_uid: {uid}\n"
+    )
+}
+
+/// A test double of EvalPlus's GitHub release: the release URL redirects
+/// (as github.com does) to the file, served gzipped. Logs request lines.
+struct ReleaseServer {
+    url: String,
+    requests: Arc<Mutex<Vec<String>>>,
+}
+
+const RELEASE_PATH: &str = "/evalplus/humanevalplus_release/releases/download/v0.1.10/HumanEvalPlus.jsonl.gz";
+
+fn serve_release(file: &Path) -> ReleaseServer {
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(&std::fs::read(file).unwrap()).unwrap();
+    let body = gz.finish().unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let requests = Arc::new(Mutex::new(Vec::new()));
+    let log = Arc::clone(&requests);
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut first = String::new();
+            reader.read_line(&mut first).unwrap();
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap() == 0 || line == "\r\n" {
+                    break;
+                }
+            }
+            let first = first.trim_end().to_string();
+            log.lock().unwrap().push(first.clone());
+            if first.starts_with(&format!("GET {RELEASE_PATH} ")) {
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 302 Found\r\nLocation: http://127.0.0.1:{port}/objects/release.gz\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                );
+            } else if first.starts_with("GET /objects/release.gz ") {
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = stream.write_all(&body);
+            } else {
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                );
+            }
+        }
+    });
+    ReleaseServer {
+        url: format!("http://127.0.0.1:{port}{RELEASE_PATH}"),
+        requests,
+    }
 }
 
 fn summary(ws: &TestWorkspace) -> serde_json::Value {
@@ -261,4 +326,99 @@ fn a_killed_benchmark_resumes_without_generating_finished_tasks_again() {
     );
     let lines = std::fs::read_to_string(&records).unwrap();
     assert_eq!(lines.lines().count(), 6, "{lines}");
+}
+
+/// No `dataset` given: the step downloads EvalPlus's release into EvalPlus's
+/// own cache (decompressed, named as EvalPlus names it), scores HumanEval+,
+/// and later runs read the cache without a request. Offline, nothing is
+/// requested and the offline problems are scored, labelled as such.
+#[test]
+fn without_a_dataset_the_step_downloads_humaneval_plus_once_into_evalplus_cache() {
+    let server = serve(Duration::ZERO, usize::MAX);
+    let release = serve_release(Path::new(&fixture()));
+    let ws = TestWorkspace::new(&workflow_without_dataset(server.port, 65300));
+    let out = ws
+        .command(&["run", "tiny", "--json"])
+        .env("ONBOARD_HUMANEVAL_PLUS_URL", &release.url)
+        .env_remove("HF_HUB_OFFLINE")
+        .env_remove("HUMANEVAL_OVERRIDE_PATH")
+        .output()
+        .unwrap();
+    let run = support::Run::from(out);
+    run.assert_ok();
+    assert!(
+        run.stdout
+            .contains("downloading EvalPlus's HumanEval+ v0.1.10 from http://127.0.0.1:"),
+        "{}",
+        run.stdout
+    );
+    let s = summary(&ws);
+    assert_eq!(s["dataset"], "HumanEval+");
+    assert_eq!(
+        (s["tasks"].as_u64(), s["passed_base"].as_u64(), s["passed_plus"].as_u64()),
+        (Some(6), Some(5), Some(4)),
+        "{s}"
+    );
+    let cached = ws
+        .cache
+        .path()
+        .join("evalplus/HumanEvalPlus-v0.1.10.jsonl");
+    assert_eq!(
+        std::fs::read(&cached).unwrap(),
+        std::fs::read(fixture()).unwrap()
+    );
+    let leftovers: Vec<_> = std::fs::read_dir(cached.parent().unwrap())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(leftovers.len(), 1, "{leftovers:?}");
+    assert_eq!(
+        *release.requests.lock().unwrap(),
+        vec![
+            format!("GET {RELEASE_PATH} HTTP/1.1"),
+            "GET /objects/release.gz HTTP/1.1".to_string()
+        ]
+    );
+
+    // Another workspace on the same cache: HumanEval+ without a request.
+    let other = TestWorkspace::new(&workflow_without_dataset(server.port, 65300));
+    let out = other
+        .command(&["run", "tiny", "--json"])
+        .env("XDG_CACHE_HOME", ws.cache.path())
+        .env("ONBOARD_HUMANEVAL_PLUS_URL", &release.url)
+        .env_remove("HUMANEVAL_OVERRIDE_PATH")
+        .output()
+        .unwrap();
+    support::Run::from(out).assert_ok();
+    assert_eq!(summary(&other)["dataset"], "HumanEval+");
+    assert_eq!(release.requests.lock().unwrap().len(), 2);
+
+    // Offline with an empty cache: no request, the offline problems.
+    let offline = TestWorkspace::new(&format!(
+        "{}      limit: 1\n",
+        workflow_without_dataset(server.port, 65300)
+    ));
+    std::os::unix::fs::symlink(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv"),
+        offline.path(".venv"),
+    )
+    .unwrap();
+    let out = offline
+        .command(&["run", "tiny", "--json"])
+        .env("ONBOARD_HUMANEVAL_PLUS_URL", &release.url)
+        .env("HF_HUB_OFFLINE", "1")
+        .env_remove("HUMANEVAL_OVERRIDE_PATH")
+        .output()
+        .unwrap();
+    let run = support::Run::from(out);
+    run.assert_ok();
+    assert!(
+        run.stdout.contains("no HumanEval+ (downloads are off (HF_HUB_OFFLINE is set))"),
+        "{}",
+        run.stdout
+    );
+    let s = summary(&offline);
+    assert_eq!(s["dataset"], "HumanEval (base tests only)");
+    assert!(s["pass_at_1_plus"].is_null());
+    assert_eq!(release.requests.lock().unwrap().len(), 2);
 }

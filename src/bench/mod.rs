@@ -5,8 +5,8 @@
 //! [`run`] drives one benchmark through any [`crate::engine::Engine`].
 
 pub mod dataset;
-pub mod release;
 pub mod prompt;
+pub mod release;
 pub mod report;
 pub mod run;
 pub mod sandbox;

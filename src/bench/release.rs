@@ -4,11 +4,11 @@
 //! EvalPlus stores it (decompressed, `HumanEvalPlus-v0.1.10.jsonl`).
 
 use super::dataset::{Dataset, DatasetError, LABEL_PLUS};
+use crate::hub::client::truthy;
 use flate2::read::GzDecoder;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-use crate::hub::client::truthy;
 
 /// The release EvalPlus 0.3 evaluates against.
 pub const VERSION: &str = "v0.1.10";
@@ -187,7 +187,9 @@ mod tests {
         let r = release(&[("HOME", "/home/u")]);
         assert_eq!(
             r.cache_file.as_deref(),
-            Some(Path::new("/home/u/.cache/evalplus/HumanEvalPlus-v0.1.10.jsonl"))
+            Some(Path::new(
+                "/home/u/.cache/evalplus/HumanEvalPlus-v0.1.10.jsonl"
+            ))
         );
         assert_eq!(r.download, Download::From(URL.into()));
         let r = release(&[("HOME", "/home/u"), ("XDG_CACHE_HOME", "/c")]);
@@ -258,9 +260,7 @@ mod tests {
             release(&[("XDG_CACHE_HOME", &home), (URL_VAR, &url)]).fetch()
         };
         let dir = cache.path().join("evalplus");
-        let nothing_cached = || {
-            std::fs::read_dir(&dir).map_or(0, |d| d.count()) == 0
-        };
+        let nothing_cached = || std::fs::read_dir(&dir).map_or(0, |d| d.count()) == 0;
 
         let e = fetch(serve("404 Not Found", Vec::new())).unwrap_err();
         assert!(matches!(e, ReleaseError::Status { status: 404, .. }), "{e}");

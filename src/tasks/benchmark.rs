@@ -10,8 +10,8 @@
 use super::model_engine::{self, EngineChoice, Limits, ProfileModel, Running};
 use super::{Task, TaskContext, TaskError};
 use crate::bench::dataset::Dataset;
-use crate::bench::release::Release;
 use crate::bench::prompt::DEFAULT_MAX_TOKENS;
+use crate::bench::release::Release;
 use crate::bench::run::{self, BenchError, BenchOptions};
 use crate::bench::sandbox::{Sandbox, SandboxConfig, SandboxError};
 use crate::engine::openai::OpenAiEngine;

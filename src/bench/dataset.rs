@@ -244,7 +244,8 @@ impl Dataset {
             Some(p) => {
                 log(&format!(
                     "no HumanEval+ ({why_not_plus}); scoring the original HumanEval problems \
-                     from {}: \"{LABEL_BASE_ONLY}\"",
+                     from {}: \"{LABEL_BASE_ONLY}\". Once HumanEval+ is there, rerun this \
+                     step with `--force` to score it",
                     p.display()
                 ));
                 Dataset::read(&p)

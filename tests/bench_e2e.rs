@@ -424,4 +424,37 @@ fn without_a_dataset_the_step_downloads_humaneval_plus_once_into_evalplus_cache(
     assert_eq!(s["dataset"], "HumanEval (base tests only)");
     assert!(s["pass_at_1_plus"].is_null());
     assert_eq!(release.requests.lock().unwrap().len(), 2);
+
+    // The dataset is an input of the step: once EvalPlus's cache has
+    // HumanEval+, the next run scores it.
+    let out = offline
+        .command(&["run", "tiny", "--json"])
+        .env("XDG_CACHE_HOME", ws.cache.path())
+        .env("HF_HUB_OFFLINE", "1")
+        .env_remove("HUMANEVAL_OVERRIDE_PATH")
+        .output()
+        .unwrap();
+    support::Run::from(out).assert_ok();
+    let s = summary(&offline);
+    assert_eq!(s["dataset"], "HumanEval+");
+    assert_eq!(s["tasks"], 1);
+
+    // The first workspace's step ran on a dataset that appeared during the
+    // run: its rerun finds every task recorded and generates nothing.
+    let asked = server.asked.lock().unwrap().len();
+    let out = ws
+        .command(&["run", "tiny", "--json"])
+        .env("HF_HUB_OFFLINE", "1")
+        .env_remove("HUMANEVAL_OVERRIDE_PATH")
+        .output()
+        .unwrap();
+    let run = support::Run::from(out);
+    run.assert_ok();
+    assert!(
+        run.stdout.contains("6 of 6 tasks already have results"),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(server.asked.lock().unwrap().len(), asked);
+    assert_eq!(summary(&ws)["resumed_tasks"], 6);
 }

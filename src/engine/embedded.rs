@@ -117,6 +117,9 @@ pub struct WorkerOptions {
     pub threads: Option<usize>,
 }
 
+/// How results and `SPEED_EMBEDDED` name this engine.
+pub const NAME: &str = "mistralrs";
+
 /// A running worker with a loaded model. Start and use it from one thread:
 /// the worker's parent-death signal follows the thread that spawned it.
 pub struct EmbeddedEngine {
@@ -323,7 +326,7 @@ impl Drop for EmbeddedEngine {
 
 impl Engine for EmbeddedEngine {
     fn name(&self) -> &str {
-        "mistralrs"
+        NAME
     }
 
     fn chat(&self, request: &ChatRequest) -> Result<ChatResponse, EngineError> {

@@ -49,6 +49,9 @@ impl LogWatch {
     }
 }
 
+/// How results name this engine.
+pub const NAME: &str = "llama-server";
+
 pub struct LlamaServer {
     child: Child,
     pub base_url: String,
@@ -261,7 +264,7 @@ impl Drop for LlamaServer {
 
 impl Engine for LlamaServer {
     fn name(&self) -> &str {
-        "llama-server"
+        NAME
     }
 
     fn chat(&self, request: &ChatRequest) -> Result<ChatResponse, EngineError> {

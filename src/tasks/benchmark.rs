@@ -7,7 +7,7 @@
 //! load the model, else llama-server), or uses an OpenAI-compatible server
 //! already serving it (`endpoint`, e.g. behind llama-swap).
 
-use super::model_engine::{self, EngineChoice, Limits, ProfileModel, Running};
+use super::model_engine::{self, EngineChoice, Limits, ProfileModel, Running, StartedOnFirstUse};
 use super::{Task, TaskContext, TaskError};
 use crate::bench::dataset::Dataset;
 use crate::bench::prompt::DEFAULT_MAX_TOKENS;
@@ -248,7 +248,12 @@ impl Task for Benchmark {
         params: &BenchmarkParams,
         ctx: &TaskContext,
     ) -> Result<Vec<PathBuf>, TaskError> {
-        let mut files: Vec<PathBuf> = dataset_path(&ctx.workspace, params).into_iter().collect();
+        // Another dataset (EvalPlus's cache filled since) means another score.
+        let explicit = dataset_path(&ctx.workspace, params);
+        let mut files: Vec<PathBuf> =
+            Dataset::present(&ctx.workspace, explicit.as_deref(), &Release::from_env())
+                .into_iter()
+                .collect();
         // Other weights mean another score.
         if let (None, Some(profile)) = (&params.endpoint, &params.profile) {
             files.push(model_engine::profile_gguf(profile, ctx)?);
@@ -300,15 +305,23 @@ impl Task for Benchmark {
             request: request_timeout,
         };
         tokio::task::spawn_blocking(move || {
-            // Started on this thread and dropped on it: the engine stops with the step.
-            let engine = Running::start(&chosen, &model, cpu, params.threads, None, limits)?;
-            log(&format!(
-                "[{profile}] {} in {}",
-                model.gguf.display(),
-                engine.name()
-            ));
-            let log = |line: &str| log(line);
-            benchmark_with(&engine, &params, &ctx.workspace, &ctx.model, &log)
+            // Started on this thread, at the first problem without a record,
+            // and dropped on it: the engine stops with the step.
+            let engine = StartedOnFirstUse::new(chosen.engine_name(), || {
+                let engine = Running::start(&chosen, &model, cpu, params.threads, None, limits)?;
+                log(&format!(
+                    "[{profile}] {} in {}",
+                    model.gguf.display(),
+                    engine.name()
+                ));
+                Ok(engine)
+            });
+            let line = |line: &str| log(line);
+            let result = benchmark_with(&engine, &params, &ctx.workspace, &ctx.model, &line);
+            match engine.into_start_error() {
+                Some(e) => Err(e),
+                None => result,
+            }
         })
         .await
         .map_err(|e| TaskError::failed(format!("the benchmark thread failed: {e}")))?

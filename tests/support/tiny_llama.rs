@@ -68,7 +68,12 @@ pub fn tiny_llama(smollm2: &Path) -> GgufWriter {
 
 /// Writes the tiny llama to `path` with seeded weights in ±0.25; returns its length.
 pub fn write_tiny_llama(smollm2: &Path, path: &Path) -> u64 {
-    let w = tiny_llama(smollm2);
+    write_weights(&tiny_llama(smollm2), path)
+}
+
+/// Writes any F32 fixture header `w` to `path` with seeded weights in ±0.25;
+/// returns the file's length.
+pub fn write_weights(w: &GgufWriter, path: &Path) -> u64 {
     let mut out = std::io::BufWriter::new(std::fs::File::create(path).expect("create"));
     out.write_all(&w.header_bytes()).expect("write header");
     let mut state = 0x9e37_79b9_7f4a_7c15u64;

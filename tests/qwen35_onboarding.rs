@@ -1,0 +1,366 @@
+//! The command this project exists for, end to end and offline:
+//! `onboard qwen3.5-35b-a3b` in a copy of this repository's own workspace
+//! (its workflow, templates, manifests, documentation and candidate cards),
+//! with a tiny real-architecture `qwen35moe` served under
+//! `unsloth/Qwen3.5-35B-A3B-GGUF` by a local Hub. Only the Hub endpoint, the
+//! quant the fixture has and the machine differ from a workstation's run.
+//! The same for the dense `qwen3.5-27b` (`qwen35`). Then a run SIGKILLed in
+//! the middle of its context test, rerun: it finishes.
+#![cfg(feature = "llama-cpp")]
+
+#[path = "support/smollm2.rs"]
+mod smollm2;
+#[path = "support/tiny_qwen35.rs"]
+mod tiny_qwen35;
+
+use onboard::hub::mirror::MirrorServer;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+fn repo_root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// One of the plan's models, as the test serves and onboards it.
+struct Case {
+    model: &'static str,
+    repo: &'static str,
+    file: &'static str,
+    profile: &'static str,
+    card: &'static str,
+    write: fn(&Path, &Path) -> u64,
+    architecture: &'static str,
+}
+
+const MOE: Case = Case {
+    model: "qwen3.5-35b-a3b",
+    repo: "unsloth/Qwen3.5-35B-A3B-GGUF",
+    file: "Qwen3.5-35B-A3B-F32.gguf",
+    profile: "qwen35-35b",
+    card: "Qwen3.5-35B-A3B.md",
+    write: tiny_qwen35::write_tiny_qwen35moe,
+    architecture: "qwen35moe",
+};
+
+const DENSE: Case = Case {
+    model: "qwen3.5-27b",
+    repo: "unsloth/Qwen3.5-27B-GGUF",
+    file: "Qwen3.5-27B-F32.gguf",
+    profile: "qwen35-27b",
+    card: "Qwen3.5-27B.md",
+    write: tiny_qwen35::write_tiny_qwen35,
+    architecture: "qwen35",
+};
+
+struct Hub {
+    _dir: tempfile::TempDir,
+    server: MirrorServer,
+}
+
+fn hub(case: &Case) -> Hub {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join(case.repo);
+    std::fs::create_dir_all(&repo).unwrap();
+    (case.write)(&smollm2::smollm2_gguf(), &repo.join(case.file));
+    let server = MirrorServer::start(dir.path(), "127.0.0.1:0").unwrap();
+    Hub { _dir: dir, server }
+}
+
+/// This repository as a workspace: its workflows, templates, manifests,
+/// documentation (cards waiting in CANDIDATES, the README tables and guides
+/// that link them) and onboard.yaml with this machine in place of the
+/// plan's two GPUs. The manifest asks for the quant the fixture has and
+/// a benchmark of two problems.
+fn workspace(root: &Path, case: &Case) {
+    copy_tree(&repo_root().join("workflows"), &root.join("workflows"));
+    copy_tree(&repo_root().join("templates"), &root.join("templates"));
+    copy_tree(&repo_root().join("models"), &root.join("models"));
+    copy_tree(&repo_root().join("documentation"), &root.join("documentation"));
+    let config = std::fs::read_to_string(repo_root().join("onboard.yaml")).unwrap();
+    let rest = config
+        .split_once("\npaths:")
+        .map(|(_, rest)| format!("paths:{rest}"))
+        .expect("onboard.yaml has paths after hardware");
+    std::fs::write(
+        root.join("onboard.yaml"),
+        format!(
+            "hardware:\n  gpus: []\n  ram_gib: 16\n  os_reserve_gib: 4\n  cpu_bandwidth_gbs: 20\n{rest}"
+        ),
+    )
+    .unwrap();
+    let manifest_path = root.join(format!("models/{}.yaml", case.model));
+    let manifest = std::fs::read_to_string(&manifest_path).unwrap();
+    let manifest: String = manifest
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("alternatives:"))
+        .map(|l| {
+            if l.trim_start().starts_with("quant:") {
+                "  quant: F32".to_string()
+            } else {
+                l.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    std::fs::write(
+        &manifest_path,
+        format!("{manifest}\nvars:\n  benchmark_limit: 2\n  benchmark_max_tokens: 16\n"),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink(repo_root().join(".venv"), root.join(".venv")).unwrap();
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let dest = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_tree(&entry.path(), &dest);
+        } else {
+            std::fs::copy(entry.path(), dest).unwrap();
+        }
+    }
+}
+
+fn onboard(root: &Path, hub: &Hub, args: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_onboard"));
+    cmd.arg("-C")
+        .arg(root)
+        .args(args)
+        .env("HF_ENDPOINT", hub.server.url())
+        .env("HF_HOME", root.join(".hf-home"))
+        .env("XDG_CACHE_HOME", root.join(".hf-home"))
+        .env("ONBOARD_HUMANEVAL_PLUS_URL", "off")
+        // No llama-server anywhere: `engine: auto` must find llama.cpp itself.
+        .env("PATH", "/usr/bin:/bin")
+        .env_remove("HF_TOKEN")
+        .env_remove("ONBOARD_CRASH_AT");
+    cmd
+}
+
+fn assert_success(out: &Output, what: &str) {
+    assert!(
+        out.status.success(),
+        "{what}: {:?}\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn record(root: &Path, case: &Case, step: &str) -> serde_json::Value {
+    let path = root.join(format!(".onboard/{}/steps/{step}.json", case.model));
+    serde_json::from_str(&std::fs::read_to_string(&path).unwrap_or_default())
+        .unwrap_or(serde_json::Value::Null)
+}
+
+fn section(conf: &str, id: &str) -> String {
+    let header = format!("[{id}]");
+    conf.lines()
+        .skip_while(|l| *l != header)
+        .skip(1)
+        .take_while(|l| !l.starts_with('['))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Everything the nine steps must have left, checked on a finished workspace.
+fn assert_onboarded(root: &Path, case: &Case) {
+    for step in [
+        "evaluate",
+        "download",
+        "profile",
+        "samplers",
+        "context_test",
+        "bench_profile",
+        "benchmark",
+        "docs",
+        "summary",
+    ] {
+        assert_eq!(
+            record(root, case, step)["status"],
+            "done",
+            "{step}: {}",
+            record(root, case, step)
+        );
+    }
+    let evaluate = &record(root, case, "evaluate")["outputs"];
+    assert_eq!(evaluate["architecture"], case.architecture, "{evaluate}");
+    let trained = u64::from(tiny_qwen35::CONTEXT);
+    assert_eq!(evaluate["context"].as_u64(), Some(trained), "{evaluate}");
+
+    let conf = std::fs::read_to_string(root.join("models.conf")).unwrap();
+    let production = section(&conf, case.profile);
+    assert!(production.contains("--no-context-shift"), "{production}");
+    assert!(production.contains("--jinja"), "{production}");
+    // The manifest's thinking-general samplers (Qwen3.5 model card).
+    for flag in [
+        "--temp 1 ",
+        "--top-p 0.95",
+        "--top-k 20",
+        "--min-p 0",
+        "--presence-penalty 1.5",
+    ] {
+        assert!(production.contains(flag), "{flag} in {production}");
+    }
+    assert!(
+        production.contains("(llama.cpp (embedded, CPU); not llama-server;"),
+        "{production}"
+    );
+
+    let context_test = &record(root, case, "context_test")["outputs"];
+    assert_eq!(context_test["engine"], "llama-cpp", "{context_test}");
+    assert_eq!(
+        context_test["context_tested"].as_u64(),
+        Some(trained),
+        "the fixture's full trained context: {context_test}"
+    );
+    assert!(
+        context_test["prompt_tokens"].as_u64().unwrap() > trained / 2,
+        "{context_test}"
+    );
+    assert!(
+        context_test["memory"].get("flagged").is_none(),
+        "the memory model held its margin: {}",
+        context_test["memory"]
+    );
+
+    let bench = section(&conf, &format!("bench-{}", case.profile));
+    assert!(bench.contains("--reasoning-format none"), "{bench}");
+    assert!(!bench.contains("--temp"), "no sampler flags: {bench}");
+
+    let benchmark = &record(root, case, "benchmark")["outputs"];
+    assert_eq!(benchmark["tasks"].as_u64(), Some(2), "{benchmark}");
+    assert_eq!(benchmark["engine"], "llama-cpp", "{benchmark}");
+
+    let docs = root.join("documentation");
+    assert!(docs.join(case.card).is_file(), "the card moved");
+    assert!(
+        !docs.join("CANDIDATES").join(case.card).exists(),
+        "the card left CANDIDATES"
+    );
+    let links = onboard_plain(root, &["links"]);
+    assert_success(&links, "every link resolves after the move");
+}
+
+fn onboard_plain(root: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_onboard"))
+        .arg("-C")
+        .arg(root)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn onboard_end_to_end(case: &Case) {
+    let hub = hub(case);
+    let dir = tempfile::tempdir().unwrap();
+    workspace(dir.path(), case);
+    let started = Instant::now();
+    let out = onboard(dir.path(), &hub, &[case.model]).output().unwrap();
+    assert_success(&out, case.model);
+    let log = String::from_utf8_lossy(&out.stdout).into_owned()
+        + &String::from_utf8_lossy(&out.stderr);
+    assert!(
+        log.contains(&format!(
+            "engine: llama-cpp — the first that can run {} here",
+            case.architecture
+        )),
+        "the step log says which engine and why: {log}"
+    );
+    assert_onboarded(dir.path(), case);
+    eprintln!(
+        "{}: all nine steps in {:.1} s",
+        case.model,
+        started.elapsed().as_secs_f64()
+    );
+}
+
+#[test]
+fn onboard_qwen35_35b_a3b_end_to_end_offline() {
+    onboard_end_to_end(&MOE);
+}
+
+#[test]
+fn onboard_qwen35_27b_end_to_end_offline() {
+    onboard_end_to_end(&DENSE);
+}
+
+/// The loaded model's worker (not a `--check`) of `parent`, if running.
+fn loading_worker(parent: u32) -> Option<u32> {
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        if !cmdline.contains("__engine-worker") || cmdline.contains("--check") {
+            continue;
+        }
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|p| p.parse::<u32>().ok());
+        if ppid == Some(parent) {
+            return Some(pid);
+        }
+    }
+    None
+}
+
+#[test]
+fn killed_in_the_middle_of_its_context_test_the_rerun_finishes() {
+    let case = &MOE;
+    let hub = hub(case);
+    let dir = tempfile::tempdir().unwrap();
+    let root: PathBuf = dir.path().to_path_buf();
+    workspace(&root, case);
+    let mut child = onboard(&root, &hub, &["run", case.model, "--until", "context_test"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let worker = loop {
+        if let Some(worker) = loading_worker(child.id()) {
+            break worker;
+        }
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "onboard ended before its context test started a worker"
+        );
+        assert!(Instant::now() < deadline, "no context-test worker appeared");
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(
+        record(&root, case, "context_test")["status"] != "done",
+        "killed before its record"
+    );
+    // The worker dies with onboard (its parent-death signal).
+    let gone = Instant::now() + Duration::from_secs(10);
+    while Path::new(&format!("/proc/{worker}")).exists() && Instant::now() < gone {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        !Path::new(&format!("/proc/{worker}/cmdline")).exists()
+            || std::fs::read(format!("/proc/{worker}/cmdline"))
+                .unwrap_or_default()
+                .is_empty(),
+        "the worker outlived onboard"
+    );
+
+    let out = onboard(&root, &hub, &[case.model]).output().unwrap();
+    assert_success(&out, "the rerun");
+    assert_onboarded(&root, case);
+    let conf = std::fs::read_to_string(root.join("models.conf")).unwrap();
+    assert_eq!(
+        conf.matches(&format!("[{}]", case.profile)).count(),
+        1,
+        "{conf}"
+    );
+}

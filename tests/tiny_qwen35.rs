@@ -143,3 +143,19 @@ fn fixtures_carry_smollm2s_tokenizer_and_template() {
         .unwrap();
     assert!(template.contains("<|im_start|>"), "ChatML");
 }
+
+#[test]
+fn evaluate_gives_a_gpu_holding_a_tied_output_the_embedding_copy() {
+    use onboard::evaluate::strategy::Layout;
+    use onboard::gguf::facts::GlobalGroup;
+    let (_d1, tied, _) = written("tiny-qwen35.gguf", tiny_qwen35::write_tiny_qwen35);
+    let (_d2, untied, _) = written("tiny-qwen35moe.gguf", tiny_qwen35::write_tiny_qwen35moe);
+    let l = Layout::new(&tied, 1.0).unwrap();
+    assert_eq!(
+        l.output_gpu,
+        l.output + tied.global_bytes(GlobalGroup::TokenEmbd)
+    );
+    assert_eq!(l.output, tied.global_bytes(GlobalGroup::Output));
+    let l = Layout::new(&untied, 1.0).unwrap();
+    assert_eq!(l.output_gpu, l.output);
+}

@@ -1,5 +1,5 @@
 //! Timing helpers for benches/gguf_header.sh: `cargo run --release --example
-//! gguf_bench -- <read_header_timing|write_sparse_copy|write_tiny_model|write_type_zoo>`.
+//! gguf_bench -- <read_header_timing|write_sparse_copy|write_tiny_model|write_tiny_qwen35|write_type_zoo>`.
 //!
 //! `read_header_timing` reads `ONBOARD_BENCH_GGUF`'s header
 //! `ONBOARD_BENCH_ITERS` times and prints the median; `write_sparse_copy`
@@ -8,6 +8,10 @@
 
 #[path = "../tests/support/gguf_fixtures.rs"]
 mod gguf_fixtures;
+#[path = "../tests/support/smollm2.rs"]
+mod smollm2;
+#[path = "../tests/support/tiny_qwen35.rs"]
+mod tiny_qwen35;
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -78,6 +82,31 @@ fn write_tiny_model() {
     println!("wrote {} ({len} bytes)", out.display());
 }
 
+/// Writes the tiny Qwen3.5 fixtures with weights and SmolLM2's tokenizer
+/// (`tiny-qwen35moe.gguf`, `tiny-qwen35.gguf`) into the directory
+/// `ONBOARD_BENCH_OUT`, for llama.cpp to load and generate with.
+fn write_tiny_qwen35() {
+    let dir = env_path("ONBOARD_BENCH_OUT");
+    std::fs::create_dir_all(&dir).unwrap();
+    let smollm2 = smollm2::smollm2_gguf();
+    for (name, write) in [
+        (
+            "tiny-qwen35moe.gguf",
+            tiny_qwen35::write_tiny_qwen35moe as fn(&std::path::Path, &std::path::Path) -> u64,
+        ),
+        ("tiny-qwen35.gguf", tiny_qwen35::write_tiny_qwen35),
+    ] {
+        let path = dir.join(name);
+        let t = Instant::now();
+        let len = write(&smollm2, &path);
+        println!(
+            "wrote {} ({len} bytes) in {:.3} s",
+            path.display(),
+            t.elapsed().as_secs_f64()
+        );
+    }
+}
+
 /// Writes a small Q4_K_M-labelled file with BF16, MXFP4, IQ4_NL, F64 and
 /// NVFP4 (type 40) tensors: what benches/gguf_rs_compare.sh shows gguf-rs
 /// getting wrong.
@@ -110,8 +139,9 @@ fn main() {
         Some("write_sparse_copy") => write_sparse_copy(),
         Some("write_tiny_model") => write_tiny_model(),
         Some("write_type_zoo") => write_type_zoo(),
+        Some("write_tiny_qwen35") => write_tiny_qwen35(),
         _ => {
-            eprintln!("usage: gguf_bench <read_header_timing|write_sparse_copy|write_tiny_model|write_type_zoo>");
+            eprintln!("usage: gguf_bench <read_header_timing|write_sparse_copy|write_tiny_model|write_tiny_qwen35|write_type_zoo>");
             std::process::exit(2);
         }
     }

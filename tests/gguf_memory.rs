@@ -5,11 +5,14 @@
 mod gguf_fixtures;
 #[path = "support/smollm2.rs"]
 mod smollm2;
+#[path = "support/tiny_qwen35.rs"]
+mod tiny_qwen35;
 
-use onboard::gguf::facts::{facts, ModelFacts};
+use onboard::gguf::facts::{facts, GlobalGroup, ModelFacts};
 use onboard::gguf::memory::{
     compute_buffer_bytes, kv_bytes_per_token, kv_cache_bytes, kv_cache_bytes_for, place,
-    recurrent_state_bytes, DeviceBudget, HostBudget, PlacementOptions, RunConfig, GIB, MIB,
+    recurrent_layer_bytes, recurrent_state_bytes, DeviceBudget, HostBudget, PlacementOptions,
+    RunConfig, GIB, MIB,
 };
 use onboard::gguf::reader::{read_file, read_header_bytes};
 use onboard::gguf::types::GgmlType;
@@ -488,4 +491,190 @@ fn sliding_window_kv_matches_llama_cpp() {
         kv_cache_bytes_for(&f, &run).value(),
         kv_cache_bytes(&f, 16384, F16, F16).value()
     );
+}
+
+/// llama.cpp's accounting for the tiny Qwen3.5 fixtures with real weights
+/// and SmolLM2's tokenizer (tests/support/tiny_qwen35.rs), in MiB:
+/// (n_ctx, flash attention, model, KV, recurrent state, compute). The model
+/// figure is CPU_Mapped plus CPU_REPACK (llama.cpp repacks Q4_0 matrices for
+/// AVX2). Produced by xllamacpp 2026.10.11549 (n_seq 1, n_ubatch 512, f16
+/// cache):
+///   ONBOARD_BENCH_OUT=tq cargo run --no-default-features --example gguf_bench -- write_tiny_qwen35
+///   .venv/bin/python benches/gguf_llama_memory.py tq/tiny-qwen35moe.gguf 1024 4096 16384 [--fa off]
+const LLAMA_CPP_TINY_QWEN35MOE: &[(u64, bool, f64, f64, f64, f64)] = &[
+    (1024, true, 3.06 + 1.69, 0.50, 0.06, 2.78),
+    (4096, true, 3.06 + 1.69, 2.00, 0.06, 5.78),
+    (16384, true, 3.06 + 1.69, 8.00, 0.06, 17.78),
+    (1024, false, 3.06 + 1.69, 0.50, 0.06, 11.64),
+    (4096, false, 3.06 + 1.69, 2.00, 0.06, 41.64),
+];
+
+/// The same for the tiny dense `qwen35`, whose output layer is tied to the
+/// embedding: its CPU_REPACK buffer (1.69) is llama.cpp's second copy of
+/// token_embd for the logits, so CPU_Mapped (2.92) alone is the file's
+/// tensors; the copy is held separately below.
+const LLAMA_CPP_TINY_QWEN35: &[(u64, bool, f64, f64, f64, f64)] = &[
+    (1024, true, 2.92, 1.00, 0.06, 3.90),
+    (4096, true, 2.92, 4.00, 0.06, 6.90),
+    (16384, true, 2.92, 16.00, 0.06, 18.90),
+    (1024, false, 2.92, 1.00, 0.06, 20.64),
+    (4096, false, 2.92, 4.00, 0.06, 74.64),
+];
+
+#[test]
+fn tiny_qwen35_fixtures_memory_matches_llama_cpp() {
+    let smollm2 = smollm2::smollm2_gguf();
+    let mib = |b: u64| b as f64 / MIB as f64;
+    for (w, table) in [
+        (
+            tiny_qwen35::tiny_qwen35moe(&smollm2),
+            LLAMA_CPP_TINY_QWEN35MOE,
+        ),
+        (tiny_qwen35::tiny_qwen35(&smollm2), LLAMA_CPP_TINY_QWEN35),
+    ] {
+        let f = fx(w);
+        for &(n_ctx, fa, model, kv, rs, compute) in table {
+            let mut run = RunConfig::server(n_ctx);
+            run.flash_attn = fa;
+            let ours_model = mib(f.total_bytes);
+            let ours_kv = mib(*kv_cache_bytes_for(&f, &run).value().unwrap());
+            let ours_rs = mib(*recurrent_state_bytes(&f, 1).value().unwrap());
+            let ours_compute = mib(compute_buffer_bytes(&f, &run));
+            println!(
+                "{} n_ctx {n_ctx:>5} fa {fa:<5}: model {ours_model:.3}/{model:.2} KV {ours_kv:.3}/{kv:.2} \
+                 RS {ours_rs:.4}/{rs:.2} compute {ours_compute:.2}/{compute:.2} MiB (onboard/llama.cpp)",
+                f.architecture
+            );
+            // llama.cpp prints two decimals.
+            assert!((ours_model - model).abs() < 0.005, "model {ours_model}");
+            assert!((ours_kv - kv).abs() < 0.005, "KV: 2 attention layers only");
+            assert!((ours_rs - rs).abs() < 0.005, "recurrent state {ours_rs}");
+            let err = (ours_compute - compute).abs() / compute;
+            assert!(
+                err < 0.05,
+                "{} compute at {n_ctx} fa={fa}: {ours_compute:.2} vs {compute:.2} MiB",
+                f.architecture
+            );
+        }
+    }
+    // The tied fixture's logits copy: what a GPU holding its output layer
+    // gets on top of the output norm.
+    let dense = fx(tiny_qwen35::tiny_qwen35(&smollm2));
+    assert!(dense.output_tied());
+    assert!((mib(dense.global_bytes(GlobalGroup::TokenEmbd)) - 1.69).abs() < 0.005);
+}
+
+/// llama.cpp's compute buffer at the real models' widths (CPU backend, n_seq
+/// 1, n_ubatch 512, f16 cache), MiB: (probe, n_ctx, flash attention,
+/// compute). Probes are 2-layer files of sparse weights
+/// (benches/qwen35_width_probe.py); the buffer does not grow with depth, so
+/// the 40- and 64-layer models need the same. The DeltaNet probes carry the
+/// 35B-A3B's recurrent widths behind a one-head attention and a tiny FFN,
+/// the second with twice the value heads: there the recurrent layer is the
+/// peak. Their KV and recurrent state (8.00/2.09 and 16.00/3.12 MiB) are one
+/// layer of each kind.
+#[test]
+fn qwen35_compute_buffer_at_real_widths_matches_llama_cpp() {
+    use tiny_qwen35::{Tiny, DENSE, MOE};
+    let smollm2 = smollm2::smollm2_gguf();
+    let a3b = Tiny {
+        embd: 2048,
+        heads: 16,
+        kv_heads: 2,
+        head_dim: 256,
+        state: 128,
+        k_heads: 16,
+        v_heads: 32,
+        experts: 256,
+        experts_used: 8,
+        ff_exp: 512,
+        ff_shexp: 512,
+        ..MOE
+    };
+    let dense = Tiny {
+        embd: 5120,
+        heads: 24,
+        kv_heads: 4,
+        head_dim: 256,
+        state: 128,
+        k_heads: 16,
+        v_heads: 48,
+        ff: 17_408,
+        ..DENSE
+    };
+    let deltanet = Tiny {
+        embd: 2048,
+        heads: 1,
+        kv_heads: 1,
+        head_dim: 64,
+        state: 128,
+        k_heads: 16,
+        v_heads: 32,
+        ff: 64,
+        ..DENSE
+    };
+    let wide = Tiny {
+        v_heads: 64,
+        ..deltanet
+    };
+    let table: &[(&str, Tiny, u64, bool, f64)] = &[
+        ("35B-A3B", a3b, 4096, true, 80.02),
+        ("35B-A3B", a3b, 16384, true, 92.02),
+        ("35B-A3B", a3b, 4096, false, 182.02),
+        ("27B", dense, 4096, true, 156.02),
+        ("27B", dense, 16384, true, 168.02),
+        ("27B", dense, 4096, false, 290.02),
+        ("deltanet", deltanet, 4096, true, 58.02),
+        ("deltanet-wide", wide, 4096, true, 76.40),
+    ];
+    for (name, dims, n_ctx, fa, compute) in table {
+        let f = fx(tiny_qwen35::tiny(&smollm2, dims));
+        let mut run = RunConfig::server(*n_ctx);
+        run.flash_attn = *fa;
+        let ours = compute_buffer_bytes(&f, &run) as f64 / MIB as f64;
+        println!(
+            "{name} n_ctx {n_ctx} fa {fa}: compute {ours:.2}/{compute:.2} MiB (onboard/llama.cpp)"
+        );
+        let err = (ours - compute).abs() / compute;
+        assert!(
+            err < 0.05,
+            "{name} at {n_ctx} fa={fa}: {ours:.2} vs {compute:.2} MiB"
+        );
+    }
+    // One layer of each kind, as the probes' KV and RS buffers say.
+    let f = fx(tiny_qwen35::tiny(&smollm2, &a3b));
+    assert_eq!(recurrent_layer_bytes(&f), Some(2_195_456)); // 2.09 MiB
+    assert_eq!(
+        kv_cache_bytes(&f, 4096, F16, F16).value(),
+        Some(&(2 * 8 * MIB))
+    );
+}
+
+#[test]
+fn a_tied_output_layer_takes_a_copy_of_the_embedding_to_the_gpu() {
+    let smollm2 = smollm2::smollm2_gguf();
+    let tied = fx(tiny_qwen35::tiny_qwen35(&smollm2));
+    let untied = fx(tiny_qwen35::tiny_qwen35moe(&smollm2));
+    let embd = tied.global_bytes(GlobalGroup::TokenEmbd);
+    let norm = tied.global_bytes(GlobalGroup::Output);
+    let (gpus, host) = plan_machine();
+    let opt = PlacementOptions::new(RunConfig::server(4096));
+    let p = place(&tied, &gpus, host, &opt).value().unwrap().clone();
+    let gpu = p.devices.iter().find(|d| d.output_layer).unwrap();
+    let layers: u64 = (0..8).map(|il| tied.layer_bytes(il).0).sum();
+    assert_eq!(gpu.weight_bytes, layers + norm + embd);
+    // The host keeps the embedding for the input once.
+    assert_eq!(p.host.weight_bytes, embd);
+    // An untied model's output layer is its own tensor.
+    assert!(!untied.output_tied());
+    let p = place(&untied, &gpus, host, &opt).value().unwrap().clone();
+    let gpu = p.devices.iter().find(|d| d.output_layer).unwrap();
+    let layers: u64 = (0..8).map(|il| untied.layer_bytes(il).0).sum();
+    assert_eq!(
+        gpu.weight_bytes,
+        layers + untied.global_bytes(GlobalGroup::Output)
+    );
+    // Without a GPU the copy shares the mapped file: nothing added.
+    let p = place(&tied, &[], host, &opt).value().unwrap().clone();
+    assert_eq!(p.host.weight_bytes, tied.total_bytes);
 }

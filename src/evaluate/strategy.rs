@@ -109,6 +109,9 @@ pub struct Layout<'a> {
     pub layers: Vec<LayerCost>,
     pub token_embd: u64,
     pub output: u64,
+    /// What the output layer costs a GPU: `output` plus, for a tied model,
+    /// the copy of `token_embd` llama.cpp puts there for the logits.
+    pub output_gpu: u64,
     pub other: u64,
     pub recurrent_per_layer: u64,
     /// (used, total) routed experts.
@@ -160,6 +163,13 @@ impl<'a> Layout<'a> {
             layers,
             token_embd: s(facts.global_bytes(GlobalGroup::TokenEmbd)),
             output: s(facts.global_bytes(GlobalGroup::Output)),
+            output_gpu: s(facts.global_bytes(GlobalGroup::Output).saturating_add(
+                if facts.output_tied() {
+                    facts.global_bytes(GlobalGroup::TokenEmbd)
+                } else {
+                    0
+                },
+            )),
             other: s(facts.global_bytes(GlobalGroup::Other)),
             recurrent_per_layer,
             experts_used: facts
@@ -419,12 +429,12 @@ pub fn place_all_gpu(layout: &Layout, machine: &Machine, n_ctx: u64) -> Option<P
         }
     }
     // The output layer follows the last layer.
-    if used[d].saturating_add(layout.output) > gpus[d].budget {
+    if used[d].saturating_add(layout.output_gpu) > gpus[d].budget {
         return None;
     }
     gpus[d].output_layer = true;
-    gpus[d].weights = gpus[d].weights.saturating_add(layout.output);
-    gpus[d].active = gpus[d].active.saturating_add(layout.output);
+    gpus[d].weights = gpus[d].weights.saturating_add(layout.output_gpu);
+    gpus[d].active = gpus[d].active.saturating_add(layout.output_gpu);
     let host = host_load(layout, machine, false);
     Some(finish(layout, machine, n_ctx, gpus, host))
 }
@@ -469,7 +479,7 @@ fn place_fit_with(layout: &Layout, machine: &Machine, n_ctx: u64, ceil: bool) ->
         .collect();
     let full_total = fulls
         .iter()
-        .fold(layout.output, |a, &b| a.saturating_add(b));
+        .fold(layout.output_gpu, |a, &b| a.saturating_add(b));
     let cap_total = caps.iter().fold(0u64, |a, &b| a.saturating_add(b));
     let shares: Vec<u64> = if full_total <= cap_total && cap_total > 0 {
         caps.iter()
@@ -511,8 +521,8 @@ fn place_fit_with(layout: &Layout, machine: &Machine, n_ctx: u64, ceil: bool) ->
     let last_used = on_gpu.iter().flatten().max().copied();
     let mut output_on_gpu = None;
     if let (true, Some(ld)) = (all_layers, last_used) {
-        if used[ld].saturating_add(layout.output) <= caps[ld] {
-            used[ld] = used[ld].saturating_add(layout.output);
+        if used[ld].saturating_add(layout.output_gpu) <= caps[ld] {
+            used[ld] = used[ld].saturating_add(layout.output_gpu);
             output_on_gpu = Some(ld);
         }
     }
@@ -540,8 +550,8 @@ fn place_fit_with(layout: &Layout, machine: &Machine, n_ctx: u64, ceil: bool) ->
     }
     if let Some(ld) = output_on_gpu {
         gpus[ld].output_layer = true;
-        gpus[ld].weights = gpus[ld].weights.saturating_add(layout.output);
-        gpus[ld].active = gpus[ld].active.saturating_add(layout.output);
+        gpus[ld].weights = gpus[ld].weights.saturating_add(layout.output_gpu);
+        gpus[ld].active = gpus[ld].active.saturating_add(layout.output_gpu);
     }
     finish(layout, machine, n_ctx, gpus, host)
 }

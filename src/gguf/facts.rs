@@ -181,6 +181,13 @@ impl ModelFacts {
             .fold(0u64, |acc, t| acc.saturating_add(t.bytes.unwrap_or(0)))
     }
 
+    /// No `output.weight`: llama.cpp computes the logits with `token_embd`
+    /// (tied embeddings), and duplicates it onto the output layer's device.
+    pub fn output_tied(&self) -> bool {
+        let has = |name: &str| self.tensors.iter().any(|t| t.name == name);
+        !has("output.weight") && has("token_embd.weight")
+    }
+
     pub fn is_moe(&self) -> bool {
         self.experts.is_some() || self.tensors.iter().any(|t| t.expert)
     }

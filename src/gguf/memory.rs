@@ -16,7 +16,7 @@
 //!   tests/gguf_memory.rs for the measured figures it is held against).
 //! - Placement: whole layers on the GPUs in order (as `--fit` does), the input
 //!   embedding on the host, the output layer on the last GPU when every layer
-//!   fits, routed experts optionally on the host (`-ot exps=CPU`), a margin
+//!   fits (for a tied output, a copy of the embedding goes with it), routed experts optionally on the host (`-ot exps=CPU`), a margin
 //!   left free on every GPU (`--fit-target`, 1024 MiB by default).
 
 use serde::Serialize;
@@ -184,6 +184,10 @@ pub fn recurrent_state_bytes(f: &ModelFacts, n_seq: u64) -> Fact<u64> {
     }
 }
 
+/// Architectures whose attention query projection also yields an output
+/// gate of the same width (`attn_q` is 2 × heads × head_dim wide).
+const GATED_ATTENTION: &[&str] = &["qwen35", "qwen35moe", "qwen3next"];
+
 /// Compute buffer estimate for one backend holding the whole graph.
 ///
 /// Per micro-batch token, the allocator's peak is the largest of three
@@ -193,10 +197,12 @@ pub fn recurrent_state_bytes(f: &ModelFacts, n_seq: u64) -> Fact<u64> {
 ///   selected experts' gate/up/act (3 × used × n_ff_exp), their outputs and
 ///   the router's logits/probabilities (3 × n_expert);
 /// - attention: Q/K/V and their roped copies (5 × n_embd + 5 × n_embd_kv);
-///   without flash attention also the n_head × n_ctx KQ matrix;
-/// - recurrent (Gated DeltaNet): conv channels and gates (about
-///   4 × (inner + 2 × groups × state)) plus a chunk's per-head
-///   64 × 64 decay matrix (time_step_rank × 64);
+///   without flash attention also the n_head × n_ctx KQ matrix; Qwen3.5's
+///   gated attention one more query width (the gate half of its joint
+///   query projection);
+/// - recurrent (Gated DeltaNet, llama.cpp's fused kernel): 4.5 × n_embd
+///   plus 2.25 × the conv channels (inner + 2 × groups × state), fitted on
+///   real-width probes (within 2%, see tests/gguf_memory.rs);
 ///
 /// plus the KQ mask (n_ctx × f16 with flash attention, f32 without; a second
 /// one over the window's cells for sliding-window models); or the
@@ -220,14 +226,18 @@ pub fn compute_buffer_bytes(f: &ModelFacts, cfg: &RunConfig) -> u64 {
             (5 * embd + 3 * used * exp_ff + used * embd + w(e.total)).max(5 * embd + 3 * shared_ff);
         ffn = ffn.max(moe);
     }
-    let mut attn = 5 * embd + 5 * embd_kv + heads * w(f.value_length);
+    let q_width = heads * w(f.value_length);
+    let mut attn = 5 * embd + 5 * embd_kv + q_width;
+    if GATED_ATTENTION.contains(&f.architecture.as_str()) {
+        attn += q_width;
+    }
     if !cfg.flash_attn {
         attn += heads * n_ctx;
     }
     let recurrent = match (f.ssm, f.recurrent_layers().is_empty()) {
         (Some(s), false) => {
             let conv_ch = w(s.inner_size) + 2 * w(s.group_count) * w(s.state_size);
-            5 * embd + 4 * conv_ch + w(s.time_step_rank) * 64
+            (18 * embd + 9 * conv_ch) / 4
         }
         _ => 0,
     };
@@ -369,7 +379,17 @@ pub fn place(
         0
     };
     let compute = compute_buffer_bytes(f, run);
-    let output_bytes = f.global_bytes(GlobalGroup::Output);
+    // A GPU holding the output layer of a tied model gets its own copy of
+    // the embedding (llama.cpp duplicates token_embd there); on the host the
+    // copy shares the mapped file.
+    let output_bytes = f
+        .global_bytes(GlobalGroup::Output)
+        .saturating_add(if f.output_tied() {
+            f.global_bytes(GlobalGroup::TokenEmbd)
+        } else {
+            0
+        });
+    let output_host_bytes = f.global_bytes(GlobalGroup::Output);
 
     // Per layer: bytes that go to the device, and to the host.
     let mut layer_dev = Vec::with_capacity(kinds.len());
@@ -480,7 +500,7 @@ pub fn place(
         .global_bytes(GlobalGroup::TokenEmbd)
         .saturating_add(f.global_bytes(GlobalGroup::Other));
     if !output_on_gpu {
-        h.weight_bytes = h.weight_bytes.saturating_add(output_bytes);
+        h.weight_bytes = h.weight_bytes.saturating_add(output_host_bytes);
     }
     for (il, &(w, experts, c, kind)) in layer_dev.iter().enumerate() {
         if opt.experts_on_host {

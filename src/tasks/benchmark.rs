@@ -299,12 +299,13 @@ impl Task for Benchmark {
         })?;
         let model = ProfileModel::load(&profile, &ctx)?;
         let cpu = params.cpu.unwrap_or(!cfg!(feature = "cuda"));
-        let chosen = model_engine::choose(params.engine, &model, cpu, &ctx)?;
         let limits = Limits {
             load: Duration::from_secs(params.load_timeout),
             request: request_timeout,
         };
         tokio::task::spawn_blocking(move || {
+            // Choosing may start a worker (llama.cpp's preflight): blocking work.
+            let chosen = model_engine::choose(params.engine, &model, cpu, &ctx)?;
             // Started on this thread, at the first problem without a record,
             // and dropped on it: the engine stops with the step.
             let engine = StartedOnFirstUse::new(chosen.engine_name(), || {

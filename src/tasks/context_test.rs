@@ -211,34 +211,36 @@ impl Task for ContextTest {
         let profile_ctx = model.context().unwrap_or(4096);
         let wanted = params.context.unwrap_or(profile_ctx);
         let cpu = params.cpu.unwrap_or(!cfg!(feature = "cuda"));
-        let chosen = model_engine::choose(params.engine, &model, cpu, &ctx)?;
-        let predicted = predict(&model, &chosen, wanted);
-        if chosen.is_embedded() && cpu {
-            fits_in_ram(&model.gguf, mem_available_bytes())?;
-            if let Some(p) = &predicted {
-                context_fits_in_ram(&model.gguf, wanted, p, mem_available_bytes())?;
-            }
-        }
-        ctx.log(&format!(
-            "{} · {} · context {wanted} (profile {profile_ctx}) · {} tokens to generate",
-            model.gguf.display(),
-            model.architecture,
-            params.generate
-        ));
         let generate = params.generate;
         let threads = params.threads;
+        let engine_choice = params.engine;
         let limits = Limits {
             load: load_timeout,
             request: request_timeout,
         };
         let log_ctx = ctx.clone();
+        // Choosing may start a worker (llama.cpp's preflight): blocking work.
         let measured = tokio::task::spawn_blocking(move || {
+            let ctx = log_ctx;
+            let chosen = model_engine::choose(engine_choice, &model, cpu, &ctx)?;
+            let predicted = predict(&model, &chosen, wanted);
+            if chosen.is_embedded() && cpu {
+                fits_in_ram(&model.gguf, mem_available_bytes())?;
+                if let Some(p) = &predicted {
+                    context_fits_in_ram(&model.gguf, wanted, p, mem_available_bytes())?;
+                }
+            }
+            ctx.log(&format!(
+                "{} · {} · context {wanted} (profile {profile_ctx}) · {generate} tokens to generate",
+                model.gguf.display(),
+                model.architecture,
+            ));
             // mistral.rs fixes the context to the GGUF's; the others take ours.
             let context = (chosen != Chosen::Mistralrs).then_some(wanted);
             let started = std::time::Instant::now();
             let engine = Running::start(&chosen, &model, cpu, threads, context, limits)?;
             let load_ms = started.elapsed().as_millis() as u64;
-            measure(&engine, load_ms, cpu, wanted, generate, predicted, &log_ctx)
+            measure(&engine, load_ms, cpu, wanted, generate, predicted, &ctx)
         })
         .await
         .map_err(|e| TaskError::failed(format!("the measurement thread failed: {e}")))??;

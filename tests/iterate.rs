@@ -160,12 +160,9 @@ impl Onboarded {
     }
 
     fn outputs(&self, step: &str) -> Value {
-        let record: Value = serde_json::from_str(
-            &self
-                .ws
-                .read(&format!(".onboard/{MODEL}/steps/{step}.json")),
-        )
-        .unwrap();
+        let record: Value =
+            serde_json::from_str(&self.ws.read(&format!(".onboard/{MODEL}/steps/{step}.json")))
+                .unwrap();
         record["outputs"].clone()
     }
 }
@@ -185,7 +182,13 @@ fn logs(run: &Run, step: &str) -> String {
         .join("\n")
 }
 
-const DOWNSTREAM: &[&str] = &["context_test", "bench_profile", "benchmark", "docs", "summary"];
+const DOWNSTREAM: &[&str] = &[
+    "context_test",
+    "bench_profile",
+    "benchmark",
+    "docs",
+    "summary",
+];
 
 #[test]
 fn a_hand_edit_of_the_production_profile_retests_rederives_and_rescores() {
@@ -215,7 +218,10 @@ fn a_hand_edit_of_the_production_profile_retests_rederives_and_rescores() {
     assert_eq!(o.to_run(), sorted(DOWNSTREAM));
     let plan = o.plan();
     let context_test = &plan.iter().find(|(s, ..)| s == "context_test").unwrap().2;
-    assert_eq!(context_test["reason"], "input_value_changed", "{context_test}");
+    assert_eq!(
+        context_test["reason"], "input_value_changed",
+        "{context_test}"
+    );
     assert_eq!(context_test["input"], SECTION);
     assert_eq!(context_test["change"], format!("CTX_SIZE {ctx} -> 1024"));
     let human = o.cmd(&["plan", MODEL]);
@@ -328,6 +334,10 @@ fn a_hand_edit_of_the_bench_profile_rescores_and_every_writer_keeps_hand_edits()
     let run = o.run(&["--force", "profile", "--until", "profile"]);
     run.assert_ok();
     assert_eq!(o.section(MODEL).get("CTX_SIZE"), Some(ctx.as_str()));
-    assert!(!logs(&run, "profile").contains("kept"), "{}", logs(&run, "profile"));
+    assert!(
+        !logs(&run, "profile").contains("kept"),
+        "{}",
+        logs(&run, "profile")
+    );
     assert_eq!(o.outputs("profile")["kept"], serde_json::json!([]));
 }

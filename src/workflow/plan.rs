@@ -448,16 +448,11 @@ fn changed_value(
     if before.is_empty() {
         return None;
     }
-    // The content, unless it was too large to record.
-    let known = |s: &ValueStamp| {
-        (!s.content.is_empty() || s.sha256 == ValueStamp::of("").sha256)
-            .then_some(s.content.as_str())
-    };
     for (label, stamp) in now {
         match before.get(label) {
             Some(b) if b.sha256 == stamp.sha256 => {}
             Some(b) => {
-                let change = match (known(b), known(stamp)) {
+                let change = match (recorded(b), recorded(stamp)) {
                     (Some(was), Some(is)) => line_changes(was, is),
                     _ => String::new(),
                 };
@@ -470,6 +465,11 @@ fn changed_value(
         .keys()
         .find(|k| !now.contains_key(*k))
         .map(|k| (k.clone(), String::new()))
+}
+
+/// A stamp's content, unless it was too large to record.
+fn recorded(s: &ValueStamp) -> Option<&str> {
+    (!s.content.is_empty() || s.sha256 == ValueStamp::of("").sha256).then_some(s.content.as_str())
 }
 
 /// `KEY old -> new`, `KEY=value added`, `KEY removed` for `KEY=VALUE`

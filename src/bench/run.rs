@@ -50,6 +50,8 @@ pub struct BenchOptions {
     pub max_tokens: u32,
     pub endpoint: Option<String>,
     pub served_model: Option<String>,
+    /// sha256 of the bench profile's settings, when a profile is served.
+    pub profile_settings: Option<String>,
 }
 
 /// Runs the benchmark on `dataset` (already selected) and writes the summary.
@@ -67,6 +69,7 @@ pub fn run(
         prompt_version: prompt::VERSION,
         max_tokens: options.max_tokens,
         served_model: options.served_model.clone(),
+        profile_settings: options.profile_settings.clone(),
     };
     let dir = options.results_dir.join(&options.model);
     let (store, done, note) = ResultsStore::open(&dir, &meta)?;

@@ -123,6 +123,10 @@ pub struct RunMeta {
     pub prompt_version: u32,
     pub max_tokens: u32,
     pub served_model: Option<String>,
+    /// sha256 of the bench profile's settings: records made with another
+    /// profile (a hand edit of `[bench-<id>]`) are another model's answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile_settings: Option<String>,
 }
 
 /// An opened store, the records already in it, and a note when earlier
@@ -369,6 +373,7 @@ mod tests {
             prompt_version: 1,
             max_tokens: 10,
             served_model: None,
+            profile_settings: None,
         };
         let (mut store, recs, note) = ResultsStore::open(dir.path(), &meta).unwrap();
         assert!(recs.is_empty() && note.is_none());

@@ -5,7 +5,8 @@
 //! sampler flags (the client sends temperature 0), and, for thinking models,
 //! `--reasoning-format none` so the reasoning stays in the reply.
 
-use super::{Task, TaskContext, TaskError};
+use super::hand_edits::{self, HandEdit};
+use super::{InputValue, Task, TaskContext, TaskError};
 use crate::atomic;
 use crate::engine::words;
 use crate::workspace::{markdown, models_conf};
@@ -52,6 +53,17 @@ pub struct BenchProfileOutputs {
     pub profile: String,
     pub flags: String,
     pub changed: bool,
+    /// What the bench profile holds for the keys this step manages.
+    pub entries: Vec<Setting>,
+    /// Values set by hand in the bench profile, kept instead of the derived ones.
+    pub kept: Vec<HandEdit>,
+}
+
+/// One `KEY=VALUE` of a profile.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct Setting {
+    pub key: String,
+    pub value: String,
 }
 
 /// Placement keys copied from the production profile.
@@ -137,6 +149,20 @@ impl Task for BenchProfile {
     type Params = BenchProfileParams;
     type Outputs = BenchProfileOutputs;
 
+    /// The production profile it derives from (not what other steps write
+    /// there and it does not read): a hand edit there re-derives this one.
+    fn input_values(
+        &self,
+        params: &BenchProfileParams,
+        ctx: &TaskContext,
+    ) -> Result<Vec<InputValue>, TaskError> {
+        Ok(vec![super::profile_input(
+            ctx,
+            &params.profile,
+            &["SPEED", "SPEED_EMBEDDED", "SAMPLERS"],
+        )?])
+    }
+
     async fn run(
         &self,
         params: BenchProfileParams,
@@ -198,11 +224,34 @@ impl Task for BenchProfile {
             "{}: HumanEval+ bench profile (greedy, no samplers), written by onboard",
             params.name
         );
+        let last = hand_edits::last_written(ctx.previous_outputs.as_ref(), "entries");
+        let mut kept = Vec::new();
         let mut changed = models_conf::update(&conf_path, |conf| {
-            conf.upsert(&bench_id, &managed, &entries, Some(&comment))
+            let merge = hand_edits::merge(
+                conf.profile(&bench_id).as_ref(),
+                last.as_deref(),
+                &managed,
+                &entries,
+            );
+            kept = merge.kept.clone();
+            conf.upsert(&bench_id, &merge.managed(), &merge.entries, Some(&comment))
                 .map_err(|e| e.to_string())
         })
         .map_err(|e| TaskError::failed(e.to_string()))?;
+        let section = format!("{} [{bench_id}]", ctx.paths().models_conf);
+        for edit in &kept {
+            ctx.log(&hand_edits::describe(edit, &section, &ctx.model, &ctx.step));
+        }
+        let entries: Vec<Setting> = entries
+            .into_iter()
+            .map(|(key, value)| {
+                let value = kept
+                    .iter()
+                    .find(|e| e.key == key)
+                    .map_or(value, |e| e.value.clone());
+                Setting { key, value }
+            })
+            .collect();
 
         // Register with the benchmark client; it is the source of the README table.
         let client_path = ctx.path(&params.client_config)?;
@@ -244,6 +293,8 @@ impl Task for BenchProfile {
             profile: bench_id,
             flags,
             changed,
+            entries,
+            kept,
         })
     }
 }

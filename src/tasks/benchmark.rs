@@ -180,11 +180,14 @@ fn to_task_error(e: BenchError) -> TaskError {
 }
 
 /// The benchmark through any engine (blocking; call from a blocking thread).
+/// `profile_settings`: the digest of the bench profile's settings, when one
+/// is served (records made with other settings are set aside).
 pub fn benchmark_with(
     engine: &dyn Engine,
     params: &BenchmarkParams,
     workspace: &Path,
     model: &str,
+    profile_settings: Option<String>,
     log: &(dyn Fn(&str) + Sync),
 ) -> Result<BenchmarkOutputs, TaskError> {
     let explicit = dataset_path(workspace, params);
@@ -210,6 +213,7 @@ pub fn benchmark_with(
         max_tokens: params.max_tokens.unwrap_or(DEFAULT_MAX_TOKENS),
         endpoint: params.endpoint.clone(),
         served_model: params.served_model.clone(),
+        profile_settings,
     };
     let summary = run::run(engine, &dataset, &sandbox, &options, log).map_err(to_task_error)?;
     log(&format!(
@@ -261,6 +265,20 @@ impl Task for Benchmark {
         Ok(files)
     }
 
+    /// The bench profile's settings: editing `[bench-<id>]` by hand means
+    /// another score.
+    fn input_values(
+        &self,
+        params: &BenchmarkParams,
+        ctx: &TaskContext,
+    ) -> Result<Vec<super::InputValue>, TaskError> {
+        params
+            .profile
+            .iter()
+            .map(|id| super::profile_input(ctx, id, &[]))
+            .collect()
+    }
+
     fn output_files(
         &self,
         params: &BenchmarkParams,
@@ -280,13 +298,19 @@ impl Task for Benchmark {
     ) -> Result<BenchmarkOutputs, TaskError> {
         let log = Arc::clone(&ctx.log);
         let request_timeout = Duration::from_secs(params.request_timeout);
+        let settings = params
+            .profile
+            .as_ref()
+            .map(|id| super::profile_input(&ctx, id, &[]))
+            .transpose()?
+            .map(|v| crate::workflow::state::ValueStamp::of(&v.content).sha256);
         if let Some(endpoint) = params.endpoint.clone() {
             return tokio::task::spawn_blocking(move || {
                 let engine =
                     OpenAiEngine::new(&endpoint, params.served_model.clone(), request_timeout)
                         .named(&params.endpoint_engine);
                 let log = |line: &str| log(line);
-                benchmark_with(&engine, &params, &ctx.workspace, &ctx.model, &log)
+                benchmark_with(&engine, &params, &ctx.workspace, &ctx.model, settings, &log)
             })
             .await
             .map_err(|e| TaskError::failed(format!("the benchmark thread failed: {e}")))?;
@@ -318,7 +342,14 @@ impl Task for Benchmark {
                 Ok(engine)
             });
             let line = |line: &str| log(line);
-            let result = benchmark_with(&engine, &params, &ctx.workspace, &ctx.model, &line);
+            let result = benchmark_with(
+                &engine,
+                &params,
+                &ctx.workspace,
+                &ctx.model,
+                settings,
+                &line,
+            );
             match engine.into_start_error() {
                 Some(e) => Err(e),
                 None => result,

@@ -199,6 +199,20 @@ impl Task for ContextTest {
         Ok(vec![model_engine::profile_gguf(&params.profile, ctx)?])
     }
 
+    /// The profile's settings: a hand edit (CTX_SIZE, FIT_TARGET, …) means
+    /// a different measurement. Not the keys this step writes itself.
+    fn input_values(
+        &self,
+        params: &ContextTestParams,
+        ctx: &TaskContext,
+    ) -> Result<Vec<super::InputValue>, TaskError> {
+        Ok(vec![super::profile_input(
+            ctx,
+            &params.profile,
+            &["SPEED", "SPEED_EMBEDDED"],
+        )?])
+    }
+
     async fn run(
         &self,
         params: ContextTestParams,

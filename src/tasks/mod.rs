@@ -13,6 +13,7 @@ pub mod context_test;
 pub mod docs;
 pub mod download;
 pub mod evaluate;
+pub mod hand_edits;
 pub mod model_engine;
 pub mod profile;
 pub mod render;
@@ -44,6 +45,10 @@ pub struct TaskContext {
     /// Receives transfer progress (bytes, rate) for the CLI to draw as a
     /// bar, periodic lines or JSON events.
     pub progress: Arc<dyn Fn(&crate::hub::TransferProgress) + Send + Sync>,
+    /// The outputs this step recorded the last time it finished (`None`:
+    /// never, or its last try failed). A step that edits a file people also
+    /// edit tells its own earlier writes from theirs with it.
+    pub previous_outputs: Option<Value>,
 }
 
 impl TaskContext {
@@ -89,6 +94,37 @@ impl TaskContext {
     pub fn path(&self, relative: &str) -> Result<PathBuf, TaskError> {
         crate::workspace::resolve_inside(&self.workspace, relative).map_err(TaskError::Params)
     }
+}
+
+/// A named input that is not a whole file, such as one profile of
+/// models.conf: that file is shared by every model and steps write into it,
+/// so a digest of the whole file would rerun steps for edits that change
+/// nothing they read. Fingerprinted like an input file; `onboard plan`
+/// names it, and the lines that changed, when it changes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InputValue {
+    /// What it is, for people: `models.conf [qwen35-35b]`.
+    pub label: String,
+    /// Its meaning in a canonical form, one `KEY=VALUE` per line, so that
+    /// edits which change nothing (comments, spacing, order) are not changes.
+    pub content: String,
+}
+
+/// The settings of profile `id` in the workspace's models.conf as an
+/// input, without `except` (the keys the step writes there itself, which
+/// would otherwise make its own record stale).
+pub fn profile_input(
+    ctx: &TaskContext,
+    id: &str,
+    except: &[&str],
+) -> Result<InputValue, TaskError> {
+    let file = ctx.paths().models_conf;
+    let conf = crate::workspace::models_conf::read(&ctx.path(&file)?)
+        .map_err(|e| TaskError::failed(e.to_string()))?;
+    Ok(InputValue {
+        label: format!("{file} [{id}]"),
+        content: conf.canonical(id, except),
+    })
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -148,6 +184,16 @@ pub trait Task: Send + Sync + 'static {
         Ok(Vec::new())
     }
 
+    /// Inputs that are part of a file (one models.conf profile), digested
+    /// for resume like [`Task::input_files`].
+    fn input_values(
+        &self,
+        _params: &Self::Params,
+        _ctx: &TaskContext,
+    ) -> Result<Vec<InputValue>, TaskError> {
+        Ok(Vec::new())
+    }
+
     /// Files the task produces; a record whose outputs were changed or
     /// removed since is no longer done.
     fn output_files(
@@ -198,6 +244,8 @@ pub trait DynTask: Send + Sync {
     /// Names of the outputs later steps may reference.
     fn output_names(&self) -> Vec<String>;
     fn input_files(&self, params: &Value, ctx: &TaskContext) -> Result<Vec<PathBuf>, TaskError>;
+    fn input_values(&self, params: &Value, ctx: &TaskContext)
+        -> Result<Vec<InputValue>, TaskError>;
     fn output_files(&self, params: &Value, ctx: &TaskContext) -> Result<Vec<PathBuf>, TaskError>;
     fn run(self: Arc<Self>, params: Value, ctx: TaskContext)
         -> BoxFuture<Result<Value, TaskError>>;
@@ -237,6 +285,13 @@ impl<T: Task> DynTask for T {
     }
     fn input_files(&self, params: &Value, ctx: &TaskContext) -> Result<Vec<PathBuf>, TaskError> {
         Task::input_files(self, &parse(params)?, ctx)
+    }
+    fn input_values(
+        &self,
+        params: &Value,
+        ctx: &TaskContext,
+    ) -> Result<Vec<InputValue>, TaskError> {
+        Task::input_values(self, &parse(params)?, ctx)
     }
     fn output_files(&self, params: &Value, ctx: &TaskContext) -> Result<Vec<PathBuf>, TaskError> {
         Task::output_files(self, &parse(params)?, ctx)

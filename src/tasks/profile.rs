@@ -1,6 +1,7 @@
 //! `uses: profile` — phase 3: the production llama-server profile in
 //! models.conf, from rules a person can read and a template they can edit.
 
+use super::hand_edits::{self, HandEdit};
 use super::{Task, TaskContext, TaskError};
 use crate::engine::launch::{self, Listen};
 use crate::workflow::template;
@@ -78,12 +79,16 @@ pub struct Entry {
 #[derive(Debug, Serialize, JsonSchema)]
 pub struct ProfileOutputs {
     pub profile: String,
-    /// The lines written, each with the rule that produced it.
+    /// The lines written, each with the rule that produced it (a value
+    /// kept as a hand edit, with that said instead).
     pub entries: Vec<Entry>,
     /// The llama-server command this profile starts.
     pub command: String,
     /// False when models.conf already held exactly this profile.
     pub changed: bool,
+    /// Values set by hand in the profile since this step last wrote it,
+    /// kept instead of the generated ones (`entries` shows them as kept).
+    pub kept: Vec<HandEdit>,
 }
 
 /// Keys this task owns in a production profile; others a person added stay.
@@ -255,11 +260,37 @@ impl Task for ProfileTask {
             .name
             .as_ref()
             .map(|n| format!("{n}: production profile, written by onboard"));
+        // What this step wrote last time tells its own lines from a person's.
+        let last = hand_edits::last_written(ctx.previous_outputs.as_ref(), "entries");
+        let mut kept = Vec::new();
         let changed = models_conf::update(&conf_path, |conf| {
-            conf.upsert(&params.id, &managed, &entries, comment.as_deref())
-                .map_err(|e| e.to_string())
+            let merge = hand_edits::merge(
+                conf.profile(&params.id).as_ref(),
+                last.as_deref(),
+                &managed,
+                &entries,
+            );
+            kept = merge.kept.clone();
+            conf.upsert(
+                &params.id,
+                &merge.managed(),
+                &merge.entries,
+                comment.as_deref(),
+            )
+            .map_err(|e| e.to_string())
         })
         .map_err(|e| TaskError::failed(e.to_string()))?;
+        let written: Vec<Entry> = written
+            .into_iter()
+            .map(|e| match kept.iter().find(|k| k.key == e.key) {
+                Some(k) => Entry {
+                    key: e.key,
+                    because: format!("edited by hand, kept (onboard's value: {})", e.value),
+                    value: k.value.clone(),
+                },
+                None => e,
+            })
+            .collect();
         let conf = models_conf::read(&conf_path).map_err(|e| TaskError::failed(e.to_string()))?;
         let profile = conf.profile(&params.id).ok_or_else(|| {
             TaskError::failed(format!(
@@ -277,11 +308,16 @@ impl Task for ProfileTask {
         for e in &written {
             ctx.log(&format!("{}={}  ({})", e.key, e.value, e.because));
         }
+        let section = format!("{} [{}]", paths.models_conf, params.id);
+        for edit in &kept {
+            ctx.log(&hand_edits::describe(edit, &section, &ctx.model, &ctx.step));
+        }
         Ok(ProfileOutputs {
             profile: params.id,
             entries: written,
             command: launch.command_line(),
             changed,
+            kept,
         })
     }
 }

@@ -5,6 +5,7 @@
 //! chosen mode) > the GGUF's `general.sampling.*` > the repo's
 //! `generation_config.json` > llama.cpp's defaults.
 
+use super::hand_edits::{self, HandEdit};
 use super::{Task, TaskContext, TaskError};
 use crate::workspace::manifest::SamplerCard;
 use crate::workspace::models_conf;
@@ -90,6 +91,8 @@ pub struct SamplersOutputs {
     pub samplers: String,
     pub values: Vec<Resolved>,
     pub changed: bool,
+    /// `SAMPLERS=` as set by hand since this step last wrote it: kept.
+    pub kept: Vec<HandEdit>,
 }
 
 /// (flag, manifest/GGUF key, generation_config key, llama.cpp default)
@@ -256,11 +259,33 @@ impl Task for Samplers {
         let conf_path = ctx.path(&ctx.paths().models_conf)?;
         let profile = params.profile.clone();
         let value = samplers.clone();
-        let changed = models_conf::update(&conf_path, move |conf| {
-            if conf.profile(&profile).is_none() {
+        // What this step wrote last time (unless that was a kept hand edit).
+        let last = ctx.previous_outputs.as_ref().map(|prev| {
+            let kept = prev
+                .get("kept")
+                .and_then(Value::as_array)
+                .is_some_and(|k| !k.is_empty());
+            match prev.get("samplers").and_then(Value::as_str) {
+                Some(s) if !kept => vec![("SAMPLERS".to_string(), s.to_string())],
+                _ => Vec::new(),
+            }
+        });
+        let mut kept = Vec::new();
+        let changed = models_conf::update(&conf_path, |conf| {
+            let Some(current) = conf.profile(&profile) else {
                 return Err(format!(
                     "has no profile `[{profile}]`; run the profile step first"
                 ));
+            };
+            let merge = hand_edits::merge(
+                Some(&current),
+                last.as_deref(),
+                &["SAMPLERS"],
+                &[("SAMPLERS".to_string(), value.clone())],
+            );
+            kept = merge.kept;
+            if !kept.is_empty() {
+                return Ok(());
             }
             conf.set(&profile, "SAMPLERS", &value)
                 .map_err(|e| e.to_string())
@@ -273,12 +298,17 @@ impl Task for Samplers {
         for r in &values {
             ctx.log(&format!("{:<width$} {:>6}  {}", r.flag, r.value, r.source));
         }
+        let section = format!("{} [{}]", ctx.paths().models_conf, params.profile);
+        for edit in &kept {
+            ctx.log(&hand_edits::describe(edit, &section, &ctx.model, &ctx.step));
+        }
         Ok(SamplersOutputs {
             profile: params.profile,
             mode,
             samplers,
             values,
             changed,
+            kept,
         })
     }
 }

@@ -4,7 +4,7 @@
 
 use super::graph::Dag;
 use super::spec::{Step, Workflow};
-use super::state::{self, FileStamp, RecordStatus, StateError, StateStore, StepRecord};
+use super::state::{self, FileStamp, RecordStatus, StateError, StateStore, StepRecord, ValueStamp};
 use super::template;
 use crate::tasks::{Registry, TaskContext};
 use serde::Serialize;
@@ -39,6 +39,7 @@ pub enum Reason {
     DoneUnchanged { finished_at: String },
     ParamsChanged,
     InputChanged { path: String },
+    InputValueChanged { input: String, change: String },
     OutputChanged { path: String },
     TaskChanged { was: String, now: String },
     FailedLastTime { error: String },
@@ -61,6 +62,14 @@ impl fmt::Display for Reason {
             }
             Reason::ParamsChanged => write!(f, "parameters changed"),
             Reason::InputChanged { path } => write!(f, "input file changed: {path}"),
+            // A named input that is part of a file (`models.conf [id]`), with
+            // the lines that changed when the record kept them.
+            Reason::InputValueChanged { input, change } if change.is_empty() => {
+                write!(f, "input changed: {input}")
+            }
+            Reason::InputValueChanged { input, change } => {
+                write!(f, "input changed: {input} ({change})")
+            }
             Reason::OutputChanged { path } => write!(f, "output file changed or removed: {path}"),
             Reason::TaskChanged { was, now } => write!(f, "task changed ({was} -> {now})"),
             Reason::FailedLastTime { error } => {
@@ -166,6 +175,7 @@ pub struct Decision {
     /// Resolved parameters, when they could be resolved.
     pub params: Option<Value>,
     pub inputs: BTreeMap<String, FileStamp>,
+    pub input_values: BTreeMap<String, ValueStamp>,
     pub record: Option<StepRecord>,
 }
 
@@ -202,6 +212,13 @@ impl Planner<'_> {
             template_context,
             log: Arc::new(|_| {}),
             progress: Arc::new(|_| {}),
+            previous_outputs: self
+                .store
+                .record(step)
+                .ok()
+                .flatten()
+                .filter(|r| r.status == RecordStatus::Done)
+                .map(|r| r.outputs),
         }
     }
 
@@ -220,6 +237,7 @@ impl Planner<'_> {
             reason,
             params: None,
             inputs: BTreeMap::new(),
+            input_values: BTreeMap::new(),
             record: record.clone(),
         };
         for need in &step.needs {
@@ -320,11 +338,27 @@ impl Planner<'_> {
                 (key, state::stamp(p, prev))
             })
             .collect();
+        let input_values: BTreeMap<String, ValueStamp> = match task.input_values(&params, &task_ctx)
+        {
+            Ok(values) => values
+                .iter()
+                .map(|v| (v.label.clone(), ValueStamp::of(&v.content)))
+                .collect(),
+            Err(e) => {
+                return Ok(decision(
+                    Action::Blocked,
+                    Reason::Unresolved {
+                        error: e.to_string(),
+                    },
+                ))
+            }
+        };
         let mut d = Decision {
             action: Action::Run,
             reason: Reason::NeverRun,
             params: Some(params.clone()),
             inputs: inputs.clone(),
+            input_values: input_values.clone(),
             record: record.clone(),
         };
         let marker = self.store.marker(&step.id);
@@ -359,6 +393,8 @@ impl Planner<'_> {
             Reason::ParamsChanged
         } else if let Some(path) = changed_key(&rec.inputs, &inputs) {
             Reason::InputChanged { path }
+        } else if let Some((input, change)) = changed_value(&rec.input_values, &input_values) {
+            Reason::InputValueChanged { input, change }
         } else if let Some(path) = rec
             .output_files
             .iter()
@@ -400,6 +436,69 @@ fn changed_key(
         }
     }
     before.keys().find(|k| !now.contains_key(*k)).cloned()
+}
+
+/// The first named input whose digest changed, and which of its lines
+/// changed. A record without any (written before onboard tracked them)
+/// has nothing to compare: its step is not rerun for that alone.
+fn changed_value(
+    before: &BTreeMap<String, ValueStamp>,
+    now: &BTreeMap<String, ValueStamp>,
+) -> Option<(String, String)> {
+    if before.is_empty() {
+        return None;
+    }
+    for (label, stamp) in now {
+        match before.get(label) {
+            Some(b) if b.sha256 == stamp.sha256 => {}
+            Some(b) => {
+                let change = match (recorded(b), recorded(stamp)) {
+                    (Some(was), Some(is)) => line_changes(was, is),
+                    _ => String::new(),
+                };
+                return Some((label.clone(), change));
+            }
+            None => return Some((label.clone(), String::new())),
+        }
+    }
+    before
+        .keys()
+        .find(|k| !now.contains_key(*k))
+        .map(|k| (k.clone(), String::new()))
+}
+
+/// A stamp's content, unless it was too large to record.
+fn recorded(s: &ValueStamp) -> Option<&str> {
+    (!s.content.is_empty() || s.sha256 == ValueStamp::of("").sha256).then_some(s.content.as_str())
+}
+
+/// `KEY old -> new`, `KEY=value added`, `KEY removed` for `KEY=VALUE`
+/// lines; other lines as added or removed.
+fn line_changes(before: &str, after: &str) -> String {
+    let pairs = |text: &str| -> Vec<(String, Option<String>)> {
+        text.lines()
+            .map(|l| match l.split_once('=') {
+                Some((k, v)) => (k.to_string(), Some(v.to_string())),
+                None => (l.to_string(), None),
+            })
+            .collect()
+    };
+    let (old, new) = (pairs(before), pairs(after));
+    let mut changes = Vec::new();
+    for (key, value) in &new {
+        match (old.iter().find(|(k, _)| k == key), value) {
+            (Some((_, was)), _) if was == value => {}
+            (Some((_, Some(was))), Some(now)) => changes.push(format!("{key} {was} -> {now}")),
+            (_, Some(now)) => changes.push(format!("{key}={now} added")),
+            (_, None) => changes.push(format!("`{key}` added")),
+        }
+    }
+    for (key, _) in &old {
+        if !new.iter().any(|(k, _)| k == key) {
+            changes.push(format!("{key} removed"));
+        }
+    }
+    changes.join(", ")
 }
 
 /// One line of `onboard plan`.
@@ -461,4 +560,53 @@ pub fn plan(planner: &Planner<'_>, selection: &Selection) -> Result<Vec<PlannedS
         });
     }
     Ok(planned)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stamps(list: &[(&str, &str)]) -> BTreeMap<String, ValueStamp> {
+        list.iter()
+            .map(|(k, v)| (k.to_string(), ValueStamp::of(v)))
+            .collect()
+    }
+
+    #[test]
+    fn a_changed_value_names_its_label_and_lines() {
+        let before = stamps(&[("models.conf [a]", "CTX_SIZE=8192\nFIT=on\nFLAGS=--jinja\n")]);
+        let now = stamps(&[(
+            "models.conf [a]",
+            "CTX_SIZE=4096\nFLAGS=--jinja\nGPU_LAYERS=9\n",
+        )]);
+        assert_eq!(
+            changed_value(&before, &now),
+            Some((
+                "models.conf [a]".to_string(),
+                "CTX_SIZE 8192 -> 4096, GPU_LAYERS=9 added, FIT removed".to_string()
+            ))
+        );
+        assert_eq!(changed_value(&before, &before), None);
+        assert_eq!(
+            changed_value(&BTreeMap::new(), &now),
+            None,
+            "a record from before values were tracked"
+        );
+        let mut big = before.clone();
+        if let Some(s) = big.get_mut("models.conf [a]") {
+            s.content.clear();
+        }
+        assert_eq!(
+            changed_value(&big, &now),
+            Some(("models.conf [a]".to_string(), String::new()))
+        );
+        let reason = Reason::InputValueChanged {
+            input: "models.conf [a]".into(),
+            change: "CTX_SIZE 8192 -> 4096".into(),
+        };
+        assert_eq!(
+            reason.to_string(),
+            "input changed: models.conf [a] (CTX_SIZE 8192 -> 4096)"
+        );
+    }
 }

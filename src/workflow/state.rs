@@ -31,6 +31,32 @@ pub struct FileStamp {
     pub sha256: String,
 }
 
+/// A named input value (one models.conf profile) as it was when a step
+/// ran: its digest, and its content while it is small, so `plan` can say
+/// which lines changed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ValueStamp {
+    pub sha256: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub content: String,
+}
+
+/// Content above this size is recorded by digest only.
+const VALUE_CONTENT_LIMIT: usize = 16 << 10;
+
+impl ValueStamp {
+    pub fn of(content: &str) -> ValueStamp {
+        ValueStamp {
+            sha256: hex::encode(Sha256::digest(content.as_bytes())),
+            content: if content.len() <= VALUE_CONTENT_LIMIT {
+                content.to_string()
+            } else {
+                String::new()
+            },
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StepRecord {
     pub step: String,
@@ -43,6 +69,11 @@ pub struct StepRecord {
     pub params_digest: String,
     pub params: Value,
     pub inputs: BTreeMap<String, FileStamp>,
+    /// Inputs that are part of a file, by label (`models.conf [id]`).
+    /// Absent in records of steps that declare none, and in records
+    /// written before onboard tracked them.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub input_values: BTreeMap<String, ValueStamp>,
     pub output_files: BTreeMap<String, FileStamp>,
     pub outputs: Value,
     pub started_at: String,
@@ -258,14 +289,22 @@ pub fn fingerprint(
     version: u32,
     params: &Value,
     inputs: &BTreeMap<String, FileStamp>,
+    values: &BTreeMap<String, ValueStamp>,
 ) -> String {
     let digests: BTreeMap<&String, &String> = inputs.iter().map(|(k, v)| (k, &v.sha256)).collect();
-    digest_json(&serde_json::json!({
+    let mut doc = serde_json::json!({
         "kind": kind,
         "version": version,
         "params": params,
         "inputs": digests,
-    }))
+    });
+    // Only when there are some: fingerprints of steps without stay as they were.
+    if !values.is_empty() {
+        let values: BTreeMap<&String, &String> =
+            values.iter().map(|(k, v)| (k, &v.sha256)).collect();
+        doc["values"] = serde_json::json!(values);
+    }
+    digest_json(&doc)
 }
 
 pub fn now_rfc3339() -> String {

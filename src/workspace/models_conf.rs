@@ -219,6 +219,17 @@ impl ModelsConf {
         self.profiles().into_iter().find(|p| p.id == id)
     }
 
+    /// What profile `id` sets, as sorted `KEY=VALUE` lines without the keys
+    /// in `except`: comments, blank lines, spacing around `=` and the order
+    /// of lines change nothing llama-server sees, so they change nothing
+    /// here either. Empty when there is no such profile.
+    pub fn canonical(&self, id: &str, except: &[&str]) -> String {
+        let mut entries = self.profile(id).map(|p| p.entries).unwrap_or_default();
+        entries.retain(|(k, _)| !except.contains(&k.as_str()));
+        entries.sort();
+        entries.iter().map(|(k, v)| format!("{k}={v}\n")).collect()
+    }
+
     /// The line ending this file uses (kept for inserted lines).
     fn newline(&self) -> &'static str {
         if self.lines.iter().any(|l| l.raw.ends_with("\r\n")) {
@@ -563,6 +574,25 @@ CTX_SIZE=10240";
             EXISTING,
             "spacing around `=` of a rewritten line is normalised after the key"
         );
+    }
+
+    #[test]
+    fn canonical_form_ignores_what_changes_no_setting() {
+        let a = conf(EXISTING).canonical("glm-flash-q8", &["SPEED"]);
+        assert_eq!(
+            a,
+            "CTX_SIZE=131072\nFLAGS=--jinja -np 1   --fit on\nMODEL=GLM/MoE/Flash/Q8/GLM-4.7-Flash-Q8_0.gguf\n"
+        );
+        let reordered = EXISTING.replace("CTX_SIZE = 131072\n", "").replace(
+            "SPEED=112 t/s (2 GPUs)\n",
+            "# tuned\nSPEED=90 t/s\n  CTX_SIZE=131072\n",
+        );
+        assert_eq!(conf(&reordered).canonical("glm-flash-q8", &["SPEED"]), a);
+        assert_ne!(
+            conf(&reordered).canonical("glm-flash-q8", &[]),
+            conf(EXISTING).canonical("glm-flash-q8", &[])
+        );
+        assert_eq!(conf(EXISTING).canonical("nope", &[]), "");
     }
 
     #[test]

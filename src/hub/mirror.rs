@@ -125,9 +125,9 @@ pub struct MirrorStats {
     pub served_connections: u64,
     /// Connections answered `503` because `max_connections` were busy.
     pub busy: u64,
-    /// Connections closed without an answer: busy, and the few threads
-    /// that send the `503`s were busy too.
-    pub dropped: u64,
+    /// Times the accept loop waited because the threads that send the
+    /// `503`s were busy too (connections queue in the listen backlog).
+    pub waited: u64,
     /// Request heads over `max_header_bytes` (`431`).
     pub too_large: u64,
     /// Clients dropped for not finishing a request head in time.
@@ -140,7 +140,7 @@ pub struct MirrorStats {
 struct Counters {
     served_connections: AtomicU64,
     busy: AtomicU64,
-    dropped: AtomicU64,
+    waited: AtomicU64,
     too_large: AtomicU64,
     timed_out: AtomicU64,
     peak_connections: AtomicU64,
@@ -409,7 +409,7 @@ impl MirrorServer {
         MirrorStats {
             served_connections: get(&c.served_connections),
             busy: get(&c.busy),
-            dropped: get(&c.dropped),
+            waited: get(&c.waited),
             too_large: get(&c.too_large),
             timed_out: get(&c.timed_out),
             peak_connections: get(&c.peak_connections),
@@ -458,7 +458,8 @@ impl Request {
 
 /// Threads that answer `503` while every connection slot is taken: a few,
 /// so a flood is told when to come back, without the flood itself growing
-/// the thread count; beyond them a connection is closed unanswered.
+/// the thread count. When they are busy too, the accept loop waits and new
+/// connections queue in the kernel's listen backlog (bounded by the kernel).
 const MAX_REJECTORS: usize = 16;
 
 /// A request body is never expected on these routes; a longer one than
@@ -488,6 +489,7 @@ fn take_slot(counter: &Arc<AtomicUsize>, max: usize) -> Option<(Slot, usize)> {
 fn accept_loop(inner: &Arc<Inner>, listener: &TcpListener) {
     let active = Arc::new(AtomicUsize::new(0));
     let rejecting = Arc::new(AtomicUsize::new(0));
+    let max = inner.limits.max_connections.max(1);
     for conn in listener.incoming() {
         if inner.stop.load(Ordering::Acquire) {
             break;
@@ -502,27 +504,39 @@ fn accept_loop(inner: &Arc<Inner>, listener: &TcpListener) {
             }
         };
         let c = &inner.counters;
-        if let Some((slot, n)) = take_slot(&active, inner.limits.max_connections.max(1)) {
-            c.peak_connections.fetch_max(n as u64, Ordering::Relaxed);
-            c.served_connections.fetch_add(1, Ordering::Relaxed);
-            let inner = inner.clone();
-            let _ = std::thread::Builder::new()
-                .name("hub-mirror-conn".into())
-                .spawn(move || {
-                    let _slot = slot;
-                    serve_conn(&inner, conn);
-                });
-        } else if let Some((slot, _)) = take_slot(&rejecting, MAX_REJECTORS) {
-            c.busy.fetch_add(1, Ordering::Relaxed);
-            let inner = inner.clone();
-            let _ = std::thread::Builder::new()
-                .name("hub-mirror-busy".into())
-                .spawn(move || {
-                    let _slot = slot;
-                    reject_busy(&inner, conn);
-                });
-        } else {
-            c.dropped.fetch_add(1, Ordering::Relaxed);
+        let mut waited = false;
+        loop {
+            if inner.stop.load(Ordering::Acquire) {
+                return;
+            }
+            if let Some((slot, n)) = take_slot(&active, max) {
+                c.peak_connections.fetch_max(n as u64, Ordering::Relaxed);
+                c.served_connections.fetch_add(1, Ordering::Relaxed);
+                let inner = inner.clone();
+                let _ = std::thread::Builder::new()
+                    .name("hub-mirror-conn".into())
+                    .spawn(move || {
+                        let _slot = slot;
+                        serve_conn(&inner, conn);
+                    });
+                break;
+            }
+            if let Some((slot, _)) = take_slot(&rejecting, MAX_REJECTORS) {
+                c.busy.fetch_add(1, Ordering::Relaxed);
+                let inner = inner.clone();
+                let _ = std::thread::Builder::new()
+                    .name("hub-mirror-busy".into())
+                    .spawn(move || {
+                        let _slot = slot;
+                        reject_busy(&inner, conn);
+                    });
+                break;
+            }
+            if !waited {
+                waited = true;
+                c.waited.fetch_add(1, Ordering::Relaxed);
+            }
+            std::thread::sleep(Duration::from_millis(5));
         }
     }
 }

@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use onboard::gguf::types::GgmlType;
-use onboard::hub::{FaultScope, MirrorServer};
+use onboard::hub::MirrorServer;
 use support::{Run, TestWorkspace};
 
 const REPO: &str = "test/tiny-GGUF";
@@ -40,8 +40,6 @@ done
 
 fn workflow() -> String {
     let echo = format!("{PRINT_TOKEN}echo \"token=$t\"; echo \"stderr token=$t\" >&2");
-    let fail =
-        format!("{PRINT_TOKEN}echo \"token=$t\"; echo \"failing with token=$t\" >&2; exit 3");
     let q = |s: &str| serde_json::to_string(s).unwrap();
     format!(
         r#"name: add-model

@@ -14,29 +14,7 @@ use super::error::{redact, HubError};
 /// The default Hub.
 pub const DEFAULT_ENDPOINT: &str = "https://huggingface.co";
 
-/// A Hub access token. Its `Debug` prints `***` and it has no `Display`, so
-/// it cannot leak through a log line or an error by accident.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Token(String);
-
-impl Token {
-    /// Wraps a token; surrounding whitespace (a token file's newline) is cut.
-    pub fn new(value: impl Into<String>) -> Option<Self> {
-        let v = value.into().trim().to_string();
-        (!v.is_empty()).then_some(Token(v))
-    }
-
-    /// The secret itself, for the `Authorization` header only.
-    pub(crate) fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Token {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Token(***)")
-    }
-}
+pub use crate::secrets::Token;
 
 /// How often and how patiently to retry a transient failure (429, 5xx, a
 /// cut connection, a stall).
@@ -83,7 +61,8 @@ impl RetryPolicy {
 pub struct HubConfig {
     /// Base URL without a trailing slash (`HF_ENDPOINT`).
     pub endpoint: String,
-    /// `HF_TOKEN`, else the token file (`HF_TOKEN_PATH` or `$HF_HOME/token`).
+    /// `HF_TOKEN`, `HUGGING_FACE_HUB_TOKEN`, else the token file
+    /// (`HF_TOKEN_PATH`, else `$HF_HOME/token`): see `secrets::resolve_token`.
     pub token: Option<Token>,
     /// `HF_HUB_OFFLINE`: no request is made; only local files are used.
     pub offline: bool,
@@ -108,7 +87,12 @@ pub(crate) fn truthy(v: &str) -> bool {
 impl HubConfig {
     /// Settings from the process environment.
     pub fn from_env() -> Self {
-        Self::from_vars(|k| std::env::var(k).ok())
+        let cfg = Self::from_vars(|k| std::env::var(k).ok());
+        // Whatever happens to its source later, what was sent stays hidden.
+        if let Some(t) = &cfg.token {
+            crate::secrets::remember(t);
+        }
+        cfg
     }
 
     /// Settings from a variable lookup (tests pass a map instead of mutating
@@ -120,26 +104,13 @@ impl HubConfig {
             .trim()
             .trim_end_matches('/')
             .to_string();
-        let home = nonempty("HOME").unwrap_or_else(|| "/".to_string());
-        let hf_home = nonempty("HF_HOME").map(PathBuf::from).unwrap_or_else(|| {
-            nonempty("XDG_CACHE_HOME")
-                .map(PathBuf::from)
-                .unwrap_or_else(|| Path::new(&home).join(".cache"))
-                .join("huggingface")
-        });
+        let hf_home = crate::secrets::hf_home(&get);
         let hub_cache = nonempty("HF_HUB_CACHE")
             .or_else(|| nonempty("HUGGINGFACE_HUB_CACHE"))
             .map(PathBuf::from)
             .unwrap_or_else(|| hf_home.join("hub"));
-        let token = nonempty("HF_TOKEN")
-            .or_else(|| nonempty("HUGGING_FACE_HUB_TOKEN"))
-            .and_then(Token::new)
-            .or_else(|| {
-                let path = nonempty("HF_TOKEN_PATH")
-                    .map(PathBuf::from)
-                    .unwrap_or_else(|| hf_home.join("token"));
-                std::fs::read_to_string(path).ok().and_then(Token::new)
-            });
+        // The same definition redaction uses (`secrets::resolve_token`).
+        let token = crate::secrets::resolve_token(&get).map(|(t, _)| t);
         HubConfig {
             endpoint,
             token,

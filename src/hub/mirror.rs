@@ -18,14 +18,21 @@
 //! For tests the handle has fault switches (errors, cut, stalled or throttled bodies,
 //! wrong bytes, 404 after HEAD, no range support), an optional bearer token
 //! (a gated repo) and a request log.
-use std::collections::HashMap;
+//!
+//! Every resource a client can make it hold is bounded ([`MirrorLimits`]):
+//! connections (the excess get `503` with `Retry-After`), the bytes of a
+//! request head (read no further than the cap: `431`), the time to send
+//! it (slow clients are dropped), and the request log (a ring). It is the
+//! Hub of air-gapped machines and of the main job, so one misbehaving
+//! client must not take it down or starve the others.
+use std::collections::{HashMap, VecDeque};
 use std::fs::{self, File};
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::num::NonZeroU64;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -81,6 +88,95 @@ impl LogEntry {
     }
 }
 
+/// What one client may hold of the server.
+#[derive(Clone, Debug)]
+pub struct MirrorLimits {
+    /// Connections served at once; more are answered `503` with
+    /// `Retry-After` and closed.
+    pub max_connections: usize,
+    /// Bytes of a request line plus its headers; a longer head is answered
+    /// `431` and the connection closed, having read no more than this.
+    pub max_header_bytes: usize,
+    /// Time from waiting for a request to the end of its headers (an idle
+    /// keep-alive connection included); a slower client is dropped.
+    pub header_timeout: Duration,
+    /// Entries kept in the request log (the oldest go first); 0 keeps none.
+    pub log_entries: usize,
+    /// Bytes of request targets kept in the log, at most.
+    pub log_bytes: usize,
+}
+
+impl Default for MirrorLimits {
+    fn default() -> Self {
+        MirrorLimits {
+            max_connections: 64,
+            max_header_bytes: 16 * 1024,
+            header_timeout: Duration::from_secs(10),
+            log_entries: 10_000,
+            log_bytes: 4 << 20,
+        }
+    }
+}
+
+/// Counters of what the limits turned away, for `--log` and tests.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MirrorStats {
+    /// Connections accepted and served.
+    pub served_connections: u64,
+    /// Connections answered `503` because `max_connections` were busy.
+    pub busy: u64,
+    /// Times the accept loop waited because the threads that send the
+    /// `503`s were busy too (connections queue in the listen backlog).
+    pub waited: u64,
+    /// Request heads over `max_header_bytes` (`431`).
+    pub too_large: u64,
+    /// Clients dropped for not finishing a request head in time.
+    pub timed_out: u64,
+    /// The most connections served at once.
+    pub peak_connections: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    served_connections: AtomicU64,
+    busy: AtomicU64,
+    waited: AtomicU64,
+    too_large: AtomicU64,
+    timed_out: AtomicU64,
+    peak_connections: AtomicU64,
+}
+
+/// The request log: a ring bounded in entries and in bytes of paths.
+#[derive(Default)]
+struct RequestLog {
+    entries: VecDeque<LogEntry>,
+    bytes: usize,
+    max_entries: usize,
+    max_bytes: usize,
+}
+
+impl RequestLog {
+    fn push(&mut self, e: LogEntry) {
+        if self.max_entries == 0 {
+            return;
+        }
+        self.bytes += e.path.len();
+        self.entries.push_back(e);
+        while self.entries.len() > self.max_entries
+            || (self.bytes > self.max_bytes && self.entries.len() > 1)
+        {
+            if let Some(old) = self.entries.pop_front() {
+                self.bytes -= old.path.len();
+            }
+        }
+    }
+
+    fn clear(&mut self) {
+        self.entries.clear();
+        self.bytes = 0;
+    }
+}
+
 #[derive(Default)]
 struct Faults {
     fail: Vec<(FaultScope, u16, usize)>,
@@ -113,7 +209,9 @@ struct Inner {
     addr: SocketAddr,
     token: Mutex<Option<String>>,
     faults: Mutex<Faults>,
-    log: Mutex<Vec<LogEntry>>,
+    log: Mutex<RequestLog>,
+    limits: MirrorLimits,
+    counters: Counters,
     stop: AtomicBool,
     shas: Mutex<HashMap<PathBuf, CachedSha>>,
     seq: AtomicU64,
@@ -132,8 +230,18 @@ pub struct MirrorServer {
 }
 
 impl MirrorServer {
-    /// Serves `root` on `addr` (`127.0.0.1:0` picks a free port).
+    /// Serves `root` on `addr` (`127.0.0.1:0` picks a free port) with the
+    /// default [`MirrorLimits`].
     pub fn start(root: impl Into<PathBuf>, addr: &str) -> io::Result<Self> {
+        Self::start_with(root, addr, MirrorLimits::default())
+    }
+
+    /// Serves `root` on `addr` within `limits`.
+    pub fn start_with(
+        root: impl Into<PathBuf>,
+        addr: &str,
+        limits: MirrorLimits,
+    ) -> io::Result<Self> {
         let root = root.into();
         if !root.is_dir() {
             return Err(io::Error::new(
@@ -148,7 +256,13 @@ impl MirrorServer {
             addr,
             token: Mutex::new(None),
             faults: Mutex::new(Faults::default()),
-            log: Mutex::new(Vec::new()),
+            log: Mutex::new(RequestLog {
+                max_entries: limits.log_entries,
+                max_bytes: limits.log_bytes,
+                ..RequestLog::default()
+            }),
+            limits,
+            counters: Counters::default(),
             stop: AtomicBool::new(false),
             shas: Mutex::new(HashMap::new()),
             seq: AtomicU64::new(0),
@@ -157,18 +271,7 @@ impl MirrorServer {
         let accept_inner = inner.clone();
         let accept = std::thread::Builder::new()
             .name("hub-mirror".into())
-            .spawn(move || {
-                for conn in listener.incoming() {
-                    if accept_inner.stop.load(Ordering::Acquire) {
-                        break;
-                    }
-                    let Ok(conn) = conn else { continue };
-                    let inner = accept_inner.clone();
-                    let _ = std::thread::Builder::new()
-                        .name("hub-mirror-conn".into())
-                        .spawn(move || serve_conn(&inner, conn));
-                }
-            })?;
+            .spawn(move || accept_loop(&accept_inner, &listener))?;
         Ok(MirrorServer {
             addr,
             inner,
@@ -260,9 +363,10 @@ impl MirrorServer {
         f.page_size = page;
     }
 
-    /// Every request served so far.
+    /// Every request served so far, as far back as the log keeps
+    /// ([`MirrorLimits::log_entries`]).
     pub fn log(&self) -> Vec<LogEntry> {
-        lock(&self.inner.log).clone()
+        lock(&self.inner.log).entries.iter().cloned().collect()
     }
 
     /// Registers a file's sha256 without reading it. For multi-gigabyte
@@ -296,6 +400,20 @@ impl MirrorServer {
 
     pub fn clear_log(&self) {
         lock(&self.inner.log).clear();
+    }
+
+    /// What the limits turned away so far.
+    pub fn stats(&self) -> MirrorStats {
+        let c = &self.inner.counters;
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        MirrorStats {
+            served_connections: get(&c.served_connections),
+            busy: get(&c.busy),
+            waited: get(&c.waited),
+            too_large: get(&c.too_large),
+            timed_out: get(&c.timed_out),
+            peak_connections: get(&c.peak_connections),
+        }
     }
 
     /// Content GETs served so far.
@@ -338,25 +456,256 @@ impl Request {
     }
 }
 
-fn read_request(r: &mut BufReader<TcpStream>) -> io::Result<Option<Request>> {
-    let mut line = String::new();
-    let mut total = 0;
-    // Skip stray blank lines between requests.
-    loop {
-        line.clear();
-        if r.read_line(&mut line)? == 0 {
-            return Ok(None);
-        }
-        if !line.trim().is_empty() {
+/// Threads that answer `503` while every connection slot is taken: a few,
+/// so a flood is told when to come back, without the flood itself growing
+/// the thread count. When they are busy too, the accept loop waits and new
+/// connections queue in the kernel's listen backlog (bounded by the kernel).
+const MAX_REJECTORS: usize = 16;
+
+/// A request body is never expected on these routes; a longer one than
+/// this is refused (`413`) rather than read.
+const MAX_BODY_BYTES: u64 = 1 << 20;
+
+/// The longest a `4xx`/`503` answer may take to go out, and to linger for
+/// the client to read it, before the connection is dropped.
+const ERROR_ANSWER_TIME: Duration = Duration::from_secs(2);
+
+/// Gives a connection slot back when its thread ends, however it ends.
+struct Slot(Arc<AtomicUsize>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Takes a slot of `counter` when fewer than `max` are taken.
+fn take_slot(counter: &Arc<AtomicUsize>, max: usize) -> Option<(Slot, usize)> {
+    let n = counter.fetch_add(1, Ordering::AcqRel) + 1;
+    let slot = Slot(counter.clone());
+    (n <= max).then_some((slot, n))
+}
+
+fn accept_loop(inner: &Arc<Inner>, listener: &TcpListener) {
+    let active = Arc::new(AtomicUsize::new(0));
+    let rejecting = Arc::new(AtomicUsize::new(0));
+    let max = inner.limits.max_connections.max(1);
+    for conn in listener.incoming() {
+        if inner.stop.load(Ordering::Acquire) {
             break;
         }
+        let conn = match conn {
+            Ok(c) => c,
+            Err(_) => {
+                // Out of descriptors or a connection reset before accept:
+                // pause instead of spinning on the same error.
+                std::thread::sleep(Duration::from_millis(10));
+                continue;
+            }
+        };
+        let c = &inner.counters;
+        let mut waited = false;
+        loop {
+            if inner.stop.load(Ordering::Acquire) {
+                return;
+            }
+            if let Some((slot, n)) = take_slot(&active, max) {
+                c.peak_connections.fetch_max(n as u64, Ordering::Relaxed);
+                c.served_connections.fetch_add(1, Ordering::Relaxed);
+                let inner = inner.clone();
+                let _ = std::thread::Builder::new()
+                    .name("hub-mirror-conn".into())
+                    .spawn(move || {
+                        let _slot = slot;
+                        serve_conn(&inner, conn);
+                    });
+                break;
+            }
+            if let Some((slot, _)) = take_slot(&rejecting, MAX_REJECTORS) {
+                c.busy.fetch_add(1, Ordering::Relaxed);
+                let inner = inner.clone();
+                let _ = std::thread::Builder::new()
+                    .name("hub-mirror-busy".into())
+                    .spawn(move || {
+                        let _slot = slot;
+                        reject_busy(&inner, conn);
+                    });
+                break;
+            }
+            if !waited {
+                waited = true;
+                c.waited.fetch_add(1, Ordering::Relaxed);
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
     }
-    let mut parts = line.split_whitespace();
+}
+
+/// Answers `503` with `Retry-After` to a connection over the cap. The
+/// request head is read first (within the limits, briefly): closing a
+/// socket with unread bytes resets it, and the client would see a reset
+/// instead of the answer.
+fn reject_busy(inner: &Inner, conn: TcpStream) {
+    let Ok(read_half) = conn.try_clone() else {
+        return;
+    };
+    let mut reader = BufReader::with_capacity(4096, read_half);
+    let limits = MirrorLimits {
+        header_timeout: inner.limits.header_timeout.min(ERROR_ANSWER_TIME),
+        ..inner.limits.clone()
+    };
+    if let Ok(None) = read_request(&mut reader, &limits) {
+        return;
+    }
+    if inner.echo.load(Ordering::Relaxed) {
+        eprintln!(
+            "busy: {} connections served at once, answered 503",
+            limits.max_connections
+        );
+    }
+    answer_error(
+        conn,
+        &mut reader,
+        503,
+        &[("Retry-After", "1")],
+        "too many connections; retry shortly",
+    );
+}
+
+/// Writes a small error answer with `Connection: close`, then lingers a
+/// moment reading (and discarding) what the client still sends, so that it
+/// reads the answer rather than a reset. Bounded in time and bytes.
+fn answer_error(
+    mut out: TcpStream,
+    reader: &mut BufReader<TcpStream>,
+    status: u16,
+    extra: &[(&str, &str)],
+    message: &str,
+) {
+    let _ = out.set_write_timeout(Some(ERROR_ANSWER_TIME));
+    let body = json!({ "error": message }).to_string();
+    let mut text = format!("HTTP/1.1 {status} {}\r\n", reason(status));
+    for (k, v) in extra {
+        text.push_str(&format!("{k}: {v}\r\n"));
+    }
+    text.push_str(&format!(
+        "Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    ));
+    if out.write_all(text.as_bytes()).is_err() {
+        return;
+    }
+    let _ = out.flush();
+    let _ = out.shutdown(Shutdown::Write);
+    let until = Instant::now() + ERROR_ANSWER_TIME;
+    let mut drained = 0usize;
+    let mut buf = [0u8; 4096];
+    while drained < 64 * 1024 {
+        let Some(left) = until.checked_duration_since(Instant::now()) else {
+            break;
+        };
+        if left.is_zero() || reader.get_ref().set_read_timeout(Some(left)).is_err() {
+            break;
+        }
+        match reader.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => drained += n,
+        }
+    }
+}
+
+/// Why a request head could not be read.
+#[derive(Debug)]
+enum HeadError {
+    /// Longer than `max_header_bytes` (`431`).
+    TooLarge,
+    /// A body longer than [`MAX_BODY_BYTES`] (`413`).
+    BodyTooLarge,
+    /// Part of a head arrived, not all of it in `header_timeout`.
+    TimedOut,
+    /// Not HTTP (`400`).
+    Bad,
+    /// The connection failed.
+    Io,
+}
+
+/// Reads one line (through `\n`) into `line`, taking no more than `budget`
+/// bytes and waiting no later than `deadline`. `Ok(false)`: the peer closed
+/// before sending anything of it.
+fn read_line_bounded(
+    r: &mut BufReader<TcpStream>,
+    line: &mut Vec<u8>,
+    budget: &mut usize,
+    deadline: Instant,
+) -> Result<bool, HeadError> {
+    line.clear();
+    loop {
+        let left = deadline
+            .checked_duration_since(Instant::now())
+            .filter(|d| !d.is_zero())
+            .ok_or(HeadError::TimedOut)?;
+        r.get_ref()
+            .set_read_timeout(Some(left))
+            .map_err(|_| HeadError::Io)?;
+        let buf = match r.fill_buf() {
+            Ok(b) => b,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                return Err(HeadError::TimedOut)
+            }
+            Err(_) => return Err(HeadError::Io),
+        };
+        if buf.is_empty() {
+            return if line.is_empty() {
+                Ok(false)
+            } else {
+                Err(HeadError::Bad)
+            };
+        }
+        let (take, done) = match buf.iter().position(|&b| b == b'\n') {
+            Some(i) => (i + 1, true),
+            None => (buf.len(), false),
+        };
+        if take > *budget {
+            return Err(HeadError::TooLarge);
+        }
+        line.extend_from_slice(&buf[..take]);
+        *budget -= take;
+        r.consume(take);
+        if done {
+            return Ok(true);
+        }
+    }
+}
+
+/// Reads one request head within `limits`. `Ok(None)`: the client closed,
+/// or sent nothing in `header_timeout` (an idle keep-alive connection).
+fn read_request(
+    r: &mut BufReader<TcpStream>,
+    limits: &MirrorLimits,
+) -> Result<Option<Request>, HeadError> {
+    let deadline = Instant::now() + limits.header_timeout;
+    let mut budget = limits.max_header_bytes;
+    let mut line = Vec::new();
+    // Skip stray blank lines between requests (they count against the cap).
+    loop {
+        match read_line_bounded(r, &mut line, &mut budget, deadline) {
+            Ok(false) => return Ok(None),
+            Err(HeadError::TimedOut) if budget == limits.max_header_bytes => return Ok(None),
+            Err(e) => return Err(e),
+            Ok(true) if line.trim_ascii().is_empty() => {}
+            Ok(true) => break,
+        }
+    }
+    let text = String::from_utf8_lossy(&line);
+    let mut parts = text.split_whitespace();
     let (Some(method), Some(target), version) = (parts.next(), parts.next(), parts.next()) else {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            "bad request line",
-        ));
+        return Err(HeadError::Bad);
     };
     let mut req = Request {
         method: method.to_string(),
@@ -365,13 +714,11 @@ fn read_request(r: &mut BufReader<TcpStream>) -> io::Result<Option<Request>> {
         close: version == Some("HTTP/1.0"),
     };
     loop {
-        line.clear();
-        let n = r.read_line(&mut line)?;
-        total += n;
-        if n == 0 || total > 64 * 1024 {
-            return Err(io::Error::new(io::ErrorKind::InvalidData, "bad headers"));
+        if !read_line_bounded(r, &mut line, &mut budget, deadline)? {
+            return Err(HeadError::Bad);
         }
-        let l = line.trim_end();
+        let text = String::from_utf8_lossy(&line);
+        let l = text.trim_end();
         if l.is_empty() {
             break;
         }
@@ -390,58 +737,106 @@ fn read_request(r: &mut BufReader<TcpStream>) -> io::Result<Option<Request>> {
         .header("content-length")
         .and_then(|v| v.parse::<u64>().ok())
     {
-        io::copy(&mut r.by_ref().take(len), &mut io::sink())?;
+        if len > MAX_BODY_BYTES {
+            return Err(HeadError::BodyTooLarge);
+        }
+        let left = deadline
+            .checked_duration_since(Instant::now())
+            .unwrap_or_default()
+            .max(Duration::from_secs(1));
+        r.get_ref()
+            .set_read_timeout(Some(left))
+            .map_err(|_| HeadError::Io)?;
+        let copied = io::copy(&mut r.by_ref().take(len), &mut io::sink());
+        if !matches!(copied, Ok(n) if n == len) {
+            return Err(HeadError::Io);
+        }
     }
     Ok(Some(req))
 }
 
 fn serve_conn(inner: &Inner, conn: TcpStream) {
     let _ = conn.set_nodelay(true);
-    let _ = conn.set_read_timeout(Some(Duration::from_secs(10)));
     let _ = conn.set_write_timeout(Some(Duration::from_secs(120)));
     let Ok(read_half) = conn.try_clone() else {
         return;
     };
-    let mut reader = BufReader::new(read_half);
+    let mut reader = BufReader::with_capacity(8192, read_half);
     let mut out = conn;
+    let limits = &inner.limits;
+    let echo = inner.echo.load(Ordering::Relaxed);
     while !inner.stop.load(Ordering::Acquire) {
-        let req = match read_request(&mut reader) {
-            Ok(Some(r)) => r,
-            _ => return,
-        };
-        let mut entry = LogEntry {
-            seq: inner.seq.fetch_add(1, Ordering::AcqRel) + 1,
-            method: req.method.clone(),
-            path: req.target.clone(),
-            range: req.header("range").map(str::to_string),
-            status: 0,
-            bytes: 0,
-        };
-        let keep = respond(inner, &req, &mut out, &mut entry);
-        // The entry went into the log before the response (so a client that
-        // has its answer always finds it there); fix the byte count if the
-        // body ended short.
-        {
-            let mut log = lock(&inner.log);
-            if let Some(e) = log.iter_mut().rev().find(|e| e.seq == entry.seq) {
-                e.bytes = entry.bytes;
+        let (status, message) = match read_request(&mut reader, limits) {
+            Ok(Some(req)) => {
+                if serve_request(inner, &req, &mut out) {
+                    continue;
+                }
+                return;
             }
+            Ok(None) | Err(HeadError::Io) => return,
+            Err(HeadError::TooLarge) => {
+                inner.counters.too_large.fetch_add(1, Ordering::Relaxed);
+                (
+                    431,
+                    format!("request head over {} bytes", limits.max_header_bytes),
+                )
+            }
+            Err(HeadError::BodyTooLarge) => (413, "request body too large".to_string()),
+            Err(HeadError::TimedOut) => {
+                inner.counters.timed_out.fetch_add(1, Ordering::Relaxed);
+                (
+                    408,
+                    format!(
+                        "request head not complete within {} s",
+                        limits.header_timeout.as_secs_f64()
+                    ),
+                )
+            }
+            Err(HeadError::Bad) => (400, "malformed request".to_string()),
+        };
+        if echo {
+            eprintln!("refused: {status} {message}");
         }
-        if inner.echo.load(Ordering::Relaxed) {
-            eprintln!(
-                "{} {} range={} status={} bytes={}",
-                entry.method,
-                entry.path,
-                entry.range.as_deref().unwrap_or("-"),
-                entry.status,
-                entry.bytes
-            );
-        }
-        if !keep || req.close {
-            let _ = out.shutdown(Shutdown::Both);
-            return;
+        answer_error(out, &mut reader, status, &[], &message);
+        return;
+    }
+}
+
+/// Serves one parsed request; false when the connection must close.
+fn serve_request(inner: &Inner, req: &Request, out: &mut TcpStream) -> bool {
+    let mut entry = LogEntry {
+        seq: inner.seq.fetch_add(1, Ordering::AcqRel) + 1,
+        method: req.method.clone(),
+        path: req.target.clone(),
+        range: req.header("range").map(str::to_string),
+        status: 0,
+        bytes: 0,
+    };
+    let keep = respond(inner, req, out, &mut entry);
+    // The entry went into the log before the response (so a client that
+    // has its answer always finds it there); fix the byte count if the
+    // body ended short.
+    {
+        let mut log = lock(&inner.log);
+        if let Some(e) = log.entries.iter_mut().rev().find(|e| e.seq == entry.seq) {
+            e.bytes = entry.bytes;
         }
     }
+    if inner.echo.load(Ordering::Relaxed) {
+        eprintln!(
+            "{} {} range={} status={} bytes={}",
+            entry.method,
+            entry.path,
+            entry.range.as_deref().unwrap_or("-"),
+            entry.status,
+            entry.bytes
+        );
+    }
+    if !keep || req.close {
+        let _ = out.shutdown(Shutdown::Both);
+        return false;
+    }
+    true
 }
 
 /// A response before it is written.
@@ -486,6 +881,9 @@ fn reason(status: u16) -> &'static str {
         400 => "Bad Request",
         401 => "Unauthorized",
         403 => "Forbidden",
+        408 => "Request Timeout",
+        413 => "Content Too Large",
+        431 => "Request Header Fields Too Large",
         404 => "Not Found",
         405 => "Method Not Allowed",
         416 => "Range Not Satisfiable",

@@ -31,7 +31,7 @@ pub use download::{
     FileRequest, Outcome,
 };
 pub use error::HubError;
-pub use mirror::{FaultScope, LogEntry, MirrorServer};
+pub use mirror::{FaultScope, LogEntry, MirrorLimits, MirrorServer, MirrorStats};
 pub use progress::{
     JsonProgress, LineProgress, NoProgress, Progress, ProgressEvent, Throttle, TransferProgress,
     TtyProgress,

@@ -357,7 +357,9 @@ impl Job {
             .collect();
         let elapsed = started.elapsed();
         let (status, outputs, error) = match result {
-            Ok(out) => (RecordStatus::Done, out, None),
+            // Redacted here, not only when written: the outputs also feed
+            // later steps' templates (reports, models.conf lines).
+            Ok(out) => (RecordStatus::Done, secrets::redact_json(&out), None),
             Err(e) => (
                 RecordStatus::Failed,
                 Value::Null,

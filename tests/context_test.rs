@@ -172,7 +172,10 @@ fn an_architecture_no_engine_knows_gets_every_engines_reason() {
         "llama.cpp's own reason: {error}"
     );
     assert!(error.contains("llama-server: no llama-server"), "{error}");
-    assert!(!error.contains("panicked") && !error.contains("killed"), "{error}");
+    assert!(
+        !error.contains("panicked") && !error.contains("killed"),
+        "{error}"
+    );
 }
 
 /// A GGUF cut short: refused from its header before any engine starts.
@@ -207,7 +210,10 @@ fn a_context_larger_than_ram_allows_is_refused_before_loading() {
     let record: serde_json::Value =
         serde_json::from_str(&ws.read(".onboard/tiny/steps/context_test.json")).unwrap();
     let error = record["error"].as_str().unwrap();
-    assert!(error.contains("at 33554432 tokens of context needs about"), "{error}");
+    assert!(
+        error.contains("at 33554432 tokens of context needs about"),
+        "{error}"
+    );
     assert!(error.contains("Lower CTX_SIZE"), "{error}");
     assert!(started.elapsed().as_secs() < 30, "refused before loading");
     assert!(!ws.read("models.conf").contains("SPEED"));
@@ -243,9 +249,18 @@ fn smollm2_runs_in_the_in_process_llama_cpp_and_its_buffers_match_the_prediction
             .find(|r| r["buffer"] == name)
             .unwrap_or_else(|| panic!("no {name} row: {memory}"))
     };
-    assert!(row("weights")["allocated_mib"].as_f64().unwrap() > 90.0, "{memory}");
-    assert!(row("kv_cache")["allocated_mib"].as_f64().unwrap() > 40.0, "{memory}");
-    assert!(row("compute")["allocated_mib"].as_f64().unwrap() > 1.0, "{memory}");
+    assert!(
+        row("weights")["allocated_mib"].as_f64().unwrap() > 90.0,
+        "{memory}"
+    );
+    assert!(
+        row("kv_cache")["allocated_mib"].as_f64().unwrap() > 40.0,
+        "{memory}"
+    );
+    assert!(
+        row("compute")["allocated_mib"].as_f64().unwrap() > 1.0,
+        "{memory}"
+    );
     assert!(memory.get("flagged").is_none(), "the margin held: {memory}");
     assert!(run.stderr.contains("memory (MiB)") || run.stdout.contains("memory (MiB)"));
     let conf = ws.read("models.conf");
@@ -261,7 +276,10 @@ fn auto_takes_llama_cpp_for_what_mistralrs_cannot_run_and_says_why() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("Qwen3-tiny-A1B.F32.gguf");
     qwen3moe_tiny_with_tokenizer(&file);
-    let ws = workspace(&file, "      engine: auto\n      context: 1024\n      generate: 8\n");
+    let ws = workspace(
+        &file,
+        "      engine: auto\n      context: 1024\n      generate: 8\n",
+    );
     let run = ws.run(&[]);
     run.assert_ok();
     let out = outputs(&ws);
@@ -379,6 +397,8 @@ fn qwen3moe_tiny() -> onboard::gguf::writer::GgufWriter {
             .tensor(format!("{b}.attn_k.weight"), &[embd, kv * 16], F32)
             .tensor(format!("{b}.attn_v.weight"), &[embd, kv * 16], F32)
             .tensor(format!("{b}.attn_output.weight"), &[heads * 16, embd], F32)
+            .tensor(format!("{b}.attn_q_norm.weight"), &[16], F32)
+            .tensor(format!("{b}.attn_k_norm.weight"), &[16], F32)
             .tensor(format!("{b}.ffn_norm.weight"), &[embd], F32)
             .tensor(format!("{b}.ffn_gate_inp.weight"), &[embd, experts], F32)
             .tensor(

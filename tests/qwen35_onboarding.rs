@@ -76,7 +76,10 @@ fn workspace(root: &Path, case: &Case) {
     copy_tree(&repo_root().join("workflows"), &root.join("workflows"));
     copy_tree(&repo_root().join("templates"), &root.join("templates"));
     copy_tree(&repo_root().join("models"), &root.join("models"));
-    copy_tree(&repo_root().join("documentation"), &root.join("documentation"));
+    copy_tree(
+        &repo_root().join("documentation"),
+        &root.join("documentation"),
+    );
     let config = std::fs::read_to_string(repo_root().join("onboard.yaml")).unwrap();
     let rest = config
         .split_once("\npaths:")
@@ -261,8 +264,8 @@ fn onboard_end_to_end(case: &Case) {
     let started = Instant::now();
     let out = onboard(dir.path(), &hub, &[case.model]).output().unwrap();
     assert_success(&out, case.model);
-    let log = String::from_utf8_lossy(&out.stdout).into_owned()
-        + &String::from_utf8_lossy(&out.stderr);
+    let log =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     assert!(
         log.contains(&format!(
             "engine: llama-cpp — the first that can run {} here",

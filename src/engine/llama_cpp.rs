@@ -92,6 +92,8 @@ pub mod worker {
         partial: String,
         /// A continuation (`GGML_LOG_LEVEL_CONT`) keeps the level before it.
         level: u32,
+        /// `ONBOARD_LLAMA_LOG=1`: every line to stderr, as llama-server logs.
+        verbose: bool,
     }
 
     static LOG: Mutex<Option<LogState>> = Mutex::new(None);
@@ -120,7 +122,7 @@ pub mod worker {
             let line: String = state.partial.drain(..=end).collect();
             let line = line.trim_end();
             state.buffers.observe(line);
-            if level == LEVEL_WARN || level == LEVEL_ERROR {
+            if state.verbose || level == LEVEL_WARN || level == LEVEL_ERROR {
                 eprintln!("llama.cpp: {line}");
                 if level == LEVEL_ERROR {
                     state.errors.push(line.to_string());
@@ -133,7 +135,10 @@ pub mod worker {
 
     fn install_log() {
         if let Ok(mut guard) = LOG.lock() {
-            *guard = Some(LogState::default());
+            *guard = Some(LogState {
+                verbose: std::env::var_os("ONBOARD_LLAMA_LOG").is_some_and(|v| v == "1"),
+                ..LogState::default()
+            });
         }
         // SAFETY: `on_log` matches ggml_log_callback and lives for the process.
         unsafe { llama_cpp_sys_2::llama_log_set(Some(on_log), std::ptr::null_mut()) };
@@ -218,7 +223,10 @@ pub mod worker {
             }
         };
         let trained = u64::from(model.n_ctx_train());
-        let n_ctx = opts.context.unwrap_or(trained).clamp(16, u64::from(u32::MAX));
+        let n_ctx = opts
+            .context
+            .unwrap_or(trained)
+            .clamp(16, u64::from(u32::MAX));
         let threads = opts
             .threads
             .or_else(|| std::thread::available_parallelism().ok().map(|n| n.get()))
@@ -229,7 +237,9 @@ pub mod worker {
             .with_n_batch(2048)
             .with_n_ubatch(512)
             .with_n_threads(threads)
-            .with_n_threads_batch(threads);
+            .with_n_threads_batch(threads)
+            // llama.cpp's own perf counters are the figures reported.
+            .with_no_perf(false);
         let mut ctx = match model.new_context(&backend, ctx_params) {
             Ok(c) => c,
             Err(e) => {

@@ -63,6 +63,18 @@ impl RunConfig {
         }
     }
 
+    /// The llama.cpp onboard embeds (llama-cpp-sys-2 0.1.161) at a context:
+    /// as [`RunConfig::server`], but its graph reserve keeps logits for a whole
+    /// micro-batch (`n_outputs_max` defaults to the batch), so the output
+    /// phase of the compute buffer holds `n_vocab × n_ubatch` values.
+    pub fn embedded_llama_cpp(n_ctx: u64) -> RunConfig {
+        let server = RunConfig::server(n_ctx);
+        RunConfig {
+            n_outputs: server.n_ubatch,
+            ..server
+        }
+    }
+
     pub fn with_cache_type(mut self, ty: GgmlType) -> RunConfig {
         self.cache_type_k = ty;
         self.cache_type_v = ty;
@@ -267,7 +279,7 @@ pub struct Buffers {
     pub kv_cache: u64,
     pub recurrent: u64,
     pub compute: u64,
-    /// Logits for the kept output rows (`n_vocab × n_outputs` f32).
+    /// Logits kept between calls: one row per sequence (`n_vocab × n_seq` f32).
     pub output: u64,
 }
 
@@ -280,7 +292,7 @@ pub fn single_backend(f: &ModelFacts, cfg: &RunConfig) -> Option<Buffers> {
         compute: compute_buffer_bytes(f, cfg),
         output: f
             .vocab_size?
-            .saturating_mul(cfg.n_outputs.max(1))
+            .saturating_mul(cfg.n_seq.max(1))
             .saturating_mul(4),
     })
 }

@@ -276,14 +276,17 @@ impl Task for ContextTest {
     }
 }
 
-/// What `evaluate`'s memory model predicts the engine allocates at
-/// `context` (on one backend): only llama.cpp reports its buffers to hold it
-/// against.
+/// What `evaluate`'s memory model predicts the embedded llama.cpp allocates
+/// at `context` (on one backend). mistral.rs reports no buffers and
+/// allocates otherwise.
 fn predict(model: &ProfileModel, chosen: &Chosen, context: u64) -> Option<Buffers> {
     if *chosen == Chosen::Mistralrs {
         return None;
     }
-    memory::single_backend(model.facts.as_ref()?, &RunConfig::server(context))
+    memory::single_backend(
+        model.facts.as_ref()?,
+        &RunConfig::embedded_llama_cpp(context),
+    )
 }
 
 /// Refuses, before loading, a context whose predicted buffers (weights, KV

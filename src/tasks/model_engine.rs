@@ -145,7 +145,10 @@ pub fn choose(
 ) -> Result<Chosen, TaskError> {
     let order = engine_order(ctx);
     let explicit_order = order.is_some();
-    let candidates = candidates(choice, order.as_deref().unwrap_or(&EngineKind::DEFAULT_ORDER));
+    let candidates = candidates(
+        choice,
+        order.as_deref().unwrap_or(&EngineKind::DEFAULT_ORDER),
+    );
     let mut refused: Vec<String> = Vec::new();
     for kind in candidates.iter().copied() {
         match check(kind, model, cpu, ctx) {
@@ -173,7 +176,9 @@ pub fn choose(
         }
     }
     let message = match refused.as_slice() {
-        [one] => one.split_once(": ").map_or(one.clone(), |(_, r)| r.to_string()),
+        [one] => one
+            .split_once(": ")
+            .map_or(one.clone(), |(_, r)| r.to_string()),
         all => format!(
             "no engine can run {} ({}) here:\n  {}",
             model.gguf.display(),
@@ -259,8 +264,7 @@ impl Running {
                 } else {
                     WorkerEngine::LlamaCpp
                 };
-                let mut opts =
-                    WorkerOptions::new(engine, &model.gguf).map_err(engine_failure)?;
+                let mut opts = WorkerOptions::new(engine, &model.gguf).map_err(engine_failure)?;
                 opts.cpu = cpu;
                 opts.load_timeout = limits.load;
                 opts.request_timeout = limits.request;

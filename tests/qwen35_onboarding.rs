@@ -31,6 +31,8 @@ struct Case {
     card: &'static str,
     write: fn(&Path, &Path) -> u64,
     architecture: &'static str,
+    /// The flags of the manifest's `samplers.use` mode (Qwen3.5 model card).
+    samplers: &'static [&'static str],
 }
 
 const MOE: Case = Case {
@@ -41,6 +43,14 @@ const MOE: Case = Case {
     card: "Qwen3.5-35B-A3B.md",
     write: tiny_qwen35::write_tiny_qwen35moe,
     architecture: "qwen35moe",
+    // thinking-general
+    samplers: &[
+        "--temp 1 ",
+        "--top-p 0.95",
+        "--top-k 20",
+        "--min-p 0",
+        "--presence-penalty 1.5",
+    ],
 };
 
 const DENSE: Case = Case {
@@ -51,6 +61,14 @@ const DENSE: Case = Case {
     card: "Qwen3.5-27B.md",
     write: tiny_qwen35::write_tiny_qwen35,
     architecture: "qwen35",
+    // thinking-coding
+    samplers: &[
+        "--temp 0.6",
+        "--top-p 0.95",
+        "--top-k 20",
+        "--min-p 0",
+        "--presence-penalty 0",
+    ],
 };
 
 struct Hub {
@@ -198,14 +216,7 @@ fn assert_onboarded(root: &Path, case: &Case) {
     let production = section(&conf, case.profile);
     assert!(production.contains("--no-context-shift"), "{production}");
     assert!(production.contains("--jinja"), "{production}");
-    // The manifest's thinking-general samplers (Qwen3.5 model card).
-    for flag in [
-        "--temp 1 ",
-        "--top-p 0.95",
-        "--top-k 20",
-        "--min-p 0",
-        "--presence-penalty 1.5",
-    ] {
+    for flag in case.samplers {
         assert!(production.contains(flag), "{flag} in {production}");
     }
     assert!(

@@ -284,9 +284,23 @@ pub struct Buffers {
 }
 
 /// [`Buffers`] for `cfg`; `None` where a part cannot be known from the header.
-pub fn single_backend(f: &ModelFacts, cfg: &RunConfig) -> Option<Buffers> {
+/// `cpu_repack`: the backend is a CPU whose llama.cpp repacks Q4_0 and Q4_K
+/// matrices for its matmul kernels (x86 with AVX2): an output layer tied to
+/// the embedding then gets a repacked copy of it, since the embedding itself
+/// stays in the mapped file for its row lookups.
+pub fn single_backend(f: &ModelFacts, cfg: &RunConfig, cpu_repack: bool) -> Option<Buffers> {
+    let tied_copy = if cpu_repack && f.output_tied() {
+        f.tensors
+            .iter()
+            .find(|t| t.name == "token_embd.weight")
+            .filter(|t| matches!(t.ty, GgmlType::Q4_0 | GgmlType::Q4_K))
+            .and_then(|t| t.bytes)
+            .unwrap_or(0)
+    } else {
+        0
+    };
     Some(Buffers {
-        weights: f.total_bytes,
+        weights: f.total_bytes.saturating_add(tied_copy),
         kv_cache: *kv_cache_bytes_for(f, cfg).value()?,
         recurrent: *recurrent_state_bytes(f, cfg.n_seq).value()?,
         compute: compute_buffer_bytes(f, cfg),

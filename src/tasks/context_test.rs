@@ -237,7 +237,7 @@ impl Task for ContextTest {
         let measured = tokio::task::spawn_blocking(move || {
             let ctx = log_ctx;
             let chosen = model_engine::choose(engine_choice, &model, cpu, &ctx)?;
-            let predicted = predict(&model, &chosen, wanted);
+            let predicted = predict(&model, &chosen, wanted, cpu);
             if chosen.is_embedded() && cpu {
                 fits_in_ram(&model.gguf, mem_available_bytes())?;
                 if let Some(p) = &predicted {
@@ -279,7 +279,7 @@ impl Task for ContextTest {
 /// What `evaluate`'s memory model predicts the embedded llama.cpp allocates
 /// at `context` (on one backend). mistral.rs reports no buffers and
 /// allocates otherwise.
-fn predict(model: &ProfileModel, chosen: &Chosen, context: u64) -> Option<Buffers> {
+fn predict(model: &ProfileModel, chosen: &Chosen, context: u64, cpu: bool) -> Option<Buffers> {
     if *chosen == Chosen::Mistralrs {
         return None;
     }

@@ -114,6 +114,9 @@ pub struct SandboxConfig {
     /// Also disable destructive functions inside Python (as EvalPlus does).
     /// Tests turn it off to show that the operating system contains the code.
     pub python_guard: bool,
+    /// The run's stop signal: a run in progress is killed and reported as
+    /// [`SandboxError::Interrupted`] (never as a verdict on the code).
+    pub cancel: crate::cancel::Cancel,
 }
 
 impl SandboxConfig {
@@ -125,6 +128,7 @@ impl SandboxConfig {
             parallel: parallel.max(1),
             uid_base: DEFAULT_UID_BASE,
             python_guard: true,
+            cancel: crate::cancel::Cancel::default(),
         }
     }
 }
@@ -162,6 +166,8 @@ pub enum SandboxError {
     Python { python: PathBuf, detail: String },
     #[error("the sandbox harness gave no verdict: {0}")]
     Harness(String),
+    #[error("interrupted (Ctrl-C or SIGTERM)")]
+    Interrupted,
 }
 
 /// How one test phase ended.
@@ -461,13 +467,14 @@ impl Sandbox {
         });
         let deadline = start + Duration::from_secs_f64(wall.max(0.1));
         let mut timed_out = false;
+        let cancel = &self.config.cancel;
         let status = loop {
             match child.try_wait() {
                 Ok(Some(status)) => break Some(status),
                 Ok(None) => {}
                 Err(_) => break None,
             }
-            if Instant::now() >= deadline {
+            if Instant::now() >= deadline || cancel.is_cancelled() {
                 timed_out = true;
                 // SAFETY: kill has no memory preconditions; -pid is the run's
                 // process group (setsid in the child).
@@ -483,6 +490,9 @@ impl Sandbox {
         let [out, err] = readers;
         let stdout = out.join().unwrap_or_default();
         let stderr = err.join().unwrap_or_default();
+        if cancel.is_cancelled() {
+            return Err(SandboxError::Interrupted);
+        }
         Ok(RunOutput {
             stdout,
             stderr,

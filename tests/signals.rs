@@ -280,3 +280,79 @@ fn a_second_ctrl_c_exits_at_once() {
     );
     assert_eq!(record(&ws, "download")["status"], "interrupted");
 }
+
+#[path = "support/smollm2.rs"]
+mod smollm2;
+
+/// Live processes whose parent is `ppid`, with their command lines.
+fn children_of(ppid: u32) -> Vec<(u32, String)> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        let Some((_, rest)) = stat.rsplit_once(") ") else {
+            continue;
+        };
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        if fields.len() > 1 && fields[0] != "Z" && fields[1] == ppid.to_string() {
+            let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+            found.push((pid, String::from_utf8_lossy(&cmdline).replace('\0', " ")));
+        }
+    }
+    found
+}
+
+/// A context test loading SmolLM2 into llama.cpp's own server (PyPI
+/// xllamacpp): Ctrl-C while the server runs, and the server is gone.
+#[test]
+fn ctrl_c_during_a_context_test_stops_the_llama_server() {
+    let shim = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/llama-server-xllamacpp");
+    let ws = TestWorkspace::new(
+        "name: add-model\nsteps:\n  - id: context_test\n    uses: context-test\n    with:\n      profile: tiny\n      engine: llama-server\n      context: 8192\n      generate: 2048\n",
+    );
+    let gguf = smollm2::smollm2_gguf();
+    let dest = ws.path("models/Test/smollm2.gguf");
+    std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
+    if std::fs::hard_link(&gguf, &dest).is_err() {
+        std::fs::copy(&gguf, &dest).unwrap();
+    }
+    ws.write(
+        "models.conf",
+        "[tiny]\nMODEL=Test/smollm2.gguf\nCTX_SIZE=8192\nFLAGS=--jinja -np 1\n",
+    );
+    ws.write(
+        "onboard.yaml",
+        &format!("engines:\n  llama_server: {}\n", shim.display()),
+    );
+    let mut child = ws
+        .command(&["run", "tiny", "--json"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let onboard = child.id();
+    let mut server = None;
+    wait_for("llama-server to start", Duration::from_secs(60), || {
+        server = children_of(onboard)
+            .into_iter()
+            .find(|(_, cmd)| cmd.contains("llama_server_xllamacpp"))
+            .map(|(pid, _)| pid);
+        server.is_some()
+    });
+    let server = server.unwrap();
+    signal(&child, libc::SIGINT);
+    assert_eq!(exit_code(&mut child, Duration::from_secs(20)), 130);
+    wait_for("llama-server to exit", Duration::from_secs(10), || {
+        !alive(server)
+    });
+    assert_eq!(record(&ws, "context_test")["status"], "interrupted");
+    assert_eq!(leftovers(ws.root()), Vec::<String>::new());
+    assert!(
+        !ws.read("models.conf").contains("SPEED"),
+        "an interrupted measurement writes no speed"
+    );
+}

@@ -1,7 +1,7 @@
 //! llama-server as an engine: started from a profile's launch command on a
 //! free loopback port, ready when `/health` answers 200, measured with
-//! llama.cpp's own `timings`, and always stopped (drop, timeout, or the
-//! parent dying: the child gets SIGTERM through PDEATHSIG).
+//! llama.cpp's own `timings`, and always stopped (drop, timeout: SIGTERM,
+//! then SIGKILL; the parent dying: SIGKILL through PDEATHSIG).
 
 use super::launch::Launch;
 use super::{ChatRequest, ChatResponse, Engine, EngineError};
@@ -97,11 +97,15 @@ impl LlamaServer {
         #[cfg(target_os = "linux")]
         {
             use std::os::unix::process::CommandExt;
+            // SIGKILL, not SIGTERM: when onboard dies (a crash, a kill, or a
+            // Ctrl-C with a request in flight) nobody is left to escalate,
+            // and a server may hold SIGTERM back while it loads (the
+            // xllamacpp shim does).
             // SAFETY: prctl is async-signal-safe; it only sets this child's
             // parent-death signal.
             unsafe {
                 cmd.pre_exec(|| {
-                    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+                    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
                     Ok(())
                 });
             }

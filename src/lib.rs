@@ -6,6 +6,7 @@
 //! files.
 pub mod atomic;
 pub mod bench;
+pub mod cancel;
 pub mod cli;
 pub mod crashpoint;
 pub mod digest;

@@ -241,3 +241,75 @@ fn a_correct_solution_still_passes_with_every_limit_in_place() {
         .unwrap();
     assert_eq!(v.base.status, Status::Pass, "{v:?}");
 }
+
+/// What the PID namespace, the empty environment and the mount namespace
+/// hide, seen from inside: the payload is PID 1 and sees no other process,
+/// no process's environment or command line holds the token, the host's
+/// `~/.bashrc` is not writable, and what it leaves running dies with it.
+#[test]
+fn the_payload_sees_no_token_and_no_host_process_and_leaves_nothing_behind() {
+    const CANARY: &str = "hf_SandboxCanary0123456789abcdef";
+    // The parent has the token, as a real run would.
+    std::env::set_var("HF_TOKEN", CANARY);
+    let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
+    let bashrc = Path::new(&home).join(".bashrc");
+    let before = std::fs::read(&bashrc).ok();
+    // Put together at run time: the payload's own command line must not
+    // hold the token for the search to mean anything.
+    let (head, tail) = CANARY.split_at(10);
+    let payload = format!(
+        r#"import os, json, time
+canary = '{head}' + '{tail}'
+pids = sorted(int(p) for p in os.listdir('/proc') if p.isdigit())
+leaks = []
+for p in pids:
+    for f in ('environ', 'cmdline'):
+        try:
+            if canary.encode() in open('/proc/%d/%s' % (p, f), 'rb').read():
+                leaks.append('%d/%s' % (p, f))
+        except OSError:
+            pass
+leaks += [k for k, v in os.environ.items() if canary in v]
+try:
+    open('{bashrc}', 'a').write('pwned')
+    wrote = True
+except OSError:
+    wrote = False
+if os.fork() == 0:
+    os.setsid()
+    time.sleep(600)
+for _ in range(4):
+    if os.fork() == 0:
+        time.sleep(600)
+print(json.dumps({{'pid': os.getpid(), 'pids': pids, 'leaks': leaks, 'wrote': wrote, 'env': sorted(os.environ)}}))
+"#,
+        bashrc = bashrc.display()
+    );
+    let mut config = SandboxConfig::new(1);
+    config.python_guard = false;
+    let sandbox = Sandbox::new(config).unwrap();
+    let uid = sandbox.uids()[0];
+    let out = sandbox.run(&["-c", &payload], b"", 30.0).unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let report: serde_json::Value = serde_json::from_str(text.trim())
+        .unwrap_or_else(|e| panic!("{e}: {text} / {}", String::from_utf8_lossy(&out.stderr)));
+    assert_eq!(report["pid"], 1, "{report}");
+    assert_eq!(report["pids"], serde_json::json!([1]), "{report}");
+    assert_eq!(report["leaks"], serde_json::json!([]), "{report}");
+    assert_eq!(report["wrote"], false, "{report}");
+    assert!(!report["env"].to_string().contains("HF_"), "{report}");
+    assert_eq!(
+        std::fs::read(&bashrc).ok(),
+        before,
+        "the host's ~/.bashrc changed"
+    );
+    // The daemon and the children died with the payload.
+    let leftovers = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "ps -eo uid=,stat= | awk '$1 == {uid} && $2 !~ /^Z/' | wc -l"
+        ))
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&leftovers.stdout).trim(), "0");
+}

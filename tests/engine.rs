@@ -117,13 +117,25 @@ fn a_timeout_kills_the_step_and_its_children() {
             .contains("timed out after 0.3s"),
         "{finished}"
     );
-    let pid = ws.read("child.pid").trim().to_string();
-    std::thread::sleep(Duration::from_millis(200));
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    assert!(
-        stat.is_empty() || stat.contains(") Z "),
-        "grandchild {pid} survived the timeout: {stat}"
-    );
+    // A pid must have been written: a missing file must not pass.
+    let text = ws.read("child.pid");
+    let pid: u32 = text
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("child.pid holds no pid: {text:?}"));
+    // Gone (or a zombie awaiting its reaper) within a generous bound.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        if stat.is_empty() || stat.contains(") Z ") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "grandchild {pid} survived the timeout: {stat}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 #[test]

@@ -36,6 +36,8 @@ pub enum BenchError {
         #[source]
         source: SandboxError,
     },
+    #[error("interrupted (Ctrl-C or SIGTERM); finished tasks are kept")]
+    Interrupted,
 }
 
 /// What one benchmark run is about.
@@ -159,7 +161,7 @@ pub fn run(
             });
         }
         for (index, problem) in todo.iter().enumerate() {
-            if stop.load(Ordering::SeqCst) {
+            if stop.load(Ordering::SeqCst) || sandbox.config().cancel.is_cancelled() {
                 break;
             }
             let request = prompt::request(&problem.prompt, options.max_tokens);
@@ -189,6 +191,10 @@ pub fn run(
         }
         drop(tx);
     });
+    if sandbox.config().cancel.is_cancelled() {
+        // No summary from a partial run; the records written stay.
+        return Err(BenchError::Interrupted);
+    }
     let records = records.into_inner().unwrap_or_else(|p| p.into_inner());
     let (completed, passed_base, passed_plus) = score::pass_counts(&records, &ids);
     let plus_dataset = dataset.label == super::dataset::LABEL_PLUS;

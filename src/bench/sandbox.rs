@@ -2,7 +2,9 @@
 //!
 //! Each run is a `python3 -I` child that, before it executes anything:
 //! - leaves the host's network (a new network namespace: no interface is up,
-//!   not even loopback), mounts and IPC (new namespaces);
+//!   not even loopback), mounts and IPC (new namespaces), and its processes
+//!   (a new PID namespace with its own `/proc`: the code is PID 1 and sees
+//!   no host process; when it ends, the kernel kills everything it started);
 //! - gets a fresh, size-limited tmpfs as `/tmp` (also bound over `/var/tmp`,
 //!   `/dev/shm`, `/run/lock`, the world-writable places), owned by the run's
 //!   user, which is its working directory, `HOME` and `TMPDIR`;
@@ -12,9 +14,12 @@
 //!   `no_new_privs`, so nothing outside its tmpfs is writable;
 //! - starts with an empty environment except `PATH`, `HOME`, `TMPDIR`, `LANG`.
 //!
-//! The parent enforces a wall-clock limit, then kills every process of the
-//! slot's uid (`kill(-1)` from a child running as that uid), so a fork bomb
-//! or a daemonised child cannot outlive the run. If namespaces or the uid
+//! A PID namespace needs a process outside it to start its first one, so
+//! the child onboard spawns forks once more and only waits, mirroring the
+//! code's exit. The parent enforces a wall-clock limit by killing both; the
+//! namespace takes every process the code started with it (a fork bomb, a
+//! daemon). The sweep of the slot's uid (`kill(-1)` as that uid) stays as a
+//! second line. If namespaces or the uid
 //! switch are unavailable the sandbox refuses; it never runs code unconfined.
 //!
 //! The harness (`harness.py`, embedded) is passed with `-c`; the problem and
@@ -114,6 +119,9 @@ pub struct SandboxConfig {
     /// Also disable destructive functions inside Python (as EvalPlus does).
     /// Tests turn it off to show that the operating system contains the code.
     pub python_guard: bool,
+    /// The run's stop signal: a run in progress is killed and reported as
+    /// [`SandboxError::Interrupted`] (never as a verdict on the code).
+    pub cancel: crate::cancel::Cancel,
 }
 
 impl SandboxConfig {
@@ -125,6 +133,7 @@ impl SandboxConfig {
             parallel: parallel.max(1),
             uid_base: DEFAULT_UID_BASE,
             python_guard: true,
+            cancel: crate::cancel::Cancel::default(),
         }
     }
 }
@@ -162,6 +171,8 @@ pub enum SandboxError {
     Python { python: PathBuf, detail: String },
     #[error("the sandbox harness gave no verdict: {0}")]
     Harness(String),
+    #[error("interrupted (Ctrl-C or SIGTERM)")]
+    Interrupted,
 }
 
 /// How one test phase ended.
@@ -461,13 +472,14 @@ impl Sandbox {
         });
         let deadline = start + Duration::from_secs_f64(wall.max(0.1));
         let mut timed_out = false;
+        let cancel = &self.config.cancel;
         let status = loop {
             match child.try_wait() {
                 Ok(Some(status)) => break Some(status),
                 Ok(None) => {}
                 Err(_) => break None,
             }
-            if Instant::now() >= deadline {
+            if Instant::now() >= deadline || cancel.is_cancelled() {
                 timed_out = true;
                 // SAFETY: kill has no memory preconditions; -pid is the run's
                 // process group (setsid in the child).
@@ -483,6 +495,9 @@ impl Sandbox {
         let [out, err] = readers;
         let stdout = out.join().unwrap_or_default();
         let stderr = err.join().unwrap_or_default();
+        if cancel.is_cancelled() {
+            return Err(SandboxError::Interrupted);
+        }
         Ok(RunOutput {
             stdout,
             stderr,
@@ -537,6 +552,8 @@ struct Setup {
     /// Other world-writable places that exist here.
     cover: Vec<CString>,
     root: CString,
+    proc_fs: CString,
+    proc_dir: CString,
     limits: Vec<(libc::__rlimit_resource_t, u64)>,
 }
 
@@ -562,6 +579,8 @@ impl Setup {
             tmp: c("/tmp")?,
             cover,
             root: c("/")?,
+            proc_fs: c("proc")?,
+            proc_dir: c("/proc")?,
             limits: vec![
                 (libc::RLIMIT_AS, limits.memory_bytes),
                 (libc::RLIMIT_DATA, limits.memory_bytes),
@@ -590,8 +609,22 @@ impl Setup {
         unsafe {
             check(libc::setsid())?;
             check(libc::unshare(
-                libc::CLONE_NEWNET | libc::CLONE_NEWNS | libc::CLONE_NEWIPC | libc::CLONE_NEWUTS,
+                libc::CLONE_NEWNET
+                    | libc::CLONE_NEWNS
+                    | libc::CLONE_NEWIPC
+                    | libc::CLONE_NEWUTS
+                    | libc::CLONE_NEWPID,
             ))?;
+            // This process stays outside the new PID namespace: its child
+            // is the namespace's init and runs the code.
+            check(libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0))?;
+            let init = libc::fork();
+            if init < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            if init > 0 {
+                wait_and_mirror(init);
+            }
             check(libc::mount(
                 null,
                 self.root.as_ptr(),
@@ -615,6 +648,15 @@ impl Setup {
                     std::ptr::null(),
                 ))?;
             }
+            // A /proc of the new namespace: no host process, no host
+            // process's environment or command line.
+            check(libc::mount(
+                self.proc_fs.as_ptr(),
+                self.proc_dir.as_ptr(),
+                self.proc_fs.as_ptr(),
+                libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+                std::ptr::null(),
+            ))?;
             check(libc::chdir(self.tmp.as_ptr()))?;
             for &(resource, value) in &self.limits {
                 let lim = libc::rlimit {
@@ -639,6 +681,45 @@ impl Setup {
         }
         Ok(())
     }
+}
+
+/// The process between onboard and the sandbox's PID namespace: waits for
+/// the namespace's init and ends the same way, so onboard sees the code's
+/// exit status or signal. Runs between fork and exec: raw calls only.
+///
+/// # Safety
+/// Only in a freshly forked child; never returns.
+unsafe fn wait_and_mirror(init: libc::pid_t) -> ! {
+    // Keep stdin/stdout/stderr (the pipes close when this exits); close the
+    // rest, above all the spawn's error pipe, or `spawn` would wait for this
+    // process to end before reporting the code's exec.
+    if libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32) != 0 {
+        for fd in 3..4096 {
+            libc::close(fd);
+        }
+    }
+    let no_core = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    libc::setrlimit(libc::RLIMIT_CORE, &no_core);
+    let mut status = 0;
+    loop {
+        let r = libc::waitpid(init, &mut status, 0);
+        if r == init {
+            break;
+        }
+        if r < 0 && *libc::__errno_location() != libc::EINTR {
+            libc::_exit(127);
+        }
+    }
+    if libc::WIFEXITED(status) {
+        libc::_exit(libc::WEXITSTATUS(status));
+    }
+    let sig = libc::WTERMSIG(status);
+    libc::signal(sig, libc::SIG_DFL);
+    libc::kill(libc::getpid(), sig);
+    libc::_exit(128 + sig)
 }
 
 /// Kills every process running as `uid` (the slot's leftovers: background

@@ -214,6 +214,7 @@ pub fn status(dir: &Path, args: &StatusArgs) -> i32 {
                         (_, true) => "interrupted",
                         (None, _) => "never_run",
                         (Some(r), _) if r.status == RecordStatus::Done => "done",
+                        (Some(r), _) if r.status == RecordStatus::Interrupted => "interrupted",
                         _ => "failed",
                     },
                     "finished_at": rec.as_ref().map(|r| &r.finished_at),
@@ -237,10 +238,10 @@ pub fn status(dir: &Path, args: &StatusArgs) -> i32 {
             (_, true) => "interrupted (a run stopped during this step)".to_string(),
             (None, _) => "never run".to_string(),
             (Some(r), _) => {
-                let what = if r.status == RecordStatus::Done {
-                    "done"
-                } else {
-                    "failed"
+                let what = match r.status {
+                    RecordStatus::Done => "done",
+                    RecordStatus::Failed => "failed",
+                    RecordStatus::Interrupted => "interrupted",
                 };
                 let mut s = format!(
                     "{what} {} ({:.1}s, {} attempt(s))",

@@ -3,6 +3,7 @@
 use super::load;
 use super::plan::planner;
 use super::{error, SelectionArgs, EXIT_FAILED, EXIT_OK, EXIT_USAGE};
+use crate::cancel::{self, Cancel};
 use crate::hub::{progress, Throttle, TransferProgress, TtyProgress};
 use crate::secrets;
 use crate::workflow::duration;
@@ -69,10 +70,30 @@ pub fn execute(dir: &Path, args: &RunArgs) -> i32 {
             return EXIT_FAILED;
         }
     };
+    let cancel = Cancel::new();
+    if let Err(e) = listen_for_signals(cancel.clone()) {
+        error(&format!("cannot install the signal handlers: {e}"));
+        return EXIT_FAILED;
+    }
     let dag = Dag::new(&loaded.workflow);
     let planner = planner(&loaded, &dag);
-    let result = runtime.block_on(run::run(&planner, &args.selection.selection(), jobs, sink));
+    let result = runtime.block_on(run::run_until(
+        &planner,
+        &args.selection.selection(),
+        jobs,
+        sink,
+        cancel.clone(),
+    ));
     console.finish();
+    // Blocking work (a download, the sandbox) polls the token and stops
+    // within a fraction of a second; an engine request in flight does not,
+    // and the engines die with this process (parent-death signal).
+    runtime.shutdown_timeout(SHUTDOWN_GRACE);
+    if let Some(sig) = cancel.signal() {
+        cancel::kill_groups();
+        let _ = crate::atomic::sweep_temporaries(&loaded.store.dir().join("steps"));
+        return cancel::exit_code(sig);
+    }
     match result {
         Ok(summary) if summary.ok => EXIT_OK,
         Ok(_) => EXIT_FAILED,
@@ -85,6 +106,51 @@ pub fn execute(dir: &Path, args: &RunArgs) -> i32 {
             EXIT_FAILED
         }
     }
+}
+
+/// How long blocking work gets to notice a signal before the process exits.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
+
+/// First SIGINT/SIGTERM: cancel the run (the runner records the running
+/// steps as interrupted). Second: kill the registered process groups and
+/// exit at once. Installed before the run starts, so no signal falls back
+/// to the default action (which would skip all clean-up), and on a thread
+/// and runtime of its own, so it still answers while the run's runtime
+/// shuts down.
+fn listen_for_signals(cancel: Cancel) -> std::io::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let (mut int, mut term) = {
+        let _in_runtime = runtime.enter();
+        (
+            signal(SignalKind::interrupt())?,
+            signal(SignalKind::terminate())?,
+        )
+    };
+    std::thread::Builder::new()
+        .name("onboard-signals".into())
+        .spawn(move || {
+            runtime.block_on(async move {
+                loop {
+                    let sig = tokio::select! {
+                        Some(()) = int.recv() => libc::SIGINT,
+                        Some(()) = term.recv() => libc::SIGTERM,
+                        else => return,
+                    };
+                    let name = cancel::signal_name(sig);
+                    if cancel.is_cancelled() {
+                        cancel::kill_groups();
+                        eprintln!("{name} again: exiting at once");
+                        std::process::exit(cancel::exit_code(sig));
+                    }
+                    eprintln!("{name}: stopping the running steps (again to exit at once)");
+                    cancel.cancel(sig);
+                }
+            })
+        })?;
+    Ok(())
 }
 
 /// Environment variable: how often byte counts are printed as plain lines
@@ -284,13 +350,20 @@ fn print_human(event: &Event) {
             failed,
             blocked,
             duration_ms,
+            interrupted,
         } => {
-            let verdict = if *ok { "finished" } else { "stopped" };
+            let verdict = match interrupted {
+                Some(sig) => format!("interrupted by {sig}"),
+                None if *ok => "finished".to_string(),
+                None => "stopped".to_string(),
+            };
             let mut s = format!(
                 "{verdict} in {}: {ran} ran, {skipped} skipped, {failed} failed, {blocked} blocked",
                 ms(*duration_ms)
             );
-            if !ok {
+            if interrupted.is_some() {
+                s.push_str("\nrun the same command again to resume: finished steps are kept");
+            } else if !ok {
                 s.push_str(
                     "\nfix the cause and run the same command again: finished steps are kept",
                 );

@@ -1,7 +1,7 @@
 //! llama-server as an engine: started from a profile's launch command on a
 //! free loopback port, ready when `/health` answers 200, measured with
-//! llama.cpp's own `timings`, and always stopped (drop, timeout, or the
-//! parent dying: the child gets SIGTERM through PDEATHSIG).
+//! llama.cpp's own `timings`, and always stopped (drop, timeout: SIGTERM,
+//! then SIGKILL; the parent dying: SIGKILL through PDEATHSIG).
 
 use super::launch::Launch;
 use super::{ChatRequest, ChatResponse, Engine, EngineError};
@@ -58,6 +58,8 @@ pub struct LlamaServer {
     log: Arc<Mutex<LogWatch>>,
     agent: ureq::Agent,
     program: String,
+    /// The threads reading its stdout and stderr.
+    watchers: Vec<std::thread::JoinHandle<()>>,
 }
 
 fn free_port() -> Result<u16, EngineError> {
@@ -69,14 +71,17 @@ fn free_port() -> Result<u16, EngineError> {
         .map_err(|e| EngineError::Crashed(e.to_string()))
 }
 
-fn watch(stream: impl Read + Send + 'static, log: Arc<Mutex<LogWatch>>) {
+fn watch(
+    stream: impl Read + Send + 'static,
+    log: Arc<Mutex<LogWatch>>,
+) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
         for line in BufReader::new(stream).lines().map_while(Result::ok) {
             if let Ok(mut l) = log.lock() {
                 l.observe(&line);
             }
         }
-    });
+    })
 }
 
 impl LlamaServer {
@@ -97,11 +102,15 @@ impl LlamaServer {
         #[cfg(target_os = "linux")]
         {
             use std::os::unix::process::CommandExt;
+            // SIGKILL, not SIGTERM: when onboard dies (a crash, a kill, or a
+            // Ctrl-C with a request in flight) nobody is left to escalate,
+            // and a server may hold SIGTERM back while it loads (the
+            // xllamacpp shim does).
             // SAFETY: prctl is async-signal-safe; it only sets this child's
             // parent-death signal.
             unsafe {
                 cmd.pre_exec(|| {
-                    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+                    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
                     Ok(())
                 });
             }
@@ -113,11 +122,12 @@ impl LlamaServer {
             ))
         })?;
         let log = Arc::new(Mutex::new(LogWatch::default()));
+        let mut watchers = Vec::new();
         if let Some(out) = child.stdout.take() {
-            watch(out, log.clone());
+            watchers.push(watch(out, log.clone()));
         }
         if let Some(err) = child.stderr.take() {
-            watch(err, log.clone());
+            watchers.push(watch(err, log.clone()));
         }
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .timeout_global(Some(request_timeout))
@@ -130,10 +140,13 @@ impl LlamaServer {
             log,
             agent,
             program: launch.program.clone(),
+            watchers,
         };
         let deadline = Instant::now() + startup_timeout;
         loop {
             if let Ok(Some(status)) = server.child.try_wait() {
+                // Its last words (the reason) may still be in the pipes.
+                server.drain_output(Duration::from_secs(2));
                 return Err(server.failure(&format!("exited while loading ({status})")));
             }
             let health = server
@@ -159,6 +172,15 @@ impl LlamaServer {
 
     pub fn log(&self) -> LogWatch {
         self.log.lock().map(|l| l.clone()).unwrap_or_default()
+    }
+
+    /// Waits, at most `limit`, until the output threads have read to the
+    /// end (a child of the server may keep the pipes open longer).
+    fn drain_output(&self, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline && !self.watchers.iter().all(|w| w.is_finished()) {
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 
     fn failure(&self, what: &str) -> EngineError {

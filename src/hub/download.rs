@@ -84,6 +84,9 @@ pub struct DownloadOptions {
     pub verify_attempts: u32,
     /// Most bytes the hasher holds waiting for an earlier block.
     pub hash_buffer: usize,
+    /// The run's stop signal: workers stop after their current block and
+    /// the call returns [`HubError::Interrupted`], the part file resumable.
+    pub cancel: crate::cancel::Cancel,
 }
 
 impl Default for DownloadOptions {
@@ -101,6 +104,7 @@ impl Default for DownloadOptions {
             reuse_hf_cache: true,
             verify_attempts: 3,
             hash_buffer: 256 << 20,
+            cancel: crate::cancel::Cancel::default(),
         }
     }
 }
@@ -274,6 +278,9 @@ pub fn download_file(
 ) -> Result<Downloaded, HubError> {
     validate_repo_id(&req.repo)?;
     validate_repo_path(&req.file)?;
+    if opts.cancel.is_cancelled() {
+        return Err(HubError::Interrupted);
+    }
     let rel = req.dest_name.as_deref().unwrap_or(&req.file);
     let paths = Paths::new(&req.dest_dir, rel)?;
     let label = rel;
@@ -851,7 +858,7 @@ impl Shared<'_> {
     }
 
     fn aborted(&self) -> bool {
-        self.abort.load(Ordering::Acquire)
+        self.abort.load(Ordering::Acquire) || self.opts.cancel.is_cancelled()
     }
 
     /// Writes bytes that start at `offset`, skipping what the sidecar says
@@ -1321,6 +1328,10 @@ fn fetch(
             hash.join()
         });
         fetched_total += shared.fetched.load(Ordering::Relaxed);
+        if opts.cancel.is_cancelled() {
+            // Before anything else: a stopped pass hashed only part of the file.
+            return Err(HubError::Interrupted);
+        }
         if let Some(e) = shared.error.lock().ok().and_then(|mut e| e.take()) {
             return Err(e);
         }

@@ -32,6 +32,9 @@ pub enum HubError {
     #[error("HF_HUB_OFFLINE is set and {what} is not available locally (neither verified in place nor in the HF cache)")]
     Offline { what: String },
 
+    #[error("interrupted (Ctrl-C or SIGTERM); the bytes already downloaded are kept")]
+    Interrupted,
+
     #[error("cannot reach the Hub at {endpoint}: {detail}")]
     Network { endpoint: String, detail: String },
 

@@ -188,6 +188,7 @@ pub fn benchmark_with(
     workspace: &Path,
     model: &str,
     profile_settings: Option<String>,
+    cancel: &crate::cancel::Cancel,
     log: &(dyn Fn(&str) + Sync),
 ) -> Result<BenchmarkOutputs, TaskError> {
     let explicit = dataset_path(workspace, params);
@@ -202,8 +203,9 @@ pub fn benchmark_with(
         dataset.problems.len(),
         dataset.source.display()
     ));
-    let sandbox =
-        Sandbox::new(sandbox_config(params)).map_err(|e| to_task_error(BenchError::Sandbox(e)))?;
+    let mut config = sandbox_config(params);
+    config.cancel = cancel.clone();
+    let sandbox = Sandbox::new(config).map_err(|e| to_task_error(BenchError::Sandbox(e)))?;
     let results = crate::workspace::resolve_inside(workspace, &params.results_dir)
         .map_err(TaskError::Params)?;
     let options = BenchOptions {
@@ -310,7 +312,15 @@ impl Task for Benchmark {
                     OpenAiEngine::new(&endpoint, params.served_model.clone(), request_timeout)
                         .named(&params.endpoint_engine);
                 let log = |line: &str| log(line);
-                benchmark_with(&engine, &params, &ctx.workspace, &ctx.model, settings, &log)
+                benchmark_with(
+                    &engine,
+                    &params,
+                    &ctx.workspace,
+                    &ctx.model,
+                    settings,
+                    &ctx.cancel,
+                    &log,
+                )
             })
             .await
             .map_err(|e| TaskError::failed(format!("the benchmark thread failed: {e}")))?;
@@ -348,6 +358,7 @@ impl Task for Benchmark {
                 &ctx.workspace,
                 &ctx.model,
                 settings,
+                &ctx.cancel,
                 &line,
             );
             match engine.into_start_error() {

@@ -159,6 +159,11 @@ impl Task for Command {
             }
         })?;
         let group = child.id();
+        if let Some(pgid) = group.and_then(|p| i32::try_from(p).ok()) {
+            // A second Ctrl-C exits without running destructors: the group
+            // must be known to the exit path too.
+            crate::cancel::register_group(pgid);
+        }
         let _reaper = GroupGuard(group);
         let mut stdout = child.stdout.take();
         let mut stderr = child.stderr.take();
@@ -234,6 +239,7 @@ impl Drop for GroupGuard {
                 unsafe {
                     libc::killpg(pgid, libc::SIGKILL);
                 }
+                crate::cancel::forget_group(pgid);
             }
         }
     }

@@ -134,6 +134,7 @@ impl Task for Download {
             .collect();
         let options = DownloadOptions {
             parallel: params.parallel,
+            cancel: ctx.cancel.clone(),
             ..DownloadOptions::default()
         };
         let progress = StepProgress { ctx: ctx.clone() };

@@ -49,6 +49,9 @@ pub struct TaskContext {
     /// never, or its last try failed). A step that edits a file people also
     /// edit tells its own earlier writes from theirs with it.
     pub previous_outputs: Option<Value>,
+    /// Set when the run is stopped (Ctrl-C, SIGTERM): blocking work polls
+    /// it, since dropping its future does not stop a blocking thread.
+    pub cancel: crate::cancel::Cancel,
 }
 
 impl TaskContext {

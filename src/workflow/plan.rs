@@ -217,8 +217,11 @@ impl Planner<'_> {
                 .record(step)
                 .ok()
                 .flatten()
-                .filter(|r| r.status == RecordStatus::Done)
+                // An interrupted record keeps the outputs of the last
+                // finished run, as a killed run's old record would.
+                .filter(|r| r.status != RecordStatus::Failed && !r.outputs.is_null())
                 .map(|r| r.outputs),
+            cancel: crate::cancel::Cancel::default(),
         }
     }
 
@@ -379,6 +382,10 @@ impl Planner<'_> {
         } else if let Some(marker) = marker {
             Reason::Interrupted {
                 started_at: marker.started_at,
+            }
+        } else if rec.status == RecordStatus::Interrupted {
+            Reason::Interrupted {
+                started_at: rec.started_at.clone(),
             }
         } else if !done {
             Reason::FailedLastTime {

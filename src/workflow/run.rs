@@ -6,6 +6,7 @@ use super::duration;
 use super::plan::{Action, Planner, Reason, Selection, Upstream};
 use super::spec::Step;
 use super::state::{self, RecordStatus, StateError, StateStore, StepRecord};
+use crate::cancel::{self, Cancel};
 use crate::hub::TransferProgress;
 use crate::secrets;
 use crate::tasks::{DynTask, TaskContext, TaskError};
@@ -71,6 +72,9 @@ pub enum Event {
         failed: usize,
         blocked: usize,
         duration_ms: u64,
+        /// `SIGINT` or `SIGTERM` when a signal stopped the run.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        interrupted: Option<String>,
     },
 }
 
@@ -83,6 +87,8 @@ pub struct RunSummary {
     pub skipped: Vec<String>,
     pub failed: Vec<String>,
     pub blocked: Vec<String>,
+    /// The signal that stopped the run, if one did.
+    pub interrupted: Option<i32>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -98,6 +104,18 @@ pub async fn run(
     selection: &Selection,
     jobs: usize,
     sink: EventSink,
+) -> Result<RunSummary, RunError> {
+    run_until(planner, selection, jobs, sink, Cancel::new()).await
+}
+
+/// [`run`] until `cancel` fires: then no step starts, running steps are
+/// dropped (their process groups killed) and recorded as interrupted.
+pub async fn run_until(
+    planner: &Planner<'_>,
+    selection: &Selection,
+    jobs: usize,
+    sink: EventSink,
+    cancel: Cancel,
 ) -> Result<RunSummary, RunError> {
     let (selected, forced) = selection
         .resolve(planner.workflow, planner.dag)
@@ -123,6 +141,9 @@ pub async fn run(
     let mut stop = false;
 
     loop {
+        if cancel.is_cancelled() {
+            stop = true;
+        }
         if !stop {
             for id in planner.dag.order() {
                 if running.len() >= jobs {
@@ -191,7 +212,8 @@ pub async fn run(
                             continue;
                         };
                         let params = decision.params.unwrap_or(Value::Null);
-                        let ctx = planner.task_context(id, planner.context(&outputs));
+                        let mut ctx = planner.task_context(id, planner.context(&outputs));
+                        ctx.cancel = cancel.clone();
                         let job = Job {
                             step: step.clone(),
                             task,
@@ -213,7 +235,16 @@ pub async fn run(
                 }
             }
         }
-        let Some(joined) = running.join_next().await else {
+        let joined = if stop || running.is_empty() {
+            running.join_next().await
+        } else {
+            // Woken by a signal too, so that nothing new starts meanwhile.
+            tokio::select! {
+                j = running.join_next() => j,
+                () = cancel.cancelled() => continue,
+            }
+        };
+        let Some(joined) = joined else {
             break;
         };
         let (id, result) = joined.map_err(|e| RunError::Internal(e.to_string()))?;
@@ -233,7 +264,12 @@ pub async fn run(
     for (id, s) in &state {
         if *s == State::Pending {
             summary.blocked.push(id.clone());
-            let why = if stop {
+            let why = if let Some(sig) = cancel.signal() {
+                format!(
+                    "not started: the run was interrupted ({})",
+                    cancel::signal_name(sig)
+                )
+            } else if stop {
                 "not started: an earlier step failed".to_string()
             } else {
                 "not started".to_string()
@@ -244,7 +280,9 @@ pub async fn run(
             });
         }
     }
-    summary.ok = summary.failed.is_empty() && summary.blocked.is_empty();
+    summary.interrupted = cancel.signal();
+    summary.ok =
+        summary.failed.is_empty() && summary.blocked.is_empty() && summary.interrupted.is_none();
     sink(&Event::RunFinished {
         ok: summary.ok,
         ran: summary.ran.len(),
@@ -252,6 +290,7 @@ pub async fn run(
         failed: summary.failed.len(),
         blocked: summary.blocked.len(),
         duration_ms: started.elapsed().as_millis() as u64,
+        interrupted: summary.interrupted.map(cancel::signal_name),
     });
     Ok(summary)
 }
@@ -314,16 +353,26 @@ impl Job {
                     progress: p.clone(),
                 })
             });
+            let cancel = self.ctx.cancel.clone();
             let fut = self.task.clone().run(self.params.clone(), ctx);
-            let outcome = match self.step.timeout {
-                Some(limit) => match tokio::time::timeout(limit, fut).await {
-                    Ok(r) => r,
-                    Err(_) => Err(TaskError::failed(format!(
-                        "timed out after {}",
-                        duration::display(limit)
-                    ))),
-                },
-                None => fut.await,
+            let timed = async {
+                match self.step.timeout {
+                    Some(limit) => match tokio::time::timeout(limit, fut).await {
+                        Ok(r) => r,
+                        Err(_) => Err(TaskError::failed(format!(
+                            "timed out after {}",
+                            duration::display(limit)
+                        ))),
+                    },
+                    None => fut.await,
+                }
+            };
+            // On a signal the task's future is dropped: a `command` step's
+            // process group is killed by its guard, blocking work polls
+            // the same token.
+            let outcome = tokio::select! {
+                r = timed => r,
+                () = cancel.cancelled() => break Err(TaskError::failed("interrupted")),
             };
             match outcome {
                 Ok(out) => break Ok(out),
@@ -335,7 +384,10 @@ impl Job {
                         error: secrets::redact(&e.to_string()),
                         delay_ms: delay.as_millis() as u64,
                     });
-                    tokio::time::sleep(delay).await;
+                    tokio::select! {
+                        () = tokio::time::sleep(delay) => {}
+                        () = self.ctx.cancel.cancelled() => break Err(e),
+                    }
                 }
                 Err(e) => break Err(e),
             }
@@ -360,6 +412,16 @@ impl Job {
             // Redacted here, not only when written: the outputs also feed
             // later steps' templates (reports, models.conf lines).
             Ok(out) => (RecordStatus::Done, secrets::redact_json(&out), None),
+            // Whatever the task said on its way out, a signal stopped it.
+            // The outputs of its last finished run stay, as after a kill.
+            Err(_) if self.ctx.cancel.is_cancelled() => (
+                RecordStatus::Interrupted,
+                self.ctx.previous_outputs.clone().unwrap_or(Value::Null),
+                Some(format!(
+                    "interrupted by {}",
+                    cancel::signal_name(self.ctx.cancel.signal().unwrap_or(0))
+                )),
+            ),
             Err(e) => (
                 RecordStatus::Failed,
                 Value::Null,

@@ -19,6 +19,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 pub enum RecordStatus {
     Done,
     Failed,
+    /// Stopped by Ctrl-C or SIGTERM; reruns next time.
+    Interrupted,
 }
 
 /// A file as it was when a step ran: a cheap identity (size, mtime) and

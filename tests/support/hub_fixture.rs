@@ -92,5 +92,6 @@ pub fn opts() -> DownloadOptions {
         reuse_hf_cache: true,
         verify_attempts: 3,
         hash_buffer: 8 << 20,
+        ..DownloadOptions::default()
     }
 }

@@ -283,9 +283,13 @@ fn predict(model: &ProfileModel, chosen: &Chosen, context: u64, cpu: bool) -> Op
     if *chosen == Chosen::Mistralrs {
         return None;
     }
+    // This build's llama.cpp repacks for AVX2 when it was compiled with it
+    // (the native build, `.cargo/config.toml`), and only on the CPU.
+    let cpu_repack = cpu && cfg!(target_feature = "avx2");
     memory::single_backend(
         model.facts.as_ref()?,
         &RunConfig::embedded_llama_cpp(context),
+        cpu_repack,
     )
 }
 

@@ -249,6 +249,14 @@ fn assert_onboarded(root: &Path, case: &Case) {
     assert_eq!(benchmark["tasks"].as_u64(), Some(2), "{benchmark}");
     assert_eq!(benchmark["engine"], "llama-cpp", "{benchmark}");
 
+    let summary =
+        std::fs::read_to_string(root.join(format!("reports/{}.md", case.model))).unwrap();
+    assert!(
+        summary.contains("## Memory: predicted by `evaluate` vs allocated by llama.cpp")
+            && summary.contains("| kv_cache |"),
+        "{summary}"
+    );
+
     let docs = root.join("documentation");
     assert!(docs.join(case.card).is_file(), "the card moved");
     assert!(

@@ -90,49 +90,165 @@ fn original_humaneval_problems_run_their_check_function() {
     assert_eq!(bad.base.status, Status::Fail);
 }
 
-/// Each hostile solution replaces `add` from the fixture.
-fn hostile_cases(sentinel_dir: &Path, workspace: &Path, port: u16) -> Vec<(&'static str, String)> {
-    let s = sentinel_dir.display();
-    let w = workspace.display();
+/// Where the hostile solutions aim: the host's real places for the
+/// sandboxed runs, places in a temp dir for the unconfined control.
+struct Targets {
+    sentinel: PathBuf,
+    workspace: PathBuf,
+    port: u16,
+    /// `~` in the sandbox; a directory in the control.
+    home: String,
+    root_file: PathBuf,
+    tmp_file: PathBuf,
+}
+
+/// Each hostile solution replaces `add` from the fixture. Those that do
+/// harm return `a + b` once the harm is done, so unconfined they pass: a
+/// sandboxed run that fails them is the sandbox's doing. `Some(status)`:
+/// what the sandbox (without the Python guard) must make of it.
+fn hostile_cases(t: &Targets) -> Vec<(&'static str, String, Option<Status>)> {
+    let s = t.sentinel.display();
+    let w = t.workspace.display();
+    let home = &t.home;
+    let root_file = t.root_file.display();
+    let tmp_file = t.tmp_file.display();
+    let port = t.port;
     vec![
-        ("infinite loop", "def add(a, b):\n    while True:\n        pass".into()),
+        ("infinite loop", "def add(a, b):\n    while True:\n        pass".into(), None),
         (
             "loop ignoring the alarm",
             "import signal\ndef add(a, b):\n    signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGALRM])\n    while True:\n        pass\n    return 0".into(),
+            // Only the wall-clock limit stops it.
+            Some(Status::Timeout),
         ),
         (
             "fork bomb",
             "import os\ndef add(a, b):\n    while True:\n        try:\n            os.fork()\n        except OSError:\n            pass\n    return 0".into(),
+            None,
         ),
         (
             "10 GB allocation",
             "def add(a, b):\n    x = bytearray(10 * 1024 ** 3)\n    return a + b".into(),
+            Some(Status::Fail),
         ),
         (
             "write to the home directory",
-            "import os\ndef add(a, b):\n    open(os.path.expanduser('~/.bashrc'), 'a').write('pwned')\n    open('/root/pwned', 'w').write('x')\n    return 0".into(),
+            format!("import os\ndef add(a, b):\n    open(os.path.expanduser('{home}/.bashrc'), 'a').write('pwned')\n    open('{root_file}', 'w').write('x')\n    return a + b"),
+            Some(Status::Fail),
         ),
         (
             "write into /tmp and the workspace",
-            format!("def add(a, b):\n    for p in ['{s}/victim.txt', '{s}/new.txt', '/tmp/onboard-pwned', '{w}/models.conf', '{w}/new.txt']:\n        try:\n            open(p, 'w').write('pwned')\n        except OSError:\n            pass\n    open('{s}/victim.txt', 'w').write('pwned')\n    return 0"),
+            format!("def add(a, b):\n    for p in ['{s}/victim.txt', '{s}/new.txt', '{tmp_file}', '{w}/models.conf', '{w}/new.txt']:\n        try:\n            open(p, 'w').write('pwned')\n        except OSError:\n            pass\n    open('{s}/victim.txt', 'w').write('pwned')\n    return a + b"),
+            Some(Status::Fail),
         ),
         (
             "network connection",
             format!("import socket\ndef add(a, b):\n    socket.create_connection(('127.0.0.1', {port}), timeout=2).sendall(b'leak')\n    return a + b"),
+            Some(Status::Fail),
         ),
         (
             "rm -rf ~ and the sentinel",
-            format!("import os\ndef add(a, b):\n    os.system('rm -rf ~ {s} {w} /tmp/* 2>/dev/null')\n    os.system('rm -rf {s}')\n    return 0"),
+            format!("import os\ndef add(a, b):\n    os.system('rm -rf {home} {s} {w} {tmp_file} 2>/dev/null')\n    os.system('rm -rf {s}')\n    return 0"),
+            None,
         ),
         (
             "daemon left behind",
             "import os, time\ndef add(a, b):\n    if os.fork() == 0:\n        os.setsid()\n        time.sleep(600)\n    return 0".into(),
+            None,
         ),
         (
             "huge file",
-            "def add(a, b):\n    with open('big', 'wb') as f:\n        f.write(b'x' * (200 * 1024 * 1024))\n    return a + b".into(),
+            "def add(a, b):\n    with open('big', 'wb') as f:\n        f.write(b'x' * (32 * 1024 * 1024))\n    return a + b".into(),
+            // Over the 16 MiB file-size limit.
+            Some(Status::Fail),
         ),
     ]
+}
+
+/// The control: the harmful solutions run without the sandbox (the same
+/// harness, no guard, all targets in a temp dir) pass, and their harm is
+/// there to see, by the same checks that find none after a sandboxed run.
+#[test]
+fn unconfined_the_hostile_solutions_pass_and_do_their_harm() {
+    let dataset = Dataset::read(&fixture("humaneval-plus-mini.jsonl")).unwrap();
+    let problem = &dataset.problems[0];
+    let dir = tempfile::tempdir().unwrap();
+    let t = Targets {
+        sentinel: dir.path().join("sentinel"),
+        workspace: dir.path().join("workspace"),
+        port: 0,
+        home: dir.path().join("home").display().to_string(),
+        root_file: dir.path().join("root-pwned"),
+        tmp_file: dir.path().join("tmp-pwned"),
+    };
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let t = Targets {
+        port: listener.local_addr().unwrap().port(),
+        ..t
+    };
+    let cwd = dir.path().join("cwd");
+    for d in [&t.sentinel, &t.workspace, &cwd, &dir.path().join("home")] {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    std::fs::write(t.sentinel.join("victim.txt"), "keep").unwrap();
+    std::fs::write(t.workspace.join("models.conf"), "[keep]\n").unwrap();
+    let harmful = [
+        "write to the home directory",
+        "write into /tmp and the workspace",
+        "network connection",
+        "huge file",
+    ];
+    for (name, code, _) in hostile_cases(&t) {
+        if !harmful.contains(&name) {
+            continue;
+        }
+        let input = serde_json::json!({
+            "task": serde_json::from_str::<serde_json::Value>(&problem.raw).unwrap(),
+            "mode": "plus",
+            "solution": code,
+            "guard": false,
+            "min_time_limit": 1.0,
+            "time_factor": 4.0,
+            "phase_budget": 60.0,
+            "check_time_limit": 10.0,
+        });
+        let mut child = std::process::Command::new(onboard::bench::sandbox::default_python())
+            .args(["-c", onboard::bench::sandbox::HARNESS])
+            .current_dir(&cwd)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        {
+            use std::io::Write;
+            let mut stdin = child.stdin.take().unwrap();
+            stdin.write_all(input.to_string().as_bytes()).unwrap();
+        }
+        let out = child.wait_with_output().unwrap();
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{name}: {e}: {}", String::from_utf8_lossy(&out.stdout)));
+        assert_eq!(report["base"][0], "pass", "{name}: {report}");
+        assert_eq!(report["plus"][0], "pass", "{name}: {report}");
+    }
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("home/.bashrc")).unwrap(),
+        "pwned".repeat(6)
+    );
+    assert!(t.root_file.exists());
+    assert_eq!(
+        std::fs::read_to_string(t.sentinel.join("victim.txt")).unwrap(),
+        "pwned"
+    );
+    assert!(t.sentinel.join("new.txt").exists());
+    assert!(t.tmp_file.exists());
+    assert_eq!(
+        std::fs::read_to_string(t.workspace.join("models.conf")).unwrap(),
+        "pwned"
+    );
+    assert!(t.workspace.join("new.txt").exists());
+    assert!(listener.accept().is_ok(), "no connection came");
+    assert_eq!(std::fs::metadata(cwd.join("big")).unwrap().len(), 32 << 20);
 }
 
 #[test]
@@ -157,6 +273,14 @@ fn hostile_solutions_are_contained_and_fail() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     listener.set_nonblocking(true).unwrap();
     let port = listener.local_addr().unwrap().port();
+    let targets = Targets {
+        sentinel: sentinel_dir.clone(),
+        workspace: workspace.path().to_path_buf(),
+        port,
+        home: "~".into(),
+        root_file: PathBuf::from("/root/pwned"),
+        tmp_file: PathBuf::from("/tmp/onboard-pwned"),
+    };
 
     for guard in [false, true] {
         let mut config = SandboxConfig::new(2);
@@ -164,18 +288,18 @@ fn hostile_solutions_are_contained_and_fail() {
         config.limits.wall_seconds = 8.0;
         let sandbox = Sandbox::new(config).unwrap();
         let started = Instant::now();
-        let cases = hostile_cases(&sentinel_dir, workspace.path(), port);
+        let cases = hostile_cases(&targets);
         let verdicts: Vec<_> = std::thread::scope(|s| {
             let hs: Vec<_> = cases
                 .iter()
-                .map(|(name, code)| {
+                .map(|(name, code, expect)| {
                     let sandbox = &sandbox;
-                    s.spawn(move || (*name, sandbox.judge(problem, code).unwrap()))
+                    s.spawn(move || (*name, *expect, sandbox.judge(problem, code).unwrap()))
                 })
                 .collect();
             hs.into_iter().map(|h| h.join().unwrap()).collect()
         });
-        for (name, v) in &verdicts {
+        for (name, expect, v) in &verdicts {
             eprintln!(
                 "guard={guard} {name}: base {:?}, plus {:?}, {:.1} s{}",
                 v.base.status,
@@ -189,6 +313,11 @@ fn hostile_solutions_are_contained_and_fail() {
             let passed = v.base.status == Status::Pass
                 && v.plus.as_ref().is_some_and(|p| p.status == Status::Pass);
             assert!(!passed, "guard={guard}: `{name}` passed: {v:?}");
+            // Without the Python guard it is the operating system that
+            // stops it (unconfined, the harmful ones pass: see the control).
+            if let (false, Some(want)) = (guard, expect) {
+                assert_eq!(v.base.status, *want, "`{name}`: {v:?}");
+            }
         }
         assert!(
             started.elapsed() < Duration::from_secs(120),

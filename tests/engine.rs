@@ -18,41 +18,62 @@ fn workflow(steps: &[String]) -> String {
     format!("name: add-model\nsteps:\n{}", steps.concat())
 }
 
-/// Reads `start end` seconds written by a step.
-fn interval(ws: &TestWorkspace, name: &str) -> (f64, f64) {
-    let text = ws.read(name);
-    let mut parts = text.split_whitespace().map(|s| s.parse::<f64>().unwrap());
-    (parts.next().unwrap(), parts.next().unwrap())
+/// A step that marks its start, waits (up to 30 s) for `other` to start
+/// too, then marks its end: it only finishes if both run at once.
+fn barrier(me: &str, other: &str) -> String {
+    format!(
+        "touch {me}.start; i=0; while [ ! -e {other}.start ]; do i=$((i+1)); \
+         if [ $i -gt 3000 ]; then echo '{other} never started while {me} ran' >&2; exit 1; fi; \
+         sleep 0.01; done; touch {me}.end"
+    )
 }
 
-const TIMED: &str = "s=$(date +%s.%N); sleep 0.6; echo \"$s $(date +%s.%N)\" > ";
+/// A step that notes, when it starts, whether `other` has already ended
+/// (`{me}.after`) or is still running (`{me}.overlap`), and again before
+/// it ends.
+fn observer(me: &str, other: &str) -> String {
+    let look = format!(
+        "if [ -e {other}.start ] && [ ! -e {other}.end ]; then echo overlap >> {me}.overlap; fi"
+    );
+    format!(
+        "touch {me}.start; if [ -e {other}.end ]; then touch {me}.after; fi; {look}; \
+         sleep 0.2; {look}; touch {me}.end"
+    )
+}
 
 #[test]
 fn independent_steps_really_overlap_and_jobs_bounds_them() {
+    // With -j 2 each step waits for the other to start: the run can only
+    // succeed if they overlap (no timing to race: a barrier).
     let ws = TestWorkspace::new(&workflow(&[
-        sh("a", &[], &format!("{TIMED}a.t")),
-        sh("b", &[], &format!("{TIMED}b.t")),
+        sh("a", &[], &barrier("a", "b")),
+        sh("b", &[], &barrier("b", "a")),
         sh("c", &["a", "b"], "echo joined > c.t"),
     ]));
     ws.run(&["-j", "2"]).assert_ok();
-    let (a0, a1) = interval(&ws, "a.t");
-    let (b0, b1) = interval(&ws, "b.t");
-    assert!(
-        a0 < b1 && b0 < a1,
-        "a {a0}-{a1} and b {b0}-{b1} should overlap"
-    );
+    for f in ["a.end", "b.end"] {
+        assert!(ws.path(f).exists(), "{f}");
+    }
     assert_eq!(ws.read("c.t"), "joined\n");
 
+    // With -j 1 one starts only after the other has ended: exactly one of
+    // them saw the other's end when it started, and neither ever saw the
+    // other running.
     let ws = TestWorkspace::new(&workflow(&[
-        sh("a", &[], &format!("{TIMED}a.t")),
-        sh("b", &[], &format!("{TIMED}b.t")),
+        sh("a", &[], &observer("a", "b")),
+        sh("b", &[], &observer("b", "a")),
     ]));
     ws.run(&["-j", "1"]).assert_ok();
-    let (a0, a1) = interval(&ws, "a.t");
-    let (b0, b1) = interval(&ws, "b.t");
+    for f in ["a.end", "b.end"] {
+        assert!(ws.path(f).exists(), "{f}");
+    }
     assert!(
-        a1 <= b0 || b1 <= a0,
-        "with -j 1 a {a0}-{a1} and b {b0}-{b1} must not overlap"
+        !ws.path("a.overlap").exists() && !ws.path("b.overlap").exists(),
+        "with -j 1 a and b overlapped"
+    );
+    assert!(
+        ws.path("a.after").exists() ^ ws.path("b.after").exists(),
+        "with -j 1 one step must start after the other ended"
     );
 }
 
@@ -97,14 +118,20 @@ fn a_step_that_fails_twice_succeeds_on_the_third_attempt() {
 
 #[test]
 fn a_timeout_kills_the_step_and_its_children() {
+    // A timeout generous enough for a loaded machine to start the shell and
+    // write the pid, far below the 30 s the step would take.
     let ws = TestWorkspace::new(&format!(
-        "{}    timeout: 300ms\n",
+        "{}    timeout: 2s\n",
         workflow(&[sh("slow", &[], "sleep 30 & echo $! > child.pid; wait")])
     ));
     let started = Instant::now();
     let run = ws.run(&[]);
     assert_eq!(run.code, 1, "{}", run.stderr);
-    assert!(started.elapsed() < Duration::from_secs(10));
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "{:?}: the step ran its course",
+        started.elapsed()
+    );
     let finished = run
         .events()
         .into_iter()
@@ -114,7 +141,7 @@ fn a_timeout_kills_the_step_and_its_children() {
         finished["error"]
             .as_str()
             .unwrap()
-            .contains("timed out after 0.3s"),
+            .contains("timed out after 2.0s"),
         "{finished}"
     );
     // A pid must have been written: a missing file must not pass.

@@ -58,13 +58,47 @@ fn quant<'a>(e: &'a Evaluation, q: &str) -> &'a evaluate::QuantEval {
     e.quants.iter().find(|x| x.candidate.quant == q).unwrap()
 }
 
-/// Prints the three reports (`cargo test --test evaluate -- --nocapture`).
+/// The three reports (printed with `cargo test --test evaluate --
+/// --nocapture`) name the plan's choice for each model, its strategy, and
+/// every quant with its verdict and the reason for a rejection.
 #[test]
-fn print_plan_reports() {
+fn plan_reports_name_the_choice_and_every_quants_verdict() {
     let hub = PlanHub::start();
-    for id in ["qwen3.5-122b-a10b", "qwen3.5-35b-a3b", "qwen3.5-27b"] {
+    for (id, want) in [
+        ("qwen3.5-122b-a10b", "UD-Q4_K_XL"),
+        ("qwen3.5-35b-a3b", "UD-Q6_K_XL"),
+        ("qwen3.5-27b", "UD-Q8_K_XL"),
+    ] {
         let e = run(&hub, id);
-        println!("{}", evaluate::report::markdown(&e, id));
+        let report = evaluate::report::markdown(&e, id);
+        println!("{report}");
+        assert!(
+            report.starts_with(&format!("# Evaluate: {id}\n")),
+            "{report}"
+        );
+        assert_eq!(e.chosen().candidate.quant, want, "{id}");
+        for section in [
+            "## Architecture".to_string(),
+            "## Memory at 262144 tokens: ".to_string(),
+            format!("## Strategies for {want}"),
+            "## Quants".to_string(),
+        ] {
+            assert!(report.contains(&section), "{id}: no `{section}`");
+        }
+        for q in &e.quants {
+            let quant = &q.candidate.quant;
+            let row = report
+                .lines()
+                .find(|l| l.starts_with(&format!("| {quant} | {} |", q.candidate.files.len())))
+                .unwrap_or_else(|| panic!("{id}: no row for {quant}:\n{report}"));
+            match &q.rejected {
+                None => assert!(row.ends_with("| **chosen** |"), "{row}"),
+                Some(reason) => assert!(
+                    row.contains(&format!("rejected: {reason}")),
+                    "{id} {quant}: {row}"
+                ),
+            }
+        }
     }
 }
 

@@ -217,19 +217,60 @@ fn shards_on_disk_from_any_one_path() {
     );
 }
 
+/// Each fixture is the model its name says: parameters (in billions), the
+/// bytes per weight of its quant, and how much of it a token reads.
 #[test]
-fn fixture_sizes_for_the_record() {
-    for (name, w) in [
-        ("35B-A3B", gguf_fixtures::qwen35_35b_a3b()),
-        ("27B", gguf_fixtures::qwen35_27b()),
-        ("llama-8B", gguf_fixtures::llama_8b()),
+fn fixture_sizes_match_their_names_and_quants() {
+    for (name, w, billions, bytes_per_weight, moe) in [
+        // Q6_K: 6.5625 bits per weight; "A3B" reads ~3 B parameters a token.
+        (
+            "35B-A3B",
+            gguf_fixtures::qwen35_35b_a3b(),
+            34.0..36.5,
+            0.80..0.84,
+            true,
+        ),
+        // Q8_0: 8.5 bits per weight.
+        (
+            "27B",
+            gguf_fixtures::qwen35_27b(),
+            26.5..27.5,
+            1.05..1.07,
+            false,
+        ),
+        // Q4_K_M: 4.5 to 6.5625 bits per weight over its tensor mix.
+        (
+            "llama-8B",
+            gguf_fixtures::llama_8b(),
+            7.9..8.1,
+            0.56..0.7,
+            false,
+        ),
     ] {
         let f = facts(&header(&w, name)).unwrap();
+        let active = *f.active_bytes_per_token.value().unwrap();
         println!(
             "{name}: {:.2} B parameters, {:.2} GB, active {:.2} GB/token",
             f.parameter_count as f64 / 1e9,
             f.total_bytes as f64 / 1e9,
-            *f.active_bytes_per_token.value().unwrap() as f64 / 1e9
+            active as f64 / 1e9
         );
+        let b = f.parameter_count as f64 / 1e9;
+        assert!(billions.contains(&b), "{name}: {b} B parameters");
+        let per_weight = f.total_bytes as f64 / f.parameter_count as f64;
+        assert!(
+            bytes_per_weight.contains(&per_weight),
+            "{name}: {per_weight} bytes per weight"
+        );
+        if moe {
+            // "A3B": about 3.5 B of the parameters are read per token.
+            let active_b = active as f64 / per_weight / 1e9;
+            assert!(
+                (3.0..4.0).contains(&active_b),
+                "{name}: {active_b} B active"
+            );
+        } else {
+            assert_eq!(active, f.total_bytes, "{name}: dense reads it all");
+        }
     }
 }

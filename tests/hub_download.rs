@@ -271,11 +271,19 @@ fn not_found_after_a_good_head_is_a_clear_error_and_caches_nothing() {
 fn a_stalled_connection_is_abandoned_and_retried() {
     let data = bytes(2 << 20, 13);
     let env = Env::new(REPO, &[("m.gguf", &data)]);
-    env.server.stall_after(100_000, Duration::from_secs(20), 1);
+    // One body stalls for a minute; the downloader gives up on it after 2 s.
+    env.server.stall_after(100_000, Duration::from_secs(60), 1);
+    let mut o = opts();
+    o.stall_timeout = Duration::from_secs(2);
     let t0 = Instant::now();
-    let done = download_file(&env.client(), &req(&env, "m.gguf"), &opts(), &NoProgress).unwrap();
-    assert!(t0.elapsed() < Duration::from_secs(10), "{:?}", t0.elapsed());
+    let done = download_file(&env.client(), &req(&env, "m.gguf"), &o, &NoProgress).unwrap();
+    assert!(t0.elapsed() < Duration::from_secs(30), "{:?}", t0.elapsed());
     assert_eq!(done.sha256, sha256_hex(&data));
+    // The stalled body (100 000 bytes) was abandoned and its range asked
+    // for again: more GETs than the two chunks.
+    let gets = env.server.content_gets();
+    assert!(gets.iter().any(|e| e.bytes == 100_000), "{gets:?}");
+    assert!(gets.len() > 2, "{gets:?}");
 }
 
 #[test]

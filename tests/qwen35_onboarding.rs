@@ -249,8 +249,7 @@ fn assert_onboarded(root: &Path, case: &Case) {
     assert_eq!(benchmark["tasks"].as_u64(), Some(2), "{benchmark}");
     assert_eq!(benchmark["engine"], "llama-cpp", "{benchmark}");
 
-    let summary =
-        std::fs::read_to_string(root.join(format!("reports/{}.md", case.model))).unwrap();
+    let summary = std::fs::read_to_string(root.join(format!("reports/{}.md", case.model))).unwrap();
     assert!(
         summary.contains("## Memory: predicted by `evaluate` vs allocated by llama.cpp")
             && summary.contains("| kv_cache |"),

@@ -35,6 +35,13 @@ fn workspace(file: &Path, with: &str) -> TestWorkspace {
     ws
 }
 
+/// The context test's error, from its failed record.
+fn step_error(ws: &TestWorkspace) -> String {
+    let record: serde_json::Value =
+        serde_json::from_str(&ws.read(".onboard/tiny/steps/context_test.json")).unwrap();
+    record["error"].as_str().unwrap_or_default().to_string()
+}
+
 fn outputs(ws: &TestWorkspace) -> serde_json::Value {
     let record: serde_json::Value =
         serde_json::from_str(&ws.read(".onboard/tiny/steps/context_test.json")).unwrap();
@@ -125,9 +132,7 @@ fn architectures_mistralrs_cannot_run_get_a_clear_error() {
     let ws = workspace(&qwen35, "      engine: mistralrs\n");
     let run = ws.run(&[]);
     assert_eq!(run.code, 1);
-    let record: serde_json::Value =
-        serde_json::from_str(&ws.read(".onboard/tiny/steps/context_test.json")).unwrap();
-    let error = record["error"].as_str().unwrap();
+    let error = step_error(&ws);
     assert!(
         error.contains("cannot load GGUF architecture `qwen35moe`"),
         "{error}"
@@ -159,9 +164,7 @@ fn an_architecture_no_engine_knows_gets_every_engines_reason() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
-    let record: serde_json::Value =
-        serde_json::from_str(&ws.read(".onboard/tiny/steps/context_test.json")).unwrap();
-    let error = record["error"].as_str().unwrap();
+    let error = step_error(&ws);
     assert!(error.contains("no engine can run"), "{error}");
     assert!(
         error.contains("mistralrs: mistralrs 0.8.1 cannot load GGUF architecture `made-up-arch`"),
@@ -189,9 +192,7 @@ fn a_truncated_gguf_is_refused_before_any_engine_starts() {
     let ws = workspace(&file, "      engine: auto\n");
     let run = ws.run(&[]);
     assert_eq!(run.code, 1, "{}", run.stderr);
-    let record: serde_json::Value =
-        serde_json::from_str(&ws.read(".onboard/tiny/steps/context_test.json")).unwrap();
-    let error = record["error"].as_str().unwrap();
+    let error = step_error(&ws);
     assert!(error.contains("truncated"), "{error}");
     assert!(error.contains("tiny-llama-cut.gguf"), "{error}");
 }
@@ -207,9 +208,7 @@ fn a_context_larger_than_ram_allows_is_refused_before_loading() {
     let started = std::time::Instant::now();
     let run = ws.run(&[]);
     assert_eq!(run.code, 1, "{}", run.stderr);
-    let record: serde_json::Value =
-        serde_json::from_str(&ws.read(".onboard/tiny/steps/context_test.json")).unwrap();
-    let error = record["error"].as_str().unwrap();
+    let error = step_error(&ws);
     assert!(
         error.contains("at 33554432 tokens of context needs about"),
         "{error}"
@@ -294,22 +293,9 @@ fn auto_takes_llama_cpp_for_what_mistralrs_cannot_run_and_says_why() {
 
 /// The qwen3moe header below with SmolLM2's tokenizer and seeded weights.
 fn qwen3moe_tiny_with_tokenizer(path: &Path) {
-    let source = onboard::gguf::read_file(&smollm2::smollm2_gguf()).unwrap();
+    let (source, vocab) = tiny_llama::smollm2_tokenizer(&smollm2::smollm2_gguf());
     let mut w = qwen3moe_tiny();
-    let vocab = source
-        .metadata
-        .iter()
-        .find(|(k, _)| k == "tokenizer.ggml.tokens")
-        .and_then(|(_, v)| match v {
-            onboard::gguf::reader::Value::Array(a) => Some(a.len() as u64),
-            _ => None,
-        })
-        .unwrap();
-    for (key, value) in &source.metadata {
-        if key.starts_with("tokenizer.") {
-            w.kv(key, value.clone());
-        }
-    }
+    tiny_llama::copy_tokenizer(&source, &mut w);
     for t in &mut w.tensors {
         if t.name == "token_embd.weight" || t.name == "output.weight" {
             t.dims[1] = vocab;
@@ -426,9 +412,7 @@ fn qwen3moe_on_the_cpu_gets_a_clear_error_before_loading() {
     let ws = workspace(&file, "      engine: mistralrs\n      cpu: true\n");
     let run = ws.run(&[]);
     assert_eq!(run.code, 1, "{}", run.stderr);
-    let record: serde_json::Value =
-        serde_json::from_str(&ws.read(".onboard/tiny/steps/context_test.json")).unwrap();
-    let error = record["error"].as_str().unwrap();
+    let error = step_error(&ws);
     assert!(error.contains("`qwen3moe` on CPU"), "{error}");
     assert!(error.contains("--features cuda"), "{error}");
     assert!(!ws.read("models.conf").contains("SPEED"));
@@ -466,9 +450,7 @@ fn a_model_bigger_than_the_free_ram_is_refused_before_loading() {
     let started = std::time::Instant::now();
     let run = ws.run(&[]);
     assert_eq!(run.code, 1, "{}", run.stderr);
-    let record: serde_json::Value =
-        serde_json::from_str(&ws.read(".onboard/tiny/steps/context_test.json")).unwrap();
-    let error = record["error"].as_str().unwrap();
+    let error = step_error(&ws);
     assert!(error.contains("cannot fit"), "{error}");
     assert!(error.contains("GiB of RAM is free"), "{error}");
     assert!(error.contains("smaller quant"), "{error}");

@@ -26,6 +26,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use support::{assert_success, repo_root};
 
 const REPO: &str = "test/Tiny-Llama-GGUF";
 const REPO_TWO: &str = "test/Tiny-Llama-Two-GGUF";
@@ -54,10 +55,6 @@ fn hub() -> Hub {
         server,
         sha256,
     }
-}
-
-fn repo_root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
 fn manifest(id: &str, repo: &str, size: &str) -> String {
@@ -114,16 +111,6 @@ fn onboard(root: &Path, hub: &Hub, model: &str, env: &[(&str, String)]) -> Outpu
         cmd.env(k, v);
     }
     cmd.output().unwrap()
-}
-
-fn assert_success(out: &Output, what: &str) {
-    assert!(
-        out.status.success(),
-        "{what}: {:?}\nstdout:\n{}\nstderr:\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 /// What must be the same after any crash and rerun: every file's path and

@@ -8,6 +8,8 @@
 //! the middle of its context test, rerun: it finishes.
 #![cfg(feature = "llama-cpp")]
 
+mod support;
+
 #[path = "support/smollm2.rs"]
 mod smollm2;
 #[path = "support/tiny_qwen35.rs"]
@@ -17,10 +19,7 @@ use onboard::hub::mirror::MirrorServer;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
-
-fn repo_root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
+use support::{assert_success, repo_root};
 
 /// One of the plan's models, as the test serves and onboards it.
 struct Case {
@@ -159,16 +158,6 @@ fn onboard(root: &Path, hub: &Hub, args: &[&str]) -> Command {
         .env_remove("HF_TOKEN")
         .env_remove("ONBOARD_CRASH_AT");
     cmd
-}
-
-fn assert_success(out: &Output, what: &str) {
-    assert!(
-        out.status.success(),
-        "{what}: {:?}\nstdout:\n{}\nstderr:\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 fn record(root: &Path, case: &Case, step: &str) -> serde_json::Value {

@@ -513,6 +513,15 @@ fn split_path(gguf: &Path) -> Result<(PathBuf, String), EngineError> {
     Ok((dir, file))
 }
 
+/// The worker side of the protocol: one `@@onboard <json>` line, flushed.
+pub fn emit(event: &WorkerEvent) {
+    let line = serde_json::to_string(event)
+        .unwrap_or_else(|_| "{\"event\":\"error\",\"message\":\"encode\"}".into());
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{LINE_PREFIX}{line}");
+    let _ = out.flush();
+}
+
 /// A question with a known answer, for checking that a model really generates.
 pub fn capital_of_france() -> ChatRequest {
     ChatRequest {
@@ -532,14 +541,6 @@ pub mod worker {
     use either::Either;
     use mistralrs::{GgufModelBuilder, RequestBuilder, TextMessageRole, TokenSource};
     use std::time::Instant;
-
-    fn emit(event: &WorkerEvent) {
-        let line = serde_json::to_string(event)
-            .unwrap_or_else(|_| "{\"event\":\"error\",\"message\":\"encode\"}".into());
-        let mut out = std::io::stdout().lock();
-        let _ = writeln!(out, "{LINE_PREFIX}{line}");
-        let _ = out.flush();
-    }
 
     /// `check_only`: mistral.rs's check is the parent's [`preflight`] (a
     /// list of what 0.8.1 can build); the worker only confirms it started.

@@ -65,7 +65,7 @@ impl BufferLog {
 /// stdin closes.
 #[cfg(feature = "llama-cpp")]
 pub mod worker {
-    use super::super::embedded::{WorkerEvent, WorkerRequest, FILLER, LINE_PREFIX};
+    use super::super::embedded::{emit, WorkerEvent, WorkerRequest, FILLER};
     use super::super::{ChatMessage, ChatResponse};
     use super::BufferLog;
     use llama_cpp_2::context::params::LlamaContextParams;
@@ -77,7 +77,7 @@ pub mod worker {
     use llama_cpp_2::sampling::LlamaSampler;
     use llama_cpp_2::token::LlamaToken;
     use std::ffi::{c_char, c_void, CStr};
-    use std::io::{BufRead, Write};
+    use std::io::BufRead;
     use std::num::NonZeroU32;
     use std::path::Path;
     use std::sync::Mutex;
@@ -155,14 +155,6 @@ pub mod worker {
         LOG.lock()
             .ok()
             .and_then(|g| g.as_ref().map(|s| s.buffers.allocated.clone()))
-    }
-
-    fn emit(event: &WorkerEvent) {
-        let line = serde_json::to_string(event)
-            .unwrap_or_else(|_| "{\"event\":\"error\",\"message\":\"encode\"}".into());
-        let mut out = std::io::stdout().lock();
-        let _ = writeln!(out, "{LINE_PREFIX}{line}");
-        let _ = out.flush();
     }
 
     fn fail(message: String) -> i32 {

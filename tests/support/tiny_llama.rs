@@ -14,8 +14,9 @@ use std::path::Path;
 pub const ARCH: &str = "llama";
 pub const CONTEXT: u32 = 2048;
 
-/// The header: SmolLM2's tokenizer keys, a 2-layer llama.
-pub fn tiny_llama(smollm2: &Path) -> GgufWriter {
+/// SmolLM2's header and the size of its vocabulary: the real tokenizer and
+/// chat template every tiny fixture copies.
+pub fn smollm2_tokenizer(smollm2: &Path) -> (onboard::gguf::reader::Header, u64) {
     let source = onboard::gguf::read_file(smollm2).expect("read SmolLM2's header");
     let vocab = source
         .metadata
@@ -26,6 +27,21 @@ pub fn tiny_llama(smollm2: &Path) -> GgufWriter {
             _ => None,
         })
         .expect("SmolLM2 has tokenizer.ggml.tokens");
+    (source, vocab)
+}
+
+/// Copies every `tokenizer.*` key of `source` into `w`.
+pub fn copy_tokenizer(source: &onboard::gguf::reader::Header, w: &mut GgufWriter) {
+    for (key, value) in &source.metadata {
+        if key.starts_with("tokenizer.") {
+            w.kv(key, value.clone());
+        }
+    }
+}
+
+/// The header: SmolLM2's tokenizer keys, a 2-layer llama.
+pub fn tiny_llama(smollm2: &Path) -> GgufWriter {
+    let (source, vocab) = smollm2_tokenizer(smollm2);
     let (layers, embd, heads, kv_heads, ff) = (2u64, 64u64, 4u64, 2u64, 128u64);
     let mut w = GgufWriter::new();
     w.str("general.architecture", ARCH)
@@ -41,11 +57,7 @@ pub fn tiny_llama(smollm2: &Path) -> GgufWriter {
         .f32("llama.attention.layer_norm_rms_epsilon", 1e-5)
         .f32("llama.rope.freq_base", 10_000.0)
         .u32("llama.vocab_size", vocab as u32);
-    for (key, value) in &source.metadata {
-        if key.starts_with("tokenizer.") {
-            w.kv(key, value.clone());
-        }
-    }
+    copy_tokenizer(&source, &mut w);
     let f32 = GgmlType::F32;
     let kv_dim = embd / heads * kv_heads;
     w.tensor("token_embd.weight", &[embd, vocab], f32);

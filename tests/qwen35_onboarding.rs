@@ -353,16 +353,10 @@ fn killed_in_the_middle_of_its_context_test_the_rerun_finishes() {
     );
     // The worker dies with onboard (its parent-death signal).
     let gone = Instant::now() + Duration::from_secs(10);
-    while Path::new(&format!("/proc/{worker}")).exists() && Instant::now() < gone {
+    while worker_alive(worker) && Instant::now() < gone {
         std::thread::sleep(Duration::from_millis(20));
     }
-    assert!(
-        !Path::new(&format!("/proc/{worker}/cmdline")).exists()
-            || std::fs::read(format!("/proc/{worker}/cmdline"))
-                .unwrap_or_default()
-                .is_empty(),
-        "the worker outlived onboard"
-    );
+    assert!(!worker_alive(worker), "the worker outlived onboard");
 
     let out = onboard(&root, &hub, &[case.model]).output().unwrap();
     assert_success(&out, "the rerun");
@@ -373,4 +367,66 @@ fn killed_in_the_middle_of_its_context_test_the_rerun_finishes() {
         1,
         "{conf}"
     );
+}
+
+/// Ctrl-C while the embedded llama.cpp measures: onboard exits 130, the
+/// worker is gone within seconds, the step is recorded `interrupted` with no
+/// marker left, and the next run resumes there and finishes.
+#[test]
+fn ctrl_c_in_the_middle_of_its_context_test_stops_the_worker_and_the_rerun_finishes() {
+    let case = &MOE;
+    let hub = hub(case);
+    let dir = tempfile::tempdir().unwrap();
+    let root: PathBuf = dir.path().to_path_buf();
+    workspace(&root, case);
+    let mut child = onboard(&root, &hub, &["run", case.model, "--until", "context_test"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let worker = loop {
+        if let Some(worker) = loading_worker(child.id()) {
+            break worker;
+        }
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "onboard ended before its context test started a worker"
+        );
+        assert!(Instant::now() < deadline, "no context-test worker appeared");
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    // SAFETY: a signal to our own child process.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGINT);
+    }
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130), "{status:?}");
+    let gone = Instant::now() + Duration::from_secs(10);
+    while worker_alive(worker) && Instant::now() < gone {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        !worker_alive(worker),
+        "the worker outlived the interrupted run"
+    );
+    let context_test = record(&root, case, "context_test");
+    assert_eq!(context_test["status"], "interrupted", "{context_test}");
+    let steps = root.join(format!(".onboard/{}/steps", case.model));
+    let markers: Vec<_> = std::fs::read_dir(&steps)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".running"))
+        .map(|e| e.path())
+        .collect();
+    assert!(markers.is_empty(), "{markers:?}");
+
+    let out = onboard(&root, &hub, &[case.model]).output().unwrap();
+    assert_success(&out, "the rerun");
+    assert_onboarded(&root, case);
+}
+
+fn worker_alive(pid: u32) -> bool {
+    // A zombie has an empty cmdline: it is gone as far as work goes.
+    std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| !c.is_empty())
 }

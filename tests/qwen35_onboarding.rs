@@ -298,6 +298,28 @@ fn onboard_qwen35_27b_end_to_end_offline() {
     onboard_end_to_end(&DENSE);
 }
 
+/// `onboard run` up to the context test, returned once its worker is loading
+/// the model: the process and the worker's pid.
+fn run_until_the_worker_loads(root: &Path, hub: &Hub, case: &Case) -> (std::process::Child, u32) {
+    let mut child = onboard(root, hub, &["run", case.model, "--until", "context_test"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        if let Some(worker) = loading_worker(child.id()) {
+            return (child, worker);
+        }
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "onboard ended before its context test started a worker"
+        );
+        assert!(Instant::now() < deadline, "no context-test worker appeared");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
 /// The loaded model's worker (not a `--check`) of `parent`, if running.
 fn loading_worker(parent: u32) -> Option<u32> {
     for entry in std::fs::read_dir("/proc").ok()?.flatten() {
@@ -328,23 +350,7 @@ fn killed_in_the_middle_of_its_context_test_the_rerun_finishes() {
     let dir = tempfile::tempdir().unwrap();
     let root: PathBuf = dir.path().to_path_buf();
     workspace(&root, case);
-    let mut child = onboard(&root, &hub, &["run", case.model, "--until", "context_test"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(300);
-    let worker = loop {
-        if let Some(worker) = loading_worker(child.id()) {
-            break worker;
-        }
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "onboard ended before its context test started a worker"
-        );
-        assert!(Instant::now() < deadline, "no context-test worker appeared");
-        std::thread::sleep(Duration::from_millis(5));
-    };
+    let (mut child, worker) = run_until_the_worker_loads(&root, &hub, case);
     child.kill().unwrap();
     child.wait().unwrap();
     assert!(
@@ -379,23 +385,7 @@ fn ctrl_c_in_the_middle_of_its_context_test_stops_the_worker_and_the_rerun_finis
     let dir = tempfile::tempdir().unwrap();
     let root: PathBuf = dir.path().to_path_buf();
     workspace(&root, case);
-    let mut child = onboard(&root, &hub, &["run", case.model, "--until", "context_test"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(300);
-    let worker = loop {
-        if let Some(worker) = loading_worker(child.id()) {
-            break worker;
-        }
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "onboard ended before its context test started a worker"
-        );
-        assert!(Instant::now() < deadline, "no context-test worker appeared");
-        std::thread::sleep(Duration::from_millis(5));
-    };
+    let (mut child, worker) = run_until_the_worker_loads(&root, &hub, case);
     // SAFETY: a signal to our own child process.
     unsafe {
         libc::kill(child.id() as i32, libc::SIGINT);

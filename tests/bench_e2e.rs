@@ -30,6 +30,12 @@ const REPLIES: &[(&str, &str)] = &[
     ("count_vowels", "```python\ndef count_vowels(s)\n    return 0\n```"),
 ];
 
+/// A solution that outlives any run: a sleeping child it spawns and itself.
+const SLEEPER: &[(&str, &str)] = &[(
+    "add",
+    "```python\nimport subprocess, time\n\ndef add(a, b):\n    subprocess.Popen(['sleep', '300'])\n    time.sleep(300)\n    return a + b\n```",
+)];
+
 struct Server {
     port: u16,
     asked: Arc<Mutex<Vec<String>>>,
@@ -38,6 +44,10 @@ struct Server {
 /// Serves until the test ends; `delay` is slept before answering request
 /// number `slow_from` and later ones.
 fn serve(delay: Duration, slow_from: usize) -> Server {
+    serve_replies(delay, slow_from, REPLIES)
+}
+
+fn serve_replies(delay: Duration, slow_from: usize, replies: &'static [(&str, &str)]) -> Server {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let asked = Arc::new(Mutex::new(Vec::new()));
@@ -46,13 +56,19 @@ fn serve(delay: Duration, slow_from: usize) -> Server {
         for stream in listener.incoming() {
             let Ok(stream) = stream else { continue };
             let log = Arc::clone(&log);
-            std::thread::spawn(move || answer(stream, &log, delay, slow_from));
+            std::thread::spawn(move || answer(stream, &log, delay, slow_from, replies));
         }
     });
     Server { port, asked }
 }
 
-fn answer(stream: TcpStream, log: &Mutex<Vec<String>>, delay: Duration, slow_from: usize) {
+fn answer(
+    stream: TcpStream,
+    log: &Mutex<Vec<String>>,
+    delay: Duration,
+    slow_from: usize,
+    replies: &[(&'static str, &'static str)],
+) {
     let mut reader = BufReader::new(stream.try_clone().unwrap());
     let mut length = 0;
     let mut first = String::new();
@@ -76,7 +92,7 @@ fn answer(stream: TcpStream, log: &Mutex<Vec<String>>, delay: Duration, slow_fro
         .unwrap()
         .to_string();
     // Problems outside the fixture (the offline HumanEval) get a wrong answer.
-    let (name, reply) = REPLIES
+    let (name, reply) = replies
         .iter()
         .find(|(name, _)| prompt.contains(&format!("def {name}(")))
         .unwrap_or(&("other", "```python\npass\n```"));
@@ -455,4 +471,75 @@ fn without_a_dataset_the_step_downloads_humaneval_plus_once_into_evalplus_cache(
     );
     assert_eq!(server.asked.lock().unwrap().len(), asked);
     assert_eq!(summary(&ws)["resumed_tasks"], 6);
+}
+
+/// Processes owned by `uid` (the sandbox's user), from /proc.
+fn processes_of(uid: u32) -> Vec<u32> {
+    let mut pids = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        let real_uid = status
+            .lines()
+            .find_map(|l| l.strip_prefix("Uid:"))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse::<u32>().ok());
+        let zombie = status
+            .lines()
+            .any(|l| l.starts_with("State:") && l.contains('Z'));
+        if real_uid == Some(uid) && !zombie {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
+/// Ctrl-C while model-written code runs in the sandbox: the code and what
+/// it spawned are gone within seconds, onboard exits 130, the step is
+/// `interrupted`, and no summary claims a score.
+#[test]
+fn ctrl_c_while_sandboxed_code_runs_leaves_none_of_it_behind() {
+    const UID: u32 = 65400;
+    let server = serve_replies(Duration::ZERO, usize::MAX - 1, SLEEPER);
+    let ws = TestWorkspace::new(&workflow(server.port, UID));
+    ws.write("models.conf", "[tiny]\nMODEL=Test/tiny.gguf\n");
+    let mut child = ws
+        .command(&["run", "tiny", "--json"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while processes_of(UID).is_empty() {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "onboard ended before the sandboxed code ran"
+        );
+        assert!(Instant::now() < deadline, "no sandboxed code started");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // SAFETY: a signal to our own child process.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGINT);
+    }
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130), "{status:?}");
+    let gone = Instant::now() + Duration::from_secs(10);
+    while !processes_of(UID).is_empty() && Instant::now() < gone {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(
+        processes_of(UID),
+        Vec::<u32>::new(),
+        "sandboxed processes left"
+    );
+    let record: serde_json::Value =
+        serde_json::from_str(&ws.read(".onboard/tiny/steps/benchmark.json")).unwrap();
+    assert_eq!(record["status"], "interrupted", "{record}");
+    assert!(
+        !ws.path("benchmarks/results/tiny.json").exists(),
+        "no summary from an interrupted benchmark"
+    );
 }

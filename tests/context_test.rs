@@ -551,3 +551,25 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+/// `engines.order` in onboard.yaml decides what `auto` tries first, and the
+/// step log names it as the reason.
+#[test]
+fn the_workspace_engine_order_decides_what_auto_takes() {
+    let ws = workspace(
+        &smollm2::smollm2_gguf(),
+        "      engine: auto\n      context: 512\n      generate: 4\n",
+    );
+    ws.write(
+        "onboard.yaml",
+        "engines:\n  order: [llama-cpp, mistralrs, llama-server]\n",
+    );
+    let run = ws.run(&[]);
+    run.assert_ok();
+    assert_eq!(outputs(&ws)["engine"], "llama-cpp");
+    let log = format!("{}{}", run.stdout, run.stderr);
+    assert!(
+        log.contains("engine: llama-cpp — the first that can run llama here, by engines.order in onboard.yaml"),
+        "{log}"
+    );
+}

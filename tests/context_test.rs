@@ -224,6 +224,7 @@ fn a_context_larger_than_ram_allows_is_refused_before_loading() {
 /// the memory model predicted.
 #[test]
 fn smollm2_runs_in_the_in_process_llama_cpp_and_its_buffers_match_the_prediction() {
+    let _one = support::one_llama_cpp_at_a_time();
     let ws = workspace(
         &smollm2::smollm2_gguf(),
         "      engine: llama-cpp\n      context: 2048\n      generate: 16\n",
@@ -272,6 +273,7 @@ fn smollm2_runs_in_the_in_process_llama_cpp_and_its_buffers_match_the_prediction
 /// `engine: auto` on a model mistral.rs refuses takes llama.cpp and says why.
 #[test]
 fn auto_takes_llama_cpp_for_what_mistralrs_cannot_run_and_says_why() {
+    let _one = support::one_llama_cpp_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("Qwen3-tiny-A1B.F32.gguf");
     qwen3moe_tiny_with_tokenizer(&file);
@@ -306,6 +308,7 @@ fn qwen3moe_tiny_with_tokenizer(path: &Path) {
 
 #[test]
 fn a_killed_worker_is_reported_as_killed() {
+    let _one = support::one_llama_cpp_at_a_time();
     use onboard::engine::embedded::{EmbeddedEngine, WorkerEngine, WorkerOptions};
     use onboard::engine::Engine;
     for kind in [WorkerEngine::MistralRs, WorkerEngine::LlamaCpp] {
@@ -556,6 +559,7 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
 /// step log names it as the reason.
 #[test]
 fn the_workspace_engine_order_decides_what_auto_takes() {
+    let _one = support::one_llama_cpp_at_a_time();
     let ws = workspace(
         &smollm2::smollm2_gguf(),
         "      engine: auto\n      context: 512\n      generate: 4\n",

@@ -265,6 +265,7 @@ fn onboard_plain(root: &Path, args: &[&str]) -> Output {
 }
 
 fn onboard_end_to_end(case: &Case) {
+    let _one = support::one_llama_cpp_at_a_time();
     let hub = hub(case);
     let dir = tempfile::tempdir().unwrap();
     workspace(dir.path(), case);
@@ -316,7 +317,8 @@ fn run_until_the_worker_loads(root: &Path, hub: &Hub, case: &Case) -> (std::proc
             "onboard ended before its context test started a worker"
         );
         assert!(Instant::now() < deadline, "no context-test worker appeared");
-        std::thread::sleep(Duration::from_millis(5));
+        // A scan of /proc costs milliseconds: poll gently, the worker lives for seconds.
+        std::thread::sleep(Duration::from_millis(25));
     }
 }
 
@@ -345,6 +347,7 @@ fn loading_worker(parent: u32) -> Option<u32> {
 
 #[test]
 fn killed_in_the_middle_of_its_context_test_the_rerun_finishes() {
+    let _one = support::one_llama_cpp_at_a_time();
     let case = &MOE;
     let hub = hub(case);
     let dir = tempfile::tempdir().unwrap();
@@ -380,6 +383,7 @@ fn killed_in_the_middle_of_its_context_test_the_rerun_finishes() {
 /// marker left, and the next run resumes there and finishes.
 #[test]
 fn ctrl_c_in_the_middle_of_its_context_test_stops_the_worker_and_the_rerun_finishes() {
+    let _one = support::one_llama_cpp_at_a_time();
     let case = &MOE;
     let hub = hub(case);
     let dir = tempfile::tempdir().unwrap();

@@ -10,7 +10,8 @@
 //! stdin; the child answers each with one line `@@onboard <json>` on stdout
 //! (other stdout lines are ignored, stderr is kept for error messages).
 
-use super::{AllocatedMemory, ChatMessage, ChatRequest, ChatResponse, Engine, EngineError};
+use super::{ChatMessage, ChatRequest, ChatResponse, Engine, EngineError};
+use crate::gguf::memory::Buffers;
 use serde::{Deserialize, Serialize};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
@@ -155,7 +156,7 @@ pub enum WorkerEvent {
         context: Option<u64>,
         /// The buffers the engine reported allocating (llama.cpp).
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        allocated: Option<AllocatedMemory>,
+        allocated: Option<Buffers>,
         /// How `SPEED=` names the engine and its backend.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         label: Option<String>,
@@ -220,7 +221,7 @@ pub struct EmbeddedEngine {
     pub max_sequence_length: Option<u64>,
     /// The context the engine allocated, where it chose one (llama.cpp).
     pub context: Option<u64>,
-    pub allocated: Option<AllocatedMemory>,
+    pub allocated: Option<Buffers>,
     /// How `SPEED=` names the engine (`llama.cpp (embedded, CPU)`).
     pub label: Option<String>,
 }

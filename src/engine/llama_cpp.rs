@@ -10,7 +10,7 @@
 //! read the architecture and hyperparameters and refuse what it does not
 //! know, in milliseconds and in a child process.
 
-use super::AllocatedMemory;
+use crate::gguf::memory::Buffers;
 
 /// How results, logs and the engine choice name this engine.
 pub const NAME: &str = "llama-cpp";
@@ -27,38 +27,30 @@ pub fn backend(gpu: bool) -> &'static str {
     }
 }
 
-/// What llama.cpp logs while it allocates, turned into figures: each buffer
-/// line reads `<who>: <buffer name> <kind> buffer size = <MiB> MiB`.
-#[derive(Debug, Default, Clone, PartialEq)]
-pub struct BufferLog {
-    pub allocated: AllocatedMemory,
-}
-
-impl BufferLog {
-    /// Adds one log line's buffer, if it names one.
-    pub fn observe(&mut self, line: &str) {
-        let Some((head, tail)) = line.split_once(" buffer size = ") else {
-            return;
-        };
-        let Some(mib) = tail
-            .split_whitespace()
-            .next()
-            .and_then(|n| n.parse::<f64>().ok())
-        else {
-            return;
-        };
-        let bytes = (mib * 1024.0 * 1024.0).round() as u64;
-        let a = &mut self.allocated;
-        // The kind is the last word before "buffer size".
-        match head.split_whitespace().last() {
-            Some("model") => a.weights_bytes += bytes,
-            Some("KV") => a.kv_cache_bytes += bytes,
-            Some("RS") => a.recurrent_bytes += bytes,
-            Some("compute") => a.compute_bytes += bytes,
-            Some("output") => a.output_bytes += bytes,
-            _ => {}
-        }
-    }
+/// Adds the buffer a llama.cpp log line reports, if it reports one: each
+/// reads `<who>: <buffer name> <kind> buffer size = <MiB> MiB`.
+pub fn observe_buffer_line(buffers: &mut Buffers, line: &str) {
+    let Some((head, tail)) = line.split_once(" buffer size = ") else {
+        return;
+    };
+    let Some(mib) = tail
+        .split_whitespace()
+        .next()
+        .and_then(|n| n.parse::<f64>().ok())
+    else {
+        return;
+    };
+    let bytes = (mib * 1024.0 * 1024.0).round() as u64;
+    // The kind is the last word before "buffer size".
+    let slot = match head.split_whitespace().last() {
+        Some("model") => &mut buffers.weights,
+        Some("KV") => &mut buffers.kv_cache,
+        Some("RS") => &mut buffers.recurrent,
+        Some("compute") => &mut buffers.compute,
+        Some("output") => &mut buffers.output,
+        _ => return,
+    };
+    *slot += bytes;
 }
 
 /// The child side: load the model with llama.cpp, then answer requests until
@@ -67,7 +59,7 @@ impl BufferLog {
 pub mod worker {
     use super::super::embedded::{emit, WorkerEvent, WorkerRequest, FILLER};
     use super::super::{ChatMessage, ChatResponse};
-    use super::BufferLog;
+    use super::{observe_buffer_line, Buffers};
     use llama_cpp_2::context::params::LlamaContextParams;
     use llama_cpp_2::context::LlamaContext;
     use llama_cpp_2::llama_backend::LlamaBackend;
@@ -87,7 +79,7 @@ pub mod worker {
     /// lines (for messages), and the partial line being assembled.
     #[derive(Default)]
     struct LogState {
-        buffers: BufferLog,
+        buffers: Buffers,
         errors: Vec<String>,
         partial: String,
         /// A continuation (`GGML_LOG_LEVEL_CONT`) keeps the level before it.
@@ -121,7 +113,7 @@ pub mod worker {
         while let Some(end) = state.partial.find('\n') {
             let line: String = state.partial.drain(..=end).collect();
             let line = line.trim_end();
-            state.buffers.observe(line);
+            observe_buffer_line(&mut state.buffers, line);
             if state.verbose || level == LEVEL_WARN || level == LEVEL_ERROR {
                 eprintln!("llama.cpp: {line}");
                 if level == LEVEL_ERROR {
@@ -151,10 +143,10 @@ pub mod worker {
             .unwrap_or_default()
     }
 
-    fn allocated() -> Option<super::AllocatedMemory> {
+    fn allocated() -> Option<Buffers> {
         LOG.lock()
             .ok()
-            .and_then(|g| g.as_ref().map(|s| s.buffers.allocated.clone()))
+            .and_then(|g| g.as_ref().map(|s| s.buffers.clone()))
     }
 
     fn fail(message: String) -> i32 {
@@ -436,7 +428,7 @@ mod tests {
 
     #[test]
     fn buffer_lines_become_figures() {
-        let mut log = BufferLog::default();
+        let mut log = Buffers::default();
         for line in [
             "load_tensors:   CPU_Mapped model buffer size =    92.10 MiB",
             "llama_kv_cache:        CPU KV buffer size =   180.00 MiB",
@@ -445,13 +437,13 @@ mod tests {
             "sched_reserve:        CPU compute buffer size =    22.64 MiB",
             "llama_kv_cache: size =  180.00 MiB (  8192 cells,  30 layers,  1/1 seqs), K (f16):   90.00 MiB",
         ] {
-            log.observe(line);
+            observe_buffer_line(&mut log, line);
         }
         let mib = |x: f64| (x * 1024.0 * 1024.0).round() as u64;
-        assert_eq!(log.allocated.weights_bytes, mib(92.10));
-        assert_eq!(log.allocated.kv_cache_bytes, mib(180.0));
-        assert_eq!(log.allocated.recurrent_bytes, mib(0.5));
-        assert_eq!(log.allocated.output_bytes, mib(0.19));
-        assert_eq!(log.allocated.compute_bytes, mib(22.64));
+        assert_eq!(log.weights, mib(92.10));
+        assert_eq!(log.kv_cache, mib(180.0));
+        assert_eq!(log.recurrent, mib(0.5));
+        assert_eq!(log.output, mib(0.19));
+        assert_eq!(log.compute, mib(22.64));
     }
 }

@@ -58,20 +58,6 @@ pub struct ChatResponse {
     pub finish_reason: Option<String>,
 }
 
-/// The buffers an engine allocated for a model, as it reported them (the
-/// in-process llama.cpp logs each one): held against what `evaluate`
-/// predicted for the same context.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct AllocatedMemory {
-    pub weights_bytes: u64,
-    pub kv_cache_bytes: u64,
-    /// Recurrent state (Mamba / Gated DeltaNet layers).
-    pub recurrent_bytes: u64,
-    pub compute_bytes: u64,
-    /// Logits of one micro-batch's outputs.
-    pub output_bytes: u64,
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
     /// The engine cannot serve this model at all (architecture, tensor types).

@@ -271,9 +271,10 @@ pub fn compute_buffer_bytes(f: &ModelFacts, cfg: &RunConfig) -> u64 {
 }
 
 /// What llama.cpp allocates for a model held by one backend (the CPU, or one
-/// GPU with every layer), buffer by buffer: the prediction a run's reported
-/// allocations are held against.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+/// GPU with every layer), buffer by buffer: both what the memory model
+/// predicts and what the embedded llama.cpp reports, so the two compare
+/// field by field.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, serde::Deserialize)]
 pub struct Buffers {
     pub weights: u64,
     pub kv_cache: u64,
@@ -281,6 +282,20 @@ pub struct Buffers {
     pub compute: u64,
     /// Logits kept between calls: one row per sequence (`n_vocab × n_seq` f32).
     pub output: u64,
+}
+
+impl Buffers {
+    pub fn total(&self) -> u64 {
+        [
+            self.weights,
+            self.kv_cache,
+            self.recurrent,
+            self.compute,
+            self.output,
+        ]
+        .iter()
+        .fold(0u64, |acc, b| acc.saturating_add(*b))
+    }
 }
 
 /// [`Buffers`] for `cfg`; `None` where a part cannot be known from the header.

@@ -6,7 +6,8 @@
 use super::model_engine::{self, engine_failure, Chosen, Limits, ProfileModel, Running};
 use super::{Task, TaskContext, TaskError};
 use crate::engine::embedded;
-use crate::engine::{AllocatedMemory, ChatResponse, Engine};
+use crate::engine::embedded::WorkerEngine;
+use crate::engine::{ChatResponse, Engine};
 use crate::gguf::memory::{self, Buffers, RunConfig};
 use crate::workflow::{duration, state};
 use crate::workspace::models_conf;
@@ -117,29 +118,24 @@ pub const MEMORY_MARGIN_FLOOR_MIB: f64 = 1.0;
 
 impl MemoryCheck {
     /// Compares a prediction with what the engine reported.
-    pub fn new(predicted: &Buffers, allocated: &AllocatedMemory) -> MemoryCheck {
+    pub fn new(predicted: &Buffers, allocated: &Buffers) -> MemoryCheck {
         let mib = |b: u64| (b as f64 / (1024.0 * 1024.0) * 100.0).round() / 100.0;
-        let pairs = [
-            ("weights", predicted.weights, allocated.weights_bytes),
-            ("kv_cache", predicted.kv_cache, allocated.kv_cache_bytes),
-            ("recurrent", predicted.recurrent, allocated.recurrent_bytes),
-            ("compute", predicted.compute, allocated.compute_bytes),
-            ("output", predicted.output, allocated.output_bytes),
-        ];
-        let mut rows: Vec<MemoryRow> = pairs
-            .iter()
-            .map(|(name, p, a)| MemoryRow {
-                buffer: (*name).into(),
-                predicted_mib: mib(*p),
-                allocated_mib: mib(*a),
-            })
-            .collect();
-        let total = |f: fn(&(&str, u64, u64)) -> u64| pairs.iter().map(f).sum::<u64>();
-        rows.push(MemoryRow {
-            buffer: "total".into(),
-            predicted_mib: mib(total(|p| p.1)),
-            allocated_mib: mib(total(|p| p.2)),
-        });
+        let (p, a) = (predicted, allocated);
+        let rows: Vec<MemoryRow> = [
+            ("weights", p.weights, a.weights),
+            ("kv_cache", p.kv_cache, a.kv_cache),
+            ("recurrent", p.recurrent, a.recurrent),
+            ("compute", p.compute, a.compute),
+            ("output", p.output, a.output),
+            ("total", p.total(), a.total()),
+        ]
+        .into_iter()
+        .map(|(name, p, a)| MemoryRow {
+            buffer: name.into(),
+            predicted_mib: mib(p),
+            allocated_mib: mib(a),
+        })
+        .collect();
         let flagged = rows
             .iter()
             .filter(|r| !within_margin(r.predicted_mib, r.allocated_mib))
@@ -239,9 +235,10 @@ impl Task for ContextTest {
             let chosen = model_engine::choose(engine_choice, &model, cpu, &ctx)?;
             let predicted = predict(&model, &chosen, wanted, cpu);
             if chosen.is_embedded() && cpu {
-                fits_in_ram(&model.gguf, mem_available_bytes())?;
+                let available = mem_available_bytes();
+                fits_in_ram(&model.gguf, available)?;
                 if let Some(p) = &predicted {
-                    context_fits_in_ram(&model.gguf, wanted, p, mem_available_bytes())?;
+                    context_fits_in_ram(&model.gguf, wanted, p, available)?;
                 }
             }
             ctx.log(&format!(
@@ -250,7 +247,7 @@ impl Task for ContextTest {
                 model.architecture,
             ));
             // mistral.rs fixes the context to the GGUF's; the others take ours.
-            let context = (chosen != Chosen::Mistralrs).then_some(wanted);
+            let context = (chosen != Chosen::Embedded(WorkerEngine::MistralRs)).then_some(wanted);
             let started = std::time::Instant::now();
             let engine = Running::start(&chosen, &model, cpu, threads, context, limits)?;
             let load_ms = started.elapsed().as_millis() as u64;
@@ -280,7 +277,7 @@ impl Task for ContextTest {
 /// at `context` (on one backend). mistral.rs reports no buffers and
 /// allocates otherwise.
 fn predict(model: &ProfileModel, chosen: &Chosen, context: u64, cpu: bool) -> Option<Buffers> {
-    if *chosen == Chosen::Mistralrs {
+    if *chosen == Chosen::Embedded(WorkerEngine::MistralRs) {
         return None;
     }
     // This build's llama.cpp repacks for AVX2 when it was compiled with it
@@ -305,11 +302,7 @@ fn context_fits_in_ram(
     let Some(available) = available else {
         return Ok(());
     };
-    let total = predicted.weights
-        + predicted.kv_cache
-        + predicted.recurrent
-        + predicted.compute
-        + predicted.output;
+    let total = predicted.total();
     if total <= available {
         return Ok(());
     }

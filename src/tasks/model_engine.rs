@@ -93,8 +93,7 @@ impl ProfileModel {
 /// The engine that will run a model, decided before anything is loaded.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Chosen {
-    Mistralrs,
-    LlamaCpp,
+    Embedded(WorkerEngine),
     /// The llama-server binary to start.
     LlamaServer(String),
 }
@@ -103,8 +102,7 @@ impl Chosen {
     /// The name the started engine will report.
     pub fn engine_name(&self) -> &'static str {
         match self {
-            Chosen::Mistralrs => embedded::NAME,
-            Chosen::LlamaCpp => crate::engine::llama_cpp::NAME,
+            Chosen::Embedded(engine) => engine.name(),
             Chosen::LlamaServer(_) => crate::engine::llama_server::NAME,
         }
     }
@@ -204,7 +202,7 @@ fn check(
                 return Err("this build of onboard has no mistral.rs (the `embedded` feature)".into());
             }
             embedded::preflight(&model.architecture, &model.tensor_types, cpu)?;
-            Ok(Chosen::Mistralrs)
+            Ok(Chosen::Embedded(WorkerEngine::MistralRs))
         }
         EngineKind::LlamaCpp => {
             let mut opts = WorkerOptions::new(WorkerEngine::LlamaCpp, &model.gguf)
@@ -212,7 +210,7 @@ fn check(
             opts.cpu = cpu;
             opts.load_timeout = Duration::from_secs(120);
             EmbeddedEngine::check(&opts).map_err(|e| e.to_string())?;
-            Ok(Chosen::LlamaCpp)
+            Ok(Chosen::Embedded(WorkerEngine::LlamaCpp))
         }
         EngineKind::LlamaServer => llama_server_binary(ctx).map(Chosen::LlamaServer).ok_or_else(|| {
             "no llama-server: install llama.cpp and put llama-server on PATH, or set \
@@ -258,13 +256,8 @@ impl Running {
         limits: Limits,
     ) -> Result<Running, TaskError> {
         match chosen {
-            Chosen::Mistralrs | Chosen::LlamaCpp => {
-                let engine = if *chosen == Chosen::Mistralrs {
-                    WorkerEngine::MistralRs
-                } else {
-                    WorkerEngine::LlamaCpp
-                };
-                let mut opts = WorkerOptions::new(engine, &model.gguf).map_err(engine_failure)?;
+            Chosen::Embedded(engine) => {
+                let mut opts = WorkerOptions::new(*engine, &model.gguf).map_err(engine_failure)?;
                 opts.cpu = cpu;
                 opts.load_timeout = limits.load;
                 opts.request_timeout = limits.request;

@@ -161,3 +161,12 @@ pub fn assert_success(out: &Output, what: &str) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Held by a test while its embedded llama.cpp runs: llama.cpp's CPU threads
+/// spin between operations, so two workers sharing 2 cores slow each other
+/// down a hundredfold (the four qwen35 onboarding tests together: 330 s;
+/// one after another: 10 s).
+pub fn one_llama_cpp_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    static ENGINE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    ENGINE.lock().unwrap_or_else(|p| p.into_inner())
+}

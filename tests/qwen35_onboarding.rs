@@ -361,11 +361,10 @@ fn killed_in_the_middle_of_its_context_test_the_rerun_finishes() {
         "killed before its record"
     );
     // The worker dies with onboard (its parent-death signal).
-    let gone = Instant::now() + Duration::from_secs(10);
-    while worker_alive(worker) && Instant::now() < gone {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    assert!(!worker_alive(worker), "the worker outlived onboard");
+    assert!(
+        worker_ends_within_seconds(worker),
+        "the worker outlived onboard"
+    );
 
     let out = onboard(&root, &hub, &[case.model]).output().unwrap();
     assert_success(&out, "the rerun");
@@ -396,12 +395,8 @@ fn ctrl_c_in_the_middle_of_its_context_test_stops_the_worker_and_the_rerun_finis
     }
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(130), "{status:?}");
-    let gone = Instant::now() + Duration::from_secs(10);
-    while worker_alive(worker) && Instant::now() < gone {
-        std::thread::sleep(Duration::from_millis(20));
-    }
     assert!(
-        !worker_alive(worker),
+        worker_ends_within_seconds(worker),
         "the worker outlived the interrupted run"
     );
     let context_test = record(&root, case, "context_test");
@@ -418,6 +413,15 @@ fn ctrl_c_in_the_middle_of_its_context_test_stops_the_worker_and_the_rerun_finis
     let out = onboard(&root, &hub, &[case.model]).output().unwrap();
     assert_success(&out, "the rerun");
     assert_onboarded(&root, case);
+}
+
+/// Whether the worker is gone within 10 s.
+fn worker_ends_within_seconds(pid: u32) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while worker_alive(pid) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    !worker_alive(pid)
 }
 
 fn worker_alive(pid: u32) -> bool {

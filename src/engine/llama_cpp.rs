@@ -1,5 +1,5 @@
-//! The second embedded engine: llama.cpp in-process, through the
-//! `llama-cpp-2` binding, in the same child worker as mistral.rs (hidden
+//! The second embedded engine: llama.cpp in-process, through its C API
+//! (`llama-cpp-sys-2`, wrapped in `binding`), in the same child worker as mistral.rs (hidden
 //! subcommand `__engine-worker --engine llama-cpp`). It runs what mistral.rs
 //! 0.8.1 cannot (`qwen35`, `qwen35moe`, `qwen3moe` on CPU, IQ quants) at
 //! llama-server's speed, and it reports what llama.cpp itself measured: its
@@ -16,7 +16,7 @@ use crate::gguf::memory::Buffers;
 pub const NAME: &str = "llama-cpp";
 
 /// The binding this build embeds, for reports.
-pub const VERSION: &str = "llama.cpp (llama-cpp-2 0.1.160)";
+pub const VERSION: &str = "llama.cpp (llama-cpp-sys-2 0.1.161)";
 
 /// The compute backend of this build, as `SPEED=` labels it.
 pub fn backend(gpu: bool) -> &'static str {
@@ -53,24 +53,19 @@ pub fn observe_buffer_line(buffers: &mut Buffers, line: &str) {
     *slot += bytes;
 }
 
+#[cfg(feature = "llama-cpp")]
+mod binding;
+
 /// The child side: load the model with llama.cpp, then answer requests until
 /// stdin closes.
 #[cfg(feature = "llama-cpp")]
 pub mod worker {
     use super::super::embedded::{emit, WorkerEvent, WorkerRequest, FILLER};
     use super::super::{ChatMessage, ChatResponse};
+    use super::binding::{self, Backend, Context, ContextParams, Model, Sampler, Token};
     use super::{observe_buffer_line, Buffers};
-    use llama_cpp_2::context::params::LlamaContextParams;
-    use llama_cpp_2::context::LlamaContext;
-    use llama_cpp_2::llama_backend::LlamaBackend;
-    use llama_cpp_2::llama_batch::LlamaBatch;
-    use llama_cpp_2::model::params::LlamaModelParams;
-    use llama_cpp_2::model::{LlamaChatMessage, LlamaChatTemplate, LlamaModel};
-    use llama_cpp_2::sampling::LlamaSampler;
-    use llama_cpp_2::token::LlamaToken;
-    use std::ffi::{c_char, c_void, CStr};
+    use std::ffi::{c_char, c_void, CStr, CString};
     use std::io::BufRead;
-    use std::num::NonZeroU32;
     use std::path::Path;
     use std::sync::Mutex;
     use std::time::Instant;
@@ -167,18 +162,14 @@ pub mod worker {
 
     pub fn run(opts: &Options) -> i32 {
         let started = Instant::now();
-        let backend = match LlamaBackend::init() {
-            Ok(b) => b,
-            Err(e) => return fail(format!("llama.cpp did not initialise: {e}")),
-        };
+        let backend = Backend::init();
         install_log();
         let display = opts.gguf.display();
-        let vocab_params = LlamaModelParams::default().with_vocab_only(true);
-        match LlamaModel::load_from_file(&backend, opts.gguf, &vocab_params) {
-            Ok(model) => drop(model),
-            Err(e) => {
+        match Model::load(&backend, opts.gguf, 0, true) {
+            Some(vocab_only) => drop(vocab_only),
+            None => {
                 return fail(format!(
-                    "{} cannot load {display}: {} ({e})",
+                    "{} cannot load {display}: {}",
                     super::VERSION,
                     nonempty(log_errors(), "no reason given")
                 ))
@@ -195,48 +186,38 @@ pub mod worker {
             return 0;
         }
         let layers = if opts.gpu { 999 } else { 0 };
-        let params = LlamaModelParams::default().with_n_gpu_layers(layers);
-        let model = match LlamaModel::load_from_file(&backend, opts.gguf, &params) {
-            Ok(m) => m,
-            Err(e) => {
-                return fail(format!(
-                    "{} did not load {display}: {} ({e})",
-                    super::VERSION,
-                    nonempty(log_errors(), "no reason given")
-                ))
-            }
+        let Some(model) = Model::load(&backend, opts.gguf, layers, false) else {
+            return fail(format!(
+                "{} did not load {display}: {}",
+                super::VERSION,
+                nonempty(log_errors(), "no reason given")
+            ));
         };
         let trained = u64::from(model.n_ctx_train());
         let n_ctx = opts
             .context
             .unwrap_or(trained)
-            .clamp(16, u64::from(u32::MAX));
+            .clamp(16, u64::from(u32::MAX)) as u32;
         let threads = opts
             .threads
             .or_else(|| std::thread::available_parallelism().ok().map(|n| n.get()))
             .unwrap_or(1)
             .clamp(1, i32::MAX as usize) as i32;
-        let ctx_params = LlamaContextParams::default()
-            .with_n_ctx(NonZeroU32::new(n_ctx as u32))
-            .with_n_batch(2048)
-            .with_n_ubatch(512)
-            .with_n_threads(threads)
-            .with_n_threads_batch(threads)
-            // llama.cpp's own perf counters are the figures reported.
-            .with_no_perf(false);
-        let mut ctx = match model.new_context(&backend, ctx_params) {
-            Ok(c) => c,
-            Err(e) => {
-                return fail(format!(
-                    "llama.cpp could not create a {n_ctx}-token context for {display}: {} ({e})",
-                    nonempty(log_errors(), "it needs more memory than it could allocate")
-                ))
-            }
+        let settings = ContextParams {
+            n_ctx,
+            n_batch: 2048,
+            n_ubatch: 512,
+            threads,
+        };
+        let Some(mut ctx) = Context::new(&model, &settings) else {
+            return fail(format!(
+                "llama.cpp could not create a {n_ctx}-token context for {display}: {}",
+                nonempty(log_errors(), "it needs more memory than it could allocate")
+            ));
         };
         let template = model
-            .chat_template(None)
-            .ok()
-            .or_else(|| LlamaChatTemplate::new("chatml").ok());
+            .chat_template()
+            .or_else(|| CString::new("chatml").ok());
         emit(&WorkerEvent::Ready {
             load_ms: started.elapsed().as_millis() as u64,
             max_sequence_length: Some(trained),
@@ -282,22 +263,20 @@ pub mod worker {
         }
     }
 
-    struct Session<'m> {
-        model: &'m LlamaModel,
-        template: Option<LlamaChatTemplate>,
+    struct Session<'m, 'b> {
+        model: &'m Model<'b>,
+        template: Option<CString>,
     }
 
-    impl Session<'_> {
-        fn prompt(&self, messages: &[ChatMessage]) -> Result<Vec<LlamaToken>, String> {
+    impl Session<'_, '_> {
+        fn prompt(&self, messages: &[ChatMessage]) -> Result<Vec<Token>, String> {
             let text = match &self.template {
                 Some(t) => {
-                    let chat = messages
+                    let chat: Vec<(&str, &str)> = messages
                         .iter()
-                        .map(|m| LlamaChatMessage::new(m.role.clone(), m.content.clone()))
-                        .collect::<Result<Vec<_>, _>>()
-                        .map_err(|e| format!("a message cannot be sent: {e}"))?;
-                    self.model
-                        .apply_chat_template(t, &chat, true)
+                        .map(|m| (m.role.as_str(), m.content.as_str()))
+                        .collect();
+                    binding::apply_chat_template(t, &chat)
                         .map_err(|e| format!("the model's chat template failed: {e}"))?
                 }
                 None => messages
@@ -306,47 +285,45 @@ pub mod worker {
                     .collect::<Vec<_>>()
                     .join("\n"),
             };
-            Ok(self.model.vocab().tokenize(text.as_bytes(), true, true))
+            self.model.vocab().tokenize(&text, true, true)
         }
 
         fn chat(
             &self,
-            ctx: &mut LlamaContext,
+            ctx: &mut Context,
             messages: &[ChatMessage],
             max_tokens: u32,
             temperature: f32,
         ) -> Result<ChatResponse, String> {
             let prompt = self.prompt(messages)?;
-            self.generate(ctx, &prompt, max_tokens, temperature)
+            self.generate(ctx, prompt, max_tokens, temperature)
         }
 
         /// A prompt of about `target` tokens: whole copies of a passage,
         /// then a prefix of it, then a question.
         fn fill(
             &self,
-            ctx: &mut LlamaContext,
+            ctx: &mut Context,
             target: u64,
             max_tokens: u32,
         ) -> Result<ChatResponse, String> {
             let vocab = self.model.vocab();
-            let passage = vocab.tokenize(FILLER.as_bytes(), false, false);
+            let passage = vocab.tokenize(FILLER, false, false)?;
             let per = passage.len().max(1) as u64;
             let rest = (target % per) as usize;
             let mut text = FILLER.repeat((target / per) as usize);
             for token in passage.iter().take(rest) {
-                text.push_str(&String::from_utf8_lossy(
-                    &vocab.token_to_piece(*token, false, None),
-                ));
+                text.push_str(&String::from_utf8_lossy(&vocab.piece(*token)));
             }
             text.push_str("\n\nSummarise the passage above in one sentence.");
             let prompt = self.prompt(&[ChatMessage::user(text)])?;
-            self.generate(ctx, &prompt, max_tokens, 0.0)
+            self.generate(ctx, prompt, max_tokens, 0.0)
         }
 
         fn generate(
             &self,
-            ctx: &mut LlamaContext,
-            prompt: &[LlamaToken],
+            ctx: &mut Context,
+            mut prompt: Vec<Token>,
             max_tokens: u32,
             temperature: f32,
         ) -> Result<ChatResponse, String> {
@@ -360,62 +337,41 @@ pub mod worker {
                     prompt.len()
                 ));
             }
-            ctx.clear_kv_cache();
-            ctx.reset_timings();
+            ctx.clear();
+            ctx.reset_perf();
             let n_batch = ctx.n_batch().max(1) as usize;
-            let mut batch = LlamaBatch::new(n_batch, 1);
-            for (chunk_index, chunk) in prompt.chunks(n_batch).enumerate() {
-                batch.clear();
-                let base = chunk_index * n_batch;
-                for (i, token) in chunk.iter().enumerate() {
-                    let pos = (base + i) as i32;
-                    let last = base + i + 1 == prompt.len();
-                    batch
-                        .add(*token, pos, &[0], last)
-                        .map_err(|e| format!("batch: {e}"))?;
-                }
-                ctx.decode(&mut batch)
+            for chunk in prompt.chunks_mut(n_batch) {
+                ctx.decode(chunk)
                     .map_err(|e| format!("llama.cpp failed on the prompt: {e}"))?;
             }
             let mut sampler = if temperature <= 0.0 {
-                LlamaSampler::greedy()
+                Sampler::greedy()
             } else {
-                LlamaSampler::chain_simple([
-                    LlamaSampler::temp(temperature),
-                    LlamaSampler::dist(0x5eed),
-                ])
+                Sampler::temperature(temperature, 0x5eed)
             };
             let vocab = self.model.vocab();
             let mut bytes = Vec::new();
             let mut generated = 0u64;
             let mut finish = "length";
-            let mut pos = prompt.len() as i32;
-            let mut index = batch.n_tokens() - 1;
             while generated < u64::from(max_tokens) {
-                let token = sampler.sample(ctx, index);
-                if vocab.is_eog(token) {
+                let token = sampler.sample(ctx);
+                if vocab.is_end_of_generation(token) {
                     finish = "stop";
                     break;
                 }
-                bytes.extend(vocab.token_to_piece(token, false, None));
+                bytes.extend(vocab.piece(token));
                 generated += 1;
-                batch.clear();
-                batch
-                    .add(token, pos, &[0], true)
-                    .map_err(|e| format!("batch: {e}"))?;
-                pos += 1;
-                index = 0;
-                ctx.decode(&mut batch)
+                ctx.decode(&mut [token])
                     .map_err(|e| format!("llama.cpp failed while generating: {e}"))?;
             }
-            let timings = ctx.timings();
+            let perf = ctx.perf();
             let rate = |n: i32, ms: f64| (n > 0 && ms > 0.0).then(|| f64::from(n) * 1000.0 / ms);
             Ok(ChatResponse {
                 text: String::from_utf8_lossy(&bytes).into_owned(),
                 prompt_tokens: prompt.len() as u64,
                 completion_tokens: generated,
-                prompt_tps: rate(timings.n_p_eval(), timings.t_p_eval_ms()),
-                generation_tps: rate(timings.n_eval(), timings.t_eval_ms()),
+                prompt_tps: rate(perf.n_p_eval, perf.t_p_eval_ms),
+                generation_tps: rate(perf.n_eval, perf.t_eval_ms),
                 finish_reason: Some(finish.into()),
             })
         }

@@ -43,7 +43,7 @@ pub struct Engines {
 pub enum EngineKind {
     /// mistral.rs 0.8.1, embedded (child process).
     Mistralrs,
-    /// llama.cpp in-process (child process), through llama-cpp-2.
+    /// llama.cpp in-process (child process), through its C API.
     LlamaCpp,
     /// An external llama-server.
     LlamaServer,

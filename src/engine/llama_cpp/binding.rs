@@ -1,0 +1,348 @@
+//! The few parts of llama.cpp's C API (`llama.h`, through `llama-cpp-sys-2`)
+//! the worker calls, as owned types that free what they hold.
+//!
+//! Why not the `llama-cpp-2` crate: it depends on `llama-cpp-sys-2` with its
+//! default `common` feature, which compiles llama.cpp's `common` library
+//! (argument parser, HTTP downloader, Jinja engine, JSON) — more than half of
+//! llama.cpp's build time, none of it used here. These wrappers need only
+//! `llama.h`.
+
+use llama_cpp_sys_2 as sys;
+use std::ffi::{c_char, CStr, CString};
+use std::marker::PhantomData;
+use std::path::Path;
+use std::ptr::NonNull;
+
+pub type Token = sys::llama_token;
+
+/// llama.cpp's process-wide state, initialised once and freed last.
+pub struct Backend(());
+
+impl Backend {
+    pub fn init() -> Self {
+        // SAFETY: no preconditions; paired with `llama_backend_free` in Drop.
+        unsafe { sys::llama_backend_init() };
+        Backend(())
+    }
+}
+
+impl Drop for Backend {
+    fn drop(&mut self) {
+        // SAFETY: initialised in `init`; models and contexts borrow the
+        // backend, so they are gone by now.
+        unsafe { sys::llama_backend_free() };
+    }
+}
+
+/// A loaded model (or only its vocabulary).
+pub struct Model<'b> {
+    ptr: NonNull<sys::llama_model>,
+    _backend: PhantomData<&'b Backend>,
+}
+
+impl<'b> Model<'b> {
+    /// `None` when llama.cpp refuses the file; its reason went to the log.
+    pub fn load(
+        _backend: &'b Backend,
+        path: &Path,
+        gpu_layers: i32,
+        vocab_only: bool,
+    ) -> Option<Self> {
+        use std::os::unix::ffi::OsStrExt;
+        let path = CString::new(path.as_os_str().as_bytes()).ok()?;
+        // SAFETY: the defaults are plain data; the path is NUL-terminated and
+        // outlives the call.
+        let ptr = unsafe {
+            let mut params = sys::llama_model_default_params();
+            params.n_gpu_layers = gpu_layers;
+            params.vocab_only = vocab_only;
+            sys::llama_model_load_from_file(path.as_ptr(), params)
+        };
+        NonNull::new(ptr).map(|ptr| Model {
+            ptr,
+            _backend: PhantomData,
+        })
+    }
+
+    pub fn n_ctx_train(&self) -> u32 {
+        // SAFETY: a live model.
+        let n = unsafe { sys::llama_model_n_ctx_train(self.ptr.as_ptr()) };
+        u32::try_from(n).unwrap_or(0)
+    }
+
+    pub fn vocab(&self) -> Vocab<'_> {
+        Vocab {
+            // SAFETY: a live model; the vocabulary lives as long as it.
+            ptr: unsafe { sys::llama_model_get_vocab(self.ptr.as_ptr()) },
+            _model: PhantomData,
+        }
+    }
+
+    /// The chat template stored in the GGUF, if any.
+    pub fn chat_template(&self) -> Option<CString> {
+        // SAFETY: a live model; a null name asks for the default template;
+        // the returned string is owned by the model and copied at once.
+        unsafe {
+            let p = sys::llama_model_chat_template(self.ptr.as_ptr(), std::ptr::null());
+            (!p.is_null()).then(|| CStr::from_ptr(p).to_owned())
+        }
+    }
+}
+
+impl Drop for Model<'_> {
+    fn drop(&mut self) {
+        // SAFETY: owned, freed once; contexts borrow the model.
+        unsafe { sys::llama_model_free(self.ptr.as_ptr()) };
+    }
+}
+
+#[derive(Clone, Copy)]
+pub struct Vocab<'m> {
+    ptr: *const sys::llama_vocab,
+    _model: PhantomData<&'m ()>,
+}
+
+impl Vocab<'_> {
+    /// Tokens of `text`; `add_special` adds BOS/EOS as the model wants,
+    /// `parse_special` reads control tokens written in the text.
+    pub fn tokenize(
+        &self,
+        text: &str,
+        add_special: bool,
+        parse_special: bool,
+    ) -> Result<Vec<Token>, String> {
+        let len = i32::try_from(text.len())
+            .map_err(|_| "the text is too long to tokenize".to_string())?;
+        let mut tokens: Vec<Token> = vec![0; text.len() + 2];
+        for _ in 0..2 {
+            let capacity = i32::try_from(tokens.len()).unwrap_or(i32::MAX);
+            // SAFETY: `text` is valid for `len` bytes, `tokens` for
+            // `capacity` tokens; llama.cpp writes at most that many.
+            let n = unsafe {
+                sys::llama_tokenize(
+                    self.ptr,
+                    text.as_ptr().cast::<c_char>(),
+                    len,
+                    tokens.as_mut_ptr(),
+                    capacity,
+                    add_special,
+                    parse_special,
+                )
+            };
+            if n >= 0 {
+                tokens.truncate(n as usize);
+                return Ok(tokens);
+            }
+            // A negative count is the size it needs.
+            tokens.resize(n.unsigned_abs() as usize, 0);
+        }
+        Err("llama.cpp could not tokenize the text".into())
+    }
+
+    /// The bytes a token stands for (control tokens print as nothing).
+    pub fn piece(&self, token: Token) -> Vec<u8> {
+        let mut buf = vec![0u8; 32];
+        for _ in 0..2 {
+            let capacity = i32::try_from(buf.len()).unwrap_or(i32::MAX);
+            // SAFETY: `buf` is valid for `capacity` bytes.
+            let n = unsafe {
+                sys::llama_token_to_piece(
+                    self.ptr,
+                    token,
+                    buf.as_mut_ptr().cast::<c_char>(),
+                    capacity,
+                    0,
+                    false,
+                )
+            };
+            if n >= 0 {
+                buf.truncate(n as usize);
+                return buf;
+            }
+            buf.resize(n.unsigned_abs() as usize, 0);
+        }
+        Vec::new()
+    }
+
+    pub fn is_end_of_generation(&self, token: Token) -> bool {
+        // SAFETY: a live vocabulary; any token id is accepted.
+        unsafe { sys::llama_vocab_is_eog(self.ptr, token) }
+    }
+}
+
+/// Renders `(role, content)` messages with a chat template (a GGUF's own, or
+/// a name llama.cpp knows such as `chatml`), ending with the assistant's turn.
+pub fn apply_chat_template(template: &CStr, messages: &[(&str, &str)]) -> Result<String, String> {
+    let owned = messages
+        .iter()
+        .map(|(role, content)| Ok((CString::new(*role)?, CString::new(*content)?)))
+        .collect::<Result<Vec<_>, std::ffi::NulError>>()
+        .map_err(|_| "a message contains a NUL byte".to_string())?;
+    let chat: Vec<sys::llama_chat_message> = owned
+        .iter()
+        .map(|(role, content)| sys::llama_chat_message {
+            role: role.as_ptr(),
+            content: content.as_ptr(),
+        })
+        .collect();
+    let total: usize = messages.iter().map(|(r, c)| r.len() + c.len()).sum();
+    let mut buf = vec![0u8; total * 2 + 256];
+    for _ in 0..2 {
+        let capacity = i32::try_from(buf.len()).map_err(|_| "the chat is too long".to_string())?;
+        // SAFETY: every pointer in `chat` points into `owned`, alive here;
+        // `buf` is valid for `capacity` bytes.
+        let n = unsafe {
+            sys::llama_chat_apply_template(
+                template.as_ptr(),
+                chat.as_ptr(),
+                chat.len(),
+                true,
+                buf.as_mut_ptr().cast::<c_char>(),
+                capacity,
+            )
+        };
+        if n < 0 {
+            return Err("llama.cpp does not know this chat template".into());
+        }
+        let n = n as usize;
+        if n <= buf.len() {
+            buf.truncate(n);
+            return String::from_utf8(buf)
+                .map_err(|_| "the chat template produced invalid UTF-8".into());
+        }
+        buf.resize(n, 0);
+    }
+    Err("the chat template's output kept growing".into())
+}
+
+/// The settings of a context that onboard chooses.
+pub struct ContextParams {
+    pub n_ctx: u32,
+    pub n_batch: u32,
+    pub n_ubatch: u32,
+    pub threads: i32,
+}
+
+/// An inference context: the KV cache (or recurrent state) and buffers.
+pub struct Context<'m> {
+    ptr: NonNull<sys::llama_context>,
+    _model: PhantomData<&'m ()>,
+}
+
+impl<'m> Context<'m> {
+    /// `None` when llama.cpp could not allocate it; the reason went to the log.
+    pub fn new(model: &'m Model<'_>, settings: &ContextParams) -> Option<Self> {
+        // SAFETY: the defaults are plain data; the model is alive and outlives
+        // the context ('m).
+        let ptr = unsafe {
+            let mut params = sys::llama_context_default_params();
+            params.n_ctx = settings.n_ctx;
+            params.n_batch = settings.n_batch;
+            params.n_ubatch = settings.n_ubatch;
+            params.n_threads = settings.threads;
+            params.n_threads_batch = settings.threads;
+            // llama.cpp's own perf counters are the figures reported.
+            params.no_perf = false;
+            sys::llama_init_from_model(model.ptr.as_ptr(), params)
+        };
+        NonNull::new(ptr).map(|ptr| Context {
+            ptr,
+            _model: PhantomData,
+        })
+    }
+
+    pub fn n_ctx(&self) -> u32 {
+        // SAFETY: a live context.
+        unsafe { sys::llama_n_ctx(self.ptr.as_ptr()) }
+    }
+
+    pub fn n_batch(&self) -> u32 {
+        // SAFETY: a live context.
+        unsafe { sys::llama_n_batch(self.ptr.as_ptr()) }
+    }
+
+    /// Forgets every token, so the next prompt starts at position 0.
+    pub fn clear(&mut self) {
+        // SAFETY: a live context; its memory handle lives as long as it.
+        unsafe { sys::llama_memory_clear(sys::llama_get_memory(self.ptr.as_ptr()), true) };
+    }
+
+    pub fn reset_perf(&mut self) {
+        // SAFETY: a live context.
+        unsafe { sys::llama_perf_context_reset(self.ptr.as_ptr()) };
+    }
+
+    pub fn perf(&self) -> sys::llama_perf_context_data {
+        // SAFETY: a live context; plain data is returned.
+        unsafe { sys::llama_perf_context(self.ptr.as_ptr()) }
+    }
+
+    /// Appends `tokens` after the ones already decoded; logits come out for
+    /// the last one only, which is what sampling reads.
+    pub fn decode(&mut self, tokens: &mut [Token]) -> Result<(), String> {
+        let n = i32::try_from(tokens.len()).map_err(|_| "too many tokens at once".to_string())?;
+        // SAFETY: `tokens` is valid for `n` tokens for the call; llama.cpp
+        // only reads them (the pointer is `*mut` in its signature).
+        let code = unsafe {
+            let batch = sys::llama_batch_get_one(tokens.as_mut_ptr(), n);
+            sys::llama_decode(self.ptr.as_ptr(), batch)
+        };
+        match code {
+            0 => Ok(()),
+            1 => Err("no room left in the context (KV cache full)".into()),
+            2 => Err("decoding was aborted".into()),
+            -1 => Err("llama.cpp rejected the batch as invalid".into()),
+            other => Err(format!("llama_decode failed with code {other}")),
+        }
+    }
+}
+
+impl Drop for Context<'_> {
+    fn drop(&mut self) {
+        // SAFETY: owned, freed once.
+        unsafe { sys::llama_free(self.ptr.as_ptr()) };
+    }
+}
+
+/// How the next token is picked from the last logits.
+pub struct Sampler(NonNull<sys::llama_sampler>);
+
+impl Sampler {
+    pub fn greedy() -> Self {
+        // SAFETY: allocation only; never null for the built-in samplers.
+        Sampler::own(unsafe { sys::llama_sampler_init_greedy() })
+    }
+
+    /// Temperature, then a draw seeded with `seed` (reproducible runs).
+    pub fn temperature(temperature: f32, seed: u32) -> Self {
+        // SAFETY: the chain takes ownership of the samplers added to it and
+        // frees them with itself.
+        unsafe {
+            let chain = sys::llama_sampler_chain_init(sys::llama_sampler_chain_default_params());
+            sys::llama_sampler_chain_add(chain, sys::llama_sampler_init_temp(temperature));
+            sys::llama_sampler_chain_add(chain, sys::llama_sampler_init_dist(seed));
+            Sampler::own(chain)
+        }
+    }
+
+    fn own(ptr: *mut sys::llama_sampler) -> Self {
+        match NonNull::new(ptr) {
+            Some(p) => Sampler(p),
+            // llama.cpp returns null only when out of memory.
+            None => std::alloc::handle_alloc_error(std::alloc::Layout::new::<usize>()),
+        }
+    }
+
+    /// Picks (and accepts) the next token from the last decode's logits.
+    pub fn sample(&mut self, ctx: &mut Context<'_>) -> Token {
+        // SAFETY: both alive; -1 is the last output of the last decode.
+        unsafe { sys::llama_sampler_sample(self.0.as_ptr(), ctx.ptr.as_ptr(), -1) }
+    }
+}
+
+impl Drop for Sampler {
+    fn drop(&mut self) {
+        // SAFETY: owned, freed once.
+        unsafe { sys::llama_sampler_free(self.0.as_ptr()) };
+    }
+}

@@ -42,7 +42,7 @@ struct Shard {
 /// `qwen35_tiny` with its matrices in Q8_0, split in three like
 /// `llama-gguf-split`; the data sections hold random bytes (the header is
 /// what evaluate reads; the bytes are what the download verifies).
-fn shards() -> Vec<Shard> {
+fn shards(prefix: &str) -> Vec<Shard> {
     let mut model = gguf_fixtures::qwen35_tiny();
     model.u32("general.file_type", 7);
     for t in &mut model.tensors {
@@ -59,7 +59,7 @@ fn shards() -> Vec<Shard> {
             let noise = hub_fixture::bytes(data.len() - header, 1000 + i as u64);
             data[header..].copy_from_slice(&noise);
             Shard {
-                name: format!("Tiny-{QUANT}-{:05}-of-00003.gguf", i + 1),
+                name: format!("{prefix}-{QUANT}-{:05}-of-00003.gguf", i + 1),
                 data,
             }
         })
@@ -77,9 +77,14 @@ struct Setup {
 
 impl Setup {
     fn new() -> Setup {
+        Setup::with_prefix("Tiny")
+    }
+
+    /// Shards named `<prefix>-Q8_0-0000N-of-00003.gguf`.
+    fn with_prefix(prefix: &str) -> Setup {
         let tmp = tempfile::tempdir().unwrap();
         let root = tmp.path().join("mirror");
-        let shards = shards();
+        let shards = shards(prefix);
         for s in &shards {
             let p = root.join(REPO).join(QUANT).join(&s.name);
             std::fs::create_dir_all(p.parent().unwrap()).unwrap();
@@ -647,6 +652,45 @@ fn a_live_bar_on_a_terminal_with_log_lines_above_it() {
                 .any(|l| l.starts_with(&done) && l.ends_with(" MiB verified")),
             "{text}"
         );
+    }
+    assert!(
+        screen.iter().any(|l| l.starts_with("finished in ")),
+        "{text}"
+    );
+}
+
+#[test]
+fn wide_characters_in_file_names_leave_no_fragment_of_a_bar() {
+    // Each of these characters takes two columns: a label measured in
+    // characters would overflow the line, wrap, and leave its first row
+    // behind when the bar is erased.
+    let s = Setup::with_prefix("小型模型权重文件测试用例");
+    s.server.throttle(Some(4 << 20));
+    // Wide enough for the label's wide characters to be drawn in the bar.
+    let cols = 120;
+    let (code, bytes) = terminal::run_on_pty(s.command(&[]), cols as u16);
+    let raw = String::from_utf8_lossy(&bytes);
+    assert_eq!(code, 0, "{raw}");
+    assert!(
+        raw.split(['\r', '\n'])
+            .any(|l| l.contains("用例-Q8_0-0000") && l.contains(".gguf [#")),
+        "no bar with the wide characters was drawn: {raw:?}"
+    );
+    // `screen` wraps wide characters as a terminal does and fails on none:
+    // the end state is the run's own lines, each whole, no bar left.
+    let screen = terminal::screen(&bytes, cols);
+    let text = screen.join("\n");
+    assert!(!text.contains("[#"), "a bar stayed on screen:\n{text}");
+    assert!(!text.contains("ETA"), "a bar stayed on screen:\n{text}");
+    for shard in &s.shards {
+        let done = format!("         download: {}: downloaded, 1.", shard.name);
+        let whole = screen.windows(2).any(|w| {
+            let joined = format!("{}{}", w[0], w[1]);
+            joined.starts_with(&done) && joined.ends_with(" MiB verified")
+        }) || screen
+            .iter()
+            .any(|l| l.starts_with(&done) && l.ends_with(" MiB verified"));
+        assert!(whole, "no whole line for {}:\n{text}", shard.name);
     }
     assert!(
         screen.iter().any(|l| l.starts_with("finished in ")),

@@ -750,12 +750,11 @@ fn kill_uid(uid: u32) {
 /// How far past `uid_base` to look for free uids.
 const UID_SPAN: u32 = 512;
 
-/// Claims `count` uids from `base` up: each is locked (an flock on a file
+/// Claims `count` uids from `base` up: each is locked (a file lock on a file
 /// in a root-only directory, so concurrent benchmarks and tests take
 /// different uids) and has no process running as it.
 fn claim_uids(base: u32, count: usize) -> Result<(Vec<u32>, Vec<std::fs::File>), SandboxError> {
     use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
-    use std::os::unix::io::AsRawFd;
     let dir = std::env::temp_dir().join("onboard-sandbox-uids");
     std::fs::DirBuilder::new()
         .recursive(true)
@@ -790,9 +789,12 @@ fn claim_uids(base: u32, count: usize) -> Result<(Vec<u32>, Vec<std::fs::File>),
             .custom_flags(libc::O_NOFOLLOW)
             .open(&path)
             .map_err(|e| SandboxError::Setup(format!("{}: {e}", path.display())))?;
-        // SAFETY: flock on a descriptor we own.
-        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-            continue;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => continue,
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(SandboxError::Setup(format!("{}: {e}", path.display())))
+            }
         }
         if let Some(busy) = uid_in_use(&[uid]) {
             last_busy = Some(busy);

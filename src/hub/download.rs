@@ -791,21 +791,20 @@ fn chunk_len(i: usize, chunk: u64, size: u64) -> u64 {
     size.saturating_sub(start).min(chunk)
 }
 
-/// Takes an exclusive lock so two processes never fill one `.part`.
+/// Takes an exclusive lock so two processes never fill one `.part`;
+/// released when the file closes.
 fn lock(file: &File, path: &Path) -> Result<(), HubError> {
-    use std::os::unix::io::AsRawFd;
-    // SAFETY: flock on a valid descriptor; released when the file closes.
-    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-    if rc != 0 {
-        return Err(HubError::io(
+    match file.try_lock() {
+        Ok(()) => Ok(()),
+        Err(std::fs::TryLockError::WouldBlock) => Err(HubError::io(
             path,
             io::Error::new(
                 io::ErrorKind::WouldBlock,
                 "another process is downloading this file",
             ),
-        ));
+        )),
+        Err(std::fs::TryLockError::Error(e)) => Err(HubError::io(path, e)),
     }
-    Ok(())
 }
 
 /// Everything the workers and the hasher share during one transfer.

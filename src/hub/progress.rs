@@ -1,11 +1,14 @@
 //! Download progress: one small trait the downloader calls, an owned copy of
 //! its events for passing them on (the workflow engine forwards them as
 //! `step_progress` events), and three renderers (bars redrawn in place on a
-//! terminal, periodic plain lines otherwise, JSON lines with `--json`).
+//! terminal by indicatif, periodic plain lines otherwise, JSON lines with `--json`).
 use std::collections::HashMap;
 use std::io::Write;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use unicode_width::{UnicodeWidthChar, UnicodeWidthStr};
 
 use serde::Serialize;
 
@@ -389,26 +392,91 @@ enum BarState {
     Verifying,
 }
 
-struct TtyInner<W> {
-    out: W,
-    /// Bars in the order they appeared: (key, label, state).
-    bars: Vec<(String, String, BarState)>,
-    /// Lines of bars now on the screen (the cursor ends the last one).
-    drawn: usize,
-    last_draw: Option<Instant>,
+/// A writer and its width as indicatif's terminal: indicatif moves the
+/// cursor and erases by the screen rows a line takes, so a line with wide
+/// characters (or a narrowed window) never leaves a fragment behind.
+struct Screen<W> {
+    out: Mutex<W>,
+    width: Box<dyn Fn() -> usize + Send + Sync>,
+}
+
+impl<W> std::fmt::Debug for Screen<W> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Screen")
+    }
+}
+
+impl<W: Write + Send> Screen<W> {
+    fn write(&self, s: &str) -> std::io::Result<()> {
+        self.out
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .write_all(s.as_bytes())
+    }
+}
+
+impl<W: Write + Send> indicatif::TermLike for Screen<W> {
+    fn width(&self) -> u16 {
+        (self.width)().clamp(20, usize::from(u16::MAX)) as u16
+    }
+    fn move_cursor_up(&self, n: usize) -> std::io::Result<()> {
+        if n == 0 {
+            return Ok(());
+        }
+        self.write(&format!("\x1b[{n}A"))
+    }
+    fn move_cursor_down(&self, n: usize) -> std::io::Result<()> {
+        if n == 0 {
+            return Ok(());
+        }
+        self.write(&format!("\x1b[{n}B"))
+    }
+    fn move_cursor_right(&self, n: usize) -> std::io::Result<()> {
+        if n == 0 {
+            return Ok(());
+        }
+        self.write(&format!("\x1b[{n}C"))
+    }
+    fn move_cursor_left(&self, n: usize) -> std::io::Result<()> {
+        if n == 0 {
+            return Ok(());
+        }
+        self.write(&format!("\x1b[{n}D"))
+    }
+    fn write_line(&self, s: &str) -> std::io::Result<()> {
+        self.write(&format!("{s}\n"))
+    }
+    fn write_str(&self, s: &str) -> std::io::Result<()> {
+        self.write(s)
+    }
+    fn clear_line(&self) -> std::io::Result<()> {
+        self.write("\r\x1b[2K")
+    }
+    fn flush(&self) -> std::io::Result<()> {
+        self.out.lock().unwrap_or_else(|p| p.into_inner()).flush()
+    }
+}
+
+/// One transfer's bar.
+struct Bar {
+    key: String,
+    label: String,
+    bar: ProgressBar,
 }
 
 /// Progress bars redrawn in place at the bottom of a terminal, one line per
-/// transfer in flight; other output goes above them through
-/// [`TtyProgress::suspend`] (or [`TtyProgress::println`]), so log lines of
-/// parallel steps never land in the middle of a bar.
+/// transfer in flight (indicatif's `MultiProgress` draws them); other output
+/// goes above them through [`TtyProgress::suspend`] (or
+/// [`TtyProgress::println`]), so log lines of parallel steps never land in
+/// the middle of a bar.
 pub struct TtyProgress<W: Write + Send> {
-    inner: Mutex<TtyInner<W>>,
-    width: Box<dyn Fn() -> usize + Send + Sync>,
-    interval: Duration,
+    multi: MultiProgress,
+    bars: Mutex<Vec<Bar>>,
+    width: Arc<dyn Fn() -> usize + Send + Sync>,
+    _out: std::marker::PhantomData<fn(W)>,
 }
 
-impl<W: Write + Send> TtyProgress<W> {
+impl<W: Write + Send + 'static> TtyProgress<W> {
     /// Bars for a terminal 80 columns wide.
     pub fn new(out: W) -> Self {
         Self::with_width(out, || 80)
@@ -416,27 +484,30 @@ impl<W: Write + Send> TtyProgress<W> {
 
     /// `width` is asked before each redraw (a terminal can be resized).
     pub fn with_width(out: W, width: impl Fn() -> usize + Send + Sync + 'static) -> Self {
+        let width: Arc<dyn Fn() -> usize + Send + Sync> = Arc::new(width);
+        let screen_width = width.clone();
+        let screen = Screen {
+            out: Mutex::new(out),
+            width: Box::new(move || screen_width()),
+        };
+        // Ten redraws a second at most.
+        let target = ProgressDrawTarget::term_like_with_hz(Box::new(screen), 10);
         TtyProgress {
-            inner: Mutex::new(TtyInner {
-                out,
-                bars: Vec::new(),
-                drawn: 0,
-                last_draw: None,
-            }),
-            width: Box::new(width),
-            interval: Duration::from_millis(100),
+            multi: MultiProgress::with_draw_target(target),
+            bars: Mutex::new(Vec::new()),
+            width,
+            _out: std::marker::PhantomData,
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, TtyInner<W>> {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Bar>> {
+        self.bars.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Updates the bar `key` (shown as `label`) from `e`. `Done` removes
     /// the bar and returns the line to keep; the caller prints it (above the
     /// bars, with [`suspend`](Self::suspend)) where its other output goes.
     pub fn update(&self, key: &str, label: &str, e: &ProgressEvent<'_>) -> Option<String> {
-        let mut g = self.lock();
         let state = match e {
             ProgressEvent::Start { total, present, .. } => BarState::Bytes {
                 done: *present,
@@ -453,107 +524,103 @@ impl<W: Write + Send> TtyProgress<W> {
             ProgressEvent::Verifying { .. } => BarState::Verifying,
             ProgressEvent::Retry { .. } => return Some(describe(e)),
             ProgressEvent::Done { .. } => {
-                g.bars.retain(|(k, _, _)| k != key);
+                self.remove_where(|b| b.key == key);
                 return Some(describe(e));
             }
         };
-        let throttled = matches!(e, ProgressEvent::Bytes { .. })
-            && g.last_draw.is_some_and(|t| t.elapsed() < self.interval);
-        match g.bars.iter_mut().find(|(k, _, _)| k == key) {
-            Some(bar) => bar.2 = state,
-            None => g.bars.push((key.to_string(), label.to_string(), state)),
-        }
-        if !throttled {
-            self.redraw(&mut g);
-        }
+        let mut bars = self.lock();
+        let index = match bars.iter().position(|b| b.key == key) {
+            Some(i) => i,
+            None => {
+                let bar = self.multi.add(ProgressBar::no_length());
+                bar.set_style(
+                    ProgressStyle::with_template("{msg}")
+                        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+                );
+                bars.push(Bar {
+                    key: key.to_string(),
+                    label: label.to_string(),
+                    bar,
+                });
+                bars.len() - 1
+            }
+        };
+        let width = (self.width)().max(20);
+        let line = bar_line(&bars[index].label, &state, width - 1);
+        bars[index].bar.set_message(line);
         None
+    }
+
+    fn remove_where(&self, gone: impl Fn(&Bar) -> bool) {
+        let mut bars = self.lock();
+        bars.retain(|b| {
+            if gone(b) {
+                b.bar.finish_and_clear();
+                self.multi.remove(&b.bar);
+                false
+            } else {
+                true
+            }
+        });
     }
 
     /// Removes every bar whose key starts with `prefix` (a step that ended
     /// without a `Done`, say) and redraws.
     pub fn remove(&self, prefix: &str) {
-        let mut g = self.lock();
-        let before = g.bars.len();
-        g.bars.retain(|(k, _, _)| !k.starts_with(prefix));
-        if g.bars.len() != before {
-            self.redraw(&mut g);
-        }
+        self.remove_where(|b| b.key.starts_with(prefix));
     }
 
     /// Erases the bars, runs `f` (which prints whatever it likes), draws
     /// the bars again below its output.
     pub fn suspend<R>(&self, f: impl FnOnce() -> R) -> R {
-        let mut g = self.lock();
-        Self::erase(&mut g);
-        let _ = g.out.flush();
-        let r = f();
-        self.redraw(&mut g);
-        r
+        self.multi.suspend(f)
     }
 
     /// Prints `line` above the bars, on the bars' own writer.
     pub fn println(&self, line: &str) {
-        let mut g = self.lock();
-        Self::erase(&mut g);
-        let _ = writeln!(g.out, "{line}");
-        self.redraw(&mut g);
+        let _ = self.multi.println(line);
     }
 
     /// Erases the bars and forgets them.
     pub fn clear(&self) {
-        let mut g = self.lock();
-        g.bars.clear();
-        Self::erase(&mut g);
-        let _ = g.out.flush();
-    }
-
-    fn erase(g: &mut TtyInner<W>) {
-        if g.drawn == 0 {
-            return;
-        }
-        let mut s = String::from("\r\x1b[2K");
-        for _ in 1..g.drawn {
-            s.push_str("\x1b[1A\x1b[2K");
-        }
-        let _ = g.out.write_all(s.as_bytes());
-        g.drawn = 0;
-    }
-
-    fn redraw(&self, g: &mut TtyInner<W>) {
-        let width = (self.width)().max(20);
-        let lines: Vec<String> = g
-            .bars
-            .iter()
-            .map(|(_, label, state)| bar_line(label, state, width - 1))
-            .collect();
-        Self::erase(g);
-        let _ = g.out.write_all(lines.join("\n").as_bytes());
-        let _ = g.out.flush();
-        g.drawn = lines.len();
-        g.last_draw = Some(Instant::now());
+        self.remove_where(|_| true);
+        let _ = self.multi.clear();
     }
 }
 
-/// Keeps the last `max` characters of `s`, marking a cut with `…`.
-fn tail_chars(s: &str, max: usize) -> String {
-    let n = s.chars().count();
-    if n <= max {
+/// Columns `s` takes on a terminal (wide characters take two).
+fn columns(s: &str) -> usize {
+    UnicodeWidthStr::width(s)
+}
+
+/// Keeps the end of `s` that fits in `max` columns, marking a cut with `…`.
+fn tail_columns(s: &str, max: usize) -> String {
+    if columns(s) <= max {
         return s.to_string();
     }
     if max == 0 {
         return String::new();
     }
-    let keep: String = s.chars().skip(n - (max - 1)).collect();
-    format!("…{keep}")
+    let mut kept = Vec::new();
+    let mut used = 1; // the `…`
+    for c in s.chars().rev() {
+        let w = UnicodeWidthChar::width(c).unwrap_or(0);
+        if used + w > max {
+            break;
+        }
+        used += w;
+        kept.push(c);
+    }
+    std::iter::once('…').chain(kept.into_iter().rev()).collect()
 }
 
-/// One bar, at most `width` characters: `label [####----] 45% 1.0 MiB/2.0
+/// One bar, at most `width` columns: `label [####----] 45% 1.0 MiB/2.0
 /// MiB 3.1 MiB/s ETA 1s`; the label is shortened first, then the bar.
 fn bar_line(label: &str, state: &BarState, width: usize) -> String {
     let (done, total, rate) = match state {
         BarState::Verifying => {
             let text = " verifying the bytes on disk";
-            let label = tail_chars(label, width.saturating_sub(text.len()));
+            let label = tail_columns(label, width.saturating_sub(text.len()));
             return format!("{label}{text}");
         }
         BarState::Bytes { done, total, rate } => (*done, *total, *rate),
@@ -566,22 +633,22 @@ fn bar_line(label: &str, state: &BarState, width: usize) -> String {
         human_bytes(rate),
         eta(done, total, rate)
     );
-    let stats = tail_chars(&stats, width);
-    let room = width.saturating_sub(stats.chars().count());
+    let stats = tail_columns(&stats, width);
+    let room = width.saturating_sub(columns(&stats));
     // " [" + cells + "]": 10 to 30 cells after the label, when they fit.
     let (label, bar) = if room >= 1 + 3 + 10 {
-        let label = tail_chars(label, room - 3 - 10);
-        let cells = (room - 3 - label.chars().count()).min(30);
+        let label = tail_columns(label, room - 3 - 10);
+        let cells = (room - 3 - columns(&label)).min(30);
         let filled = (((pct(done, total) / 100.0) * cells as f64) as usize).min(cells);
         let bar = format!(" [{}{}]", "#".repeat(filled), "-".repeat(cells - filled));
         (label, bar)
     } else {
-        (tail_chars(label, room), String::new())
+        (tail_columns(label, room), String::new())
     };
     format!("{label}{bar}{stats}")
 }
 
-impl<W: Write + Send> Progress for TtyProgress<W> {
+impl<W: Write + Send + 'static> Progress for TtyProgress<W> {
     fn event(&self, e: &ProgressEvent<'_>) {
         let file = e.file();
         if let Some(line) = self.update(file, file, e) {

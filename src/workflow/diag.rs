@@ -65,20 +65,26 @@ impl Diagnostic {
         );
         if let Some(line) = source.and_then(|s| s.lines().nth(self.line - 1)) {
             let gutter = self.line.to_string().len();
-            let caret_len = self
+            // Columns, not characters: a tab shows as four spaces and a wide
+            // character takes two, in the line and under it alike.
+            let before: String = line.chars().take(self.col - 1).collect();
+            let from_here: String = line.chars().skip(self.col - 1).collect();
+            let found = self
                 .found
                 .as_deref()
-                .map(|f| f.lines().next().unwrap_or("").chars().count())
+                .map(|f| f.lines().next().unwrap_or(""));
+            let caret_len = found
+                .map(display_width)
                 .unwrap_or(1)
-                .clamp(1, line.chars().count().saturating_sub(self.col - 1).max(1));
+                .clamp(1, display_width(&from_here).max(1));
             let _ = write!(
                 out,
                 "\n{:gutter$} |\n{} | {}\n{:gutter$} | {}{}",
                 "",
                 self.line,
-                line,
+                expand_tabs(line),
                 "",
-                " ".repeat(self.col - 1),
+                " ".repeat(display_width(&before)),
                 "^".repeat(caret_len)
             );
         }
@@ -87,6 +93,16 @@ impl Diagnostic {
         }
         out
     }
+}
+
+/// How a line is shown: tabs as four spaces.
+fn expand_tabs(line: &str) -> String {
+    line.replace('\t', "    ")
+}
+
+/// Columns `text` takes once shown (tabs expanded, wide characters two).
+fn display_width(text: &str) -> usize {
+    unicode_width::UnicodeWidthStr::width(expand_tabs(text).as_str())
 }
 
 /// The text a span covers, one line at most and trimmed to a readable size.
@@ -107,44 +123,19 @@ fn excerpt(source: &str, span: Span) -> Option<String> {
     (!text.is_empty()).then_some(text)
 }
 
-/// The closest of `candidates` to `word`, if close enough to be a typo.
+/// The closest of `candidates` to `word`, if close enough to be a typo:
+/// optimal string alignment distance (Levenshtein plus adjacent
+/// transpositions, so `fsat` is one edit from `fast`).
 pub fn did_you_mean<'a>(
     word: &str,
     candidates: impl IntoIterator<Item = &'a str>,
 ) -> Option<&'a str> {
     candidates
         .into_iter()
-        .map(|c| (edit_distance(word, c), c))
+        .map(|c| (strsim::osa_distance(word, c), c))
         .filter(|(d, c)| *d <= (c.len().max(word.len()) / 3).max(1))
         .min_by_key(|(d, _)| *d)
         .map(|(_, c)| c)
-}
-
-/// Optimal-string-alignment distance: like Levenshtein, plus adjacent
-/// transpositions (`fsat` is one edit from `fast`).
-fn edit_distance(a: &str, b: &str) -> usize {
-    let a: Vec<char> = a.chars().collect();
-    let b: Vec<char> = b.chars().collect();
-    let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
-    for (i, row) in d.iter_mut().enumerate() {
-        row[0] = i;
-    }
-    for (j, cell) in d[0].iter_mut().enumerate() {
-        *cell = j;
-    }
-    for i in 1..=a.len() {
-        for j in 1..=b.len() {
-            let cost = usize::from(a[i - 1] != b[j - 1]);
-            let mut best = (d[i - 1][j] + 1)
-                .min(d[i][j - 1] + 1)
-                .min(d[i - 1][j - 1] + cost);
-            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
-                best = best.min(d[i - 2][j - 2] + 1);
-            }
-            d[i][j] = best;
-        }
-    }
-    d[a.len()][b.len()]
 }
 
 #[cfg(test)]
@@ -176,11 +167,38 @@ mod tests {
     }
 
     #[test]
+    fn the_caret_lines_up_after_tabs_and_wide_characters() {
+        let src = "steps:\n\t- id: 模型\n\t  usess: command\n";
+        let at = |line, col, len: usize| Span {
+            start: Pos { line, col },
+            end: Pos {
+                line,
+                col: col + len,
+            },
+        };
+        let d = Diagnostic::at(Path::new("w.yaml"), src, at(3, 4, 5), "unknown-key", "x");
+        assert!(
+            d.render(Some(src))
+                .contains("3 |       usess: command\n  |       ^^^^^"),
+            "{}",
+            d.render(Some(src))
+        );
+        let d = Diagnostic::at(Path::new("w.yaml"), src, at(2, 8, 2), "bad-id", "x");
+        assert!(
+            d.render(Some(src))
+                .contains("2 |     - id: 模型\n  |           ^^^^"),
+            "{}",
+            d.render(Some(src))
+        );
+    }
+
+    #[test]
     fn suggests_close_words_only() {
         assert_eq!(
             did_you_mean("usess", ["uses", "needs", "with"]),
             Some("uses")
         );
         assert_eq!(did_you_mean("zzzzzz", ["uses", "needs"]), None);
+        assert_eq!(did_you_mean("fsat", ["fast", "slow"]), Some("fast"));
     }
 }

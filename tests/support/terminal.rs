@@ -66,8 +66,9 @@ pub fn run_on_pty(mut cmd: Command, cols: u16) -> (i32, Vec<u8>) {
 }
 
 /// The screen after replaying `bytes`: `\r`, `\n`, printable characters
-/// (wrapping at `cols`, as a terminal does), `ESC[2K` (erase line),
-/// `ESC[1A` (cursor up); other escape sequences are ignored. A bar wider
+/// (wide ones taking two columns, wrapping at `cols`, as a terminal does), `ESC[2K` (erase line),
+/// `ESC[nA`/`B`/`C`/`D` (cursor up, down, right, left); other escape
+/// sequences are ignored. A bar wider
 /// than the terminal would wrap and leave its first part behind when it is
 /// erased: the garbage a person would see.
 pub fn screen(bytes: &[u8], cols: usize) -> Vec<String> {
@@ -105,11 +106,20 @@ pub fn screen(bytes: &[u8], cols: usize) -> Vec<String> {
                         let n: usize = p.parse().unwrap_or(1);
                         row = row.saturating_sub(n);
                     }
+                    ('B', p) => {
+                        row += p.parse::<usize>().unwrap_or(1);
+                        while lines.len() <= row {
+                            lines.push(Vec::new());
+                        }
+                    }
+                    ('C', p) => col = (col + p.parse::<usize>().unwrap_or(1)).min(cols),
+                    ('D', p) => col = col.saturating_sub(p.parse().unwrap_or(1)),
                     _ => {}
                 }
             }
             c if !c.is_control() => {
-                if col >= cols {
+                let width = unicode_width::UnicodeWidthChar::width(c).unwrap_or(1);
+                if col + width > cols {
                     row += 1;
                     col = 0;
                     if lines.len() <= row {
@@ -121,6 +131,15 @@ pub fn screen(bytes: &[u8], cols: usize) -> Vec<String> {
                     line.resize(col + 1, ' ');
                 }
                 line[col] = c;
+                // The second column of a wide character holds nothing.
+                for _ in 1..width {
+                    col += 1;
+                    if line.len() <= col {
+                        line.push('\u{0}');
+                    } else {
+                        line[col] = '\u{0}';
+                    }
+                }
                 col += 1;
             }
             _ => {}
@@ -128,6 +147,12 @@ pub fn screen(bytes: &[u8], cols: usize) -> Vec<String> {
     }
     lines
         .into_iter()
-        .map(|l| l.into_iter().collect::<String>().trim_end().to_string())
+        .map(|l| {
+            l.into_iter()
+                .filter(|c| *c != '\u{0}')
+                .collect::<String>()
+                .trim_end()
+                .to_string()
+        })
         .collect()
 }

@@ -4,11 +4,12 @@ use super::load;
 use super::plan::planner;
 use super::{error, SelectionArgs, EXIT_FAILED, EXIT_OK, EXIT_USAGE};
 use crate::cancel::{self, Cancel};
-use crate::hub::{progress, Throttle, TransferProgress, TtyProgress};
+use crate::hub::{progress, ProgressEvent, Throttle, TtyProgress};
 use crate::secrets;
 use crate::workflow::duration;
 use crate::workflow::graph::Dag;
 use crate::workflow::run::{self, Event, EventSink, RunError};
+use crate::workflow::task::TransferProgress;
 use clap::Parser;
 use std::io::{IsTerminal, Write};
 use std::path::Path;
@@ -210,7 +211,7 @@ impl Console {
     }
 
     fn progress(&self, step: &str, p: &TransferProgress) {
-        let e = p.as_event();
+        let e = as_event(p);
         let key = format!("{step}\u{0}{}", p.file());
         if let Some(bars) = &self.bars {
             let label = format!("{step}: {}", p.file());
@@ -277,6 +278,56 @@ fn terminal_width() -> usize {
     }
 }
 
+/// The engine's transfer event as the downloader's, for hub's renderers.
+fn as_event(p: &TransferProgress) -> ProgressEvent<'_> {
+    match p {
+        TransferProgress::Start {
+            file,
+            total,
+            present,
+        } => ProgressEvent::Start {
+            file,
+            total: *total,
+            present: *present,
+        },
+        TransferProgress::Bytes {
+            file,
+            done,
+            total,
+            rate,
+            ..
+        } => ProgressEvent::Bytes {
+            file,
+            done: *done,
+            total: *total,
+            rate: *rate,
+        },
+        TransferProgress::Retry {
+            file,
+            attempt,
+            reason,
+            wait_ms,
+        } => ProgressEvent::Retry {
+            file,
+            attempt: *attempt,
+            reason,
+            wait: Duration::from_millis(*wait_ms),
+        },
+        TransferProgress::Verifying { file } => ProgressEvent::Verifying { file },
+        TransferProgress::Done {
+            file,
+            size,
+            fetched,
+            how,
+        } => ProgressEvent::Done {
+            file,
+            size: *size,
+            fetched: *fetched,
+            how,
+        },
+    }
+}
+
 fn print_json(event: &Event) {
     let value = serde_json::to_value(event).unwrap_or_default();
     let line = serde_json::to_string(&secrets::redact_json(&value)).unwrap_or_default();
@@ -321,7 +372,7 @@ fn print_human(event: &Event) {
         Event::StepProgress { step, progress } => {
             format!(
                 "         {step}: {}",
-                progress::describe(&progress.as_event())
+                progress::describe(&as_event(progress))
             )
         }
         Event::StepFinished {

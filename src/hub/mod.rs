@@ -33,6 +33,5 @@ pub use download::{
 pub use error::HubError;
 pub use mirror::{FaultScope, LogEntry, MirrorLimits, MirrorServer, MirrorStats};
 pub use progress::{
-    JsonProgress, LineProgress, NoProgress, Progress, ProgressEvent, Throttle, TransferProgress,
-    TtyProgress,
+    JsonProgress, LineProgress, NoProgress, Progress, ProgressEvent, Throttle, TtyProgress,
 };

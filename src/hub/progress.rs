@@ -1,6 +1,5 @@
-//! Download progress: one small trait the downloader calls, an owned copy of
-//! its events for passing them on (the workflow engine forwards them as
-//! `step_progress` events), and three renderers (bars redrawn in place on a
+//! Download progress: one small trait the downloader calls, its events, and
+//! three renderers (bars redrawn in place on a
 //! terminal by indicatif, periodic plain lines otherwise, JSON lines with `--json`).
 use std::collections::HashMap;
 use std::io::Write;
@@ -13,7 +12,9 @@ use unicode_width::{UnicodeWidthChar, UnicodeWidthStr};
 use serde::Serialize;
 
 /// What the downloader reports. `Bytes` arrives a few times a second at most.
-#[derive(Debug, Clone, PartialEq)]
+/// As JSON: `{"event": "bytes", "file": …}`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
 pub enum ProgressEvent<'a> {
     /// A transfer begins; `present` bytes were already on disk (resume).
     Start {
@@ -32,6 +33,7 @@ pub enum ProgressEvent<'a> {
         file: &'a str,
         attempt: u32,
         reason: &'a str,
+        #[serde(rename = "wait_ms", serialize_with = "millis")]
         wait: Duration,
     },
     /// Hashing bytes that were already on disk (resume, cache reuse).
@@ -57,6 +59,10 @@ impl<'a> ProgressEvent<'a> {
             | ProgressEvent::Done { file, .. } => file,
         }
     }
+}
+
+fn millis<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_u64(d.as_millis().try_into().unwrap_or(u64::MAX))
 }
 
 /// Receives progress events; implementations must be cheap and thread-safe.
@@ -113,156 +119,6 @@ fn pct(done: u64, total: u64) -> f64 {
         100.0
     } else {
         done as f64 * 100.0 / total as f64
-    }
-}
-
-/// An owned [`ProgressEvent`]: what the workflow engine carries from a task
-/// to the CLI, and what `onboard run --json` prints (`"kind": "bytes"` …).
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum TransferProgress {
-    Start {
-        file: String,
-        total: u64,
-        present: u64,
-    },
-    Bytes {
-        file: String,
-        done: u64,
-        total: u64,
-        /// Bytes per second over the last few seconds.
-        rate: f64,
-        /// Seconds left at that rate, when it can tell.
-        #[serde(skip_serializing_if = "Option::is_none")]
-        eta_s: Option<u64>,
-    },
-    Retry {
-        file: String,
-        attempt: u32,
-        reason: String,
-        wait_ms: u64,
-    },
-    Verifying {
-        file: String,
-    },
-    Done {
-        file: String,
-        size: u64,
-        fetched: u64,
-        how: String,
-    },
-}
-
-impl From<&ProgressEvent<'_>> for TransferProgress {
-    fn from(e: &ProgressEvent<'_>) -> Self {
-        match *e {
-            ProgressEvent::Start {
-                file,
-                total,
-                present,
-            } => TransferProgress::Start {
-                file: file.into(),
-                total,
-                present,
-            },
-            ProgressEvent::Bytes {
-                file,
-                done,
-                total,
-                rate,
-            } => TransferProgress::Bytes {
-                file: file.into(),
-                done,
-                total,
-                rate: rate.round(),
-                eta_s: eta_secs(done, total, rate),
-            },
-            ProgressEvent::Retry {
-                file,
-                attempt,
-                reason,
-                wait,
-            } => TransferProgress::Retry {
-                file: file.into(),
-                attempt,
-                reason: reason.into(),
-                wait_ms: u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
-            },
-            ProgressEvent::Verifying { file } => TransferProgress::Verifying { file: file.into() },
-            ProgressEvent::Done {
-                file,
-                size,
-                fetched,
-                how,
-            } => TransferProgress::Done {
-                file: file.into(),
-                size,
-                fetched,
-                how: how.into(),
-            },
-        }
-    }
-}
-
-impl TransferProgress {
-    /// The borrowed event, for the renderers.
-    pub fn as_event(&self) -> ProgressEvent<'_> {
-        match self {
-            TransferProgress::Start {
-                file,
-                total,
-                present,
-            } => ProgressEvent::Start {
-                file,
-                total: *total,
-                present: *present,
-            },
-            TransferProgress::Bytes {
-                file,
-                done,
-                total,
-                rate,
-                ..
-            } => ProgressEvent::Bytes {
-                file,
-                done: *done,
-                total: *total,
-                rate: *rate,
-            },
-            TransferProgress::Retry {
-                file,
-                attempt,
-                reason,
-                wait_ms,
-            } => ProgressEvent::Retry {
-                file,
-                attempt: *attempt,
-                reason,
-                wait: Duration::from_millis(*wait_ms),
-            },
-            TransferProgress::Verifying { file } => ProgressEvent::Verifying { file },
-            TransferProgress::Done {
-                file,
-                size,
-                fetched,
-                how,
-            } => ProgressEvent::Done {
-                file,
-                size: *size,
-                fetched: *fetched,
-                how,
-            },
-        }
-    }
-
-    pub fn file(&self) -> &str {
-        match self {
-            TransferProgress::Start { file, .. }
-            | TransferProgress::Bytes { file, .. }
-            | TransferProgress::Retry { file, .. }
-            | TransferProgress::Verifying { file }
-            | TransferProgress::Done { file, .. } => file,
-        }
     }
 }
 
@@ -675,18 +531,10 @@ impl<W: Write + Send> JsonProgress<W> {
 
 impl<W: Write + Send> Progress for JsonProgress<W> {
     fn event(&self, e: &ProgressEvent<'_>) {
-        let owned = TransferProgress::from(e);
-        if !self.throttle.pass(owned.file(), e) {
+        if !self.throttle.pass(e.file(), e) {
             return;
         }
-        let mut v = serde_json::to_value(&owned).unwrap_or_default();
-        // The kind is the event here (`{"event": "bytes", …}`).
-        if let Some(obj) = v.as_object_mut() {
-            if let Some(kind) = obj.remove("kind") {
-                obj.insert("event".into(), kind);
-            }
-        }
         let Ok(mut out) = self.out.lock() else { return };
-        let _ = writeln!(out, "{v}");
+        let _ = writeln!(out, "{}", serde_json::to_value(e).unwrap_or_default());
     }
 }

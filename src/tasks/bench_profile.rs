@@ -9,6 +9,7 @@ use super::hand_edits::{self, HandEdit};
 use super::{InputValue, Task, TaskContext, TaskError};
 use crate::atomic;
 use crate::engine::words;
+use crate::tasks::WorkspaceContext;
 use crate::workspace::{markdown, models_conf};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};

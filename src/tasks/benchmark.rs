@@ -16,6 +16,7 @@ use crate::bench::run::{self, BenchError, BenchOptions};
 use crate::bench::sandbox::{Sandbox, SandboxConfig, SandboxError};
 use crate::engine::openai::OpenAiEngine;
 use crate::engine::Engine;
+use crate::tasks::WorkspaceContext;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};

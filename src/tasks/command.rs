@@ -2,6 +2,7 @@
 //! arguments with spaces or quotes need no escaping and cannot inject.
 
 use super::{Task, TaskContext, TaskError};
+use crate::tasks::WorkspaceContext;
 use crate::workflow::duration;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};

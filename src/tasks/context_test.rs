@@ -9,6 +9,7 @@ use crate::engine::embedded;
 use crate::engine::embedded::WorkerEngine;
 use crate::engine::{ChatResponse, Engine};
 use crate::gguf::memory::{self, Buffers, RunConfig};
+use crate::tasks::WorkspaceContext;
 use crate::workflow::{duration, state};
 use crate::workspace::models_conf;
 use schemars::JsonSchema;

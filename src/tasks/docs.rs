@@ -11,6 +11,7 @@ use crate::docs::blocks;
 use crate::docs::catalog::{self, Catalog, Measured, Place, CANDIDATES, RETIRED};
 use crate::docs::links::{self, LinkEdit};
 use crate::docs::tree::{dir_of, relative, Change, Changeset, Disk, Kind, Scope, Source};
+use crate::tasks::WorkspaceContext;
 use crate::workflow::template;
 use crate::workspace::{Manifest, Workspace};
 use schemars::JsonSchema;

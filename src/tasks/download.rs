@@ -3,10 +3,8 @@
 //! resumable across restarts, verified (size and sha256) before each file
 //! gets its final name, with a free-disk check first.
 
-use super::{Task, TaskContext, TaskError};
-use crate::hub::{
-    self, DownloadOptions, FileRequest, HubClient, Progress, ProgressEvent, TransferProgress,
-};
+use super::{Task, TaskContext, TaskError, TransferProgress, WorkspaceContext};
+use crate::hub::{self, DownloadOptions, FileRequest, HubClient, Progress, ProgressEvent};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
@@ -65,7 +63,7 @@ struct StepProgress {
 
 impl Progress for StepProgress {
     fn event(&self, event: &ProgressEvent<'_>) {
-        self.ctx.progress(&TransferProgress::from(event));
+        self.ctx.progress(&transfer(event));
     }
 }
 
@@ -165,5 +163,55 @@ impl Task for Download {
             fetched_bytes: results.iter().map(|d| d.fetched).sum(),
             files,
         })
+    }
+}
+
+/// The downloader's event as the engine carries it.
+fn transfer(e: &ProgressEvent<'_>) -> TransferProgress {
+    match *e {
+        ProgressEvent::Start {
+            file,
+            total,
+            present,
+        } => TransferProgress::Start {
+            file: file.into(),
+            total,
+            present,
+        },
+        ProgressEvent::Bytes {
+            file,
+            done,
+            total,
+            rate,
+        } => TransferProgress::Bytes {
+            file: file.into(),
+            done,
+            total,
+            rate: rate.round(),
+            eta_s: hub::progress::eta_secs(done, total, rate),
+        },
+        ProgressEvent::Retry {
+            file,
+            attempt,
+            reason,
+            wait,
+        } => TransferProgress::Retry {
+            file: file.into(),
+            attempt,
+            reason: reason.into(),
+            wait_ms: u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
+        },
+        ProgressEvent::Verifying { file } => TransferProgress::Verifying { file: file.into() },
+        ProgressEvent::Done {
+            file,
+            size,
+            fetched,
+            how,
+        } => TransferProgress::Done {
+            file: file.into(),
+            size,
+            fetched,
+            how: how.into(),
+        },
     }
 }

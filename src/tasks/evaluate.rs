@@ -6,6 +6,7 @@ use super::{Task, TaskContext, TaskError};
 use crate::evaluate::{self, report, HubSource, Machine, Request};
 use crate::gguf::memory::MIB;
 use crate::hub::HubClient;
+use crate::tasks::WorkspaceContext;
 use crate::workspace::config::Hardware;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};

@@ -11,6 +11,7 @@ use crate::engine::launch::{self, Listen};
 use crate::engine::llama_server::LlamaServer;
 use crate::engine::{ChatRequest, ChatResponse, Engine, EngineError};
 use crate::gguf::facts::ModelFacts;
+use crate::tasks::WorkspaceContext;
 use crate::workspace::config::EngineKind;
 use crate::workspace::models_conf::{self, Profile};
 use schemars::JsonSchema;

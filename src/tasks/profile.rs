@@ -4,6 +4,7 @@
 use super::hand_edits::{self, HandEdit};
 use super::{Task, TaskContext, TaskError};
 use crate::engine::launch::{self, Listen};
+use crate::tasks::WorkspaceContext;
 use crate::workflow::template;
 use crate::workspace::models_conf;
 use schemars::JsonSchema;

@@ -3,6 +3,7 @@
 
 use super::{Task, TaskContext, TaskError};
 use crate::atomic;
+use crate::tasks::WorkspaceContext;
 use crate::workflow::template;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};

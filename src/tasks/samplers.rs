@@ -7,6 +7,7 @@
 
 use super::hand_edits::{self, HandEdit};
 use super::{Task, TaskContext, TaskError};
+use crate::tasks::WorkspaceContext;
 use crate::workspace::manifest::SamplerCard;
 use crate::workspace::models_conf;
 use schemars::JsonSchema;

@@ -9,6 +9,7 @@ pub mod run;
 pub mod schema_check;
 pub mod spec;
 pub mod state;
+pub mod task;
 pub mod template;
 pub mod validate;
 pub mod yaml;

@@ -5,8 +5,8 @@
 use super::graph::Dag;
 use super::spec::{Step, Workflow};
 use super::state::{self, FileStamp, RecordStatus, StateError, StateStore, StepRecord, ValueStamp};
+use super::task::{Registry, TaskContext};
 use super::template;
-use crate::tasks::{Registry, TaskContext};
 use serde::Serialize;
 use serde_json::{Map, Value};
 use std::collections::{BTreeMap, BTreeSet};

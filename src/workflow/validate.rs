@@ -6,9 +6,9 @@ use super::duration;
 use super::graph::find_cycles;
 use super::schema_check::{is_template, SchemaChecker};
 use super::spec::{Document, Workflow, WorkflowFile};
+use super::task::Registry;
 use super::template::referenced_paths;
 use super::yaml::{Kind, Node, Span};
-use crate::tasks::Registry;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 

@@ -207,7 +207,11 @@ fn github_annotations_carry_hostile_messages_and_file_names_exactly() {
     assert_eq!(findings.len(), 2, "{report:#}");
     let github = run("github");
     let lines: Vec<&str> = github.split('\n').filter(|l| !l.is_empty()).collect();
-    assert_eq!(lines.len(), findings.len(), "one line per finding:\n{github}");
+    assert_eq!(
+        lines.len(),
+        findings.len(),
+        "one line per finding:\n{github}"
+    );
     assert!(!github.contains('\r'), "{github:?}");
     for (line, finding) in lines.iter().zip(findings) {
         let (command, props, message) = parse_github_command(line);
@@ -240,15 +244,27 @@ fn github_annotations_carry_hostile_messages_and_file_names_exactly() {
         assert!(all.contains(part), "{part} in {all}");
     }
     // The key's underline ends where the key does.
-    let key = findings.iter().find(|f| f["code"] == "unknown-key").unwrap();
-    assert_eq!((key["line"].as_u64(), key["end_line"].as_u64()), (Some(5), Some(5)));
+    let key = findings
+        .iter()
+        .find(|f| f["code"] == "unknown-key")
+        .unwrap();
+    assert_eq!(
+        (key["line"].as_u64(), key["end_line"].as_u64()),
+        (Some(5), Some(5))
+    );
     assert_eq!(
         key["end_col"].as_u64().unwrap() - key["col"].as_u64().unwrap() + 1,
         "\"bad%0A key,\\r\\nline2::x\"".chars().count() as u64
     );
     // A clean workspace prints no annotation at all.
     let out = Command::new(env!("CARGO_BIN_EXE_onboard"))
-        .args(["-C", env!("CARGO_MANIFEST_DIR"), "validate", "--format", "github"])
+        .args([
+            "-C",
+            env!("CARGO_MANIFEST_DIR"),
+            "validate",
+            "--format",
+            "github",
+        ])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(0));

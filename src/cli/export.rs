@@ -86,7 +86,12 @@ pub fn execute(dir: &Path, args: &ExportWorkflowArgs) -> i32 {
         .workflow
         .steps
         .iter()
-        .filter(|s| loaded.registry.get(&s.uses).is_some_and(|t| t.loads_model()))
+        .filter(|s| {
+            loaded
+                .registry
+                .get(&s.uses)
+                .is_some_and(|t| t.loads_model())
+        })
         .map(|s| s.id.clone())
         .collect();
     let target = Target {

@@ -53,7 +53,9 @@ pub fn execute(dir: &Path, args: &RunArgs) -> i32 {
     let lock = if args.wait_for_lock {
         loaded.store.lock_waiting(LOCK_POLL, |held| {
             if let crate::workflow::state::StateError::Locked { target, holder } = held {
-                eprintln!("another run of `{target}` holds its lock{holder}: waiting for it to finish");
+                eprintln!(
+                    "another run of `{target}` holds its lock{holder}: waiting for it to finish"
+                );
             }
         })
     } else {

@@ -136,10 +136,7 @@ fn job(s: &ExportStep<'_>, model: &str, options: &GithubOptions) -> Yaml {
         Some(name) => format!("{}: {name}", s.step.id),
         None => s.step.id.clone(),
     };
-    let mut entries = vec![
-        ("name", Yaml::str(title)),
-        ("runs-on", Yaml::strs(runs_on)),
-    ];
+    let mut entries = vec![("name", Yaml::str(title)), ("runs-on", Yaml::strs(runs_on))];
     if !s.step.needs.is_empty() {
         entries.push(("needs", Yaml::strs(s.step.needs.iter().cloned())));
     }

@@ -59,10 +59,15 @@ pub enum Condition {
     Always,
     /// Reads only what is known at export: decided now, so the scheduler
     /// itself skips the step (no pod, no runner).
-    Decided { expr: String, value: bool },
+    Decided {
+        expr: String,
+        value: bool,
+    },
     /// Reads step outputs: the step's `onboard run` decides it when its
     /// turn comes (and skips the step, successfully, when it is false).
-    AtRun { expr: String },
+    AtRun {
+        expr: String,
+    },
 }
 
 /// One step as every export writes it.
@@ -132,10 +137,7 @@ pub fn steps<'a>(target: &Target<'a>) -> Result<Vec<ExportStep<'a>>, ExportError
 }
 
 fn condition_of<'a>(steps: &'a [ExportStep<'_>], id: &str) -> Option<&'a Condition> {
-    steps
-        .iter()
-        .find(|s| s.step.id == id)
-        .map(|s| &s.condition)
+    steps.iter().find(|s| s.step.id == id).map(|s| &s.condition)
 }
 
 fn condition(target: &Target<'_>, step: &Step, context: &Value) -> Result<Condition, ExportError> {
@@ -149,7 +151,10 @@ fn condition(target: &Target<'_>, step: &Step, context: &Value) -> Result<Condit
         message,
     };
     let reads = template::referenced_paths(expr, true).map_err(|e| error(e.message))?;
-    if reads.iter().any(|r| r == "steps" || r.starts_with("steps.")) {
+    if reads
+        .iter()
+        .any(|r| r == "steps" || r.starts_with("steps."))
+    {
         return Ok(Condition::AtRun { expr: expr.clone() });
     }
     let value = template::eval_condition(expr, context).map_err(|e| error(e.message))?;
@@ -210,8 +215,9 @@ fn dns_label(id: &str) -> String {
 /// `'…'`-quoted for a POSIX shell when it is not a plain word.
 fn shell_word(s: &str) -> String {
     let plain = !s.is_empty()
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/' | ':' | '=' | '+' | ','));
+        && s.chars().all(|c| {
+            c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/' | ':' | '=' | '+' | ',')
+        });
     if plain {
         s.to_string()
     } else {
@@ -279,10 +285,7 @@ mod tests {
         assert!(by("c").after_skipped && by("d").after_skipped);
         assert!(!by("e").after_skipped);
         assert_eq!((by("c").gpus, by("d").gpus), (2, 0));
-        assert_eq!(
-            by("a").args,
-            ["run", "m", "--only", "a", "--wait-for-lock"]
-        );
+        assert_eq!(by("a").args, ["run", "m", "--only", "a", "--wait-for-lock"]);
     }
 
     #[test]
@@ -302,7 +305,11 @@ mod tests {
             gpus: 0,
         };
         let err = steps(&target).unwrap_err();
-        assert!(err.to_string().starts_with("step `a`: `when: manifest.missing.deeper`"), "{err}");
+        assert!(
+            err.to_string()
+                .starts_with("step `a`: `when: manifest.missing.deeper`"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -194,7 +194,8 @@ fn plain_ok(s: &str, flow: bool) -> bool {
         || s.contains(" #")
         || s.ends_with(':')
         || (flow && s.contains([',', '[', ']', '{', '}']))
-        || s.chars().any(|c| c.is_control() || !printable(c) || c == '\u{feff}');
+        || s.chars()
+            .any(|c| c.is_control() || !printable(c) || c == '\u{feff}');
     !(indicator || numeric || reserved || breaks)
 }
 

@@ -1065,3 +1065,23 @@ fn uses_of(step: &str) -> String {
         .map(|s| s["uses"].as_str().unwrap().to_string())
         .unwrap()
 }
+
+/// The README's CI snippet is a workflow GitHub accepts: actionlint and the
+/// schema find nothing in it, and it runs `onboard validate --format github`.
+#[test]
+fn the_readme_ci_snippet_is_a_valid_github_workflow() {
+    let readme = std::fs::read_to_string(repo_root().join("README.md")).unwrap();
+    let start = readme
+        .find("```yaml\n# .github/workflows/validate.yml\n")
+        .expect("the README has the CI snippet");
+    let body = &readme[start + "```yaml\n".len()..];
+    let snippet = &body[..body.find("```").unwrap()];
+    assert!(
+        snippet.contains("run: onboard validate --format github"),
+        "{snippet}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(dir.path(), "validate.yml", snippet);
+    check_jsonschema(std::slice::from_ref(&file));
+    assert_eq!(actionlint(&[file]), Vec::<Value>::new());
+}

@@ -271,6 +271,92 @@ fn github_annotations_carry_hostile_messages_and_file_names_exactly() {
     assert!(out.stdout.is_empty(), "{out:?}");
 }
 
+/// This repository as a pre-commit hook repository: a workspace that uses
+/// its `onboard-validate` hook passes when clean and fails, with the
+/// finding, when a workflow is broken (pre-commit from PyPI, installed by
+/// scripts/setup; onboard on PATH, as the hook expects).
+#[test]
+fn pre_commit_runs_onboard_validate_from_this_repository() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let pre_commit = root.join(".venv/bin/pre-commit");
+    assert!(
+        pre_commit.exists(),
+        "PyPI pre-commit is not installed in .venv: run scripts/setup"
+    );
+    let ws = tempfile::tempdir().unwrap();
+    for dir in ["workflows", "models"] {
+        std::fs::create_dir_all(ws.path().join(dir)).unwrap();
+    }
+    std::fs::copy(root.join("onboard.yaml"), ws.path().join("onboard.yaml")).unwrap();
+    std::fs::copy(
+        root.join("workflows/add-model.yaml"),
+        ws.path().join("workflows/add-model.yaml"),
+    )
+    .unwrap();
+    std::fs::copy(
+        root.join("models/qwen3.5-27b.yaml"),
+        ws.path().join("models/qwen3.5-27b.yaml"),
+    )
+    .unwrap();
+    let bin_dir = Path::new(env!("CARGO_BIN_EXE_onboard")).parent().unwrap();
+    let path = format!(
+        "{}:{}",
+        bin_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let home = tempfile::tempdir().unwrap();
+    let git = |args: &[&str]| {
+        let out = Command::new("git")
+            .current_dir(ws.path())
+            .args(["-c", "user.name=t", "-c", "user.email=t@example.invalid"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "git {args:?}: {out:?}");
+    };
+    let hook = || {
+        Command::new(&pre_commit)
+            .current_dir(ws.path())
+            .args([
+                "try-repo",
+                root.to_str().unwrap(),
+                "onboard-validate",
+                "--all-files",
+            ])
+            .env("PATH", &path)
+            .env("PRE_COMMIT_HOME", home.path())
+            .output()
+            .unwrap()
+    };
+    git(&["init", "-q"]);
+    git(&["add", "-A"]);
+    git(&["commit", "-qm", "workspace"]);
+    let clean = hook();
+    let text = String::from_utf8_lossy(&clean.stdout);
+    assert!(clean.status.success(), "{text}\n{clean:?}");
+    assert!(
+        text.contains("onboard validate") && text.contains("Passed"),
+        "{text}"
+    );
+
+    std::fs::write(
+        ws.path().join("workflows/add-model.yaml"),
+        "name: add-model\nsteps:\n  - id: a\n    uses: comand\n",
+    )
+    .unwrap();
+    git(&["add", "-A"]);
+    let broken = hook();
+    let text = String::from_utf8_lossy(&broken.stdout);
+    assert_eq!(broken.status.code(), Some(1), "{text}");
+    assert!(text.contains("Failed"), "{text}");
+    assert!(
+        text.contains(
+            "workflows/add-model.yaml:4:11: error[unknown-task]: unknown task kind `comand`"
+        ),
+        "{text}"
+    );
+}
+
 #[test]
 fn the_schema_command_prints_json_schemas_with_task_parameters() {
     let (code, stdout, _) = onboard(&["schema", "workflow"]);

@@ -29,6 +29,13 @@ pub struct GithubOptions {
 /// The workflow file, as YAML.
 pub fn export(target: &Target<'_>, options: &GithubOptions) -> Result<String, ExportError> {
     check_options(options)?;
+    if let Some(w) = target.workflow_arg.filter(|w| w.contains("${{")) {
+        return Err(ExportError::Invalid {
+            what: "workflow",
+            value: w.to_string(),
+            rule: "GitHub would evaluate `${{ … }}` in the command line",
+        });
+    }
     let steps = steps(target)?;
     let model = target.model;
     let jobs: Vec<(String, Yaml)> = steps
@@ -132,8 +139,9 @@ fn job(s: &ExportStep<'_>, model: &str, options: &GithubOptions) -> Yaml {
     if s.gpus > 0 {
         runs_on.push(options.gpu_label.clone());
     }
+    // GitHub evaluates `${{ … }}` in a job's name: a step's name is text.
     let title = match &s.step.name {
-        Some(name) => format!("{}: {name}", s.step.id),
+        Some(name) => format!("{}: {}", s.step.id, name.replace("${{", "$ {{")),
         None => s.step.id.clone(),
     };
     let mut entries = vec![("name", Yaml::str(title)), ("runs-on", Yaml::strs(runs_on))];
@@ -191,5 +199,79 @@ fn job(s: &ExportStep<'_>, model: &str, options: &GithubOptions) -> Yaml {
     match comment {
         Some(c) => Yaml::commented(c, job),
         None => job,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::workflow::spec::{RetryPolicy, Step, Workflow};
+    use serde_json::{Map, Value};
+    use std::collections::BTreeSet;
+
+    fn options() -> GithubOptions {
+        GithubOptions {
+            workspace_dir: "/srv/onboard".into(),
+            runs_on: vec!["self-hosted".into()],
+            gpu_label: "gpu".into(),
+            secret: "HF_TOKEN".into(),
+        }
+    }
+
+    #[test]
+    fn text_github_would_evaluate_is_defused_or_refused() {
+        let workflow = Workflow {
+            name: "w".into(),
+            description: None,
+            path: "w.yaml".into(),
+            steps: vec![Step {
+                id: "a".into(),
+                uses: "command".into(),
+                name: Some("uses ${{ secrets.X }}".into()),
+                with: Value::Null,
+                needs: Vec::new(),
+                retry: RetryPolicy::default(),
+                timeout: None,
+                when: None,
+            }],
+        };
+        let (context, gpu) = (Map::new(), BTreeSet::new());
+        let mut target = Target {
+            workflow: &workflow,
+            model: "m",
+            workflow_arg: None,
+            context: &context,
+            gpu_steps: &gpu,
+            gpus: 0,
+        };
+        let text = export(&target, &options()).unwrap();
+        assert!(
+            text.contains("name: \"a: uses $ {{ secrets.X }}\""),
+            "{text}"
+        );
+        target.workflow_arg = Some("${{ github.event.x }}");
+        assert!(matches!(
+            export(&target, &options()),
+            Err(ExportError::Invalid {
+                what: "workflow",
+                ..
+            })
+        ));
+        let mut bad = options();
+        bad.secret = "GITHUB_TOKEN".into();
+        target.workflow_arg = None;
+        assert!(export(&target, &bad).is_err());
+    }
+
+    #[test]
+    fn the_command_line_quotes_what_the_shell_would_split() {
+        let args: Vec<String> = ["run", "m", "--workflow", "my flow"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        assert_eq!(
+            command_line(&args),
+            "onboard -C \"$ONBOARD_WORKSPACE\" run m --workflow 'my flow'"
+        );
     }
 }

@@ -806,24 +806,33 @@ fn exported_commands_run_conditional_steps_as_onboard_does() {
 /// second waits for the first and then runs.
 #[test]
 fn wait_for_lock_lets_parallel_steps_take_turns() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
     let dir = tempfile::tempdir().unwrap();
+    // `slow` holds the model's lock until the test creates `release`.
     write(
         dir.path(),
         "workflows/add-model.yaml",
-        "name: add-model\nsteps:\n  - id: slow\n    uses: command\n    with: {argv: [sleep, '2']}\n  - id: quick\n    uses: command\n    with: {argv: [sh, -c, 'test -f .onboard/tiny/steps/slow.json']}\n",
+        "name: add-model\nsteps:\n  - id: slow\n    uses: command\n    timeout: 60s\n    \
+         with: {argv: [sh, -c, 'while [ ! -f release ]; do sleep 0.05; done']}\n  \
+         - id: quick\n    uses: command\n    with: {argv: [sh, -c, 'test -f .onboard/tiny/steps/slow.json']}\n",
     );
     write(
         dir.path(),
         "models/tiny.yaml",
         "id: tiny\nname: Tiny\nfamily: Test\ntype: dense\nsize: 1M\nhub:\n  repo: test/tiny-GGUF\n",
     );
-    let mut slow = Command::new(env!("CARGO_BIN_EXE_onboard"))
-        .arg("-C")
-        .arg(dir.path())
-        .args(["run", "tiny", "--only", "slow"])
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let spawn = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_onboard"))
+            .arg("-C")
+            .arg(dir.path())
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let mut slow = spawn(&["run", "tiny", "--only", "slow"]);
     let marker = dir.path().join(".onboard/tiny/steps/slow.running");
     let started = std::time::Instant::now();
     while !marker.exists() {
@@ -831,18 +840,21 @@ fn wait_for_lock_lets_parallel_steps_take_turns() {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     let refused = onboard(dir.path(), &["run", "tiny", "--only", "quick"]);
-    assert_eq!(refused.status.code(), Some(1));
+    assert_eq!(refused.status.code(), Some(1), "{refused:?}");
     assert!(String::from_utf8_lossy(&refused.stderr).contains("already being onboarded"));
-    let waited = onboard(
-        dir.path(),
-        &["run", "tiny", "--only", "quick", "--wait-for-lock"],
-    );
-    assert_success(&waited, "--wait-for-lock");
+
+    let mut waiting = spawn(&["run", "tiny", "--only", "quick", "--wait-for-lock"]);
+    let mut stderr = BufReader::new(waiting.stderr.take().unwrap());
+    let mut first = String::new();
+    stderr.read_line(&mut first).unwrap();
     assert!(
-        String::from_utf8_lossy(&waited.stderr).contains("holds its lock"),
-        "{waited:?}"
+        first.contains("holds its lock: waiting for it to finish"),
+        "{first:?}"
     );
+    assert!(waiting.try_wait().unwrap().is_none(), "it waits");
+    std::fs::write(dir.path().join("release"), "").unwrap();
     assert!(slow.wait().unwrap().success());
+    assert!(waiting.wait().unwrap().success());
     let r: Value = serde_json::from_str(
         &std::fs::read_to_string(dir.path().join(".onboard/tiny/steps/quick.json")).unwrap(),
     )

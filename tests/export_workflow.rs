@@ -848,7 +848,8 @@ fn wait_for_lock_lets_parallel_steps_take_turns() {
     let mut first = String::new();
     stderr.read_line(&mut first).unwrap();
     assert!(
-        first.contains("holds its lock: waiting for it to finish"),
+        first.starts_with("another run of `tiny` holds its lock (pid ")
+            && first.contains("): waiting for it to finish"),
         "{first:?}"
     );
     assert!(waiting.try_wait().unwrap().is_none(), "it waits");

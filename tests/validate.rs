@@ -153,6 +153,210 @@ fn exit_codes_distinguish_clean_findings_and_usage_errors() {
     assert_eq!(code, 2);
 }
 
+/// GitHub's decoding of a workflow command's message (`%25`, `%0D`,
+/// `%0A`) and of a property (`%3A` and `%2C` too), as the runner does it.
+fn github_unescape(text: &str, property: bool) -> String {
+    let mut out = text.replace("%0D", "\r").replace("%0A", "\n");
+    if property {
+        out = out.replace("%3A", ":").replace("%2C", ",");
+    }
+    out.replace("%25", "%")
+}
+
+/// `::error k=v,k=v::message` split as the runner splits it: the properties
+/// end at the first `::`, each ends at a `,`, a key at its `=`.
+fn parse_github_command(line: &str) -> (String, Vec<(String, String)>, String) {
+    let rest = line.strip_prefix("::").expect("a workflow command");
+    let (head, message) = rest.split_once("::").expect("`::` before the message");
+    let (command, props) = head.split_once(' ').unwrap_or((head, ""));
+    let props = props
+        .split(',')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (k, v) = p.split_once('=').expect("key=value");
+            (k.to_string(), github_unescape(v, true))
+        })
+        .collect();
+    (command.to_string(), props, github_unescape(message, false))
+}
+
+/// `--format github`: one `::error` line per finding, decoding (as GitHub
+/// does) to exactly the finding's file, position and message, whatever the
+/// message and the file name hold: `%`, CR, LF, `:`, `,` and `::`.
+#[test]
+fn github_annotations_carry_hostile_messages_and_file_names_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("workflows")).unwrap();
+    let name = "workflows/we%ird,na:me.yaml";
+    std::fs::write(
+        dir.path().join(name),
+        "name: w\nsteps:\n  - id: a\n    uses: \"com%25mand,x:y::z\"\n    \"bad%0A key,\\r\\nline2::x\": 1\n",
+    )
+    .unwrap();
+    let run = |format: &str| {
+        let out = Command::new(env!("CARGO_BIN_EXE_onboard"))
+            .current_dir(dir.path())
+            .args(["validate", "--format", format, name])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{out:?}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let report: serde_json::Value = serde_json::from_str(&run("json")).unwrap();
+    let findings = report["findings"].as_array().unwrap();
+    assert_eq!(findings.len(), 2, "{report:#}");
+    let github = run("github");
+    let lines: Vec<&str> = github.split('\n').filter(|l| !l.is_empty()).collect();
+    assert_eq!(
+        lines.len(),
+        findings.len(),
+        "one line per finding:\n{github}"
+    );
+    assert!(!github.contains('\r'), "{github:?}");
+    for (line, finding) in lines.iter().zip(findings) {
+        let (command, props, message) = parse_github_command(line);
+        assert_eq!(command, "error", "{line}");
+        let prop = |k: &str| {
+            props
+                .iter()
+                .find(|(key, _)| key == k)
+                .map(|(_, v)| v.clone())
+                .unwrap_or_else(|| panic!("no {k} in {line}"))
+        };
+        assert_eq!(prop("file"), name, "{line}");
+        assert_eq!(prop("line"), finding["line"].to_string(), "{line}");
+        assert_eq!(prop("col"), finding["col"].to_string(), "{line}");
+        assert_eq!(prop("endLine"), finding["end_line"].to_string(), "{line}");
+        assert_eq!(prop("endColumn"), finding["end_col"].to_string(), "{line}");
+        assert_eq!(
+            prop("title"),
+            format!("onboard validate: {}", finding["code"].as_str().unwrap())
+        );
+        let mut expected = finding["message"].as_str().unwrap().to_string();
+        if let Some(help) = finding["help"].as_str() {
+            expected = format!("{expected}\nhelp: {help}");
+        }
+        assert_eq!(message, expected, "{line}");
+    }
+    // The hostile parts really are in the messages.
+    let all: String = findings.iter().map(|f| f["message"].to_string()).collect();
+    for part in ["com%25mand,x:y::z", "bad%0A key,\\r\\nline2::x"] {
+        assert!(all.contains(part), "{part} in {all}");
+    }
+    // The key's underline ends where the key does.
+    let key = findings
+        .iter()
+        .find(|f| f["code"] == "unknown-key")
+        .unwrap();
+    assert_eq!(
+        (key["line"].as_u64(), key["end_line"].as_u64()),
+        (Some(5), Some(5))
+    );
+    assert_eq!(
+        key["end_col"].as_u64().unwrap() - key["col"].as_u64().unwrap() + 1,
+        "\"bad%0A key,\\r\\nline2::x\"".chars().count() as u64
+    );
+    // A clean workspace prints no annotation at all.
+    let out = Command::new(env!("CARGO_BIN_EXE_onboard"))
+        .args([
+            "-C",
+            env!("CARGO_MANIFEST_DIR"),
+            "validate",
+            "--format",
+            "github",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert!(out.stdout.is_empty(), "{out:?}");
+}
+
+/// This repository as a pre-commit hook repository: a workspace that uses
+/// its `onboard-validate` hook passes when clean and fails, with the
+/// finding, when a workflow is broken (pre-commit from PyPI, installed by
+/// scripts/setup; onboard on PATH, as the hook expects).
+#[test]
+fn pre_commit_runs_onboard_validate_from_this_repository() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let pre_commit = root.join(".venv/bin/pre-commit");
+    assert!(
+        pre_commit.exists(),
+        "PyPI pre-commit is not installed in .venv: run scripts/setup"
+    );
+    let ws = tempfile::tempdir().unwrap();
+    for dir in ["workflows", "models"] {
+        std::fs::create_dir_all(ws.path().join(dir)).unwrap();
+    }
+    std::fs::copy(root.join("onboard.yaml"), ws.path().join("onboard.yaml")).unwrap();
+    std::fs::copy(
+        root.join("workflows/add-model.yaml"),
+        ws.path().join("workflows/add-model.yaml"),
+    )
+    .unwrap();
+    std::fs::copy(
+        root.join("models/qwen3.5-27b.yaml"),
+        ws.path().join("models/qwen3.5-27b.yaml"),
+    )
+    .unwrap();
+    let bin_dir = Path::new(env!("CARGO_BIN_EXE_onboard")).parent().unwrap();
+    let path = format!(
+        "{}:{}",
+        bin_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let home = tempfile::tempdir().unwrap();
+    let git = |args: &[&str]| {
+        let out = Command::new("git")
+            .current_dir(ws.path())
+            .args(["-c", "user.name=t", "-c", "user.email=t@example.invalid"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "git {args:?}: {out:?}");
+    };
+    let hook = || {
+        Command::new(&pre_commit)
+            .current_dir(ws.path())
+            .args([
+                "try-repo",
+                root.to_str().unwrap(),
+                "onboard-validate",
+                "--all-files",
+            ])
+            .env("PATH", &path)
+            .env("PRE_COMMIT_HOME", home.path())
+            .output()
+            .unwrap()
+    };
+    git(&["init", "-q"]);
+    git(&["add", "-A"]);
+    git(&["commit", "-qm", "workspace"]);
+    let clean = hook();
+    let text = String::from_utf8_lossy(&clean.stdout);
+    assert!(clean.status.success(), "{text}\n{clean:?}");
+    assert!(
+        text.contains("onboard validate") && text.contains("Passed"),
+        "{text}"
+    );
+
+    std::fs::write(
+        ws.path().join("workflows/add-model.yaml"),
+        "name: add-model\nsteps:\n  - id: a\n    uses: comand\n",
+    )
+    .unwrap();
+    git(&["add", "-A"]);
+    let broken = hook();
+    let text = String::from_utf8_lossy(&broken.stdout);
+    assert_eq!(broken.status.code(), Some(1), "{text}");
+    assert!(text.contains("Failed"), "{text}");
+    assert!(
+        text.contains(
+            "workflows/add-model.yaml:4:11: error[unknown-task]: unknown task kind `comand`"
+        ),
+        "{text}"
+    );
+}
+
 #[test]
 fn the_schema_command_prints_json_schemas_with_task_parameters() {
     let (code, stdout, _) = onboard(&["schema", "workflow"]);

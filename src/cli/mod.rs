@@ -3,6 +3,7 @@
 //! 2 usage errors (bad arguments, missing files).
 
 mod docs;
+mod export;
 mod inspect;
 mod launch;
 mod load;
@@ -59,6 +60,9 @@ enum Command {
     Launch(launch::LaunchArgs),
     /// Export models.conf for llama-swap or llama.cpp's --models-preset.
     Export(launch::ExportArgs),
+    /// Export a model's workflow to Argo Workflows or GitHub Actions: one
+    /// task per step, each `onboard run <model> --only <step>`.
+    ExportWorkflow(export::ExportWorkflowArgs),
     /// Serve a directory of repos over the Hub's routes (air-gapped use).
     Mirror(mirror::MirrorArgs),
     /// The embedded engine's child process (internal).
@@ -209,6 +213,7 @@ pub fn main() -> i32 {
         Command::Mirror(args) => mirror::execute(&args),
         Command::Launch(args) => launch::launch(&cli.workspace, &args),
         Command::Export(args) => launch::export(&cli.workspace, &args),
+        Command::ExportWorkflow(args) => export::execute(&cli.workspace, &args),
         Command::Inspect(args) => inspect::inspect(&cli.workspace, &args),
         Command::Hardware(args) => inspect::hardware(&cli.workspace, &args),
         Command::Links(args) => docs::links(&cli.workspace, &args),

@@ -29,6 +29,11 @@ pub struct RunArgs {
     /// One JSON event per line on stdout.
     #[arg(long)]
     json: bool,
+    /// When another run of this model holds its lock, wait for it to finish
+    /// instead of refusing (the steps of an exported workflow share a
+    /// workspace and may start together).
+    #[arg(long)]
+    wait_for_lock: bool,
 }
 
 /// `onboard <model> [options]`: the run options, plus `-C` after the id.
@@ -46,7 +51,18 @@ pub fn execute(dir: &Path, args: &RunArgs) -> i32 {
         Ok(l) => l,
         Err(code) => return code,
     };
-    let _lock = match loaded.store.lock() {
+    let lock = if args.wait_for_lock {
+        loaded.store.lock_waiting(LOCK_POLL, |held| {
+            if let crate::workflow::state::StateError::Locked { target, holder } = held {
+                eprintln!(
+                    "another run of `{target}` holds its lock{holder}: waiting for it to finish"
+                );
+            }
+        })
+    } else {
+        loaded.store.lock()
+    };
+    let _lock = match lock {
         Ok(lock) => lock,
         Err(e) => {
             error(&e.to_string());
@@ -108,6 +124,9 @@ pub fn execute(dir: &Path, args: &RunArgs) -> i32 {
         }
     }
 }
+
+/// How often `--wait-for-lock` tries the lock again.
+const LOCK_POLL: Duration = Duration::from_millis(250);
 
 /// How long blocking work gets to notice a signal before the process exits.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);

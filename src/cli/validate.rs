@@ -1,14 +1,14 @@
-//! `onboard validate [PATHS…] [--format json]` — for CI and editors.
+//! `onboard validate [PATHS…] [--format json|github]` — for CI and editors.
 
 use super::load::print_diagnostics;
-use super::{Format, EXIT_FAILED, EXIT_OK, EXIT_USAGE};
+use super::{EXIT_FAILED, EXIT_OK, EXIT_USAGE};
 use crate::tasks::Registry;
-use crate::workflow::diag::Diagnostic;
+use crate::workflow::diag::{github, Diagnostic};
 use crate::workflow::spec::Document;
 use crate::workflow::validate::check_workflow;
 use crate::workflow::yaml::Pos;
 use crate::workspace::{self, WorkspaceConfig, CONFIG_FILE};
-use clap::Args;
+use clap::{Args, ValueEnum};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 
@@ -17,8 +17,18 @@ pub struct ValidateArgs {
     /// Files or directories to check (default: onboard.yaml, every workflow
     /// and every manifest of the workspace).
     paths: Vec<PathBuf>,
-    #[arg(long, value_enum, default_value_t = Format::Human)]
-    format: Format,
+    #[arg(long, value_enum, default_value_t = ValidateFormat::Human)]
+    format: ValidateFormat,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+enum ValidateFormat {
+    /// Compiler-style findings with the offending line.
+    Human,
+    /// One JSON document.
+    Json,
+    /// GitHub Actions workflow commands: annotations on the pull request.
+    Github,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -69,13 +79,24 @@ pub fn execute(workspace_dir: &Path, args: &ValidateArgs) -> i32 {
     };
     let (report, sources) = check_files(&files, &config);
     match args.format {
-        Format::Json => {
+        ValidateFormat::Github => {
+            for d in &report.findings {
+                println!("{}", github::annotation(d, &repo_relative(&d.file)));
+            }
+            // The human summary goes to the log, not into annotations.
+            if report.ok {
+                eprintln!("ok: {} file(s) checked, no findings", report.files.len());
+            } else {
+                eprintln!("{} finding(s)", report.findings.len());
+            }
+        }
+        ValidateFormat::Json => {
             println!(
                 "{}",
                 serde_json::to_string_pretty(&report).unwrap_or_default()
             );
         }
-        Format::Human => {
+        ValidateFormat::Human => {
             let _ = sources;
             print_diagnostics(&report.findings);
             if report.ok {
@@ -96,6 +117,21 @@ pub fn execute(workspace_dir: &Path, args: &ValidateArgs) -> i32 {
     } else {
         EXIT_FAILED
     }
+}
+
+/// A path as GitHub names files in annotations: relative to the checkout
+/// (the working directory of the step), without `./`.
+fn repo_relative(path: &Path) -> String {
+    let cwd = std::env::current_dir().ok();
+    let path = match (&cwd, path.is_absolute()) {
+        (Some(cwd), true) => path.strip_prefix(cwd).unwrap_or(path),
+        _ => path,
+    };
+    let clean: PathBuf = path
+        .components()
+        .filter(|c| !matches!(c, std::path::Component::CurDir))
+        .collect();
+    clean.to_string_lossy().into_owned()
 }
 
 fn default_files(dir: &Path, config: &WorkspaceConfig) -> Vec<PathBuf> {

@@ -245,6 +245,7 @@ pub fn benchmark_with(
 impl Task for Benchmark {
     const KIND: &'static str = "benchmark";
     const VERSION: u32 = 2;
+    const LOADS_MODEL: bool = true;
     const SUMMARY: &'static str =
         "HumanEval+ pass@1 (base and plus), greedy, code run in a sandbox; resumable";
     type Params = BenchmarkParams;

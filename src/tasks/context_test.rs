@@ -182,6 +182,7 @@ const TEMPLATE_MARGIN: u64 = 64;
 impl Task for ContextTest {
     const KIND: &'static str = "context-test";
     const VERSION: u32 = 2;
+    const LOADS_MODEL: bool = true;
     const SUMMARY: &'static str =
         "Load the model at full context, measure speed and memory, write SPEED";
     type Params = ContextTestParams;

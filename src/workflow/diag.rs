@@ -11,6 +11,12 @@ pub struct Diagnostic {
     pub file: PathBuf,
     pub line: usize,
     pub col: usize,
+    /// Where the offending text ends (inclusive), when the finding is about
+    /// a node: lets a CI underline the whole value, not one character.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub end_line: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub end_col: Option<usize>,
     /// A stable identifier of the kind of finding (`unknown-key`, `cycle`, …).
     pub code: &'static str,
     pub message: String,
@@ -28,6 +34,8 @@ impl Diagnostic {
             file: file.to_path_buf(),
             line: pos.line.max(1),
             col: pos.col.max(1),
+            end_line: None,
+            end_col: None,
             code,
             message: message.into(),
             found: None,
@@ -45,6 +53,24 @@ impl Diagnostic {
     ) -> Self {
         let mut d = Diagnostic::new(file, span.start, code, message);
         d.found = excerpt(source, span);
+        // Spans end one past the node's last character; a node that ends at
+        // the start of a line (a block mapping) ends on the line before.
+        if span.end > span.start {
+            let (line, col) = if span.end.col > 1 {
+                (span.end.line, span.end.col - 1)
+            } else {
+                let line = span.end.line.saturating_sub(1).max(d.line);
+                let len = source
+                    .lines()
+                    .nth(line.saturating_sub(1))
+                    .map_or(1, |l| l.chars().count().max(1));
+                (line, len)
+            };
+            if (line, col) >= (d.line, d.col) {
+                d.end_line = Some(line);
+                d.end_col = Some(col);
+            }
+        }
         d
     }
 
@@ -103,6 +129,54 @@ fn expand_tabs(line: &str) -> String {
 /// Columns `text` takes once shown (tabs expanded, wide characters two).
 fn display_width(text: &str) -> usize {
     unicode_width::UnicodeWidthStr::width(expand_tabs(text).as_str())
+}
+
+/// GitHub's workflow commands (`::error file=…,line=…::message`): printed
+/// by a step, each becomes an annotation on the pull request's line.
+pub mod github {
+    use super::Diagnostic;
+
+    /// The message part: `%`, CR and LF are the only characters the runner
+    /// decodes there (actions/toolkit's `escapeData`).
+    pub fn escape_data(text: &str) -> String {
+        text.replace('%', "%25")
+            .replace('\r', "%0D")
+            .replace('\n', "%0A")
+    }
+
+    /// A property value: also `:` and `,`, which end a value
+    /// (actions/toolkit's `escapeProperty`).
+    pub fn escape_property(text: &str) -> String {
+        escape_data(text).replace(':', "%3A").replace(',', "%2C")
+    }
+
+    /// One `::error` line for a finding; `file` as the repository sees it
+    /// (relative to its root). The help, when there is one, is the
+    /// annotation's second line.
+    pub fn annotation(d: &Diagnostic, file: &str) -> String {
+        let mut props = vec![
+            format!("file={}", escape_property(file)),
+            format!("line={}", d.line),
+            format!("col={}", d.col),
+        ];
+        if let Some(end_line) = d.end_line {
+            props.push(format!("endLine={end_line}"));
+            // GitHub takes a column range only within one line.
+            if let (Some(end_col), true) = (d.end_col, end_line == d.line) {
+                props.push(format!("endColumn={end_col}"));
+            }
+        }
+        props.push(format!(
+            "title={}",
+            escape_property(&format!("onboard validate: {}", d.code))
+        ));
+        let mut message = d.message.clone();
+        if let Some(help) = &d.help {
+            message.push_str("\nhelp: ");
+            message.push_str(help);
+        }
+        format!("::error {}::{}", props.join(","), escape_data(&message))
+    }
 }
 
 /// The text a span covers, one line at most and trimmed to a readable size.
@@ -190,6 +264,49 @@ mod tests {
             "{}",
             d.render(Some(src))
         );
+    }
+
+    #[test]
+    fn a_node_finding_ends_where_its_text_ends() {
+        let src = "steps:\n  - id: a\n    usess: command\n";
+        let span = Span {
+            start: Pos { line: 3, col: 5 },
+            end: Pos { line: 3, col: 10 },
+        };
+        let d = Diagnostic::at(Path::new("w.yaml"), src, span, "unknown-key", "m");
+        assert_eq!((d.end_line, d.end_col), (Some(3), Some(9)));
+        assert_eq!(
+            (Diagnostic::new(Path::new("w.yaml"), span.start, "x", "m").end_line),
+            None
+        );
+    }
+
+    #[test]
+    fn github_annotations_escape_what_the_runner_decodes() {
+        let d = Diagnostic {
+            file: "w.yaml".into(),
+            line: 3,
+            col: 5,
+            end_line: Some(3),
+            end_col: Some(9),
+            code: "unknown-key",
+            message: "100% bad: a,b\r\nnext::line".into(),
+            found: None,
+            help: Some("did you mean `uses`?".into()),
+        };
+        assert_eq!(
+            github::annotation(&d, "dir,x/w:1%.yaml"),
+            "::error file=dir%2Cx/w%3A1%25.yaml,line=3,col=5,endLine=3,endColumn=9,\
+             title=onboard validate%3A unknown-key::100%25 bad: a,b%0D%0Anext::line%0Ahelp: did you mean `uses`?"
+        );
+        let multi = Diagnostic {
+            end_line: Some(4),
+            end_col: Some(2),
+            help: None,
+            ..d
+        };
+        let line = github::annotation(&multi, "w.yaml");
+        assert!(line.contains(",endLine=4,title="), "{line}");
     }
 
     #[test]

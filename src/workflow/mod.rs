@@ -3,6 +3,7 @@
 
 pub mod diag;
 pub mod duration;
+pub mod export;
 pub mod graph;
 pub mod plan;
 pub mod run;

@@ -257,6 +257,15 @@ impl Planner<'_> {
             .as_ref()
             .is_some_and(|r| r.status == RecordStatus::Done);
         if !selected {
+            // Outside the selection, a step that never ran because its
+            // `when` is false is skipped by its condition, as in a whole
+            // run: `--only <next>` (one step of an exported workflow) then
+            // runs instead of waiting for a step that never will.
+            if let (false, Some(when)) = (done, &step.when) {
+                if let Ok(false) = template::eval_condition(when, &self.context(outputs)) {
+                    return Ok(decision(Action::Skip, Reason::ConditionFalse));
+                }
+            }
             return Ok(decision(Action::Skip, Reason::NotSelected));
         }
         for need in &step.needs {

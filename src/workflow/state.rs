@@ -188,6 +188,30 @@ impl StateStore {
         Ok(RunLock { _file: file, path })
     }
 
+    /// [`lock`](Self::lock), but while another run holds it, waits for it
+    /// instead of refusing: the parallel steps of an exported workflow
+    /// (`onboard run <model> --only <step>` each) share one workspace and
+    /// may start together. `waiting` hears of the holder once.
+    pub fn lock_waiting(
+        &self,
+        poll: std::time::Duration,
+        mut waiting: impl FnMut(&StateError),
+    ) -> Result<RunLock, StateError> {
+        let mut told = false;
+        loop {
+            match self.lock() {
+                Err(e @ StateError::Locked { .. }) => {
+                    if !told {
+                        waiting(&e);
+                        told = true;
+                    }
+                    std::thread::sleep(poll);
+                }
+                other => return other,
+            }
+        }
+    }
+
     pub fn record(&self, step: &str) -> Result<Option<StepRecord>, StateError> {
         let path = self.record_path(step);
         match fs::read(&path) {

@@ -165,6 +165,9 @@ pub trait Task: Send + Sync + 'static {
     const VERSION: u32;
     /// One line for `onboard schema` and editor hovers.
     const SUMMARY: &'static str;
+    /// Whether the step loads the model into an engine, so needs the GPUs
+    /// where it runs (an exported workflow requests them for it alone).
+    const LOADS_MODEL: bool = false;
     type Params: DeserializeOwned + Serialize + JsonSchema + Send + 'static;
     type Outputs: Serialize + JsonSchema + Send + 'static;
 
@@ -232,6 +235,7 @@ pub trait DynTask: Send + Sync {
     fn kind(&self) -> &'static str;
     fn version(&self) -> u32;
     fn summary(&self) -> &'static str;
+    fn loads_model(&self) -> bool;
     fn params_schema(&self) -> Value;
     fn outputs_schema(&self) -> Value;
     /// Names of the outputs later steps may reference.
@@ -262,6 +266,9 @@ impl<T: Task> DynTask for T {
     }
     fn summary(&self) -> &'static str {
         T::SUMMARY
+    }
+    fn loads_model(&self) -> bool {
+        T::LOADS_MODEL
     }
     fn params_schema(&self) -> Value {
         serde_json::to_value(schemars::schema_for!(T::Params)).unwrap_or(Value::Bool(true))

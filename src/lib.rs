@@ -16,6 +16,7 @@ pub mod evaluate;
 pub mod gguf;
 pub mod hub;
 pub mod secrets;
+pub mod source;
 pub mod tasks;
 pub mod workflow;
 pub mod workspace;

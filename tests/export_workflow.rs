@@ -90,7 +90,7 @@ fn argo(workspace: &Path, model: &str, extra: &[&str]) -> String {
 
 /// YAML as JSON, read by onboard's own YAML reader (positions aside).
 fn parse(text: &str) -> Value {
-    onboard::workflow::yaml::parse(text)
+    onboard::source::yaml::parse(text)
         .unwrap_or_else(|e| panic!("{e:?}\n{text}"))
         .to_json()
 }

@@ -284,7 +284,7 @@ fn launch_and_exports_carry_the_same_command_lines() {
     // llama-swap: valid YAML whose cmd is the launch line plus ${PORT}.
     let swap = ws.onboard(&["export", "--format", "llama-swap"]);
     swap.assert_ok();
-    let doc = onboard::workflow::yaml::parse(&swap.stdout)
+    let doc = onboard::source::yaml::parse(&swap.stdout)
         .unwrap()
         .to_json();
     let profiles = onboard::workspace::models_conf::read(&ws.path("models.conf"))

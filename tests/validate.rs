@@ -388,8 +388,8 @@ fn the_schema_command_prints_json_schemas_with_task_parameters() {
 }
 
 mod no_panics {
+    use onboard::source::Document;
     use onboard::tasks::Registry;
-    use onboard::workflow::spec::Document;
     use onboard::workflow::validate::check_workflow;
     use onboard::workspace;
     use proptest::prelude::*;
@@ -400,7 +400,7 @@ mod no_panics {
             return;
         };
         let registry = Registry::builtin();
-        let _ = check_workflow(&doc, &registry, &workspace::template_roots());
+        let _ = check_workflow(&doc, &registry, &workspace::template_roots().into());
         let _ = workspace::check_manifest(&doc);
         let _ = workspace::check_config(&doc);
     }

@@ -21,10 +21,11 @@ use onboard::gguf::reader::{read_header_bytes, read_header_incremental, GgufErro
 use onboard::gguf::writer::{GgufWriter, TensorSpec};
 use onboard::gguf::{facts_from_shards, Fact, GgmlType, ModelFacts};
 use onboard::hub::RepoFile;
+use onboard::source::Diagnostic;
+use onboard::source::Document;
 use onboard::tasks::Registry;
-use onboard::workflow::diag::Diagnostic;
 use onboard::workflow::graph::{to_dot, to_mermaid, Dag};
-use onboard::workflow::spec::{Document, Workflow};
+use onboard::workflow::spec::Workflow;
 use onboard::workflow::validate::{check_workflow, TemplateRoots};
 use onboard::workspace::config::{Gpu, Hardware};
 use onboard::workspace::models_conf::ModelsConf;
@@ -423,7 +424,10 @@ thread_local! {
 }
 
 fn with_roots<T>(f: impl FnOnce(&TemplateRoots) -> T) -> T {
-    ROOTS.with(|r| f(r.borrow_mut().get_or_insert_with(template_roots)))
+    ROOTS.with(|r| {
+        f(r.borrow_mut()
+            .get_or_insert_with(|| template_roots().into()))
+    })
 }
 
 /// Every finding renders (as `onboard validate` prints it) and serialises
@@ -499,7 +503,7 @@ pub fn manifest(data: &[u8]) {
         return;
     };
     // The manifest's id must match its file name: name the file after it.
-    let id = onboard::workflow::yaml::parse(text)
+    let id = onboard::source::yaml::parse(text)
         .ok()
         .and_then(|root| root.get("id").and_then(|n| n.as_str().map(str::to_string)))
         .filter(|id| valid_model_id(id).is_ok())

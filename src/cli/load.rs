@@ -2,9 +2,9 @@
 //! workflow (checked), and the state store.
 
 use super::{error, EXIT_FAILED, EXIT_USAGE};
+use crate::source::{Diagnostic, Document};
 use crate::tasks::Registry;
-use crate::workflow::diag::Diagnostic;
-use crate::workflow::spec::{Document, Workflow};
+use crate::workflow::spec::Workflow;
 use crate::workflow::state::StateStore;
 use crate::workflow::validate::check_workflow;
 use crate::workspace::{self, Manifest, ManifestError, Workspace};
@@ -61,7 +61,7 @@ pub fn workflow(ws: &Workspace, registry: &Registry, name: &str) -> Result<Workf
         print_diagnostics(&[d]);
         EXIT_FAILED
     })?;
-    let (workflow, diags) = check_workflow(&doc, registry, &workspace::template_roots());
+    let (workflow, diags) = check_workflow(&doc, registry, &workspace::template_roots().into());
     match workflow {
         Some(w) => Ok(w),
         None => {

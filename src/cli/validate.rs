@@ -2,11 +2,11 @@
 
 use super::load::print_diagnostics;
 use super::{EXIT_FAILED, EXIT_OK, EXIT_USAGE};
+use crate::source::diag::{github, Diagnostic};
+use crate::source::yaml::Pos;
+use crate::source::Document;
 use crate::tasks::Registry;
-use crate::workflow::diag::{github, Diagnostic};
-use crate::workflow::spec::Document;
 use crate::workflow::validate::check_workflow;
-use crate::workflow::yaml::Pos;
 use crate::workspace::{self, WorkspaceConfig, CONFIG_FILE};
 use clap::{Args, ValueEnum};
 use serde::Serialize;
@@ -183,7 +183,7 @@ fn classify(path: &Path, doc: &Document, config: &WorkspaceConfig) -> Option<Fil
 /// Checks every file, collecting all findings (never stops at the first).
 fn check_files(files: &[PathBuf], config: &WorkspaceConfig) -> (Report, Vec<String>) {
     let registry = Registry::builtin();
-    let roots = workspace::template_roots();
+    let roots = workspace::template_roots().into();
     let mut report = Report {
         ok: true,
         files: Vec::new(),

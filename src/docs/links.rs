@@ -219,7 +219,7 @@ fn check_link(
             if list.contains(&fragment) {
                 return None;
             }
-            let suggestion = crate::workflow::diag::did_you_mean(
+            let suggestion = crate::source::diag::did_you_mean(
                 &fragment.to_lowercase(),
                 list.iter().map(String::as_str),
             )

@@ -6,7 +6,7 @@
 use super::catalog::{Catalog, ModelInfo, Place, RETIRED};
 use super::links::{move_file, LinkEdit};
 use super::tree::Changeset;
-use crate::workflow::spec::Document;
+use crate::source::Document;
 use crate::workspace::manifest::ModelStatus;
 use crate::workspace::models_conf::Profile;
 use serde::Serialize;

@@ -55,7 +55,9 @@ fn render_with(
     context: &Value,
 ) -> Result<Value, TemplateError> {
     Ok(match value {
-        Value::String(s) if super::schema_check::is_template(s) => render_string(env, s, context)?,
+        Value::String(s) if crate::source::schema_check::is_template(s) => {
+            render_string(env, s, context)?
+        }
         Value::Array(items) => Value::Array(
             items
                 .iter()

@@ -1,14 +1,15 @@
 //! Checks a workflow file the way a compiler checks a program: every finding
 //! at once, each at its own `file:line:col`.
 
-use super::diag::{did_you_mean, Diagnostic};
 use super::duration;
 use super::graph::find_cycles;
-use super::schema_check::{is_template, SchemaChecker};
-use super::spec::{Document, Workflow, WorkflowFile};
+use super::spec::{Workflow, WorkflowFile};
 use super::task::Registry;
 use super::template::referenced_paths;
-use super::yaml::{Kind, Node, Span};
+use crate::source::diag::{did_you_mean, Diagnostic};
+use crate::source::schema_check::{is_template, SchemaChecker};
+use crate::source::yaml::{Kind, Node, Span};
+use crate::source::Document;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -17,6 +18,12 @@ use std::collections::{BTreeMap, BTreeSet};
 #[derive(Debug, Clone, Default)]
 pub struct TemplateRoots {
     pub roots: BTreeMap<String, Option<Value>>,
+}
+
+impl From<BTreeMap<String, Option<Value>>> for TemplateRoots {
+    fn from(roots: BTreeMap<String, Option<Value>>) -> Self {
+        TemplateRoots { roots }
+    }
 }
 
 impl TemplateRoots {

@@ -36,11 +36,11 @@ pub fn resolve_inside(root: &Path, relative: &str) -> Result<PathBuf, String> {
     Ok(root.join(rel))
 }
 
-use crate::workflow::diag::Diagnostic;
-use crate::workflow::spec::Document;
-use crate::workflow::validate::TemplateRoots;
-use crate::workflow::yaml::Pos;
+use crate::source::yaml::Pos;
+use crate::source::Diagnostic;
+use crate::source::Document;
 use serde_json::{Map, Value};
+use std::collections::BTreeMap;
 
 /// The name of the workspace configuration file at the workspace root.
 pub const CONFIG_FILE: &str = "onboard.yaml";
@@ -196,6 +196,28 @@ pub fn valid_model_id(id: &str) -> Result<(), String> {
     }
 }
 
+/// What workflow templates may read (`model`, `manifest.*`, `workspace.*`)
+/// and the schema of each, for `validate` to check references against.
+pub fn template_roots() -> BTreeMap<String, Option<Value>> {
+    let manifest = serde_json::to_value(schemars::schema_for!(Manifest)).ok();
+    let mut workspace = serde_json::to_value(schemars::schema_for!(WorkspaceConfig)).ok();
+    if let Some(props) = workspace
+        .as_mut()
+        .and_then(|w| w.get_mut("properties"))
+        .and_then(Value::as_object_mut)
+    {
+        props.insert("root".into(), serde_json::json!({"type": "string"}));
+    }
+    BTreeMap::from([
+        (
+            "model".to_string(),
+            Some(serde_json::json!({"type": "string"})),
+        ),
+        ("manifest".to_string(), manifest),
+        ("workspace".to_string(), workspace),
+    ])
+}
+
 /// `*.yaml` / `*.yml` files directly in `dir`, sorted.
 pub fn yaml_files(dir: &Path) -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
@@ -293,21 +315,4 @@ pub fn check_config(doc: &Document) -> (Option<WorkspaceConfig>, Vec<Diagnostic>
         }
     }
     (config.filter(|_| diags.is_empty()), diags)
-}
-
-/// What workflow templates may read: `model`, `manifest.*`, `workspace.*`.
-pub fn template_roots() -> TemplateRoots {
-    let manifest = serde_json::to_value(schemars::schema_for!(Manifest)).ok();
-    let mut workspace = serde_json::to_value(schemars::schema_for!(WorkspaceConfig)).ok();
-    if let Some(props) = workspace
-        .as_mut()
-        .and_then(|w| w.get_mut("properties"))
-        .and_then(Value::as_object_mut)
-    {
-        props.insert("root".into(), serde_json::json!({"type": "string"}));
-    }
-    TemplateRoots::default()
-        .add("model", Some(serde_json::json!({"type": "string"})))
-        .add("manifest", manifest)
-        .add("workspace", workspace)
 }

@@ -225,7 +225,7 @@ fn quoted(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::workflow::yaml;
+    use crate::source::yaml;
 
     fn roundtrip(s: &str) -> serde_json::Value {
         let doc = Yaml::map([

@@ -396,7 +396,7 @@ fn display_json(v: &Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::workflow::yaml;
+    use crate::source::yaml;
     use schemars::JsonSchema;
 
     #[allow(dead_code)]

@@ -5,39 +5,31 @@
 
 use std::path::{Path, PathBuf};
 
-/// Each layer (a folder under `src/`) and the top-level modules of the
-/// crate it must not name.
-const RULES: &[(&str, &[&str])] = &[
-    (
-        "workflow",
-        &[
-            "tasks",
-            "hub",
-            "engine",
-            "gguf",
-            "evaluate",
-            "bench",
-            "docs",
-            "cli",
-            "workspace",
-        ],
-    ),
-    (
-        "source",
-        &[
-            "workflow",
-            "tasks",
-            "hub",
-            "engine",
-            "gguf",
-            "evaluate",
-            "bench",
-            "docs",
-            "cli",
-            "workspace",
-        ],
-    ),
+/// What the workflow engine must not name: the phases, the libraries they
+/// call, the CLI.
+const ABOVE_WORKFLOW: &[&str] = &[
+    "tasks",
+    "hub",
+    "engine",
+    "gguf",
+    "evaluate",
+    "bench",
+    "docs",
+    "cli",
+    "workspace",
 ];
+
+/// Each layer (a folder under `src/`) and the top-level modules of the
+/// crate it must not name; the source layer, under everything, not even
+/// the engine.
+fn rules() -> [(&'static str, Vec<&'static str>); 2] {
+    let mut above_source = ABOVE_WORKFLOW.to_vec();
+    above_source.push("workflow");
+    [
+        ("workflow", ABOVE_WORKFLOW.to_vec()),
+        ("source", above_source),
+    ]
+}
 
 fn rust_files(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
@@ -107,7 +99,7 @@ fn crate_modules(text: &str) -> Vec<(usize, String)> {
 fn each_layer_names_only_the_layers_below_it() {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
     let mut broken = Vec::new();
-    for (layer, forbidden) in RULES {
+    for (layer, forbidden) in rules() {
         let files = rust_files(&src.join(layer));
         assert!(!files.is_empty(), "src/{layer} has no Rust files");
         for file in files {

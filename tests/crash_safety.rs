@@ -151,7 +151,7 @@ fn snapshot(root: &Path) -> BTreeMap<String, String> {
                 let record: serde_json::Value = serde_json::from_str(&text()).unwrap();
                 format!("status {} error {}", record["status"], record["error"])
             } else {
-                mask_measured(&text())
+                support::mask_numbers(&text())
             };
             out.insert(rel, content);
         }
@@ -168,25 +168,6 @@ fn mask_speed(text: &str) -> String {
         })
         .collect::<Vec<_>>()
         .join("\n")
-}
-
-/// Digits out: every figure a run measures (t/s, ms, MiB, seconds, dates)
-/// is a number; the words, keys, paths and table shapes stay.
-fn mask_measured(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut in_number = false;
-    for c in text.chars() {
-        if c.is_ascii_digit() || (in_number && c == '.') {
-            if !in_number {
-                out.push('#');
-            }
-            in_number = true;
-        } else {
-            in_number = false;
-            out.push(c);
-        }
-    }
-    out
 }
 
 fn diff(reference: &BTreeMap<String, String>, got: &BTreeMap<String, String>) -> Vec<String> {

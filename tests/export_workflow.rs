@@ -934,28 +934,9 @@ fn snapshot(root: &Path) -> BTreeMap<String, String> {
                 let r: Value = serde_json::from_str(&text).unwrap();
                 format!("{} {} {}", r["status"], r["kind"], r["error"])
             } else {
-                mask_numbers(&text)
+                support::mask_numbers(&text)
             };
             out.insert(rel, content);
-        }
-    }
-    out
-}
-
-/// Each number (`12`, `3.25`) as one `#`: the words, keys, paths and table
-/// shapes stay.
-fn mask_numbers(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut in_number = false;
-    for c in text.chars() {
-        if c.is_ascii_digit() || (in_number && c == '.') {
-            if !in_number {
-                out.push('#');
-            }
-            in_number = true;
-        } else {
-            in_number = false;
-            out.push(c);
         }
     }
     out

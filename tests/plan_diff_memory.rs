@@ -2,34 +2,11 @@
 //! to the files, not to the product of their lengths (a hand-written LCS
 //! table needed 20,000² cells here: 1.6 GB).
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicUsize, Ordering};
-
-/// Counts live and peak heap bytes of this test binary.
-struct Counting;
-
-static LIVE: AtomicUsize = AtomicUsize::new(0);
-static PEAK: AtomicUsize = AtomicUsize::new(0);
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        // SAFETY: forwarded unchanged to the system allocator.
-        let p = unsafe { System.alloc(layout) };
-        if !p.is_null() {
-            let live = LIVE.fetch_add(layout.size(), Ordering::Relaxed) + layout.size();
-            PEAK.fetch_max(live, Ordering::Relaxed);
-        }
-        p
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: forwarded unchanged to the system allocator.
-        unsafe { System.dealloc(ptr, layout) };
-        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
-    }
-}
+#[path = "support/counting_alloc.rs"]
+mod counting_alloc;
 
 #[global_allocator]
-static ALLOCATOR: Counting = Counting;
+static GLOBAL: counting_alloc::Counting = counting_alloc::Counting;
 
 #[test]
 fn a_20000_line_diff_stays_in_bounded_memory() {
@@ -45,10 +22,10 @@ fn a_20000_line_diff_stays_in_bounded_memory() {
             }
         })
         .collect();
-    let inputs = LIVE.load(Ordering::Relaxed);
-    PEAK.store(inputs, Ordering::Relaxed);
-    let diff = onboard::docs::diff::unified("big.md", Some(&before), Some(&after));
-    let used = PEAK.load(Ordering::Relaxed) - inputs;
+    let mut diff = String::new();
+    let used = counting_alloc::peak_during(|| {
+        diff = onboard::docs::diff::unified("big.md", Some(&before), Some(&after));
+    });
 
     let removed = diff.lines().filter(|l| l.starts_with("-row")).count();
     let added = diff.lines().filter(|l| l.starts_with("+row")).count();

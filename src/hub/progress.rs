@@ -263,6 +263,14 @@ impl<W> std::fmt::Debug for Screen<W> {
 }
 
 impl<W: Write + Send> Screen<W> {
+    /// `ESC [ n <direction>`; nothing for a move of zero.
+    fn move_cursor(&self, n: usize, direction: char) -> std::io::Result<()> {
+        if n == 0 {
+            return Ok(());
+        }
+        self.write(&format!("\x1b[{n}{direction}"))
+    }
+
     fn write(&self, s: &str) -> std::io::Result<()> {
         self.out
             .lock()
@@ -276,28 +284,16 @@ impl<W: Write + Send> indicatif::TermLike for Screen<W> {
         (self.width)().clamp(20, usize::from(u16::MAX)) as u16
     }
     fn move_cursor_up(&self, n: usize) -> std::io::Result<()> {
-        if n == 0 {
-            return Ok(());
-        }
-        self.write(&format!("\x1b[{n}A"))
+        self.move_cursor(n, 'A')
     }
     fn move_cursor_down(&self, n: usize) -> std::io::Result<()> {
-        if n == 0 {
-            return Ok(());
-        }
-        self.write(&format!("\x1b[{n}B"))
+        self.move_cursor(n, 'B')
     }
     fn move_cursor_right(&self, n: usize) -> std::io::Result<()> {
-        if n == 0 {
-            return Ok(());
-        }
-        self.write(&format!("\x1b[{n}C"))
+        self.move_cursor(n, 'C')
     }
     fn move_cursor_left(&self, n: usize) -> std::io::Result<()> {
-        if n == 0 {
-            return Ok(());
-        }
-        self.write(&format!("\x1b[{n}D"))
+        self.move_cursor(n, 'D')
     }
     fn write_line(&self, s: &str) -> std::io::Result<()> {
         self.write(&format!("{s}\n"))

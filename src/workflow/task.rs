@@ -1,7 +1,7 @@
 //! The plug between the engine and the work: the [`Task`] trait a step's
 //! `uses:` names, the context a running task sees, its error, and the
 //! registry of kinds. The engine knows tasks only through this file; the
-//! built-in kinds live in `crate::tasks` and register themselves there.
+//! built-in kinds live in the tasks module and register themselves there.
 //!
 //! Each task kind implements [`Task`]: a name, a version (bumped when its
 //! behaviour changes, so old records stop counting as done), typed parameters

@@ -170,3 +170,23 @@ pub fn one_llama_cpp_at_a_time() -> std::sync::MutexGuard<'static, ()> {
     static ENGINE: std::sync::Mutex<()> = std::sync::Mutex::new(());
     ENGINE.lock().unwrap_or_else(|p| p.into_inner())
 }
+
+/// Each number (`12`, `3.25`) as one `#`: what a run measures anew (t/s,
+/// ms, MiB, seconds, dates) is masked; the words, keys, paths and table
+/// shapes stay.
+pub fn mask_numbers(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut in_number = false;
+    for c in text.chars() {
+        if c.is_ascii_digit() || (in_number && c == '.') {
+            if !in_number {
+                out.push('#');
+            }
+            in_number = true;
+        } else {
+            in_number = false;
+            out.push(c);
+        }
+    }
+    out
+}

@@ -68,22 +68,9 @@ fn manifest(id: &str, repo: &str, size: &str) -> String {
 /// A workspace as a newcomer's: the repository's workflow and templates, a
 /// manifest, a CPU-only machine, and the offline HumanEval problems.
 fn workspace(root: &Path) {
-    for dir in [
-        "workflows",
-        "templates",
-        "models",
-        "documentation/CANDIDATES",
-    ] {
+    support::copy_workflow_and_templates(root);
+    for dir in ["models", "documentation/CANDIDATES"] {
         std::fs::create_dir_all(root.join(dir)).unwrap();
-    }
-    std::fs::copy(
-        repo_root().join("workflows/add-model.yaml"),
-        root.join("workflows/add-model.yaml"),
-    )
-    .unwrap();
-    for t in std::fs::read_dir(repo_root().join("templates")).unwrap() {
-        let t = t.unwrap().path();
-        std::fs::copy(&t, root.join("templates").join(t.file_name().unwrap())).unwrap();
     }
     std::fs::write(root.join("models/tiny.yaml"), manifest(MODEL, REPO, "1M")).unwrap();
     std::fs::write(

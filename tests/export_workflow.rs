@@ -874,18 +874,8 @@ const SMOLLM2_REPO: &str = "HuggingFaceTB/SmolLM2-135M-Instruct-GGUF";
 fn smollm2_workspace() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
-    for d in ["workflows", "templates", "documentation/CANDIDATES"] {
-        std::fs::create_dir_all(root.join(d)).unwrap();
-    }
-    std::fs::copy(
-        repo_root().join("workflows/add-model.yaml"),
-        root.join("workflows/add-model.yaml"),
-    )
-    .unwrap();
-    for t in std::fs::read_dir(repo_root().join("templates")).unwrap() {
-        let t = t.unwrap().path();
-        std::fs::copy(&t, root.join("templates").join(t.file_name().unwrap())).unwrap();
-    }
+    support::copy_workflow_and_templates(root);
+    std::fs::create_dir_all(root.join("documentation/CANDIDATES")).unwrap();
     write(
         root,
         &format!("models/{SMOLLM2}.yaml"),

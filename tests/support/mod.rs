@@ -190,3 +190,20 @@ pub fn mask_numbers(text: &str) -> String {
     }
     out
 }
+
+/// This repository's workflow and templates copied into a new workspace at
+/// `root` (its `workflows/` and `templates/`), as a newcomer's would have.
+pub fn copy_workflow_and_templates(root: &Path) {
+    for dir in ["workflows", "templates"] {
+        std::fs::create_dir_all(root.join(dir)).unwrap();
+    }
+    std::fs::copy(
+        repo_root().join("workflows/add-model.yaml"),
+        root.join("workflows/add-model.yaml"),
+    )
+    .unwrap();
+    for t in std::fs::read_dir(repo_root().join("templates")).unwrap() {
+        let t = t.unwrap().path();
+        std::fs::copy(&t, root.join("templates").join(t.file_name().unwrap())).unwrap();
+    }
+}

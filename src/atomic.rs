@@ -118,10 +118,15 @@ fn remove_stale_temporaries(path: &Path) {
     }
 }
 
-fn process_alive(pid: u32) -> bool {
+/// Whether process `pid` exists (of any user). Pid 0 is none: `kill(0, …)`
+/// would mean this process's group.
+pub(crate) fn process_alive(pid: u32) -> bool {
     let Ok(pid) = libc::pid_t::try_from(pid) else {
         return false;
     };
+    if pid == 0 {
+        return false;
+    }
     // SAFETY: signal 0 only checks that the process exists.
     let rc = unsafe { libc::kill(pid, 0) };
     rc == 0 || io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)

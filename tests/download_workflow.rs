@@ -378,54 +378,6 @@ fn sigkill_mid_file_then_the_rerun_fetches_only_the_remainder() {
     );
 }
 
-/// Unmounts the tmpfs when the test ends, however it ends.
-struct Mount(PathBuf);
-
-impl Drop for Mount {
-    fn drop(&mut self) {
-        let ok = Command::new("umount")
-            .arg(&self.0)
-            .status()
-            .is_ok_and(|s| s.success());
-        if !ok {
-            let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-        }
-    }
-}
-
-/// Mounts a tmpfs of `mib` MiB on `dir`. Needs root (CI runs as root); as
-/// anyone else the test fails and says so, unless skipping it is asked for.
-fn mount_tmpfs(dir: &Path, mib: u64) -> Option<Mount> {
-    std::fs::create_dir_all(dir).unwrap();
-    // SAFETY: geteuid has no preconditions.
-    let root = unsafe { libc::geteuid() } == 0;
-    if !root {
-        if std::env::var_os("ONBOARD_TEST_SKIP_TMPFS").is_some() {
-            eprintln!(
-                "SKIPPED: the full-disk test needs root to mount a tmpfs \
-                 (ONBOARD_TEST_SKIP_TMPFS is set)"
-            );
-            return None;
-        }
-        panic!(
-            "this test mounts a size-limited tmpfs to fill the disk during a download, \
-             which needs root: run it as root (CI does), or set ONBOARD_TEST_SKIP_TMPFS=1 \
-             to skip it knowingly"
-        );
-    }
-    let out = Command::new("mount")
-        .args(["-t", "tmpfs", "-o", &format!("size={mib}m"), "tmpfs"])
-        .arg(dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "mount -t tmpfs failed as root: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Some(Mount(dir.to_path_buf()))
-}
-
 fn free_bytes(dir: &Path) -> u64 {
     use std::os::unix::ffi::OsStrExt;
     let c = std::ffi::CString::new(dir.as_os_str().as_bytes()).unwrap();
@@ -453,7 +405,7 @@ fn a_disk_that_fills_up_mid_download_is_a_clear_error_and_the_rerun_resumes() {
     let s = Setup::new();
     // The quant's directory tree on a small tmpfs: room for the shards and
     // the downloader's 256 MiB margin, so the free-space check passes.
-    let Some(_mount) = mount_tmpfs(&s.ws.path("models/Test"), 300) else {
+    let Some(_mount) = support::mount_tmpfs(&s.ws.path("models/Test"), 300) else {
         return;
     };
     s.server.throttle(Some(1 << 20));

@@ -474,3 +474,97 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+/// A step that holds a resource takes turns with every other holder on the
+/// machine: two `onboard` processes (two workspaces, one lock directory)
+/// whose steps would overlap without it never do, and the one that waits
+/// says for what and whom.
+#[test]
+fn steps_holding_a_resource_take_turns_across_processes() {
+    let locks = tempfile::tempdir().unwrap();
+    let marks = tempfile::tempdir().unwrap();
+    let mark = |name: &str| marks.path().join(name).display().to_string();
+    let step = |me: &str, other: &str| {
+        format!(
+            "  - id: load\n    uses: command\n    resources: {{gpu: 1}}\n    with:\n      shell: true\n      argv: [{}]\n",
+            serde_json::to_string(&observer(&mark(me), &mark(other))).unwrap()
+        )
+    };
+    let a = TestWorkspace::new(&workflow(&[step("a", "b")]));
+    let b = TestWorkspace::new(&workflow(&[step("b", "a")]));
+    let spawn = |ws: &TestWorkspace| {
+        ws.command(&["run", support::MODEL, "--json"])
+            .env("ONBOARD_LOCK_DIR", locks.path())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (pa, pb) = (spawn(&a), spawn(&b));
+    let (oa, ob) = (
+        pa.wait_with_output().unwrap(),
+        pb.wait_with_output().unwrap(),
+    );
+    assert!(
+        oa.status.success(),
+        "{}",
+        String::from_utf8_lossy(&oa.stderr)
+    );
+    assert!(
+        ob.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ob.stderr)
+    );
+    for f in ["a.overlap", "b.overlap"] {
+        assert!(!marks.path().join(f).exists(), "{f}: the steps overlapped");
+    }
+    let after = ["a.after", "b.after"]
+        .iter()
+        .filter(|f| marks.path().join(f).exists())
+        .count();
+    assert_eq!(after, 1, "one started after the other ended");
+    let said =
+        String::from_utf8_lossy(&oa.stdout).into_owned() + &String::from_utf8_lossy(&ob.stdout);
+    let waiting: Vec<serde_json::Value> = said
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|e| e["event"] == "step_waiting")
+        .collect();
+    assert!(
+        waiting.iter().any(|e| e["why"]
+            .as_str()
+            .is_some_and(|w| w.starts_with("waiting for gpu: held by tiny load, pid "))),
+        "{waiting:?}"
+    );
+}
+
+/// `once: true`: with several models in one run, the step waits until every
+/// model has finished what it needs, runs once, and every model records it.
+#[test]
+fn a_once_step_runs_once_after_every_model() {
+    let ws = TestWorkspace::new(&format!(
+        "name: add-model\nsteps:\n{}  - id: all\n    uses: command\n    once: true\n    needs: [each]\n    with:\n      shell: true\n      argv: [\"ls each-* > all.t; echo once >> runs.t\"]\n",
+        sh("each", &[], "sleep 0.2; touch each-{{ model }}")
+    ));
+    ws.write(
+        "models/tiny2.yaml",
+        "id: tiny2\nname: Tiny 2\nfamily: Test\ntype: dense\nsize: 1M\nhub:\n  repo: test/tiny2-GGUF\n",
+    );
+    let run = ws.onboard(&["run", "tiny", "tiny2", "--json"]);
+    run.assert_ok();
+    assert_eq!(ws.read("runs.t"), "once\n", "ran once");
+    assert_eq!(ws.read("all.t"), "each-tiny\neach-tiny2\n", "after both");
+    let events = run.events();
+    for model in ["tiny", "tiny2"] {
+        assert!(events.iter().any(|e| e["event"] == "step_finished"
+            && e["step"] == "all"
+            && e["model"] == model
+            && e["ok"] == true));
+        let record = ws.read(&format!(".onboard/{model}/steps/all.json"));
+        assert!(record.contains("\"status\": \"done\""), "{record}");
+    }
+    // Rerun: done and unchanged for both, nothing runs again.
+    let again = ws.onboard(&["run", "tiny", "tiny2", "--json"]);
+    again.assert_ok();
+    assert_eq!(ws.read("runs.t"), "once\n");
+}

@@ -4,7 +4,9 @@
 //! build, under node), check-jsonschema's vendored `github-workflows` schema
 //! and Argo's models in PyPI `hera` 7.1.0 (all installed by scripts/setup;
 //! missing ones fail the tests) — and compared with the workflow's DAG:
-//! nodes, edges, conditions, retries, timeouts, GPU requests, secrets.
+//! nodes, edges, conditions, retries, timeouts, GPU requests, secrets, and
+//! the resources steps hold (Argo mutexes and semaphores, GitHub
+//! concurrency groups).
 //!
 //! Then the exported command lines are run, in the exported order, the way
 //! each scheduler runs them (a job's `run:` through bash; a container's
@@ -390,8 +392,15 @@ fn the_exports_have_the_workflows_dag_retries_gpus_and_secrets() {
             let gpu = &c["resources"]["limits"]["nvidia.com/gpu"];
             if GPU_STEPS.contains(&id.as_str()) {
                 assert_eq!(gpu.as_str(), Some(gpus.as_str()), "{id}");
+                // Every model's workflow takes turns on the one `gpu`.
+                assert_eq!(
+                    template["synchronization"],
+                    serde_json::json!({"mutexes": [{"name": "onboard-gpu"}]}),
+                    "{id}"
+                );
             } else {
                 assert!(c.get("resources").is_none(), "{id}: {c}");
+                assert!(template.get("synchronization").is_none(), "{id}");
             }
             // No timeout in the workflow: no deadline.
             assert!(template.get("activeDeadlineSeconds").is_none());
@@ -405,6 +414,10 @@ fn the_exports_have_the_workflows_dag_retries_gpus_and_secrets() {
             }
         }
         assert_eq!(templates.len(), dag.steps.len() + 1);
+        assert!(
+            !argo(repo_root(), model, &[]).contains("ConfigMap"),
+            "one gpu: a mutex, no semaphore"
+        );
 
         // GitHub Actions: one job per step, `needs:` the step's needs.
         let doc = parse(&github(repo_root(), model, &[]));
@@ -422,6 +435,16 @@ fn the_exports_have_the_workflows_dag_retries_gpus_and_secrets() {
             let mut labels = vec!["self-hosted", "linux"];
             if GPU_STEPS.contains(&id.as_str()) {
                 labels.push("gpu");
+                // Queued, never cancelled, behind every other workflow's
+                // GPU jobs on the same runners.
+                assert_eq!(
+                    job["concurrency"],
+                    serde_json::json!({"group": "onboard-gpu@self-hosted,linux,gpu",
+                        "cancel-in-progress": false}),
+                    "{id}"
+                );
+            } else {
+                assert!(job.get("concurrency").is_none(), "{id}");
             }
             assert_eq!(strs(&job["runs-on"]), labels, "{id}");
             assert_eq!(job["env"]["HF_TOKEN"], "${{ secrets.HF_TOKEN }}");
@@ -476,7 +499,10 @@ fn secrets_are_referenced_by_name_never_inlined() {
         } else {
             "HF_TOKEN: ${{ secrets.HUB_TOKEN }}"
         };
-        assert_eq!(text.matches(reference).count(), 9, "{text}");
+        let steps = workflow_dag(&repo_root().join("workflows/add-model.yaml"))
+            .steps
+            .len();
+        assert_eq!(text.matches(reference).count(), steps, "{text}");
     }
 }
 
@@ -654,6 +680,111 @@ fn conditions_retries_and_timeouts_map_to_each_scheduler() {
             "--wait-for-lock".into()
         ])
     );
+}
+
+/// Steps holding resources of their own, on a machine with one `gpu` and
+/// three `disk`s: a mutex and a semaphore in Argo, one concurrency group
+/// per job in GitHub Actions, all accepted by the validators.
+const RESOURCES: &str = "\
+name: res
+steps:
+  - id: fetch
+    uses: command
+    resources: {disk: 2}
+    with: {argv: [sh, -c, 'true']}
+  - id: load
+    uses: command
+    needs: [fetch]
+    resources: {gpu: 1, disk: 1}
+    with: {argv: [sh, -c, 'true']}
+  - id: report
+    uses: command
+    needs: [load]
+    with: {argv: [sh, -c, 'true']}
+";
+
+#[test]
+fn resources_map_to_argo_synchronization_and_github_concurrency() {
+    let ws = tempfile::tempdir().unwrap();
+    write(ws.path(), "workflows/res.yaml", RESOURCES);
+    write(ws.path(), "onboard.yaml", "resources: {disk: 3}\n");
+    write(
+        ws.path(),
+        "models/tiny.yaml",
+        "id: tiny\nname: Tiny\nfamily: Test\ntype: dense\nsize: 1M\nhub:\n  repo: test/tiny-GGUF\nworkflow: res\n",
+    );
+    let gh_text = github(ws.path(), "tiny", &[]);
+    let argo_text = argo(ws.path(), "tiny", &["--template"]);
+    let files = [
+        write(ws.path(), "out/res.yml", &gh_text),
+        write(ws.path(), "out/res-argo.yaml", &argo_text),
+    ];
+    check_jsonschema(&files[..1]);
+    assert_eq!(actionlint(&files[..1]), Vec::<Value>::new());
+    hera_check(&files[1..]);
+
+    let doc = parse(&argo_text);
+    let templates = doc["spec"]["templates"].as_array().unwrap();
+    let sync = |name: &str| {
+        templates
+            .iter()
+            .find(|t| t["name"] == name)
+            .unwrap()
+            .get("synchronization")
+            .cloned()
+    };
+    let disk = serde_json::json!({"configMapKeyRef": {"name": "onboard-resources", "key": "disk"}});
+    assert_eq!(
+        sync("step-fetch"),
+        Some(serde_json::json!({"semaphores": [disk.clone()]}))
+    );
+    assert_eq!(
+        sync("step-load"),
+        Some(serde_json::json!({"mutexes": [{"name": "onboard-gpu"}], "semaphores": [disk]}))
+    );
+    assert_eq!(sync("step-report"), None);
+    // The semaphore's limit lives in a ConfigMap: the header says how to
+    // make it.
+    assert!(
+        argo_text
+            .contains("#   kubectl create configmap onboard-resources --from-literal=disk=3\n"),
+        "{argo_text}"
+    );
+
+    let gh = parse(&gh_text);
+    let group = |id: &str| gh["jobs"][id]["concurrency"].clone();
+    assert_eq!(
+        group("fetch"),
+        serde_json::json!({"group": "onboard-disk@self-hosted,linux", "cancel-in-progress": false})
+    );
+    // One group per job: both resources in its name.
+    assert_eq!(group("load")["group"], "onboard-disk+gpu@self-hosted,linux");
+    assert_eq!(group("report"), Value::Null);
+    assert!(
+        gh_text.contains("keeps one pending job per group"),
+        "{gh_text}"
+    );
+
+    // A step holding more than the machine has is refused at export, as
+    // its run would be.
+    write(ws.path(), "onboard.yaml", "resources: {disk: 1}\n");
+    let out = onboard(
+        ws.path(),
+        &[
+            "export-workflow",
+            "--format",
+            "github-actions",
+            "tiny",
+            "--workspace-dir",
+            "/w",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("holds 2 `disk` but the machine has 1"),
+        "{out:?}"
+    );
+    assert!(out.stdout.is_empty());
 }
 
 /// The files and step records a run leaves, for comparing two runs.

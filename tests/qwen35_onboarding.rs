@@ -10,6 +10,8 @@
 
 mod support;
 
+#[path = "support/seed.rs"]
+mod seed;
 #[path = "support/smollm2.rs"]
 mod smollm2;
 #[path = "support/tiny_qwen35.rs"]
@@ -19,7 +21,7 @@ use onboard::hub::mirror::MirrorServer;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
-use support::{assert_success, repo_root};
+use support::assert_success;
 
 /// One of the plan's models, as the test serves and onboards it.
 struct Case {
@@ -84,64 +86,11 @@ fn hub(case: &Case) -> Hub {
     Hub { _dir: dir, server }
 }
 
-/// This repository as a workspace: its workflows, templates, manifests,
-/// documentation (cards waiting in CANDIDATES, the README tables and guides
-/// that link them) and onboard.yaml with this machine in place of the
-/// plan's two GPUs. The manifest asks for the quant the fixture has and
-/// a benchmark of two problems.
+/// This repository as a workspace (support/seed.rs), the manifest asking
+/// for the quant the fixture has and a benchmark of two problems.
 fn workspace(root: &Path, case: &Case) {
-    copy_tree(&repo_root().join("workflows"), &root.join("workflows"));
-    copy_tree(&repo_root().join("templates"), &root.join("templates"));
-    copy_tree(&repo_root().join("models"), &root.join("models"));
-    copy_tree(
-        &repo_root().join("documentation"),
-        &root.join("documentation"),
-    );
-    let config = std::fs::read_to_string(repo_root().join("onboard.yaml")).unwrap();
-    let rest = config
-        .split_once("\npaths:")
-        .map(|(_, rest)| format!("paths:{rest}"))
-        .expect("onboard.yaml has paths after hardware");
-    std::fs::write(
-        root.join("onboard.yaml"),
-        format!(
-            "hardware:\n  gpus: []\n  ram_gib: 16\n  os_reserve_gib: 4\n  cpu_bandwidth_gbs: 20\n{rest}"
-        ),
-    )
-    .unwrap();
-    let manifest_path = root.join(format!("models/{}.yaml", case.model));
-    let manifest = std::fs::read_to_string(&manifest_path).unwrap();
-    let manifest: String = manifest
-        .lines()
-        .filter(|l| !l.trim_start().starts_with("alternatives:"))
-        .map(|l| {
-            if l.trim_start().starts_with("quant:") {
-                "  quant: F32".to_string()
-            } else {
-                l.to_string()
-            }
-        })
-        .collect::<Vec<_>>()
-        .join("\n");
-    std::fs::write(
-        &manifest_path,
-        format!("{manifest}\nvars:\n  benchmark_limit: 2\n  benchmark_max_tokens: 16\n"),
-    )
-    .unwrap();
-    std::os::unix::fs::symlink(repo_root().join(".venv"), root.join(".venv")).unwrap();
-}
-
-fn copy_tree(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let dest = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_tree(&entry.path(), &dest);
-        } else {
-            std::fs::copy(entry.path(), dest).unwrap();
-        }
-    }
+    seed::workspace(root, "");
+    seed::shrink_manifest(root, case.model);
 }
 
 fn onboard(root: &Path, hub: &Hub, args: &[&str]) -> Command {

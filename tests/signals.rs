@@ -356,3 +356,132 @@ fn ctrl_c_during_a_context_test_stops_the_llama_server() {
         "an interrupted measurement writes no speed"
     );
 }
+
+/// `onboard status` with no model: one line per model of the workspace,
+/// from its records, markers and run lock alone, even while a run goes on.
+#[test]
+fn status_without_a_model_lists_every_model_with_what_failed_runs_and_comes_next() {
+    let ws = TestWorkspace::new(&workflow(&[
+        sh("a", &[], "true"),
+        sh(
+            "b",
+            &["a"],
+            "if [ -f hold ]; then while [ ! -f release ]; do sleep 0.05; done; \
+             else echo 'boom: no such thing' >&2; exit 3; fi",
+        ),
+        sh("c", &["b"], "true"),
+    ]));
+    assert_eq!(ws.run(&[]).code, 1, "b fails for `tiny`");
+    ws.write(
+        "models/other.yaml",
+        "id: other\nname: Other\nfamily: Test\ntype: dense\nsize: 1M\nhub:\n  repo: test/other-GGUF\n",
+    );
+    ws.write("models/broken.yaml", "id: broken\nname: [not, a, name]\n");
+    let overview = || {
+        let out = ws.onboard(&["status", "--format", "json"]);
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        let lines: Vec<serde_json::Value> = serde_json::from_str(&out.stdout).unwrap();
+        lines
+            .into_iter()
+            .map(|l| (l["model"].as_str().unwrap().to_string(), l))
+            .collect::<std::collections::BTreeMap<_, _>>()
+    };
+    let by = overview();
+    assert_eq!(
+        by.keys().collect::<Vec<_>>(),
+        ["broken", "other", "tiny"],
+        "{by:#?}"
+    );
+    let tiny = &by["tiny"];
+    assert_eq!((&tiny["done"], &tiny["total"]), (&1.into(), &3.into()));
+    assert_eq!(tiny["failed"]["step"], "b", "{tiny}");
+    assert_eq!(tiny["failed"]["status"], "failed");
+    assert_eq!(tiny["last"]["step"], "b");
+    assert_eq!(tiny["next"], "b");
+    assert_eq!(tiny["running"], serde_json::Value::Null, "the run is over");
+    let other = &by["other"];
+    assert_eq!(
+        (&other["done"], &other["last"]),
+        (&0.into(), &serde_json::Value::Null)
+    );
+    assert_eq!(other["next"], "a");
+    let broken = &by["broken"];
+    assert_eq!(broken["done"], serde_json::Value::Null);
+    assert!(
+        broken["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("manifest models/broken.yaml:"),
+        "{broken}"
+    );
+
+    let table = ws.onboard(&["status"]);
+    assert_eq!(table.code, 0, "{}", table.stderr);
+    let lines: Vec<&str> = table.stdout.lines().collect();
+    assert_eq!(lines.len(), 3, "{}", table.stdout);
+    assert!(lines[0].starts_with("broken  -         error: manifest models/broken.yaml:"));
+    assert!(
+        lines[1].starts_with("other   0/3 done  never run "),
+        "{}",
+        table.stdout
+    );
+    assert!(lines[1].ends_with("  next: a"), "{}", table.stdout);
+    assert!(
+        lines[2].starts_with("tiny    1/3 done  failed: b (") && lines[2].ends_with("  next: b"),
+        "{}",
+        table.stdout
+    );
+
+    // While `other` runs b: running, with the pid of its run.
+    ws.write("hold", "");
+    let mut run = ws
+        .command(&["run", "other"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let marker = ws.path(".onboard/other/steps/b.running");
+    wait_for("b of `other` to start", Duration::from_secs(30), || {
+        marker.exists()
+    });
+    let other = &overview()["other"];
+    assert_eq!(
+        (&other["running"]["state"], &other["running"]["step"]),
+        (&"running".into(), &"b".into()),
+        "{other}"
+    );
+    assert_eq!(other["running"]["pid"], run.id());
+    assert_eq!(other["done"], 1);
+    let table = ws.onboard(&["status"]).stdout;
+    assert!(
+        table.contains(&format!(
+            "other   1/3 done  running: b (pid {}, since ",
+            run.id()
+        )),
+        "{table}"
+    );
+    ws.write("release", "");
+    assert_eq!(exit_code(&mut run, Duration::from_secs(30)), 0);
+    let other = &overview()["other"];
+    assert_eq!(
+        (&other["done"], &other["next"]),
+        (&3.into(), &serde_json::Value::Null)
+    );
+    assert_eq!(other["last"]["step"], "c", "{other}");
+    assert_eq!(other["running"], serde_json::Value::Null);
+    let table = ws.onboard(&["status"]).stdout;
+    assert!(table.contains("other   3/3 done  last: c "), "{table}");
+
+    // A live run holding the model's lock but running no step waits (for
+    // a resource, another model's step); the lock's pid says who.
+    ws.write(
+        ".onboard/tiny/lock",
+        &format!("pid {}, started 2026-01-01T00:00:00Z", std::process::id()),
+    );
+    let tiny = &overview()["tiny"];
+    assert_eq!(
+        tiny["running"],
+        serde_json::json!({"state": "waiting", "step": null, "pid": std::process::id(),
+            "since": "2026-01-01T00:00:00Z"})
+    );
+}

@@ -55,6 +55,11 @@ const EXPECTED: &[(&str, &[Finding])] = &[
     ("template-manifest-field.yaml", &[(6, 20, "undefined-variable", "`manifest.hub` has no `rpo`")]),
     ("template-syntax.yaml", &[(6, 20, "template", "template syntax error: unexpected `}`")]),
     ("when-undefined.yaml", &[(5, 11, "undefined-variable", "`manifest` has no `thinkng`")]),
+    ("resources.yaml", &[
+        (5, 17, "unknown-resource", "unknown resource `gpux`"),
+        (5, 31, "resource", "the step holds 2 `gpu` but the machine has 1: it could never run"),
+        (5, 34, "resource", "resource name `Bad_Name` is not usable"),
+    ]),
     ("many-findings.yaml", &[
         (5, 26, "unknown-key", "`with`: unknown key `shel`"),
         (7, 11, "unknown-task", "unknown task kind `rendr`"),

@@ -6,8 +6,9 @@ use super::{error, EXIT_FAILED, EXIT_OK, EXIT_USAGE};
 use crate::workflow::export::argo::{self, ArgoOptions};
 use crate::workflow::export::github_actions::{self, GithubOptions};
 use crate::workflow::export::{ExportError, Target};
+use crate::workflow::resources;
 use clap::{Args, ValueEnum};
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,7 +55,8 @@ pub struct ExportWorkflowArgs {
     /// GitHub Actions: the labels every job runs on (repeatable).
     #[arg(long, value_name = "LABEL", default_values = ["self-hosted", "linux"])]
     runs_on: Vec<String>,
-    /// GitHub Actions: the label added for steps that load the model.
+    /// GitHub Actions: the label added for steps that hold `gpu` (by
+    /// default, those that load the model).
     #[arg(long, value_name = "LABEL", default_value = "gpu")]
     gpu_label: String,
 }
@@ -80,26 +82,24 @@ pub fn execute(dir: &Path, args: &ExportWorkflowArgs) -> i32 {
         Ok(l) => l,
         Err(code) => return code,
     };
-    // Which steps load the model is the task kinds' knowledge, handed to
-    // the engine's exporters as data.
-    let gpu_steps: BTreeSet<String> = loaded
+    // What each step holds (by default, `gpu` for the kinds that load the
+    // model) is the task kinds' knowledge, handed to the engine's exporters
+    // as data; so is the machine's capacity, from onboard.yaml.
+    let resources: BTreeMap<String, BTreeMap<String, u32>> = loaded
         .workflow
         .steps
         .iter()
-        .filter(|s| {
-            loaded
-                .registry
-                .get(&s.uses)
-                .is_some_and(|t| t.loads_model())
-        })
-        .map(|s| s.id.clone())
+        .map(|s| (s.id.clone(), resources::held_by(s, &loaded.registry)))
+        .filter(|(_, held)| !held.is_empty())
         .collect();
+    let capacity = load::capacity(&loaded.workspace);
     let target = Target {
         workflow: &loaded.workflow,
         model: &loaded.model,
         workflow_arg: args.workflow.as_deref(),
         context: &loaded.context,
-        gpu_steps: &gpu_steps,
+        resources: &resources,
+        capacity: &capacity,
         gpus: u32::try_from(loaded.workspace.config.hardware.gpus.len()).unwrap_or(u32::MAX),
     };
     let text = match args.format {

@@ -4,9 +4,10 @@
 use super::{error, EXIT_FAILED, EXIT_USAGE};
 use crate::source::{Diagnostic, Document};
 use crate::tasks::Registry;
+use crate::workflow::resources;
 use crate::workflow::spec::Workflow;
 use crate::workflow::state::StateStore;
-use crate::workflow::validate::check_workflow;
+use crate::workflow::validate::{check_resources, check_workflow};
 use crate::workspace::{self, Manifest, ManifestError, Workspace};
 use serde_json::{Map, Value};
 use std::path::Path;
@@ -61,7 +62,9 @@ pub fn workflow(ws: &Workspace, registry: &Registry, name: &str) -> Result<Workf
         print_diagnostics(&[d]);
         EXIT_FAILED
     })?;
-    let (workflow, diags) = check_workflow(&doc, registry, &workspace::template_roots().into());
+    let (workflow, mut diags) = check_workflow(&doc, registry, &workspace::template_roots().into());
+    diags.extend(check_resources(&doc, &capacity(ws)));
+    let workflow = workflow.filter(|_| diags.is_empty());
     match workflow {
         Some(w) => Ok(w),
         None => {
@@ -108,4 +111,44 @@ pub fn for_model(dir: &Path, model: &str, workflow_override: Option<&str>) -> Re
         context,
         workspace: ws,
     })
+}
+
+/// The machine's resources as this workspace declares them: the default
+/// (`gpu: 1`) with `resources:` of onboard.yaml over it.
+pub fn capacity(ws: &Workspace) -> std::collections::BTreeMap<String, u32> {
+    capacity_of(&ws.config)
+}
+
+/// [`capacity`] of a workspace configuration.
+pub fn capacity_of(
+    config: &crate::workspace::config::WorkspaceConfig,
+) -> std::collections::BTreeMap<String, u32> {
+    let mut capacity = resources::default_capacity();
+    if let Some(declared) = &config.resources {
+        capacity.extend(declared.iter().map(|(k, v)| (k.clone(), *v)));
+    }
+    capacity
+}
+
+/// The machine-wide resource locks (`$ONBOARD_LOCK_DIR` or a per-user
+/// default) with this workspace's amounts.
+pub fn resource_pool(ws: &Workspace) -> resources::Pool {
+    resources::Pool::new(resources::default_lock_dir(), capacity(ws), &ws.root)
+}
+
+/// Manifests whose card waits in the docs' `CANDIDATES/` folder, by id.
+pub fn candidates(ws: &Workspace) -> Vec<String> {
+    let dir = ws
+        .path(&ws.config.paths.docs)
+        .join(crate::docs::catalog::CANDIDATES);
+    let mut ids: Vec<String> = ws
+        .manifest_ids()
+        .into_iter()
+        .filter(|id| {
+            ws.load_manifest(id)
+                .is_ok_and(|m| dir.join(crate::docs::catalog::card_name(&m)).is_file())
+        })
+        .collect();
+    ids.sort();
+    ids
 }

@@ -40,6 +40,10 @@ enum MirrorCommand {
         /// included); slower clients are dropped.
         #[arg(long, default_value_t = 10.0, value_parser = seconds)]
         header_timeout: f64,
+        /// Send each file's bytes at most this fast, in bytes per second:
+        /// a link like a real Hub's, to rehearse (or time) a run over it.
+        #[arg(long, value_name = "BYTES_PER_SEC", value_parser = clap::value_parser!(u64).range(1..))]
+        rate: Option<u64>,
     },
 }
 
@@ -60,6 +64,7 @@ pub fn execute(args: &MirrorArgs) -> i32 {
             max_connections,
             max_header_bytes,
             header_timeout,
+            rate,
         } => {
             if !root.is_dir() {
                 error(&format!(
@@ -80,6 +85,7 @@ pub fn execute(args: &MirrorArgs) -> i32 {
             match MirrorServer::start_with(root, addr, limits) {
                 Ok(server) => {
                     server.echo_log(*log);
+                    server.throttle(*rate);
                     if !server.addr().ip().is_loopback() {
                         eprintln!(
                             "onboard: warning: serving on {}, not loopback: every machine that can reach it can read these files",

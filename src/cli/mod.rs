@@ -12,6 +12,7 @@ mod plan;
 mod report;
 mod run;
 mod schema;
+mod status;
 mod validate;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -54,8 +55,9 @@ enum Command {
     Graph(plan::GraphArgs),
     /// Run the workflow for a model, resuming where the last run stopped.
     Run(run::RunArgs),
-    /// Show the last recorded result of every step for a model.
-    Status(plan::StatusArgs),
+    /// Show the last recorded result of every step for a model, or, with
+    /// no model, one line per model of the workspace.
+    Status(status::StatusArgs),
     /// Start llama-server with a models.conf profile (or print the command).
     Launch(launch::LaunchArgs),
     /// Export models.conf for llama-swap or llama.cpp's --models-preset.
@@ -207,7 +209,7 @@ pub fn main() -> i32 {
         Command::Schema(args) => schema::execute(&args),
         Command::Plan(args) => plan::plan(&cli.workspace, &args),
         Command::Graph(args) => plan::graph(&cli.workspace, &args),
-        Command::Status(args) => plan::status(&cli.workspace, &args),
+        Command::Status(args) => status::status(&cli.workspace, &args),
         Command::Run(args) => run::execute(&cli.workspace, &args),
         Command::EngineWorker(args) => engine_worker(&args),
         Command::Mirror(args) => mirror::execute(&args),

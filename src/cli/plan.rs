@@ -1,7 +1,7 @@
-//! `onboard plan`, `onboard graph`, `onboard status`.
+//! `onboard plan`, `onboard graph`.
 
 use super::load::{self, Loaded};
-use super::{error, Format, SelectionArgs, EXIT_FAILED, EXIT_OK, EXIT_USAGE};
+use super::{error, SelectionArgs, EXIT_OK, EXIT_USAGE};
 use crate::tasks::Registry;
 use crate::workflow::graph::{self, Dag};
 use crate::workflow::plan::{self, Action, Planner};
@@ -11,8 +11,10 @@ use std::path::Path;
 
 #[derive(Args, Debug)]
 pub struct PlanArgs {
-    /// The model (a manifest id under models/).
-    model: String,
+    /// The models (manifest ids under models/): one plan each, as
+    /// `onboard run` with the same models would start.
+    #[arg(value_name = "MODEL", required = true)]
+    models: Vec<String>,
     #[command(flatten)]
     selection: SelectionArgs,
     /// One JSON document instead of a table.
@@ -25,7 +27,33 @@ pub struct PlanArgs {
 }
 
 pub fn plan(dir: &Path, args: &PlanArgs) -> i32 {
-    let loaded = match load::for_model(dir, &args.model, args.selection.workflow.as_deref()) {
+    let several = args.models.len() > 1;
+    if several && args.json {
+        println!("[");
+    }
+    let mut code = EXIT_OK;
+    for (i, model) in args.models.iter().enumerate() {
+        if i > 0 {
+            println!("{}", if args.json { "," } else { "" });
+        }
+        code = code.max(plan_one(dir, model, args));
+    }
+    if several {
+        if args.json {
+            println!("]");
+        } else {
+            println!(
+                "\nrun together (`onboard run {}`): every download waits until every model is evaluated, \
+                 and the steps that load a model take turns for the machine's resources in this order",
+                args.models.join(" ")
+            );
+        }
+    }
+    code
+}
+
+fn plan_one(dir: &Path, model: &str, args: &PlanArgs) -> i32 {
+    let loaded = match load::for_model(dir, model, args.selection.workflow.as_deref()) {
         Ok(l) => l,
         Err(code) => return code,
     };
@@ -173,89 +201,6 @@ pub fn graph(dir: &Path, args: &GraphArgs) -> i32 {
     match args.format {
         GraphFormat::Dot => print!("{}", graph::to_dot(&workflow)),
         GraphFormat::Mermaid => print!("{}", graph::to_mermaid(&workflow)),
-    }
-    EXIT_OK
-}
-
-#[derive(Args, Debug)]
-pub struct StatusArgs {
-    model: String,
-    #[arg(long, value_enum, default_value_t = Format::Human)]
-    format: Format,
-    #[arg(long, value_name = "NAME|PATH")]
-    workflow: Option<String>,
-}
-
-pub fn status(dir: &Path, args: &StatusArgs) -> i32 {
-    let loaded = match load::for_model(dir, &args.model, args.workflow.as_deref()) {
-        Ok(l) => l,
-        Err(code) => return code,
-    };
-    let dag = Dag::new(&loaded.workflow);
-    let mut rows = Vec::new();
-    for id in dag.order() {
-        let record = match loaded.store.record(id) {
-            Ok(r) => r,
-            Err(e) => {
-                error(&e.to_string());
-                return EXIT_FAILED;
-            }
-        };
-        let interrupted = loaded.store.marker(id).is_some();
-        rows.push((id.clone(), record, interrupted));
-    }
-    if args.format == Format::Json {
-        let doc: Vec<_> = rows
-            .iter()
-            .map(|(id, rec, interrupted)| {
-                serde_json::json!({
-                    "step": id,
-                    "status": match (rec, interrupted) {
-                        (_, true) => "interrupted",
-                        (None, _) => "never_run",
-                        (Some(r), _) if r.status == RecordStatus::Done => "done",
-                        (Some(r), _) if r.status == RecordStatus::Interrupted => "interrupted",
-                        _ => "failed",
-                    },
-                    "finished_at": rec.as_ref().map(|r| &r.finished_at),
-                    "duration_ms": rec.as_ref().map(|r| r.duration_ms),
-                    "attempts": rec.as_ref().map(|r| r.attempts),
-                    "error": rec.as_ref().and_then(|r| r.error.as_ref()),
-                    "outputs": rec.as_ref().map(|r| &r.outputs),
-                })
-            })
-            .collect();
-        println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
-        return EXIT_OK;
-    }
-    println!(
-        "status of `{}` (workflow `{}`):",
-        loaded.model, loaded.workflow.name
-    );
-    let width = rows.iter().map(|r| r.0.len()).max().unwrap_or(0);
-    for (id, rec, interrupted) in &rows {
-        let line = match (rec, interrupted) {
-            (_, true) => "interrupted (a run stopped during this step)".to_string(),
-            (None, _) => "never run".to_string(),
-            (Some(r), _) => {
-                let what = match r.status {
-                    RecordStatus::Done => "done",
-                    RecordStatus::Failed => "failed",
-                    RecordStatus::Interrupted => "interrupted",
-                };
-                let mut s = format!(
-                    "{what} {} ({:.1}s, {} attempt(s))",
-                    r.finished_at,
-                    r.duration_ms as f64 / 1000.0,
-                    r.attempts
-                );
-                if let Some(e) = &r.error {
-                    s.push_str(&format!(": {}", e.lines().next().unwrap_or("")));
-                }
-                s
-            }
-        };
-        println!("  {id:<width$}  {line}");
     }
     EXIT_OK
 }

@@ -8,7 +8,7 @@ use crate::hub::{progress, ProgressEvent, Throttle, TtyProgress};
 use crate::secrets;
 use crate::workflow::duration;
 use crate::workflow::graph::Dag;
-use crate::workflow::run::{self, Event, EventSink, RunError};
+use crate::workflow::run::{self, Event, RunError, RunShared, TargetRun};
 use crate::workflow::task::TransferProgress;
 use clap::Parser;
 use std::io::{IsTerminal, Write};
@@ -18,15 +18,26 @@ use std::time::Duration;
 
 #[derive(Parser, Debug)]
 pub struct RunArgs {
-    /// The model (a manifest id under models/).
-    model: String,
+    /// The models (manifest ids under models/). Several run as one
+    /// schedule: every model evaluated before any download, downloads side
+    /// by side, the steps that load a model one at a time, in this order.
+    #[arg(value_name = "MODEL", required_unless_present = "candidates")]
+    models: Vec<String>,
+    /// Every model whose card waits in the docs' CANDIDATES/ folder (after
+    /// the models named, in id order).
+    #[arg(long)]
+    candidates: bool,
+    /// With several models: stop them all when one fails (by default the
+    /// others go on).
+    #[arg(long)]
+    fail_fast: bool,
     #[command(flatten)]
     selection: SelectionArgs,
-    /// How many independent steps may run at once (default: the
-    /// workspace's `defaults.jobs`).
+    /// How many independent steps may run at once, over all models
+    /// (default: the workspace's `defaults.jobs`).
     #[arg(long, short = 'j', value_name = "N")]
     jobs: Option<usize>,
-    /// One JSON event per line on stdout.
+    /// One JSON event per line on stdout, each with its `model`.
     #[arg(long)]
     json: bool,
     /// When another run of this model holds its lock, wait for it to finish
@@ -47,36 +58,47 @@ pub struct ModelRunArgs {
 }
 
 pub fn execute(dir: &Path, args: &RunArgs) -> i32 {
-    let loaded = match load::for_model(dir, &args.model, args.selection.workflow.as_deref()) {
-        Ok(l) => l,
+    let models = match selected_models(dir, args) {
+        Ok(m) => m,
         Err(code) => return code,
     };
-    let lock = if args.wait_for_lock {
-        loaded.store.lock_waiting(LOCK_POLL, |held| {
-            if let crate::workflow::state::StateError::Locked { target, holder } = held {
-                eprintln!(
-                    "another run of `{target}` holds its lock{holder}: waiting for it to finish"
-                );
-            }
-        })
-    } else {
-        loaded.store.lock()
-    };
-    let _lock = match lock {
-        Ok(lock) => lock,
-        Err(e) => {
-            error(&e.to_string());
-            return EXIT_FAILED;
+    let mut loaded = Vec::new();
+    for model in &models {
+        match load::for_model(dir, model, args.selection.workflow.as_deref()) {
+            Ok(l) => loaded.push(l),
+            Err(code) => return code,
         }
+    }
+    let mut locks = Vec::new();
+    for l in &loaded {
+        let lock = if args.wait_for_lock {
+            l.store.lock_waiting(LOCK_POLL, |held| {
+                if let crate::workflow::state::StateError::Locked { target, holder } = held {
+                    eprintln!(
+                        "another run of `{target}` holds its lock{holder}: waiting for it to finish"
+                    );
+                }
+            })
+        } else {
+            l.store.lock()
+        };
+        match lock {
+            Ok(lock) => locks.push(lock),
+            Err(e) => {
+                error(&e.to_string());
+                return EXIT_FAILED;
+            }
+        }
+    }
+    let Some(first) = loaded.first() else {
+        error("no model to run");
+        return EXIT_USAGE;
     };
     let jobs = args
         .jobs
-        .unwrap_or(loaded.workspace.config.defaults.jobs as usize);
-    let console = Arc::new(Console::new(args.json));
-    let sink: EventSink = {
-        let console = console.clone();
-        Arc::new(move |event: &Event| console.emit(event))
-    };
+        .unwrap_or(first.workspace.config.defaults.jobs as usize);
+    let several = loaded.len() > 1;
+    let console = Arc::new(Console::new(args.json, several));
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -92,15 +114,27 @@ pub fn execute(dir: &Path, args: &RunArgs) -> i32 {
         error(&format!("cannot install the signal handlers: {e}"));
         return EXIT_FAILED;
     }
-    let dag = Dag::new(&loaded.workflow);
-    let planner = planner(&loaded, &dag);
-    let result = runtime.block_on(run::run_until(
-        &planner,
-        &args.selection.selection(),
+    let dags: Vec<Dag> = loaded.iter().map(|l| Dag::new(&l.workflow)).collect();
+    let targets: Vec<TargetRun> = loaded
+        .iter()
+        .zip(&dags)
+        .map(|(l, dag)| {
+            let console = console.clone();
+            let model = l.model.clone();
+            TargetRun {
+                planner: planner(l, dag),
+                selection: args.selection.selection(),
+                sink: Arc::new(move |event: &Event| console.emit(&model, event)),
+            }
+        })
+        .collect();
+    let shared = Arc::new(RunShared::new(
+        models.clone(),
         jobs,
-        sink,
-        cancel.clone(),
+        load::resource_pool(&first.workspace),
+        args.fail_fast,
     ));
+    let results = runtime.block_on(run::run_many(&targets, &shared, cancel.clone()));
     console.finish();
     // Blocking work (a download, the sandbox) polls the token and stops
     // within a fraction of a second; an engine request in flight does not,
@@ -108,21 +142,69 @@ pub fn execute(dir: &Path, args: &RunArgs) -> i32 {
     runtime.shutdown_timeout(SHUTDOWN_GRACE);
     if let Some(sig) = cancel.signal() {
         cancel::kill_groups();
-        let _ = crate::atomic::sweep_temporaries(&loaded.store.dir().join("steps"));
+        for l in &loaded {
+            let _ = crate::atomic::sweep_temporaries(&l.store.dir().join("steps"));
+        }
         return cancel::exit_code(sig);
     }
-    match result {
-        Ok(summary) if summary.ok => EXIT_OK,
-        Ok(_) => EXIT_FAILED,
-        Err(RunError::Selection(e)) => {
-            error(&e);
-            EXIT_USAGE
-        }
-        Err(e) => {
-            error(&e.to_string());
-            EXIT_FAILED
+    let mut code = EXIT_OK;
+    let mut verdicts = Vec::new();
+    for (model, result) in models.iter().zip(results) {
+        match result {
+            Ok(summary) if summary.ok => verdicts.push((model, "finished")),
+            Ok(_) => {
+                code = code.max(EXIT_FAILED);
+                verdicts.push((model, "stopped"));
+            }
+            Err(RunError::Selection(e)) => {
+                error(&e);
+                code = EXIT_USAGE;
+                verdicts.push((model, "not run"));
+            }
+            Err(e) => {
+                error(&format!("{model}: {e}"));
+                code = code.max(EXIT_FAILED);
+                verdicts.push((model, "stopped"));
+            }
         }
     }
+    if several && !args.json {
+        let width = models.iter().map(String::len).max().unwrap_or(0);
+        println!("{} models:", models.len());
+        for (model, verdict) in verdicts {
+            println!("  {model:<width$}  {verdict}  (onboard status {model})");
+        }
+    }
+    drop(locks);
+    code
+}
+
+/// The models named, then `--candidates`' (each once, in that order).
+fn selected_models(dir: &Path, args: &RunArgs) -> Result<Vec<String>, i32> {
+    let mut models: Vec<String> = Vec::new();
+    for m in &args.models {
+        if !models.contains(m) {
+            models.push(m.clone());
+        }
+    }
+    if args.candidates {
+        let ws = load::open_workspace(dir)?;
+        let candidates = load::candidates(&ws);
+        if candidates.is_empty() {
+            error(&format!(
+                "--candidates: no manifest's card is in {}/{}/",
+                ws.config.paths.docs,
+                crate::docs::catalog::CANDIDATES
+            ));
+            return Err(EXIT_USAGE);
+        }
+        for m in candidates {
+            if !models.contains(&m) {
+                models.push(m);
+            }
+        }
+    }
+    Ok(models)
 }
 
 /// How often `--wait-for-lock` tries the lock again.
@@ -177,10 +259,13 @@ fn listen_for_signals(cancel: Cancel) -> std::io::Result<()> {
 /// (stdout not a terminal) or JSON events (`--json`), e.g. `500ms`, `10s`.
 pub const PROGRESS_INTERVAL_ENV: &str = "ONBOARD_PROGRESS_INTERVAL";
 
-/// Where the run's events go: JSON lines, or human lines with transfer
-/// progress as bars (stderr a terminal) or periodic lines (otherwise).
+/// Where the run's events go: JSON lines (each with its `model`), or human
+/// lines with transfer progress as bars (stderr a terminal) or periodic
+/// lines (otherwise). With several models each human line starts with its
+/// model, and each bar names it.
 struct Console {
     json: bool,
+    several: bool,
     /// Bars on stderr when it is a terminal (and not `--json`).
     bars: Option<TtyProgress<std::io::Stderr>>,
     /// Byte-count events let through (lines or JSON).
@@ -188,7 +273,7 @@ struct Console {
 }
 
 impl Console {
-    fn new(json: bool) -> Console {
+    fn new(json: bool, several: bool) -> Console {
         let interval =
             std::env::var(PROGRESS_INTERVAL_ENV)
                 .ok()
@@ -210,35 +295,43 @@ impl Console {
         };
         Console {
             json,
+            several,
             bars,
             throttle: Throttle::new(interval.unwrap_or(default)),
         }
     }
 
-    fn emit(&self, event: &Event) {
+    fn emit(&self, model: &str, event: &Event) {
         match event {
-            Event::StepProgress { step, progress } => self.progress(step, progress),
-            _ if self.json => print_json(event),
+            Event::StepProgress { step, progress } => self.progress(model, step, progress),
+            _ if self.json => print_json(model, event),
             _ => {
                 if let (Some(bars), Event::StepFinished { step, .. }) = (&self.bars, event) {
                     // A step that failed mid-transfer leaves no bar behind.
-                    bars.remove(&format!("{step}\u{0}"));
+                    bars.remove(&format!("{model}\u{0}{step}\u{0}"));
                 }
-                self.human(event)
+                self.human(model, event)
             }
         }
     }
 
-    fn progress(&self, step: &str, p: &TransferProgress) {
+    fn progress(&self, model: &str, step: &str, p: &TransferProgress) {
         let e = as_event(p);
-        let key = format!("{step}\u{0}{}", p.file());
+        let key = format!("{model}\u{0}{step}\u{0}{}", p.file());
         if let Some(bars) = &self.bars {
-            let label = format!("{step}: {}", p.file());
+            let label = if self.several {
+                format!("{model} {step}: {}", p.file())
+            } else {
+                format!("{step}: {}", p.file())
+            };
             if let Some(line) = bars.update(&key, &label, &e) {
-                self.human(&Event::StepLog {
-                    step: step.to_string(),
-                    line,
-                });
+                self.human(
+                    model,
+                    &Event::StepLog {
+                        step: step.to_string(),
+                        line,
+                    },
+                );
             }
             return;
         }
@@ -246,23 +339,30 @@ impl Console {
             return;
         }
         if self.json {
-            print_json(&Event::StepProgress {
-                step: step.to_string(),
-                progress: p.clone(),
-            });
+            print_json(
+                model,
+                &Event::StepProgress {
+                    step: step.to_string(),
+                    progress: p.clone(),
+                },
+            );
         } else {
-            self.human(&Event::StepLog {
-                step: step.to_string(),
-                line: progress::describe(&e),
-            });
+            self.human(
+                model,
+                &Event::StepLog {
+                    step: step.to_string(),
+                    line: progress::describe(&e),
+                },
+            );
         }
     }
 
     /// A human line, printed above the bars when there are any.
-    fn human(&self, event: &Event) {
+    fn human(&self, model: &str, event: &Event) {
+        let prefix = self.several.then_some(model);
         match &self.bars {
-            Some(bars) => bars.suspend(|| print_human(event)),
-            None => print_human(event),
+            Some(bars) => bars.suspend(|| print_human(prefix, event)),
+            None => print_human(prefix, event),
         }
     }
 
@@ -347,15 +447,18 @@ fn as_event(p: &TransferProgress) -> ProgressEvent<'_> {
     }
 }
 
-fn print_json(event: &Event) {
-    let value = serde_json::to_value(event).unwrap_or_default();
+fn print_json(model: &str, event: &Event) {
+    let mut value = serde_json::to_value(event).unwrap_or_default();
+    if let Some(fields) = value.as_object_mut() {
+        fields.insert("model".into(), model.into());
+    }
     let line = serde_json::to_string(&secrets::redact_json(&value)).unwrap_or_default();
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "{line}");
     let _ = out.flush();
 }
 
-fn print_human(event: &Event) {
+fn print_human(prefix: Option<&str>, event: &Event) {
     let ms = |m: u64| duration::display(Duration::from_millis(m));
     let line = match event {
         Event::RunStarted {
@@ -412,6 +515,7 @@ fn print_human(event: &Event) {
             error.as_deref().unwrap_or("")
         ),
         Event::StepSkipped { step, why } => format!("  skip   {step}: {why}"),
+        Event::StepWaiting { step, why } => format!("  wait   {step}: {why}"),
         Event::StepBlocked { step, why } => format!("  block  {step}: {why}"),
         Event::RunFinished {
             ok,
@@ -440,6 +544,15 @@ fn print_human(event: &Event) {
             }
             s
         }
+    };
+    let line = match prefix {
+        // Each line of a multi-line message, so that none is orphaned.
+        Some(model) => line
+            .lines()
+            .map(|l| format!("[{model}] {l}"))
+            .collect::<Vec<_>>()
+            .join("\n"),
+        None => line,
     };
     let line = secrets::redact(&line);
     // Flushed at once: a progress bar on the same terminal is redrawn

@@ -6,7 +6,7 @@ use crate::source::diag::{github, Diagnostic};
 use crate::source::yaml::Pos;
 use crate::source::Document;
 use crate::tasks::Registry;
-use crate::workflow::validate::check_workflow;
+use crate::workflow::validate::{check_resources, check_workflow};
 use crate::workspace::{self, WorkspaceConfig, CONFIG_FILE};
 use clap::{Args, ValueEnum};
 use serde::Serialize;
@@ -184,6 +184,7 @@ fn classify(path: &Path, doc: &Document, config: &WorkspaceConfig) -> Option<Fil
 fn check_files(files: &[PathBuf], config: &WorkspaceConfig) -> (Report, Vec<String>) {
     let registry = Registry::builtin();
     let roots = workspace::template_roots().into();
+    let capacity = super::load::capacity_of(config);
     let mut report = Report {
         ok: true,
         files: Vec::new(),
@@ -196,7 +197,11 @@ fn check_files(files: &[PathBuf], config: &WorkspaceConfig) -> (Report, Vec<Stri
             Ok(doc) => {
                 let kind = classify(path, &doc, config);
                 let diags = match kind {
-                    Some(FileKind::Workflow) => check_workflow(&doc, &registry, &roots).1,
+                    Some(FileKind::Workflow) => {
+                        let mut diags = check_workflow(&doc, &registry, &roots).1;
+                        diags.extend(check_resources(&doc, &capacity));
+                        diags
+                    }
                     Some(FileKind::Manifest) => workspace::check_manifest(&doc).1,
                     Some(FileKind::Workspace) => workspace::check_config(&doc).1,
                     None => vec![Diagnostic::new(

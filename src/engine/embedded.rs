@@ -325,6 +325,8 @@ impl EmbeddedEngine {
         let stderr_tail = Arc::new(Mutex::new(Vec::new()));
         let tail = stderr_tail.clone();
         std::thread::spawn(move || keep_tail(stderr, &tail));
+        // From here on the engine's drop ends the process and journals it.
+        super::journal("start", opts.engine.name(), pid);
         let mut engine = EmbeddedEngine {
             engine: opts.engine,
             child: Mutex::new(child),
@@ -459,6 +461,8 @@ impl EmbeddedEngine {
 impl Drop for EmbeddedEngine {
     fn drop(&mut self) {
         self.kill();
+        let pid = self.child.lock().map(|c| c.id()).unwrap_or(0);
+        super::journal("end", self.engine.name(), pid);
     }
 }
 

@@ -134,6 +134,7 @@ impl LlamaServer {
             .http_status_as_error(false)
             .build()
             .into();
+        super::journal("start", NAME, child.id());
         let mut server = LlamaServer {
             child,
             base_url: format!("http://127.0.0.1:{port}"),
@@ -281,6 +282,7 @@ impl LlamaServer {
 impl Drop for LlamaServer {
     fn drop(&mut self) {
         self.stop();
+        super::journal("end", NAME, self.child.id());
     }
 }
 

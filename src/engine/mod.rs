@@ -14,6 +14,37 @@ pub mod words;
 
 use serde::{Deserialize, Serialize};
 
+/// Environment variable: a file every engine process's start and end is
+/// appended to, one JSON line each (`{"event":"start","engine":…,"pid":…,
+/// "unix_ns":…}`), from every `onboard` process that names it — the record
+/// of which models were loaded when on a machine (the tests check from it
+/// that two runs never load models at the same time).
+pub const JOURNAL_ENV: &str = "ONBOARD_ENGINE_JOURNAL";
+
+/// Appends `event` (`start` or `end`) of engine process `pid` to the
+/// journal, when there is one. One `write` of one short line on a file
+/// opened for appending, so lines of several processes never interleave.
+pub(crate) fn journal(event: &str, engine: &str, pid: u32) {
+    use std::io::Write;
+    let Some(path) = std::env::var_os(JOURNAL_ENV).filter(|p| !p.is_empty()) else {
+        return;
+    };
+    let unix_ns = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let line = format!(
+        "{}\n",
+        serde_json::json!({"event": event, "engine": engine, "pid": pid, "unix_ns": unix_ns})
+    );
+    if let Ok(mut f) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+    {
+        let _ = f.write_all(line.as_bytes());
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ChatMessage {
     /// `system`, `user` or `assistant`.

@@ -418,6 +418,40 @@ pub fn download_files(
         .collect()
 }
 
+/// Bytes of `names` (file names in `dest_dir`) already claimed on its
+/// disk: whole files, and the blocks a partial download reserved. A run's
+/// disk check needs room only for the rest.
+pub fn bytes_on_disk(dest_dir: &Path, names: &[&str]) -> u64 {
+    names
+        .iter()
+        .map(|name| {
+            let paths = Paths::layout(dest_dir, name);
+            match fs::metadata(&paths.dest) {
+                Ok(m) if m.is_file() => m.len(),
+                _ => fs::metadata(&paths.part)
+                    .map(|m| m.blocks() * 512)
+                    .unwrap_or(0),
+            }
+        })
+        .sum()
+}
+
+/// Free bytes for an unprivileged user on the file system that holds
+/// `path` (or would: its nearest existing ancestor), and that file
+/// system's device number, to add up what several downloads need there.
+pub fn free_space_for(path: &Path) -> io::Result<(u64, u64)> {
+    let mut at = path;
+    loop {
+        match fs::metadata(at) {
+            Ok(m) => return Ok((free_space(at)?, m.dev())),
+            Err(e) => match at.parent() {
+                Some(up) if !up.as_os_str().is_empty() => at = up,
+                _ => return Err(e),
+            },
+        }
+    }
+}
+
 /// The bytes a request still has to bring over the network: 0 when the file
 /// is verified in place or its blob is in the HF cache, the missing part of
 /// a resumable `.part`, else the whole size. Makes one HEAD request.

@@ -27,8 +27,8 @@ pub use client::{
     RetryPolicy, Token,
 };
 pub use download::{
-    bytes_to_fetch, download_file, download_files, validate_repo_path, DownloadOptions, Downloaded,
-    FileRequest, Outcome,
+    bytes_on_disk, bytes_to_fetch, download_file, download_files, free_space_for,
+    validate_repo_path, DownloadOptions, Downloaded, FileRequest, Outcome,
 };
 pub use error::HubError;
 pub use mirror::{FaultScope, LogEntry, MirrorLimits, MirrorServer, MirrorStats};

@@ -26,6 +26,11 @@ pub struct DownloadParams {
     #[serde(default = "default_parallel")]
     #[schemars(range(min = 1, max = 32))]
     pub parallel: usize,
+    /// The files' total size as the Hub states it (evaluate's
+    /// `total_bytes`): the disk check of a run over several models adds
+    /// these up before the first byte is fetched.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected_bytes: Option<u64>,
 }
 
 fn default_revision() -> String {
@@ -90,8 +95,55 @@ impl Task for Download {
     const KIND: &'static str = "download";
     const VERSION: u32 = 1;
     const SUMMARY: &'static str = "Download and verify the model's files into the workspace layout";
+    // Every model's download waits for every model's evaluation, then the
+    // sizes are summed against the disk.
+    const CHECKS_BATCH: bool = true;
     type Params = DownloadParams;
     type Outputs = DownloadOutputs;
+
+    fn check_batch(
+        &self,
+        batch: &[(String, DownloadParams)],
+        ctx: &TaskContext,
+    ) -> Result<(), TaskError> {
+        let models_dir = ctx.path(&ctx.paths().models)?;
+        let mut demand: Vec<DiskDemand> = Vec::new();
+        for (target, params) in batch {
+            let Some(expected) = params.expected_bytes else {
+                continue;
+            };
+            let dest = crate::workspace::resolve_inside(&models_dir, &params.dest)
+                .map_err(TaskError::Params)?;
+            let names: Vec<&str> = params
+                .files
+                .iter()
+                .map(|f| f.rsplit('/').next().unwrap_or(f))
+                .collect();
+            let claimed = hub::bytes_on_disk(&dest, &names);
+            let (free, device) = hub::free_space_for(&dest).map_err(|e| TaskError::io(&dest, e))?;
+            let need = expected.saturating_sub(claimed);
+            match demand.iter_mut().find(|d| d.device == device) {
+                Some(d) => d.models.push((target.clone(), need)),
+                None => demand.push(DiskDemand {
+                    device,
+                    dir: models_dir.clone(),
+                    free,
+                    models: vec![(target.clone(), need)],
+                }),
+            }
+        }
+        let margin = hub::DownloadOptions::default().disk_margin;
+        for d in &demand {
+            let needed: u64 = d.models.iter().map(|(_, n)| *n).sum();
+            if d.models.len() > 1 && needed.saturating_add(margin) > d.free {
+                return Err(TaskError::Failed {
+                    message: d.refusal(needed, margin),
+                    retryable: false,
+                });
+            }
+        }
+        Ok(())
+    }
 
     fn output_files(
         &self,
@@ -163,6 +215,35 @@ impl Task for Download {
             fetched_bytes: results.iter().map(|d| d.fetched).sum(),
             files,
         })
+    }
+}
+
+/// What a run's downloads need on one file system.
+struct DiskDemand {
+    device: u64,
+    dir: PathBuf,
+    free: u64,
+    /// (model, bytes still to write)
+    models: Vec<(String, u64)>,
+}
+
+impl DiskDemand {
+    fn refusal(&self, needed: u64, margin: u64) -> String {
+        let gb = |b: u64| format!("{:.1} GB", b as f64 / 1e9);
+        let parts: Vec<String> = self
+            .models
+            .iter()
+            .map(|(m, n)| format!("{m} {}", gb(*n)))
+            .collect();
+        format!(
+            "not enough free disk space for this run's {} downloads on the disk holding {}: {} = {} needed (plus a {} margin), {} available; nothing was downloaded. Free space there, point `paths.models` of onboard.yaml at a larger disk, or onboard fewer models at once",
+            self.models.len(),
+            self.dir.display(),
+            parts.join(" + "),
+            gb(needed),
+            gb(margin),
+            gb(self.free),
+        )
     }
 }
 

@@ -6,6 +6,7 @@
 pub mod bench_profile;
 pub mod benchmark;
 pub mod command;
+pub mod compare;
 pub mod context_test;
 pub mod docs;
 pub mod download;
@@ -36,6 +37,7 @@ impl Registry {
         registry.register(docs::Docs);
         registry.register(evaluate::Evaluate);
         registry.register(benchmark::Benchmark);
+        registry.register(compare::Compare);
         registry
     }
 }

@@ -5,6 +5,7 @@ pub mod duration;
 pub mod export;
 pub mod graph;
 pub mod plan;
+pub mod resources;
 pub mod run;
 pub mod spec;
 pub mod state;

@@ -4,6 +4,7 @@
 
 use super::duration;
 use super::plan::{Action, Planner, Reason, Selection, Upstream};
+use super::resources::{self, Holder, Pool};
 use super::spec::Step;
 use super::state::{self, RecordStatus, StateError, StateStore, StepRecord};
 use super::task::{DynTask, TaskContext, TaskError, TransferProgress};
@@ -12,8 +13,13 @@ use crate::secrets;
 use serde::Serialize;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::Poll;
 use std::time::{Duration, Instant};
+use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
 
 /// What happens during a run, for the CLI to print (a line each, or JSON).
@@ -60,6 +66,12 @@ pub enum Event {
         step: String,
         why: String,
     },
+    /// The step waits for a resource (`waiting for gpu: held by …`), or
+    /// for the other targets of the run to reach it.
+    StepWaiting {
+        step: String,
+        why: String,
+    },
     StepBlocked {
         step: String,
         why: String,
@@ -97,6 +109,151 @@ enum State {
     Finished,
 }
 
+/// What the targets of one run share: the bound on steps running at once,
+/// the machine's resources, whether one target's failure stops them all,
+/// and the meeting points of steps that must see every target before any
+/// of them starts (a task kind's batch check, a `once` step).
+pub struct RunShared {
+    /// The run's targets in the order given: the order in which steps of
+    /// this process take their turn for a resource.
+    targets: Vec<String>,
+    jobs: Arc<Semaphore>,
+    pool: Pool,
+    fail_fast: bool,
+    halt: AtomicBool,
+    meetings: Mutex<BTreeMap<String, Meeting>>,
+}
+
+/// One step id's meeting of every target of the run.
+struct Meeting {
+    /// Target index → the step's parameters where it runs, `None` where it
+    /// does not (skipped, blocked, the target stopped before it).
+    arrived: BTreeMap<usize, Option<Value>>,
+    ready: watch::Sender<Option<Ready>>,
+    /// A `once` step's outcome, run by the leader for every target.
+    outcome: watch::Sender<Option<Result<Value, String>>>,
+}
+
+#[derive(Debug, Clone)]
+struct Ready {
+    /// The task kind's verdict on the whole batch.
+    check: Result<(), String>,
+    /// The target that runs a `once` step for all.
+    leader: Option<usize>,
+}
+
+impl Meeting {
+    fn new() -> Meeting {
+        Meeting {
+            arrived: BTreeMap::new(),
+            ready: watch::channel(None).0,
+            outcome: watch::channel(None).0,
+        }
+    }
+}
+
+impl RunShared {
+    pub fn new(targets: Vec<String>, jobs: usize, pool: Pool, fail_fast: bool) -> RunShared {
+        RunShared {
+            targets,
+            jobs: Arc::new(Semaphore::new(jobs.max(1))),
+            pool,
+            fail_fast,
+            halt: AtomicBool::new(false),
+            meetings: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    fn meetings(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Meeting>> {
+        self.meetings.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Target `index` has decided `step` (`params` where it runs). The last
+    /// to arrive checks the batch and opens the meeting for all.
+    fn arrive(
+        &self,
+        step: &str,
+        task: Option<&Arc<dyn DynTask>>,
+        index: usize,
+        params: Option<Value>,
+        ctx: &TaskContext,
+    ) {
+        let mut meetings = self.meetings();
+        let meeting = meetings
+            .entry(step.to_string())
+            .or_insert_with(Meeting::new);
+        if meeting.arrived.contains_key(&index) {
+            return;
+        }
+        meeting.arrived.insert(index, params);
+        if meeting.arrived.len() < self.targets.len() {
+            return;
+        }
+        let batch: Vec<(String, Value)> = meeting
+            .arrived
+            .iter()
+            .filter_map(|(i, p)| Some((self.targets.get(*i)?.clone(), p.clone()?)))
+            .collect();
+        let leader = meeting
+            .arrived
+            .iter()
+            .find(|(_, p)| p.is_some())
+            .map(|(i, _)| *i);
+        let check = match task {
+            Some(task) if !batch.is_empty() => task
+                .check_batch(&batch, ctx)
+                .map_err(|e| secrets::redact(&e.to_string())),
+            _ => Ok(()),
+        };
+        meeting.ready.send_replace(Some(Ready { check, leader }));
+    }
+
+    async fn ready(&self, step: &str, cancel: &Cancel) -> Option<Ready> {
+        let mut rx = self
+            .meetings()
+            .entry(step.to_string())
+            .or_insert_with(Meeting::new)
+            .ready
+            .subscribe();
+        tokio::select! {
+            r = rx.wait_for(Option::is_some) => r.ok().and_then(|r| r.clone()),
+            () = cancel.cancelled() => None,
+        }
+    }
+
+    fn publish(&self, step: &str, outcome: Result<Value, String>) {
+        if let Some(m) = self.meetings().get(step) {
+            m.outcome.send_replace(Some(outcome));
+        }
+    }
+
+    async fn outcome(&self, step: &str, cancel: &Cancel) -> Option<Result<Value, String>> {
+        let mut rx = self
+            .meetings()
+            .entry(step.to_string())
+            .or_insert_with(Meeting::new)
+            .outcome
+            .subscribe();
+        tokio::select! {
+            r = rx.wait_for(Option::is_some) => r.ok().and_then(|r| r.clone()),
+            () = cancel.cancelled() => None,
+        }
+    }
+
+    fn halted(&self) -> bool {
+        self.halt.load(Ordering::Relaxed)
+    }
+}
+
+/// Whether every target of a run meets at `step` before any runs it.
+fn meets(step: &Step, task: Option<&Arc<dyn DynTask>>) -> bool {
+    step.once || task.is_some_and(|t| t.checks_batch())
+}
+
 /// Runs the workflow for `planner.target`. The caller holds the lock.
 pub async fn run(
     planner: &Planner<'_>,
@@ -109,6 +266,8 @@ pub async fn run(
 
 /// [`run`] until `cancel` fires: then no step starts, running steps are
 /// dropped (their process groups killed) and recorded as interrupted.
+/// Resources are taken in the machine-wide directory and amounts of
+/// [`resources::default_lock_dir`] and [`resources::default_capacity`].
 pub async fn run_until(
     planner: &Planner<'_>,
     selection: &Selection,
@@ -116,11 +275,106 @@ pub async fn run_until(
     sink: EventSink,
     cancel: Cancel,
 ) -> Result<RunSummary, RunError> {
+    let shared = RunShared::new(
+        vec![planner.target.to_string()],
+        jobs,
+        Pool::new(
+            resources::default_lock_dir(),
+            resources::default_capacity(),
+            planner.workspace,
+        ),
+        true,
+    );
+    run_target(planner, selection, sink, cancel, &Arc::new(shared), 0).await
+}
+
+/// One target of a run of several: its planner, selection and events.
+pub struct TargetRun<'a> {
+    pub planner: Planner<'a>,
+    pub selection: Selection,
+    pub sink: EventSink,
+}
+
+/// Runs every target's workflow as one schedule: steps of all targets
+/// share `shared`'s bound and resources, and meet where a step must see
+/// every target. A failed target stops only itself unless `fail_fast`.
+/// The summaries come in the targets' order.
+pub async fn run_many(
+    targets: &[TargetRun<'_>],
+    shared: &Arc<RunShared>,
+    cancel: Cancel,
+) -> Vec<Result<RunSummary, RunError>> {
+    let runs = targets.iter().enumerate().map(|(index, t)| {
+        run_target(
+            &t.planner,
+            &t.selection,
+            t.sink.clone(),
+            cancel.clone(),
+            shared,
+            index,
+        )
+    });
+    join_all(runs.collect()).await
+}
+
+/// Polls every future to its end (the planners borrow, so the targets
+/// cannot be spawned as tasks of their own).
+async fn join_all<F: Future>(futures: Vec<F>) -> Vec<F::Output> {
+    let mut futures: Vec<Pin<Box<F>>> = futures.into_iter().map(Box::pin).collect();
+    let mut outputs: Vec<Option<F::Output>> = futures.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        for (future, output) in futures.iter_mut().zip(outputs.iter_mut()) {
+            if output.is_none() {
+                if let Poll::Ready(out) = future.as_mut().poll(cx) {
+                    *output = Some(out);
+                }
+            }
+        }
+        if outputs.iter().all(Option::is_some) {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    })
+    .await;
+    outputs.into_iter().flatten().collect()
+}
+
+async fn run_target(
+    planner: &Planner<'_>,
+    selection: &Selection,
+    sink: EventSink,
+    cancel: Cancel,
+    shared: &Arc<RunShared>,
+    index: usize,
+) -> Result<RunSummary, RunError> {
+    let result = run_target_inner(planner, selection, sink, cancel, shared, index).await;
+    // However this target ended, the others stop waiting for it.
+    for step in &planner.workflow.steps {
+        let task = planner.registry.get(&step.uses);
+        if meets(step, task) {
+            let ctx = planner.task_context(&step.id, Value::Null);
+            shared.arrive(&step.id, task, index, None, &ctx);
+        }
+    }
+    if result.as_ref().map_or(true, |s| !s.failed.is_empty()) && shared.fail_fast {
+        shared.halt.store(true, Ordering::Relaxed);
+    }
+    result
+}
+
+async fn run_target_inner(
+    planner: &Planner<'_>,
+    selection: &Selection,
+    sink: EventSink,
+    cancel: Cancel,
+    shared: &Arc<RunShared>,
+    index: usize,
+) -> Result<RunSummary, RunError> {
     let (selected, forced) = selection
         .resolve(planner.workflow, planner.dag)
         .map_err(RunError::Selection)?;
     let started = Instant::now();
-    let jobs = jobs.max(1);
     sink(&Event::RunStarted {
         target: planner.target.to_string(),
         workflow: planner.workflow.name.clone(),
@@ -136,18 +390,16 @@ pub async fn run_until(
     let mut upstream: BTreeMap<String, Upstream> = BTreeMap::new();
     let mut outputs: BTreeMap<String, Value> = BTreeMap::new();
     let mut summary = RunSummary::default();
-    let mut running: JoinSet<(String, Result<StepRecord, StateError>)> = JoinSet::new();
+    let mut running: JoinSet<(String, Result<Option<StepRecord>, StateError>)> = JoinSet::new();
     let mut stop = false;
+    let mut not_started: BTreeSet<String> = BTreeSet::new();
 
     loop {
-        if cancel.is_cancelled() {
+        if cancel.is_cancelled() || shared.halted() {
             stop = true;
         }
         if !stop {
             for id in planner.dag.order() {
-                if running.len() >= jobs {
-                    break;
-                }
                 if state.get(id) != Some(&State::Pending) {
                     continue;
                 }
@@ -168,6 +420,14 @@ pub async fn run_until(
                     &upstream,
                     &outputs,
                 )?;
+                let task = planner.registry.get(&step.uses);
+                let meeting = meets(step, task);
+                if meeting {
+                    let runs = (decision.action == Action::Run)
+                        .then(|| decision.params.clone().unwrap_or(Value::Null));
+                    let ctx = planner.task_context(id, planner.context(&outputs));
+                    shared.arrive(id, task, index, runs, &ctx);
+                }
                 let why = decision.reason.to_string();
                 match decision.action {
                     Action::Skip => {
@@ -207,7 +467,7 @@ pub async fn run_until(
                         }
                     }
                     Action::Run => {
-                        let Some(task) = planner.registry.get(&step.uses).cloned() else {
+                        let Some(task) = task.cloned() else {
                             continue;
                         };
                         let params = decision.params.unwrap_or(Value::Null);
@@ -224,11 +484,15 @@ pub async fn run_until(
                             workspace: planner.workspace.to_path_buf(),
                             sink: sink.clone(),
                             why,
+                            index,
+                            meeting,
+                            resources: resources::held_by(step, planner.registry),
                         };
                         state.insert(id.clone(), State::Running);
+                        let shared = shared.clone();
                         running.spawn(async move {
                             let id = job.step.id.clone();
-                            (id, job.execute().await)
+                            (id, job.execute(&shared).await)
                         });
                     }
                 }
@@ -241,14 +505,21 @@ pub async fn run_until(
             tokio::select! {
                 j = running.join_next() => j,
                 () = cancel.cancelled() => continue,
+                () = halted(shared) => continue,
             }
         };
         let Some(joined) = joined else {
             break;
         };
         let (id, result) = joined.map_err(|e| RunError::Internal(e.to_string()))?;
-        let record = result?;
         state.insert(id.clone(), State::Finished);
+        let Some(record) = result? else {
+            // Stopped while waiting for its turn: it never started.
+            upstream.insert(id.clone(), Upstream::Failed);
+            not_started.insert(id);
+            stop = true;
+            continue;
+        };
         if record.status == RecordStatus::Done {
             outputs.insert(id.clone(), record.outputs.clone());
             upstream.insert(id.clone(), Upstream::Ran);
@@ -257,17 +528,22 @@ pub async fn run_until(
             upstream.insert(id.clone(), Upstream::Failed);
             summary.failed.push(id);
             stop = true; // fail fast: start nothing new; running steps finish
+            if shared.fail_fast {
+                shared.halt.store(true, Ordering::Relaxed);
+            }
         }
     }
 
     for (id, s) in &state {
-        if *s == State::Pending {
+        if *s == State::Pending || not_started.contains(id) {
             summary.blocked.push(id.clone());
             let why = if let Some(sig) = cancel.signal() {
                 format!(
                     "not started: the run was interrupted ({})",
                     cancel::signal_name(sig)
                 )
+            } else if shared.halted() && summary.failed.is_empty() {
+                "not started: another model of this run failed (--fail-fast)".to_string()
             } else if stop {
                 "not started: an earlier step failed".to_string()
             } else {
@@ -294,6 +570,13 @@ pub async fn run_until(
     Ok(summary)
 }
 
+/// Resolves when another target of a `--fail-fast` run has failed.
+async fn halted(shared: &RunShared) {
+    while !shared.halted() {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
     #[error("{0}")]
@@ -315,14 +598,128 @@ struct Job {
     workspace: std::path::PathBuf,
     sink: EventSink,
     why: String,
+    /// The target's place in the run (its turn for resources).
+    index: usize,
+    /// Whether the step meets the run's other targets first.
+    meeting: bool,
+    resources: BTreeMap<String, u32>,
+}
+
+/// How a step's turn came, before it runs.
+enum Turn {
+    /// Run the task here.
+    Run(resources::Held, tokio::sync::OwnedSemaphorePermit),
+    /// Decided without running it here: a failed batch check, a resource it
+    /// can never get, or a `once` step's outcome from its leader.
+    Decided(Result<Value, TaskError>),
 }
 
 impl Job {
-    async fn execute(self) -> Result<StepRecord, StateError> {
+    /// `Ok(None)`: stopped (Ctrl-C, `--fail-fast`) before its turn came, so
+    /// it never started and leaves no record.
+    async fn execute(self, shared: &RunShared) -> Result<Option<StepRecord>, StateError> {
         let id = self.step.id.clone();
-        self.store.mark_running(&id)?;
         let started_at = state::now_rfc3339();
         let started = Instant::now();
+        let Some(turn) = self.turn(shared).await else {
+            if self.step.once {
+                shared.publish(&id, Err("the run stopped before it ran".into()));
+            }
+            return Ok(None);
+        };
+        let (result, attempts) = match turn {
+            Turn::Decided(result) => (result, 0),
+            Turn::Run(held, permit) => {
+                self.store.mark_running(&id)?;
+                let outcome = self.attempts().await;
+                drop(permit);
+                drop(held);
+                if self.step.once {
+                    let shareable = match &outcome.0 {
+                        Ok(v) => Ok(v.clone()),
+                        Err(e) => Err(e.to_string()),
+                    };
+                    shared.publish(&id, shareable);
+                }
+                outcome
+            }
+        };
+        self.record(result, attempts, started_at, started.elapsed())
+            .map(Some)
+    }
+
+    /// Waits for the other targets (a meeting step), then for the step's
+    /// resources and a job slot. `None` when the run stops meanwhile.
+    async fn turn(&self, shared: &RunShared) -> Option<Turn> {
+        let cancel = &self.ctx.cancel;
+        let id = &self.step.id;
+        if self.meeting {
+            let ready = match shared.ready(id, cancel).await {
+                Some(r) => r,
+                None => return None,
+            };
+            if let Err(e) = ready.check {
+                return Some(Turn::Decided(Err(TaskError::Failed {
+                    message: e,
+                    retryable: false,
+                })));
+            }
+            if self.step.once && ready.leader != Some(self.index) {
+                let leader = ready
+                    .leader
+                    .and_then(|i| shared.targets.get(i))
+                    .cloned()
+                    .unwrap_or_default();
+                (self.sink)(&Event::StepWaiting {
+                    step: id.clone(),
+                    why: format!("run once for every model of this run, by `{leader}`'s run"),
+                });
+                let outcome = shared.outcome(id, cancel).await?;
+                return Some(Turn::Decided(outcome.map_err(|e| TaskError::Failed {
+                    message: format!("run once for all by `{leader}`: {e}"),
+                    retryable: false,
+                })));
+            }
+        }
+        let who = Holder {
+            pid: std::process::id(),
+            target: self.ctx.model.clone(),
+            step: id.clone(),
+            workspace: self.workspace.display().to_string(),
+        };
+        let sink = self.sink.clone();
+        let step = id.clone();
+        let on_wait = move |why: &str| {
+            sink(&Event::StepWaiting {
+                step: step.clone(),
+                why: why.to_string(),
+            })
+        };
+        let held = match shared
+            .pool
+            .acquire(&self.resources, &who, self.index, cancel, &on_wait)
+            .await
+        {
+            Ok(Some(held)) => held,
+            Ok(None) => return None,
+            Err(e) => {
+                return Some(Turn::Decided(Err(TaskError::Failed {
+                    message: e.to_string(),
+                    retryable: false,
+                })))
+            }
+        };
+        let permit = tokio::select! {
+            p = shared.jobs.clone().acquire_owned() => p.ok()?,
+            () = cancel.cancelled() => return None,
+        };
+        Some(Turn::Run(held, permit))
+    }
+
+    /// The task's attempts, each wrapped in the step's timeout, retried
+    /// with backoff; stopped by a signal.
+    async fn attempts(&self) -> (Result<Value, TaskError>, u32) {
+        let id = self.step.id.clone();
         let retry = &self.step.retry;
         let mut attempt = 0;
         let result = loop {
@@ -391,6 +788,18 @@ impl Job {
                 Err(e) => break Err(e),
             }
         };
+        (result, attempt)
+    }
+
+    /// Writes the step's record (only now is it done) and says so.
+    fn record(
+        &self,
+        result: Result<Value, TaskError>,
+        attempt: u32,
+        started_at: String,
+        elapsed: Duration,
+    ) -> Result<StepRecord, StateError> {
+        let id = self.step.id.clone();
         let output_paths = self
             .task
             .output_files(&self.params, &self.ctx)
@@ -406,7 +815,6 @@ impl Job {
                 (key, state::stamp(p, None))
             })
             .collect();
-        let elapsed = started.elapsed();
         let (status, outputs, error) = match result {
             // Redacted here, not only when written: the outputs also feed
             // later steps' templates (reports, models.conf lines).

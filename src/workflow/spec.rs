@@ -4,6 +4,7 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -44,6 +45,17 @@ pub struct StepFile {
     /// A minijinja expression; the step is skipped when it is false.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub when: Option<String>,
+    /// What the step holds while it runs, by name and amount, e.g.
+    /// `{gpu: 1}`; steps of every `onboard` process on the machine take
+    /// turns for them (`resources:` in onboard.yaml says how much there
+    /// is). Default: the task kind's (the kinds that load a model hold
+    /// `gpu: 1`); `{}` holds nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<BTreeMap<String, u32>>,
+    /// Run once for all the targets of a run (a comparison over every
+    /// model), after each target has finished what the step `needs`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub once: bool,
 }
 
 /// Retry a failed attempt with exponential backoff.
@@ -117,6 +129,10 @@ pub struct Step {
     pub retry: RetryPolicy,
     pub timeout: Option<Duration>,
     pub when: Option<String>,
+    /// As written; `None` takes the task kind's default
+    /// ([`super::resources::held_by`]).
+    pub resources: Option<BTreeMap<String, u32>>,
+    pub once: bool,
 }
 
 impl Workflow {
@@ -163,6 +179,8 @@ impl Workflow {
                 needs: s.needs,
                 retry,
                 when: s.when,
+                resources: s.resources,
+                once: s.once,
             });
         }
         Ok(Workflow {

@@ -166,8 +166,12 @@ pub trait Task: Send + Sync + 'static {
     /// One line for `onboard schema` and editor hovers.
     const SUMMARY: &'static str;
     /// Whether the step loads the model into an engine, so needs the GPUs
-    /// where it runs (an exported workflow requests them for it alone).
+    /// where it runs (an exported workflow requests them for it alone) and
+    /// holds the machine's `gpu` resource by default.
     const LOADS_MODEL: bool = false;
+    /// Whether [`Task::check_batch`] must see every target's instance of
+    /// the step before any of them runs (the run waits for all to get there).
+    const CHECKS_BATCH: bool = false;
     type Params: DeserializeOwned + Serialize + JsonSchema + Send + 'static;
     type Outputs: Serialize + JsonSchema + Send + 'static;
 
@@ -206,6 +210,18 @@ pub trait Task: Send + Sync + 'static {
         ctx: TaskContext,
     ) -> impl Future<Output = Result<Self::Outputs, TaskError>> + Send;
 
+    /// A check of every target's instance together, before any runs (with
+    /// [`Task::CHECKS_BATCH`]): what one instance cannot judge alone, such
+    /// as the disk space all of a run's downloads need. An error fails
+    /// every instance with its message.
+    fn check_batch(
+        &self,
+        _batch: &[(String, Self::Params)],
+        _ctx: &TaskContext,
+    ) -> Result<(), TaskError> {
+        Ok(())
+    }
+
     /// What `run` would change, computed without changing anything (for
     /// `onboard plan --diff`); `None` when this kind cannot tell.
     fn preview(
@@ -236,6 +252,9 @@ pub trait DynTask: Send + Sync {
     fn version(&self) -> u32;
     fn summary(&self) -> &'static str;
     fn loads_model(&self) -> bool;
+    fn checks_batch(&self) -> bool;
+    /// `batch`: (target, resolved parameters) of every instance that runs.
+    fn check_batch(&self, batch: &[(String, Value)], ctx: &TaskContext) -> Result<(), TaskError>;
     fn params_schema(&self) -> Value;
     fn outputs_schema(&self) -> Value;
     /// Names of the outputs later steps may reference.
@@ -269,6 +288,16 @@ impl<T: Task> DynTask for T {
     }
     fn loads_model(&self) -> bool {
         T::LOADS_MODEL
+    }
+    fn checks_batch(&self) -> bool {
+        T::CHECKS_BATCH
+    }
+    fn check_batch(&self, batch: &[(String, Value)], ctx: &TaskContext) -> Result<(), TaskError> {
+        let typed = batch
+            .iter()
+            .map(|(target, params)| Ok((target.clone(), parse(params)?)))
+            .collect::<Result<Vec<_>, TaskError>>()?;
+        Task::check_batch(self, &typed, ctx)
     }
     fn params_schema(&self) -> Value {
         serde_json::to_value(schemars::schema_for!(T::Params)).unwrap_or(Value::Bool(true))

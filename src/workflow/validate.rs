@@ -492,3 +492,63 @@ fn check_schema_path<'a>(
     }
     None
 }
+
+/// Checks every step's `resources:` against what the machine has
+/// (`capacity`, from onboard.yaml): names that are usable as lock, mutex
+/// and group names, declared, and amounts a step can ever get.
+pub fn check_resources(doc: &Document, capacity: &BTreeMap<String, u32>) -> Vec<Diagnostic> {
+    let mut diags = Vec::new();
+    let Some(Kind::Seq(steps)) = doc.root.get("steps").map(|n| &n.kind) else {
+        return diags;
+    };
+    for step in steps {
+        let Some(Node {
+            kind: Kind::Map(entries),
+            ..
+        }) = step.get("resources")
+        else {
+            continue;
+        };
+        for (key, value) in entries {
+            let Some(name) = key.as_str() else { continue };
+            let d = |code, msg: String| Diagnostic::at(&doc.path, &doc.source, key.span, code, msg);
+            if !super::resources::valid_name(name) {
+                diags.push(
+                    d("resource", format!("resource name `{name}` is not usable"))
+                        .with_help("use lowercase letters, digits, `_` and `-`, starting with a letter (it names a lock file, an Argo mutex and a GitHub concurrency group)"),
+                );
+                continue;
+            }
+            let Some(have) = capacity.get(name) else {
+                let help = match did_you_mean(name, capacity.keys().map(String::as_str)) {
+                    Some(s) => format!("did you mean `{s}`?"),
+                    None => format!(
+                        "declare it in onboard.yaml: `resources: {{{name}: 1}}` (declared: {})",
+                        capacity.keys().cloned().collect::<Vec<_>>().join(", ")
+                    ),
+                };
+                diags.push(
+                    d("unknown-resource", format!("unknown resource `{name}`")).with_help(help),
+                );
+                continue;
+            };
+            if let Some(amount) = value.to_json().as_u64() {
+                if amount > u64::from(*have) {
+                    diags.push(
+                        Diagnostic::at(
+                            &doc.path,
+                            &doc.source,
+                            value.span,
+                            "resource",
+                            format!("the step holds {amount} `{name}` but the machine has {have}: it could never run"),
+                        )
+                        .with_help(format!(
+                            "lower it to at most {have}, or raise `resources: {{{name}: …}}` in onboard.yaml"
+                        )),
+                    );
+                }
+            }
+        }
+    }
+    diags
+}

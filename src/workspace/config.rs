@@ -19,6 +19,12 @@ pub struct WorkspaceConfig {
     pub defaults: Defaults,
     #[serde(default)]
     pub engines: Engines,
+    /// How much of each resource this machine has: a step holding
+    /// `resources: {gpu: 1}` waits while other steps (of any `onboard`
+    /// process on the machine) hold all of it. Default `{gpu: 1}`: one
+    /// model loaded at a time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<BTreeMap<String, u32>>,
     /// Free-form values, available to templates as `workspace.vars`.
     #[serde(default)]
     pub vars: BTreeMap<String, Value>,

@@ -207,3 +207,51 @@ pub fn copy_workflow_and_templates(root: &Path) {
         std::fs::copy(&t, root.join("templates").join(t.file_name().unwrap())).unwrap();
     }
 }
+
+/// Unmounts the tmpfs when the test ends, however it ends.
+pub struct Mount(PathBuf);
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let ok = Command::new("umount")
+            .arg(&self.0)
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+        }
+    }
+}
+
+/// Mounts a tmpfs of `mib` MiB on `dir`. Needs root (CI runs as root); as
+/// anyone else the test fails and says so, unless skipping it is asked for.
+pub fn mount_tmpfs(dir: &Path, mib: u64) -> Option<Mount> {
+    std::fs::create_dir_all(dir).unwrap();
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    if !root {
+        if std::env::var_os("ONBOARD_TEST_SKIP_TMPFS").is_some() {
+            eprintln!(
+                "SKIPPED: a disk-space test needs root to mount a tmpfs \
+                 (ONBOARD_TEST_SKIP_TMPFS is set)"
+            );
+            return None;
+        }
+        panic!(
+            "this test mounts a size-limited tmpfs to stand for a small disk, \
+             which needs root: run it as root (CI does), or set ONBOARD_TEST_SKIP_TMPFS=1 \
+             to skip it knowingly"
+        );
+    }
+    let out = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", &format!("size={mib}m"), "tmpfs"])
+        .arg(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "mount -t tmpfs failed as root: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Some(Mount(dir.to_path_buf()))
+}

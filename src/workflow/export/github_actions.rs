@@ -7,9 +7,19 @@
 //!
 //! Retries and timeouts: `onboard run` retries the step itself, with the
 //! workflow's policy; the job's `timeout-minutes` covers all its attempts.
+//!
+//! Resources: the job of a step holding one (`gpu` for the steps that load
+//! the model) joins the concurrency group `onboard-<names>@<labels>`, so
+//! the jobs of every onboard workflow and run on the same runner labels
+//! queue for it, never cancelled in progress. GitHub has one group per job
+//! (several resources share one group), runs one job of a group at a time
+//! whatever the machine's capacity, and keeps one job pending per group: a
+//! newer pending job cancels the older one. `onboard run` on the runner
+//! still takes turns for the machine's units itself.
 
 use super::yaml_out::{self, Yaml};
 use super::{ceil_secs, shell_word, steps, Condition, ExportError, ExportStep, Target};
+use std::collections::BTreeMap;
 
 /// The variable every job's command reads the workspace from.
 pub const WORKSPACE_ENV: &str = "ONBOARD_WORKSPACE";
@@ -19,11 +29,23 @@ pub struct GithubOptions {
     pub workspace_dir: String,
     /// Labels every job runs on.
     pub runs_on: Vec<String>,
-    /// The extra label of runners with the GPUs, for steps that load the
-    /// model.
+    /// The extra label of runners with the GPUs, for steps holding `gpu`
+    /// (by default, those that load the model).
     pub gpu_label: String,
     /// The repository secret holding the Hub token.
     pub secret: String,
+}
+
+/// The concurrency group of the jobs holding `resources` on runners with
+/// `labels`: `onboard-gpu@self-hosted,linux,gpu`. `@` and `,` appear in no
+/// model id, so it never meets the workflow's own group (`onboard-<model>`),
+/// which would deadlock the job.
+pub fn resource_group<'a>(
+    resources: impl IntoIterator<Item = &'a str>,
+    labels: &[String],
+) -> String {
+    let names: Vec<&str> = resources.into_iter().collect();
+    format!("onboard-{}@{}", names.join("+"), labels.join(","))
 }
 
 /// The workflow file, as YAML.
@@ -69,16 +91,51 @@ pub fn export(target: &Target<'_>, options: &GithubOptions) -> Result<String, Ex
         ),
         ("jobs", Yaml::Map(jobs)),
     ]);
-    let header = format!(
+    let mut header = format!(
         "`onboard export-workflow --format github-actions {model}`: workflow `{}`,\n\
          one job per step. Every job runs on a self-hosted runner that sees the workspace\n\
          at ${WORKSPACE_ENV} ({}): a clone of the workspace repository that stays\n\
          between jobs and runs, where `.onboard/` lets each step read what the steps\n\
-         before it left. Steps of one model take turns on its run lock (--wait-for-lock).\n\
-         Regenerate it after changing the workflow rather than editing it.",
+         before it left. Steps of one model take turns on its run lock (--wait-for-lock).\n",
         target.workflow.name, options.workspace_dir
     );
+    header.push_str(&resources_note(target, &steps));
+    header.push_str("Regenerate it after changing the workflow rather than editing it.");
     Ok(yaml_out::to_string(&Yaml::commented(header, doc)))
+}
+
+/// The header's lines on the resource groups (none when no step holds a
+/// resource), with GitHub's limits on them.
+fn resources_note(target: &Target<'_>, steps: &[ExportStep<'_>]) -> String {
+    let held: BTreeMap<&str, u32> = steps
+        .iter()
+        .flat_map(|s| s.holds.keys())
+        .map(|name| (name.as_str(), target.capacity_of(name)))
+        .collect();
+    if held.is_empty() {
+        return String::new();
+    }
+    let names: Vec<String> = held.keys().map(|n| format!("`{n}`")).collect();
+    let mut note = format!(
+        "Jobs holding {} join a concurrency group named after what they hold and their\n\
+         runner labels, shared by every onboard workflow: they queue, never cancelled in\n\
+         progress. But GitHub keeps one pending job per group: when a third job queues,\n\
+         the one pending before it is cancelled (rerun it).",
+        names.join(", ")
+    );
+    let several: Vec<String> = held
+        .iter()
+        .filter(|(_, c)| **c > 1)
+        .map(|(n, c)| format!("`{n}` ({c} on the machine)"))
+        .collect();
+    if !several.is_empty() {
+        note.push_str(&format!(
+            "\nA group runs one job at a time: {} serves one job at a time.",
+            several.join(", ")
+        ));
+    }
+    note.push('\n');
+    note
 }
 
 fn check_options(options: &GithubOptions) -> Result<(), ExportError> {
@@ -144,9 +201,22 @@ fn job(s: &ExportStep<'_>, model: &str, options: &GithubOptions) -> Yaml {
         Some(name) => format!("{}: {}", s.step.id, name.replace("${{", "$ {{")),
         None => s.step.id.clone(),
     };
+    let group =
+        (!s.holds.is_empty()).then(|| resource_group(s.holds.keys().map(String::as_str), &runs_on));
     let mut entries = vec![("name", Yaml::str(title)), ("runs-on", Yaml::strs(runs_on))];
     if !s.step.needs.is_empty() {
         entries.push(("needs", Yaml::strs(s.step.needs.iter().cloned())));
+    }
+    if let Some(group) = group {
+        // Queue behind other workflows' jobs holding the same resources on
+        // these runners; cancelling one in progress would lose its work.
+        entries.push((
+            "concurrency",
+            Yaml::map([
+                ("group", Yaml::str(group)),
+                ("cancel-in-progress", Yaml::Bool(false)),
+            ]),
+        ));
     }
     let mut comment = None;
     match &s.condition {
@@ -207,7 +277,6 @@ mod tests {
     use super::*;
     use crate::workflow::spec::{RetryPolicy, Step, Workflow};
     use serde_json::{Map, Value};
-    use std::collections::BTreeSet;
 
     fn options() -> GithubOptions {
         GithubOptions {
@@ -233,15 +302,18 @@ mod tests {
                 retry: RetryPolicy::default(),
                 timeout: None,
                 when: None,
+                resources: None,
+                once: false,
             }],
         };
-        let (context, gpu) = (Map::new(), BTreeSet::new());
+        let (context, none, capacity) = (Map::new(), BTreeMap::new(), BTreeMap::new());
         let mut target = Target {
             workflow: &workflow,
             model: "m",
             workflow_arg: None,
             context: &context,
-            gpu_steps: &gpu,
+            resources: &none,
+            capacity: &capacity,
             gpus: 0,
         };
         let text = export(&target, &options()).unwrap();
@@ -261,6 +333,74 @@ mod tests {
         bad.secret = "GITHUB_TOKEN".into();
         target.workflow_arg = None;
         assert!(export(&target, &bad).is_err());
+    }
+
+    fn step(id: &str, needs: &[&str]) -> Step {
+        Step {
+            id: id.into(),
+            uses: "command".into(),
+            name: None,
+            with: Value::Null,
+            needs: needs.iter().map(|s| s.to_string()).collect(),
+            retry: RetryPolicy::default(),
+            timeout: None,
+            when: None,
+            resources: None,
+            once: false,
+        }
+    }
+
+    #[test]
+    fn jobs_holding_resources_queue_in_one_group_per_runner_labels() {
+        let workflow = Workflow {
+            name: "w".into(),
+            description: None,
+            path: "w.yaml".into(),
+            steps: vec![step("a", &[]), step("b", &["a"]), step("c", &["a"])],
+        };
+        let resources = BTreeMap::from([
+            ("b".to_string(), BTreeMap::from([("gpu".to_string(), 1)])),
+            (
+                "c".to_string(),
+                BTreeMap::from([("gpu".to_string(), 1), ("disk".to_string(), 1)]),
+            ),
+        ]);
+        let capacity = BTreeMap::from([("gpu".to_string(), 1), ("disk".to_string(), 2)]);
+        let context = Map::new();
+        let target = Target {
+            workflow: &workflow,
+            model: "m",
+            workflow_arg: None,
+            context: &context,
+            resources: &resources,
+            capacity: &capacity,
+            gpus: 1,
+        };
+        let text = export(&target, &options()).unwrap();
+        let doc: Value = crate::source::yaml::parse(&text).unwrap().to_json();
+        assert!(doc["jobs"]["a"].get("concurrency").is_none(), "{text}");
+        assert_eq!(
+            doc["jobs"]["b"]["concurrency"],
+            serde_json::json!({"group": "onboard-gpu@self-hosted,gpu", "cancel-in-progress": false})
+        );
+        // One group per job: both resources in its name.
+        assert_eq!(
+            doc["jobs"]["c"]["concurrency"]["group"],
+            "onboard-disk+gpu@self-hosted,gpu"
+        );
+        // The workflow's own group is another.
+        assert_eq!(doc["concurrency"]["group"], "onboard-m");
+        assert!(text.contains("keeps one pending job per group"), "{text}");
+        assert!(text.contains("`disk` (2 on the machine) serves one job at a time"));
+
+        let none = BTreeMap::new();
+        let plain = Target {
+            resources: &none,
+            ..target
+        };
+        let text = export(&plain, &options()).unwrap();
+        assert_eq!(text.matches("concurrency:").count(), 1, "{text}");
+        assert!(!text.contains("pending"), "{text}");
     }
 
     #[test]

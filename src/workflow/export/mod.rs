@@ -7,16 +7,23 @@
 //!
 //! What the engine cannot know about step kinds (which ones load a model
 //! and so need GPUs) comes in as data, from the caller.
+//!
+//! A step's `resources:` (what it holds while it runs, `gpu: 1` for the
+//! kinds that load a model) become the scheduler's own way of making
+//! different workflows take turns: an Argo mutex or semaphore, a GitHub
+//! concurrency group. Without them, two models' exports would load their
+//! models onto the same GPUs at once.
 
 pub mod argo;
 pub mod github_actions;
 mod yaml_out;
 
 use super::graph::Dag;
+use super::resources::GPU;
 use super::spec::{Step, Workflow};
 use super::template;
 use serde_json::{Map, Value};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 /// What an export is of: one model's run of one workflow.
@@ -30,9 +37,14 @@ pub struct Target<'a> {
     /// `manifest`, `workspace`): `when` conditions that read only these are
     /// decided at export.
     pub context: &'a Map<String, Value>,
-    /// Steps that load the model: they get the machine's GPUs.
-    pub gpu_steps: &'a BTreeSet<String>,
-    /// How many GPUs a step that loads the model requests (`onboard.yaml`).
+    /// What each step holds while it runs, by step id (absent: nothing).
+    /// A step holding `gpu` also gets the machine's GPUs.
+    pub resources: &'a BTreeMap<String, BTreeMap<String, u32>>,
+    /// How much of each resource the machine has (`onboard.yaml`): one
+    /// unit is a mutex, more a counted semaphore where the scheduler has
+    /// one.
+    pub capacity: &'a BTreeMap<String, u32>,
+    /// How many GPUs a step holding `gpu` requests (`onboard.yaml`).
     pub gpus: u32,
 }
 
@@ -50,6 +62,14 @@ pub enum ExportError {
         what: &'static str,
         value: String,
         rule: &'static str,
+    },
+    /// Refused at export as `onboard run` would refuse it in the task.
+    #[error("step `{step}` holds {amount} `{name}` but the machine has {capacity} (`resources:` in onboard.yaml); lower the step's amount or raise the machine's")]
+    TooMuch {
+        step: String,
+        name: String,
+        amount: u32,
+        capacity: u32,
     },
 }
 
@@ -85,8 +105,34 @@ pub struct ExportStep<'a> {
     /// the waits between them, and a minute to record the result. `None`
     /// when the step has no timeout.
     pub deadline: Option<Duration>,
-    /// GPUs to request (0 for steps that do not load the model).
+    /// What the step holds while it runs, by resource (amounts above 0).
+    pub holds: BTreeMap<String, u32>,
+    /// GPUs to request (0 for steps that do not hold `gpu`).
     pub gpus: u32,
+}
+
+/// How one exported workflow's step takes turns for a resource with the
+/// steps of every other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sharing {
+    /// One unit: one holder at a time.
+    Mutex,
+    /// Several units: as many holders at a time.
+    Semaphore { capacity: u32 },
+}
+
+impl Target<'_> {
+    /// How much of `name` the machine has (0 when onboard.yaml names none).
+    pub fn capacity_of(&self, name: &str) -> u32 {
+        self.capacity.get(name).copied().unwrap_or(0)
+    }
+
+    pub fn sharing(&self, name: &str) -> Sharing {
+        match self.capacity_of(name) {
+            0 | 1 => Sharing::Mutex,
+            capacity => Sharing::Semaphore { capacity },
+        }
+    }
 }
 
 /// Time `onboard run` gets, after its last attempt timed out, to record the
@@ -120,20 +166,47 @@ pub fn steps<'a>(target: &Target<'a>) -> Result<Vec<ExportStep<'a>>, ExportError
             args.extend(["--workflow".to_string(), w.to_string()]);
         }
         args.push("--wait-for-lock".into());
+        let holds = holds(target, step)?;
         out.push(ExportStep {
             step,
             args,
             condition,
             after_skipped,
             deadline: deadline(step),
-            gpus: if target.gpu_steps.contains(&step.id) {
+            gpus: if holds.contains_key(GPU) {
                 target.gpus
             } else {
                 0
             },
+            holds,
         });
     }
     Ok(out)
+}
+
+/// What `step` holds, refused when the machine has less than that (the
+/// step's run would fail on it).
+fn holds(target: &Target<'_>, step: &Step) -> Result<BTreeMap<String, u32>, ExportError> {
+    let holds: BTreeMap<String, u32> = target
+        .resources
+        .get(&step.id)
+        .into_iter()
+        .flatten()
+        .filter(|(_, amount)| **amount > 0)
+        .map(|(name, amount)| (name.clone(), *amount))
+        .collect();
+    for (name, amount) in &holds {
+        let capacity = target.capacity_of(name);
+        if *amount > capacity {
+            return Err(ExportError::TooMuch {
+                step: step.id.clone(),
+                name: name.clone(),
+                amount: *amount,
+                capacity,
+            });
+        }
+    }
+    Ok(holds)
 }
 
 fn condition_of<'a>(steps: &'a [ExportStep<'_>], id: &str) -> Option<&'a Condition> {
@@ -240,7 +313,19 @@ mod tests {
             retry: RetryPolicy::default(),
             timeout: None,
             when: when.map(str::to_string),
+            resources: None,
+            once: false,
         }
+    }
+
+    fn held(entries: &[(&str, &[(&str, u32)])]) -> BTreeMap<String, BTreeMap<String, u32>> {
+        entries
+            .iter()
+            .map(|(step, held)| {
+                let held = held.iter().map(|(n, a)| (n.to_string(), *a)).collect();
+                (step.to_string(), held)
+            })
+            .collect()
     }
 
     #[test]
@@ -260,13 +345,15 @@ mod tests {
         let mut context = Map::new();
         context.insert("model".into(), "m".into());
         context.insert("manifest".into(), serde_json::json!({"type": "dense"}));
-        let gpu = BTreeSet::from(["c".to_string()]);
+        let resources = held(&[("c", &[("gpu", 1)]), ("d", &[("disk", 2), ("gpu", 0)])]);
+        let capacity = BTreeMap::from([("gpu".to_string(), 1), ("disk".to_string(), 3)]);
         let target = Target {
             workflow: &workflow,
             model: "m",
             workflow_arg: None,
             context: &context,
-            gpu_steps: &gpu,
+            resources: &resources,
+            capacity: &capacity,
             gpus: 2,
         };
         let steps = steps(&target).unwrap();
@@ -285,6 +372,11 @@ mod tests {
         assert!(by("c").after_skipped && by("d").after_skipped);
         assert!(!by("e").after_skipped);
         assert_eq!((by("c").gpus, by("d").gpus), (2, 0));
+        // A zero amount holds nothing (and requests no GPU).
+        assert_eq!(by("d").holds, BTreeMap::from([("disk".to_string(), 2)]));
+        assert!(by("a").holds.is_empty());
+        assert_eq!(target.sharing("gpu"), Sharing::Mutex);
+        assert_eq!(target.sharing("disk"), Sharing::Semaphore { capacity: 3 });
         assert_eq!(by("a").args, ["run", "m", "--only", "a", "--wait-for-lock"]);
     }
 
@@ -301,7 +393,8 @@ mod tests {
             model: "m",
             workflow_arg: None,
             context: &Map::new(),
-            gpu_steps: &BTreeSet::new(),
+            resources: &BTreeMap::new(),
+            capacity: &BTreeMap::new(),
             gpus: 0,
         };
         let err = steps(&target).unwrap_err();
@@ -309,6 +402,36 @@ mod tests {
             err.to_string()
                 .starts_with("step `a`: `when: manifest.missing.deeper`"),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn holding_more_than_the_machine_has_is_refused_as_the_run_would() {
+        let workflow = Workflow {
+            name: "w".into(),
+            description: None,
+            path: "w.yaml".into(),
+            steps: vec![step("a", &[], None), step("b", &["a"], None)],
+        };
+        let resources = held(&[("b", &[("gpu", 2)])]);
+        let capacity = BTreeMap::from([("gpu".to_string(), 1)]);
+        let target = Target {
+            workflow: &workflow,
+            model: "m",
+            workflow_arg: None,
+            context: &Map::new(),
+            resources: &resources,
+            capacity: &capacity,
+            gpus: 1,
+        };
+        assert_eq!(
+            steps(&target).unwrap_err(),
+            ExportError::TooMuch {
+                step: "b".into(),
+                name: "gpu".into(),
+                amount: 2,
+                capacity: 1
+            }
         );
     }
 

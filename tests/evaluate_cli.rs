@@ -207,3 +207,67 @@ fn hardware_detect_prints_a_block() {
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert!(run.stdout.contains("56.0 GiB usable"), "{}", run.stdout);
 }
+
+/// The seed's three models in one command, at their real sizes (68.4, 30.3
+/// and 32.4 GB), onto a disk that holds any one of them but not all:
+/// every model is evaluated, then the run stops before any download, with
+/// the figures.
+#[test]
+fn the_seeds_three_models_are_refused_before_any_download_when_the_disk_cannot_hold_them() {
+    let hub = PlanHub::start();
+    let ws = plan_workspace();
+    // 100 GiB: more than the 122B's 68.4 GB, less than the 131 GB of all three.
+    let Some(_mount) = support::mount_tmpfs(&ws.path("models/Qwen3.5"), 100 << 10) else {
+        return;
+    };
+    let models = ["qwen3.5-122b-a10b", "qwen3.5-35b-a3b", "qwen3.5-27b"];
+    let mut args = vec!["run"];
+    args.extend(models);
+    args.push("--json");
+    let run = onboard(&ws, &hub, &args);
+    assert_eq!(run.code, 1, "{}\n{}", run.stdout, run.stderr);
+    let events = run.events();
+    let refusal = events
+        .iter()
+        .find(|e| e["event"] == "step_finished" && e["step"] == "download")
+        .and_then(|e| e["error"].as_str())
+        .unwrap_or_else(|| panic!("{}", run.stdout))
+        .to_string();
+    assert!(
+        refusal.contains("not enough free disk space for this run's 3 downloads")
+            && refusal.contains(
+                "qwen3.5-122b-a10b 68.4 GB + qwen3.5-35b-a3b 30.3 GB + qwen3.5-27b 32.4 GB = 131.1 GB needed"
+            )
+            && refusal.contains("107.4 GB available; nothing was downloaded"),
+        "{refusal}"
+    );
+    for model in models {
+        assert_eq!(record(&ws, model)["status"], "done", "{model} evaluated");
+        let download = ws.read(&format!(".onboard/{model}/steps/download.json"));
+        assert!(download.contains("\"status\": \"failed\""), "{download}");
+        // Every download failed the same way, and nothing ran after it.
+        assert!(events.iter().any(|e| e["event"] == "step_finished"
+            && e["model"] == model
+            && e["step"] == "download"
+            && e["error"].as_str() == Some(refusal.as_str())));
+        assert!(!events.iter().any(|e| e["event"] == "step_started"
+            && e["model"] == model
+            && e["step"] == "context_test"));
+    }
+    let mut written = Vec::new();
+    let mut stack = vec![ws.path("models/Qwen3.5")];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            if e.path().is_dir() {
+                stack.push(e.path());
+            } else {
+                written.push(e.path());
+            }
+        }
+    }
+    assert!(written.is_empty(), "nothing downloaded: {written:?}");
+    assert!(
+        !hub.server.content_gets().iter().any(|g| g.bytes > 16 << 20),
+        "no file body was fetched beyond headers"
+    );
+}

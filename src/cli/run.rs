@@ -302,6 +302,18 @@ impl Console {
     }
 
     fn emit(&self, model: &str, event: &Event) {
+        if let (Some(bars), true) = (&self.bars, self.several) {
+            // A line per model at the bottom: what it is doing now.
+            let key = format!("\u{1}{model}\u{0}");
+            match event {
+                Event::StepStarted { step, .. } => bars.status(&key, &format!("{model}: {step}")),
+                Event::StepWaiting { step, why } => {
+                    bars.status(&key, &format!("{model}: {step} {why}"))
+                }
+                Event::RunFinished { .. } => bars.remove(&key),
+                _ => {}
+            }
+        }
         match event {
             Event::StepProgress { step, progress } => self.progress(model, step, progress),
             _ if self.json => print_json(model, event),

@@ -381,26 +381,37 @@ impl<W: Write + Send + 'static> TtyProgress<W> {
             }
         };
         let mut bars = self.lock();
-        let index = match bars.iter().position(|b| b.key == key) {
-            Some(i) => i,
-            None => {
-                let bar = self.multi.add(ProgressBar::no_length());
-                bar.set_style(
-                    ProgressStyle::with_template("{msg}")
-                        .unwrap_or_else(|_| ProgressStyle::default_bar()),
-                );
-                bars.push(Bar {
-                    key: key.to_string(),
-                    label: label.to_string(),
-                    bar,
-                });
-                bars.len() - 1
-            }
-        };
+        let index = self.line_for(&mut bars, key, label);
         let width = (self.width)().max(20);
         let line = bar_line(&bars[index].label, &state, width - 1);
         bars[index].bar.set_message(line);
         None
+    }
+
+    /// Keeps `text` as the line `key` among the bars (what one of several
+    /// runs is doing now), cut to the terminal's width.
+    pub fn status(&self, key: &str, text: &str) {
+        let mut bars = self.lock();
+        let index = self.line_for(&mut bars, key, "");
+        let width = (self.width)().max(20);
+        bars[index].bar.set_message(tail_columns(text, width - 1));
+    }
+
+    /// The index of line `key`, added at the bottom when it is new.
+    fn line_for(&self, bars: &mut Vec<Bar>, key: &str, label: &str) -> usize {
+        if let Some(i) = bars.iter().position(|b| b.key == key) {
+            return i;
+        }
+        let bar = self.multi.add(ProgressBar::no_length());
+        bar.set_style(
+            ProgressStyle::with_template("{msg}").unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        bars.push(Bar {
+            key: key.to_string(),
+            label: label.to_string(),
+            bar,
+        });
+        bars.len() - 1
     }
 
     fn remove_where(&self, gone: impl Fn(&Bar) -> bool) {

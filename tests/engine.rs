@@ -568,3 +568,40 @@ fn a_once_step_runs_once_after_every_model() {
     again.assert_ok();
     assert_eq!(ws.read("runs.t"), "once\n");
 }
+
+/// Several models in one run: one model's failure stops only that model,
+/// unless `--fail-fast`, which stops every model's new steps.
+#[test]
+fn a_failed_model_stops_only_itself_unless_fail_fast() {
+    let ws = TestWorkspace::new(&workflow(&[
+        sh(
+            "a",
+            &[],
+            "if [ {{ model }} = tiny2 ]; then exit 3; fi; sleep 1",
+        ),
+        sh("b", &["a"], "touch b-{{ model }}"),
+    ]));
+    ws.write(
+        "models/tiny2.yaml",
+        "id: tiny2\nname: Tiny 2\nfamily: Test\ntype: dense\nsize: 1M\nhub:\n  repo: test/tiny2-GGUF\n",
+    );
+    let run = ws.onboard(&["run", "tiny", "tiny2", "--json"]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(ws.path("b-tiny").exists(), "tiny went on: {}", run.stdout);
+    assert!(!ws.path("b-tiny2").exists());
+
+    std::fs::remove_dir_all(ws.path(".onboard")).unwrap();
+    std::fs::remove_file(ws.path("b-tiny")).unwrap();
+    let run = ws.onboard(&["run", "tiny", "tiny2", "--fail-fast", "--json"]);
+    assert_eq!(run.code, 1);
+    assert!(!ws.path("b-tiny").exists(), "--fail-fast stopped tiny too");
+    let blocked = run
+        .events()
+        .into_iter()
+        .find(|e| e["event"] == "step_blocked" && e["model"] == "tiny" && e["step"] == "b")
+        .unwrap_or_else(|| panic!("{}", run.stdout));
+    assert_eq!(
+        blocked["why"],
+        "not started: another model of this run failed (--fail-fast)"
+    );
+}

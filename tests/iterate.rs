@@ -188,6 +188,7 @@ const DOWNSTREAM: &[&str] = &[
     "benchmark",
     "docs",
     "summary",
+    "compare",
 ];
 
 #[test]
@@ -274,14 +275,20 @@ fn a_hand_edit_of_the_bench_profile_rescores_and_every_writer_keeps_hand_edits()
     let bench_ctx = o.section("bench-tiny").get("CTX_SIZE").unwrap().to_string();
     assert_ne!(bench_ctx, "1536");
     o.set("bench-tiny", "CTX_SIZE", Some("1536"));
-    assert_eq!(o.to_run(), sorted(&["benchmark", "docs", "summary"]));
+    assert_eq!(
+        o.to_run(),
+        sorted(&["benchmark", "docs", "summary", "compare"])
+    );
     let plan = o.plan();
     let benchmark = &plan.iter().find(|(s, ..)| s == "benchmark").unwrap().2;
     assert_eq!(benchmark["input"], BENCH_SECTION, "{benchmark}");
     assert_eq!(benchmark["change"], format!("CTX_SIZE {bench_ctx} -> 1536"));
     let run = o.run(&[]);
     run.assert_ok();
-    assert_eq!(run.ran(), sorted(&["benchmark", "docs", "summary"]));
+    assert_eq!(
+        run.ran(),
+        sorted(&["benchmark", "docs", "summary", "compare"])
+    );
     assert_eq!(o.outputs("benchmark")["resumed_tasks"], 0);
 
     // The bench profile step, rerun, keeps the hand edit and says so.

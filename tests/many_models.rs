@@ -100,19 +100,9 @@ impl Machine {
 }
 
 fn onboard(root: &Path, hub: &Hub, machine: &Machine, args: &[&str]) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_onboard"));
-    cmd.arg("-C")
-        .arg(root)
-        .args(args)
-        .env("HF_ENDPOINT", hub.server.url())
-        .env("HF_HOME", root.join(".hf-home"))
-        .env("XDG_CACHE_HOME", root.join(".hf-home"))
-        .env("ONBOARD_HUMANEVAL_PLUS_URL", "off")
-        .env("ONBOARD_LOCK_DIR", machine.locks.path())
-        .env("ONBOARD_ENGINE_JOURNAL", &machine.journal)
-        .env("PATH", "/usr/bin:/bin")
-        .env_remove("HF_TOKEN")
-        .env_remove("ONBOARD_CRASH_AT");
+    let mut cmd = seed::onboard(root, &hub.server.url(), args);
+    cmd.env("ONBOARD_LOCK_DIR", machine.locks.path())
+        .env("ONBOARD_ENGINE_JOURNAL", &machine.journal);
     cmd
 }
 

@@ -94,19 +94,7 @@ fn workspace(root: &Path, case: &Case) {
 }
 
 fn onboard(root: &Path, hub: &Hub, args: &[&str]) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_onboard"));
-    cmd.arg("-C")
-        .arg(root)
-        .args(args)
-        .env("HF_ENDPOINT", hub.server.url())
-        .env("HF_HOME", root.join(".hf-home"))
-        .env("XDG_CACHE_HOME", root.join(".hf-home"))
-        .env("ONBOARD_HUMANEVAL_PLUS_URL", "off")
-        // No llama-server anywhere: `engine: auto` must find llama.cpp itself.
-        .env("PATH", "/usr/bin:/bin")
-        .env_remove("HF_TOKEN")
-        .env_remove("ONBOARD_CRASH_AT");
-    cmd
+    seed::onboard(root, &hub.server.url(), args)
 }
 
 fn record(root: &Path, case: &Case, step: &str) -> serde_json::Value {

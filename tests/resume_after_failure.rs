@@ -38,6 +38,7 @@ const ALL: &[&str] = &[
     "benchmark",
     "docs",
     "summary",
+    "compare",
 ];
 
 fn repo_root() -> &'static Path {
@@ -318,7 +319,7 @@ fn a_failed_step_of_every_phase_resumes_there_once_its_cause_is_fixed() {
         &run,
         "docs",
         "Tiny-Llama.md:5: `<!-- onboard:measured -->` has no closing",
-        &["summary"],
+        &["summary", "compare"],
     );
     // Nothing was written: the card is still a candidate, as it was.
     assert!(s.ws.path(CARD).exists());
@@ -334,7 +335,12 @@ fn a_failed_step_of_every_phase_resumes_there_once_its_cause_is_fixed() {
     let run = s.run();
     run.assert_ok();
     s.assert_resumed_at(&run, "docs", &done);
-    assert_eq!(run.ran(), sorted(&["docs", "summary"]), "{}", run.stdout);
+    assert_eq!(
+        run.ran(),
+        sorted(&["docs", "summary", "compare"]),
+        "{}",
+        run.stdout
+    );
     for step in ALL {
         assert_eq!(s.record(step)["status"], "done", "{step}");
     }

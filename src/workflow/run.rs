@@ -213,16 +213,8 @@ impl RunShared {
     }
 
     async fn ready(&self, step: &str, cancel: &Cancel) -> Option<Ready> {
-        let mut rx = self
-            .meetings()
-            .entry(step.to_string())
-            .or_insert_with(Meeting::new)
-            .ready
-            .subscribe();
-        tokio::select! {
-            r = rx.wait_for(Option::is_some) => r.ok().and_then(|r| r.clone()),
-            () = cancel.cancelled() => None,
-        }
+        let rx = self.meeting(step, |m| m.ready.subscribe());
+        first_value(rx, cancel).await
     }
 
     fn publish(&self, step: &str, outcome: Result<Value, String>) {
@@ -232,20 +224,28 @@ impl RunShared {
     }
 
     async fn outcome(&self, step: &str, cancel: &Cancel) -> Option<Result<Value, String>> {
-        let mut rx = self
+        let rx = self.meeting(step, |m| m.outcome.subscribe());
+        first_value(rx, cancel).await
+    }
+
+    /// `f` of the meeting at `step`, made when this is the first to ask.
+    fn meeting<T>(&self, step: &str, f: impl FnOnce(&Meeting) -> T) -> T {
+        f(self
             .meetings()
             .entry(step.to_string())
-            .or_insert_with(Meeting::new)
-            .outcome
-            .subscribe();
-        tokio::select! {
-            r = rx.wait_for(Option::is_some) => r.ok().and_then(|r| r.clone()),
-            () = cancel.cancelled() => None,
-        }
+            .or_insert_with(Meeting::new))
     }
 
     fn halted(&self) -> bool {
         self.halt.load(Ordering::Relaxed)
+    }
+}
+
+/// The first value `rx` holds, or `None` once `cancel` fires.
+async fn first_value<T: Clone>(mut rx: watch::Receiver<Option<T>>, cancel: &Cancel) -> Option<T> {
+    tokio::select! {
+        r = rx.wait_for(Option::is_some) => r.ok().and_then(|r| r.clone()),
+        () = cancel.cancelled() => None,
     }
 }
 

@@ -5,6 +5,25 @@
 //! fixtures stand in for the real files under the real Hub repo names.
 
 use std::path::Path;
+use std::process::Command;
+
+/// `onboard -C root <args>` against the Hub at `hub_url`, offline in every
+/// other way: its own HF home and EvalPlus cache, no token, and no
+/// llama-server anywhere (`engine: auto` must find llama.cpp itself).
+pub fn onboard(root: &Path, hub_url: &str, args: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_onboard"));
+    cmd.arg("-C")
+        .arg(root)
+        .args(args)
+        .env("HF_ENDPOINT", hub_url)
+        .env("HF_HOME", root.join(".hf-home"))
+        .env("XDG_CACHE_HOME", root.join(".hf-home"))
+        .env("ONBOARD_HUMANEVAL_PLUS_URL", "off")
+        .env("PATH", "/usr/bin:/bin")
+        .env_remove("HF_TOKEN")
+        .env_remove("ONBOARD_CRASH_AT");
+    cmd
+}
 
 /// Copies the repository's workspace files into `root`; `onboard.yaml`
 /// describes this machine (no GPU) and adds `extra` (more YAML keys).

@@ -371,22 +371,11 @@ fn template(target: &Target<'_>, s: &ExportStep<'_>, options: &ArgoOptions) -> Y
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::workflow::spec::{RetryPolicy, Step, Workflow};
-    use serde_json::{Map, Value};
+    use crate::workflow::spec::{Step, Workflow};
+    use serde_json::Map;
 
     fn step(id: &str, needs: &[&str]) -> Step {
-        Step {
-            id: id.into(),
-            uses: "command".into(),
-            name: None,
-            with: Value::Null,
-            needs: needs.iter().map(|s| s.to_string()).collect(),
-            retry: RetryPolicy::default(),
-            timeout: None,
-            when: None,
-            resources: None,
-            once: false,
-        }
+        super::super::tests::step(id, needs, None)
     }
 
     fn options() -> ArgoOptions {

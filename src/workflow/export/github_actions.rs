@@ -336,18 +336,7 @@ mod tests {
     }
 
     fn step(id: &str, needs: &[&str]) -> Step {
-        Step {
-            id: id.into(),
-            uses: "command".into(),
-            name: None,
-            with: Value::Null,
-            needs: needs.iter().map(|s| s.to_string()).collect(),
-            retry: RetryPolicy::default(),
-            timeout: None,
-            when: None,
-            resources: None,
-            once: false,
-        }
+        super::super::tests::step(id, needs, None)
     }
 
     #[test]

@@ -299,11 +299,12 @@ fn shell_word(s: &str) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::workflow::spec::RetryPolicy;
 
-    fn step(id: &str, needs: &[&str], when: Option<&str>) -> Step {
+    /// A `command` step for the exporters' tests.
+    pub(in crate::workflow::export) fn step(id: &str, needs: &[&str], when: Option<&str>) -> Step {
         Step {
             id: id.into(),
             uses: "command".into(),

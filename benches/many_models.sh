@@ -80,7 +80,7 @@ for run in $(seq "$runs"); do
 import sys
 t0, t1, t2, t3, rate = map(float, sys.argv[1:])
 seq, together = t1 - t0, t3 - t2
-print(f"3 models, Hub at {rate/1e6:.0f} MB/s: one after another {seq:.1f} s, "
+print(f"3 models, Hub at {rate/1e6:g} MB/s per connection: one after another {seq:.1f} s, "
       f"in one command {together:.1f} s, ratio {together/seq:.2f}")
 PY
 done

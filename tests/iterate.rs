@@ -31,7 +31,7 @@ fn repo_root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// A workspace in which `tiny` has been onboarded once, all nine steps.
+/// A workspace in which `tiny` has been onboarded once, all ten steps.
 struct Onboarded {
     ws: TestWorkspace,
     _hub: tempfile::TempDir,

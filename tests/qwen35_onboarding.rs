@@ -113,7 +113,7 @@ fn section(conf: &str, id: &str) -> String {
         .join("\n")
 }
 
-/// Everything the nine steps must have left, checked on a finished workspace.
+/// Everything the ten steps must have left, checked on a finished workspace.
 fn assert_onboarded(root: &Path, case: &Case) {
     for step in [
         "evaluate",
@@ -125,6 +125,7 @@ fn assert_onboarded(root: &Path, case: &Case) {
         "benchmark",
         "docs",
         "summary",
+        "compare",
     ] {
         assert_eq!(
             record(root, case, step)["status"],
@@ -220,7 +221,7 @@ fn onboard_end_to_end(case: &Case) {
     );
     assert_onboarded(dir.path(), case);
     eprintln!(
-        "{}: all nine steps in {:.1} s",
+        "{}: all ten steps in {:.1} s",
         case.model,
         started.elapsed().as_secs_f64()
     );

@@ -43,8 +43,9 @@ pub fn plan(dir: &Path, args: &PlanArgs) -> i32 {
             println!("]");
         } else {
             println!(
-                "\nrun together (`onboard run {}`): every download waits until every model is evaluated, \
-                 and the steps that load a model take turns for the machine's resources in this order",
+                "\nrun together (`onboard run {}`): steps that hold a resource (the steps that load a model \
+                 hold `gpu`) take turns in this order, a step that checks every model's share (download's \
+                 disk check) waits for all of them, and `once` steps run once, after every model",
                 args.models.join(" ")
             );
         }

@@ -619,14 +619,15 @@ impl Job {
     /// it never started and leaves no record.
     async fn execute(self, shared: &RunShared) -> Result<Option<StepRecord>, StateError> {
         let id = self.step.id.clone();
-        let started_at = state::now_rfc3339();
-        let started = Instant::now();
         let Some(turn) = self.turn(shared).await else {
             if self.step.once {
                 shared.publish(&id, Err("the run stopped before it ran".into()));
             }
             return Ok(None);
         };
+        // Timed from its turn: waiting for others is not the step's time.
+        let started_at = state::now_rfc3339();
+        let started = Instant::now();
         let (result, attempts) = match turn {
             Turn::Decided(result) => (result, 0),
             Turn::Run(held, permit) => {

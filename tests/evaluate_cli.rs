@@ -4,6 +4,8 @@
 
 #[path = "support/eval_fixtures.rs"]
 mod eval_fixtures;
+#[path = "support/gguf_fixtures.rs"]
+mod gguf_fixtures;
 #[path = "support/smollm2.rs"]
 mod smollm2;
 mod support;
@@ -270,4 +272,52 @@ fn the_seeds_three_models_are_refused_before_any_download_when_the_disk_cannot_h
         !hub.server.content_gets().iter().any(|g| g.bytes > 16 << 20),
         "no file body was fetched beyond headers"
     );
+}
+
+/// `inspect` on a 35B-A3B with its multi-token-prediction head tells the
+/// trunk from the tail, and the memory table is the trunk's.
+#[test]
+fn inspect_says_40_layers_plus_1_mtp() {
+    let dir = tempfile::tempdir().unwrap();
+    let with = dir.path().join("with.gguf");
+    let without = dir.path().join("without.gguf");
+    gguf_fixtures::qwen35_35b_a3b_mtp(true)
+        .write(&with, onboard::gguf::writer::Data::Sparse)
+        .unwrap();
+    gguf_fixtures::qwen35_35b_a3b()
+        .write(&without, onboard::gguf::writer::Data::Sparse)
+        .unwrap();
+    let inspect = |p: &Path, json: bool| {
+        let mut args = vec!["inspect".to_string(), p.display().to_string()];
+        if json {
+            args.push("--json".into());
+        }
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_onboard"))
+            .args(&args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let text = inspect(&with, false);
+    assert!(
+        text.contains("40 + 1 MTP (10 attention, 30 recurrent)"),
+        "{text}"
+    );
+    let (a, b): (Value, Value) = (
+        serde_json::from_str(&inspect(&with, true)).unwrap(),
+        serde_json::from_str(&inspect(&without, true)).unwrap(),
+    );
+    assert_eq!(
+        (a["layers"].as_u64(), a["mtp_layers"].as_u64()),
+        (Some(40), Some(1))
+    );
+    assert_eq!(b["mtp_layers"].as_u64(), Some(0));
+    for key in ["attention_layers", "recurrent_layers"] {
+        assert_eq!(a[key], b[key], "{key}");
+    }
 }

@@ -274,3 +274,52 @@ fn fixture_sizes_match_their_names_and_quants() {
         }
     }
 }
+
+/// The 35B-A3B and the 27B as they ship with a multi-token-prediction head:
+/// the trunk's layers and kinds are those of the file without it, the tail
+/// is its own kind, its weights count in the file's size but not in a
+/// token's pass; the header key and the `nextn` tensor names both tell.
+#[test]
+fn an_mtp_tail_is_counted_apart_from_the_trunk() {
+    let plain = facts(&header(&gguf_fixtures::qwen35_35b_a3b(), "35b.gguf")).unwrap();
+    for (declared, what) in [(true, "the key"), (false, "the tensor names")] {
+        let w = gguf_fixtures::qwen35_35b_a3b_mtp(declared);
+        let f = facts(&header(&w, "35b-mtp.gguf")).unwrap();
+        assert_eq!(
+            (f.block_count, f.mtp_layers, f.trunk_layers()),
+            (41, 1, 40),
+            "{what}"
+        );
+        assert_eq!(f.layers_label(), "40 + 1 MTP");
+        assert_eq!(f.attention_layers(), plain.attention_layers(), "{what}");
+        assert_eq!(f.recurrent_layers(), plain.recurrent_layers(), "{what}");
+        assert_eq!(f.layers.value().unwrap()[40], LayerKind::Mtp);
+        let tail: u64 = f
+            .tensors
+            .iter()
+            .filter(|t| t.layer == Some(40))
+            .map(|t| t.bytes.unwrap())
+            .sum();
+        assert!(tail > 0);
+        assert_eq!(
+            f.total_bytes,
+            plain.total_bytes + tail,
+            "weights include the tail"
+        );
+        assert_eq!(
+            f.active_bytes_per_token, plain.active_bytes_per_token,
+            "a token's pass does not read the tail"
+        );
+    }
+    let dense = facts(&header(&gguf_fixtures::qwen35_27b(), "27b.gguf")).unwrap();
+    let f = facts(&header(&gguf_fixtures::qwen35_27b_mtp(), "27b-mtp.gguf")).unwrap();
+    assert_eq!(f.layers_label(), "64 + 1 MTP");
+    assert_eq!(f.attention_layers().len(), 16);
+    assert_eq!(f.attention_layers(), dense.attention_layers());
+    assert_eq!(f.recurrent_layers(), dense.recurrent_layers());
+    // Without a tail, nothing changes.
+    assert_eq!(
+        (plain.mtp_layers, plain.layers_label()),
+        (0, "40".to_string())
+    );
+}

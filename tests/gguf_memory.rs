@@ -678,3 +678,45 @@ fn a_tied_output_layer_takes_a_copy_of_the_embedding_to_the_gpu() {
     let p = place(&tied, &[], host, &opt).value().unwrap().clone();
     assert_eq!(p.host.weight_bytes, tied.total_bytes);
 }
+
+/// With the MTP tail the trunk's caches are those of the same file without
+/// it (the tail's KV lives in the draft context, apart): KV 5 GiB and the
+/// 30 DeltaNet layers' state at 262144 for the 35B-A3B, 16 GiB for the
+/// 27B; the placement holds the tail's weights beside the trunk's.
+#[test]
+fn an_mtp_tail_adds_weights_but_no_trunk_cache() {
+    let plain = fx(gguf_fixtures::qwen35_35b_a3b());
+    let tail = fx(gguf_fixtures::qwen35_35b_a3b_mtp(true));
+    for f in [&plain, &tail] {
+        assert_eq!(
+            kv_cache_bytes(f, 262_144, F16, F16).value(),
+            Some(&(5 * GIB))
+        );
+    }
+    assert_eq!(
+        recurrent_state_bytes(&tail, 1).value(),
+        recurrent_state_bytes(&plain, 1).value()
+    );
+    let dense = fx(gguf_fixtures::qwen35_27b_mtp());
+    assert_eq!(
+        kv_cache_bytes(&dense, 262_144, F16, F16).value(),
+        Some(&(16 * GIB))
+    );
+    // Placed on a host alone: every weight, tail included, and the same caches.
+    let opt = PlacementOptions::new(RunConfig::server(262_144));
+    let host = HostBudget {
+        ram_bytes: 256 * GIB,
+        os_reserve_bytes: 0,
+    };
+    let placed = |f: &ModelFacts| place(f, &[], host, &opt).value().cloned().unwrap();
+    let (p, t) = (placed(&plain), placed(&tail));
+    let weights = |p: &onboard::gguf::memory::Placement| {
+        p.devices.iter().map(|d| d.weight_bytes).sum::<u64>() + p.host.weight_bytes
+    };
+    assert_eq!(
+        weights(&t) - weights(&p),
+        tail.total_bytes - plain.total_bytes
+    );
+    assert_eq!(t.host.kv_bytes, p.host.kv_bytes);
+    assert_eq!(t.host.recurrent_bytes, p.host.recurrent_bytes);
+}

@@ -226,7 +226,8 @@ pub fn inspect(dir: &Path, args: &InspectArgs) -> i32 {
             "shards": facts.shard_count,
             "parameters": facts.parameter_count,
             "active_parameters": active,
-            "layers": facts.block_count,
+            "layers": facts.trunk_layers(),
+            "mtp_layers": facts.mtp_layers,
             "layer_kinds": facts.layers,
             "attention_layers": facts.attention_layers().len(),
             "recurrent_layers": facts.recurrent_layers().len(),
@@ -276,11 +277,11 @@ pub fn inspect(dir: &Path, args: &InspectArgs) -> i32 {
     let layers = match facts.layers.result() {
         Ok(_) => format!(
             "{} ({} attention, {} recurrent)",
-            facts.block_count,
+            facts.layers_label(),
             facts.attention_layers().len(),
             facts.recurrent_layers().len()
         ),
-        Err(why) => format!("{} (layout unknown: {why})", facts.block_count),
+        Err(why) => format!("{} (layout unknown: {why})", facts.layers_label()),
     };
     println!("  layers          {layers}");
     println!("  hidden          {}", facts.embedding_length);

@@ -136,8 +136,8 @@ pub fn markdown(e: &Evaluation, title: &str) -> String {
     let attn = f.attention_layers().len();
     let rec = f.recurrent_layers().len();
     let layers = match f.layers.result() {
-        Ok(_) => format!("{} ({attn} attention, {rec} recurrent)", f.block_count),
-        Err(why) => format!("{} (layout unknown: {why})", f.block_count),
+        Ok(_) => format!("{} ({attn} attention, {rec} recurrent)", f.layers_label()),
+        Err(why) => format!("{} (layout unknown: {why})", f.layers_label()),
     };
     let _ = writeln!(out, "| | |\n|---|---|");
     let _ = writeln!(out, "| Architecture | `{}` |", f.architecture);
@@ -325,7 +325,8 @@ pub fn card_check(
     card: &serde_json::Map<String, serde_json::Value>,
 ) -> (String, Vec<String>) {
     let header: Vec<(&str, Option<u64>)> = vec![
-        ("layers", Some(u64::from(f.block_count))),
+        // A card counts the trunk's layers, not a prediction head's.
+        ("layers", Some(u64::from(f.trunk_layers()))),
         ("attention_layers", Some(f.attention_layers().len() as u64)),
         ("hidden", Some(f.embedding_length)),
         ("context", f.context_length),

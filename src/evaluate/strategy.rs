@@ -197,6 +197,8 @@ impl<'a> Layout<'a> {
         match l.kind {
             LayerKind::Attention => l.kv_per_token.saturating_mul(n_ctx),
             LayerKind::Recurrent => self.recurrent_per_layer,
+            // Its draft context's cache is apart from the trunk's.
+            LayerKind::Mtp => 0,
         }
     }
 
@@ -384,14 +386,18 @@ fn add_layer(d: &mut DeviceLoad, layout: &Layout, il: usize, n_ctx: u64, experts
     d.layers.push(il as u32);
     d.weights = d.weights.saturating_add(l.weights).saturating_add(experts);
     d.experts = d.experts.saturating_add(experts);
-    d.active = d
-        .active
-        .saturating_add(l.weights)
-        .saturating_add(layout.active_experts(experts));
+    // An MTP block is read only when it drafts: not per token.
+    if l.kind != LayerKind::Mtp {
+        d.active = d
+            .active
+            .saturating_add(l.weights)
+            .saturating_add(layout.active_experts(experts));
+    }
     let cache = layout.cache(l, n_ctx);
     match l.kind {
         LayerKind::Attention => d.kv = d.kv.saturating_add(cache),
         LayerKind::Recurrent => d.recurrent = d.recurrent.saturating_add(cache),
+        LayerKind::Mtp => {}
     }
 }
 

@@ -51,6 +51,9 @@ impl<T> Fact<T> {
 pub enum LayerKind {
     Attention,
     Recurrent,
+    /// A multi-token-prediction block after the trunk (`nextn`): weights for
+    /// speculative decoding, no part of the trunk's caches.
+    Mtp,
 }
 
 /// Mixture-of-experts hyperparameters.
@@ -107,7 +110,12 @@ pub struct ModelFacts {
     pub file_type_label: Option<String>,
     pub shard_count: u32,
     pub parameter_count: u64,
+    /// Every block of the file, MTP blocks included (llama.cpp places them
+    /// by this index, after the trunk).
     pub block_count: u32,
+    /// Multi-token-prediction blocks at the end (`{arch}.nextn_predict_layers`,
+    /// or the blocks holding `blk.N.nextn.*` tensors); 0 for most models.
+    pub mtp_layers: u32,
     /// Kind of each layer, in order.
     pub layers: Fact<Vec<LayerKind>>,
     pub embedding_length: u64,
@@ -138,6 +146,19 @@ pub struct ModelFacts {
 }
 
 impl ModelFacts {
+    /// The layers that run every token: all blocks but the MTP tail.
+    pub fn trunk_layers(&self) -> u32 {
+        self.block_count.saturating_sub(self.mtp_layers)
+    }
+
+    /// `40`, or `40 + 1 MTP` when the file carries a prediction tail.
+    pub fn layers_label(&self) -> String {
+        match self.mtp_layers {
+            0 => self.block_count.to_string(),
+            n => format!("{} + {n} MTP", self.trunk_layers()),
+        }
+    }
+
     /// Indices of attention layers (empty when the layout is unknown).
     pub fn attention_layers(&self) -> Vec<u32> {
         self.layers_of(LayerKind::Attention)
@@ -394,7 +415,22 @@ pub fn facts_from_shards(headers: &[Header]) -> Result<ModelFacts, FactsError> {
         _ => None,
     };
 
-    let layers = layer_layout(first, &arch, block_count, &head_count_kv);
+    let mtp_layers = mtp_tail(first, &ordered, &arch, block_count);
+    let layers = match layer_layout(first, &arch, block_count, mtp_layers, &head_count_kv) {
+        Fact::Known { value } => {
+            // The tail is no trunk layer, whatever the interval rule says
+            // of its index.
+            let trunk = (block_count - mtp_layers) as usize;
+            Fact::known(
+                value
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, k)| if i < trunk { k } else { LayerKind::Mtp })
+                    .collect(),
+            )
+        }
+        unknown => unknown,
+    };
     let sliding_window = first
         .get_u64(&k("attention.sliding_window"))
         .filter(|w| *w > 0);
@@ -432,11 +468,24 @@ pub fn facts_from_shards(headers: &[Header]) -> Result<ModelFacts, FactsError> {
         }
     }
 
+    // The MTP tail runs only when it drafts tokens: no part of a token's
+    // trunk pass.
+    let trunk = block_count - mtp_layers;
+    let tail_bytes: u64 = tensors
+        .iter()
+        .filter(|t| t.layer.is_some_and(|il| il >= trunk))
+        .filter_map(|t| t.bytes)
+        .sum();
+    let trunk_tensors: Vec<TensorSize> = tensors
+        .iter()
+        .filter(|t| t.layer.is_none_or(|il| il < trunk))
+        .cloned()
+        .collect();
     let active_bytes_per_token = active_bytes(
-        &tensors,
+        &trunk_tensors,
         experts.as_ref(),
         &unknown_type_tensors,
-        total_bytes,
+        total_bytes.saturating_sub(tail_bytes),
     );
 
     let vocab_size = first.get_u64(&k("vocab_size")).or_else(|| {
@@ -458,6 +507,7 @@ pub fn facts_from_shards(headers: &[Header]) -> Result<ModelFacts, FactsError> {
         shard_count: ordered.len() as u32,
         parameter_count,
         block_count,
+        mtp_layers,
         layers,
         embedding_length,
         head_count,
@@ -633,19 +683,23 @@ fn layer_layout(
     h: &Header,
     arch: &str,
     n_layer: u32,
+    mtp_layers: u32,
     head_count_kv: &[u64],
 ) -> Fact<Vec<LayerKind>> {
     let n = n_layer as usize;
+    let trunk = n - mtp_layers as usize;
     let key = format!("{arch}.attention.recurrent_layers");
     if let Some(v) = h.get(&key) {
         let Some(ints) = v.as_array().and_then(Array::as_integers) else {
             return Fact::unknown(format!("'{key}' is not an integer or bool array"));
         };
+        // Flags for every block, or for the trunk alone.
+        let flag_count = ints.len() == n || ints.len() == trunk;
         let is_flags = v.as_array().map(Array::element_type) == Some(super::ValueType::Bool)
-            || (ints.len() == n && ints.iter().all(|x| *x == 0 || *x == 1));
+            || (flag_count && ints.iter().all(|x| *x == 0 || *x == 1));
         let mut kinds = vec![LayerKind::Attention; n];
         if is_flags {
-            if ints.len() != n {
+            if !flag_count {
                 return Fact::unknown(format!("'{key}' has {} entries for {n} layers", ints.len()));
             }
             for (i, f) in ints.iter().enumerate() {
@@ -713,6 +767,35 @@ fn layer_layout(
         "architecture '{arch}' is not in onboard's table and its header does not say which \
          layers are attention and which recurrent"
     ))
+}
+
+/// How many blocks at the end are multi-token-prediction blocks: the
+/// header's `{arch}.nextn_predict_layers`, else the blocks whose tensors
+/// are named `blk.N.nextn.*` (at the end: a prediction head follows the
+/// trunk). Never the whole model.
+fn mtp_tail(first: &Header, shards: &[&Header], arch: &str, block_count: u32) -> u32 {
+    let declared = first
+        .get_u64(&format!("{arch}.nextn_predict_layers"))
+        .and_then(|n| u32::try_from(n).ok());
+    let n = declared.unwrap_or_else(|| {
+        let mut nextn: Vec<u32> = shards
+            .iter()
+            .flat_map(|h| &h.tensors)
+            .filter(|t| t.name.contains(".nextn."))
+            .filter_map(|t| layer_of(&t.name))
+            .collect();
+        nextn.sort_unstable();
+        nextn.dedup();
+        // Only a run of blocks that ends the model counts as its tail.
+        let mut tail = 0;
+        for il in nextn.iter().rev() {
+            if *il + 1 + tail == block_count {
+                tail += 1;
+            }
+        }
+        tail
+    });
+    n.min(block_count.saturating_sub(1))
 }
 
 /// Which layers use the sliding window: `{arch}.attention.sliding_window_pattern`

@@ -454,6 +454,8 @@ pub fn place(
                 }
             }
             LayerKind::Recurrent => rec_layer,
+            // Weights only: the draft context's cache is apart.
+            LayerKind::Mtp => 0,
         };
         layer_dev.push((weights, experts, cache, *kind));
     }
@@ -516,6 +518,7 @@ pub fn place(
             match kind {
                 LayerKind::Attention => dev.kv_bytes = dev.kv_bytes.saturating_add(c),
                 LayerKind::Recurrent => dev.recurrent_bytes = dev.recurrent_bytes.saturating_add(c),
+                LayerKind::Mtp => {}
             }
         }
         if dev.output_layer {
@@ -553,6 +556,7 @@ pub fn place(
             match kind {
                 LayerKind::Attention => h.kv_bytes = h.kv_bytes.saturating_add(c),
                 LayerKind::Recurrent => h.recurrent_bytes = h.recurrent_bytes.saturating_add(c),
+                LayerKind::Mtp => {}
             }
         }
     }

@@ -112,6 +112,75 @@ pub fn qwen35_35b_a3b() -> GgufWriter {
     )
 }
 
+/// The 35B-A3B as the public GGUFs now ship it, with its
+/// multi-token-prediction head: `block_count` 41, `nextn_predict_layers` 1,
+/// block 40 a full attention + MoE block with the `nextn` projection and
+/// norms. `declared`: whether the header has the key (else only the
+/// tensor names tell).
+pub fn qwen35_35b_a3b_mtp(declared: bool) -> GgufWriter {
+    let mut w = qwen35_35b_a3b();
+    let arch = "qwen35moe";
+    w.u32(&format!("{arch}.block_count"), 41);
+    if declared {
+        w.u32(&format!("{arch}.nextn_predict_layers"), 1);
+    }
+    let (embd, heads, kv, hd, n_exp, exp_ff) = (2048, 16, 2, 256, 256, 512);
+    let q = GgmlType::Q6_K;
+    mtp_block(&mut w, 40, embd, heads, kv, hd, q);
+    let b = "blk.40";
+    w.tensor(format!("{b}.ffn_gate_inp.weight"), &[embd, n_exp], F32)
+        .tensor(
+            format!("{b}.ffn_gate_exps.weight"),
+            &[embd, exp_ff, n_exp],
+            q,
+        )
+        .tensor(format!("{b}.ffn_up_exps.weight"), &[embd, exp_ff, n_exp], q)
+        .tensor(
+            format!("{b}.ffn_down_exps.weight"),
+            &[exp_ff, embd, n_exp],
+            q,
+        )
+        .tensor(format!("{b}.ffn_gate_inp_shexp.weight"), &[embd], F32)
+        .tensor(format!("{b}.ffn_gate_shexp.weight"), &[embd, exp_ff], q)
+        .tensor(format!("{b}.ffn_up_shexp.weight"), &[embd, exp_ff], q)
+        .tensor(format!("{b}.ffn_down_shexp.weight"), &[exp_ff, embd], q);
+    w
+}
+
+/// The 27B with its prediction head: 65 blocks, block 64 a full attention
+/// + dense FFN block with the `nextn` tensors.
+pub fn qwen35_27b_mtp() -> GgufWriter {
+    let mut w = qwen35_27b();
+    let arch = "qwen35";
+    w.u32(&format!("{arch}.block_count"), 65)
+        .u32(&format!("{arch}.nextn_predict_layers"), 1);
+    let (embd, heads, kv, hd, ff) = (5120, 24, 4, 256, 17_408);
+    let q = GgmlType::Q8_0;
+    mtp_block(&mut w, 64, embd, heads, kv, hd, q);
+    let b = "blk.64";
+    w.tensor(format!("{b}.ffn_gate.weight"), &[embd, ff], q)
+        .tensor(format!("{b}.ffn_up.weight"), &[embd, ff], q)
+        .tensor(format!("{b}.ffn_down.weight"), &[ff, embd], q);
+    w
+}
+
+/// An MTP block's attention and `nextn` tensors (its FFN is the caller's).
+fn mtp_block(w: &mut GgufWriter, il: u64, embd: u64, heads: u64, kv: u64, hd: u64, q: GgmlType) {
+    let b = format!("blk.{il}");
+    w.tensor(format!("{b}.attn_norm.weight"), &[embd], F32)
+        .tensor(format!("{b}.attn_q.weight"), &[embd, 2 * heads * hd], q)
+        .tensor(format!("{b}.attn_k.weight"), &[embd, kv * hd], q)
+        .tensor(format!("{b}.attn_v.weight"), &[embd, kv * hd], q)
+        .tensor(format!("{b}.attn_output.weight"), &[heads * hd, embd], q)
+        .tensor(format!("{b}.attn_q_norm.weight"), &[hd], F32)
+        .tensor(format!("{b}.attn_k_norm.weight"), &[hd], F32)
+        .tensor(format!("{b}.post_attention_norm.weight"), &[embd], F32)
+        .tensor(format!("{b}.nextn.eh_proj.weight"), &[2 * embd, embd], q)
+        .tensor(format!("{b}.nextn.enorm.weight"), &[embd], F32)
+        .tensor(format!("{b}.nextn.hnorm.weight"), &[embd], F32)
+        .tensor(format!("{b}.nextn.shared_head_norm.weight"), &[embd], F32);
+}
+
 /// A tiny `qwen35moe` (8 layers, 16 experts of 64, 4 used, F32, no
 /// tokenizer) that llama.cpp can load.
 pub fn qwen35moe_tiny() -> GgufWriter {

@@ -83,6 +83,15 @@ fn workspace(root: &Path) {
     std::fs::write(root.join(format!("models/{SMOL}.yaml")), SMOL_MANIFEST).unwrap();
 }
 
+/// The Hub, a workspace and a machine of the test's own.
+fn setup() -> (Hub, tempfile::TempDir, Machine) {
+    let hub = hub();
+    let dir = tempfile::tempdir().unwrap();
+    workspace(dir.path());
+    let machine = Machine::new(dir.path());
+    (hub, dir, machine)
+}
+
 /// A machine of its own for each test: resource locks and the engine
 /// journal in the test's directories.
 struct Machine {
@@ -214,13 +223,10 @@ fn unix_ns() -> u128 {
 #[test]
 fn three_models_in_one_command_take_turns_and_resume_after_a_kill() {
     let _one = support::one_llama_cpp_at_a_time();
-    let hub = hub();
+    let (hub, dir, machine) = setup();
+    let root = dir.path();
     // Slow enough that the downloads visibly run side by side.
     hub.server.throttle(Some(40 << 20));
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path();
-    workspace(root);
-    let machine = Machine::new(root);
     let models = [SMOL, MOE, DENSE];
 
     let mut args = vec!["run"];
@@ -333,11 +339,8 @@ fn three_models_in_one_command_take_turns_and_resume_after_a_kill() {
 #[test]
 fn two_processes_take_turns_for_the_gpu() {
     let _one = support::one_llama_cpp_at_a_time();
-    let hub = hub();
-    let dir = tempfile::tempdir().unwrap();
+    let (hub, dir, machine) = setup();
     let root = dir.path();
-    workspace(root);
-    let machine = Machine::new(root);
     let spawn = |model: &str| {
         onboard(root, &hub, &machine, &[model])
             .stdout(Stdio::piped())
@@ -371,11 +374,8 @@ fn two_processes_take_turns_for_the_gpu() {
 #[test]
 fn ctrl_c_while_waiting_for_the_gpu_exits_130_and_the_rerun_completes() {
     let _one = support::one_llama_cpp_at_a_time();
-    let hub = hub();
-    let dir = tempfile::tempdir().unwrap();
+    let (hub, dir, machine) = setup();
     let root = dir.path();
-    workspace(root);
-    let machine = Machine::new(root);
     let slot = machine.locks.path().join("gpu.0.lock");
     let holder = std::fs::OpenOptions::new()
         .create(true)

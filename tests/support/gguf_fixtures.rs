@@ -127,23 +127,7 @@ pub fn qwen35_35b_a3b_mtp(declared: bool) -> GgufWriter {
     let (embd, heads, kv, hd, n_exp, exp_ff) = (2048, 16, 2, 256, 256, 512);
     let q = GgmlType::Q6_K;
     mtp_block(&mut w, 40, embd, heads, kv, hd, q);
-    let b = "blk.40";
-    w.tensor(format!("{b}.ffn_gate_inp.weight"), &[embd, n_exp], F32)
-        .tensor(
-            format!("{b}.ffn_gate_exps.weight"),
-            &[embd, exp_ff, n_exp],
-            q,
-        )
-        .tensor(format!("{b}.ffn_up_exps.weight"), &[embd, exp_ff, n_exp], q)
-        .tensor(
-            format!("{b}.ffn_down_exps.weight"),
-            &[exp_ff, embd, n_exp],
-            q,
-        )
-        .tensor(format!("{b}.ffn_gate_inp_shexp.weight"), &[embd], F32)
-        .tensor(format!("{b}.ffn_gate_shexp.weight"), &[embd, exp_ff], q)
-        .tensor(format!("{b}.ffn_up_shexp.weight"), &[embd, exp_ff], q)
-        .tensor(format!("{b}.ffn_down_shexp.weight"), &[exp_ff, embd], q);
+    moe_ffn(&mut w, 40, embd, n_exp, exp_ff, q);
     w
 }
 
@@ -162,6 +146,28 @@ pub fn qwen35_27b_mtp() -> GgufWriter {
         .tensor(format!("{b}.ffn_up.weight"), &[embd, ff], q)
         .tensor(format!("{b}.ffn_down.weight"), &[ff, embd], q);
     w
+}
+
+/// One Qwen3.5 MoE block's FFN: the router, the routed experts and the
+/// shared expert.
+fn moe_ffn(w: &mut GgufWriter, il: u64, embd: u64, n_exp: u64, exp_ff: u64, q: GgmlType) {
+    let b = format!("blk.{il}");
+    w.tensor(format!("{b}.ffn_gate_inp.weight"), &[embd, n_exp], F32)
+        .tensor(
+            format!("{b}.ffn_gate_exps.weight"),
+            &[embd, exp_ff, n_exp],
+            q,
+        )
+        .tensor(format!("{b}.ffn_up_exps.weight"), &[embd, exp_ff, n_exp], q)
+        .tensor(
+            format!("{b}.ffn_down_exps.weight"),
+            &[exp_ff, embd, n_exp],
+            q,
+        )
+        .tensor(format!("{b}.ffn_gate_inp_shexp.weight"), &[embd], F32)
+        .tensor(format!("{b}.ffn_gate_shexp.weight"), &[embd, exp_ff], q)
+        .tensor(format!("{b}.ffn_up_shexp.weight"), &[embd, exp_ff], q)
+        .tensor(format!("{b}.ffn_down_shexp.weight"), &[exp_ff, embd], q);
 }
 
 /// An MTP block's attention and `nextn` tensors (its FFN is the caller's).
@@ -266,23 +272,7 @@ fn qwen35moe(mut w: GgufWriter, d: &MoeDims, l: &Linear, q: GgmlType) -> GgufWri
     w.tensor("token_embd.weight", &[embd, vocab], q);
     for il in 0..n_layer {
         qwen35_mixer(&mut w, il, embd, heads, kv, hd, l, q);
-        let b = format!("blk.{il}");
-        w.tensor(format!("{b}.ffn_gate_inp.weight"), &[embd, n_exp], F32)
-            .tensor(
-                format!("{b}.ffn_gate_exps.weight"),
-                &[embd, exp_ff, n_exp],
-                q,
-            )
-            .tensor(format!("{b}.ffn_up_exps.weight"), &[embd, exp_ff, n_exp], q)
-            .tensor(
-                format!("{b}.ffn_down_exps.weight"),
-                &[exp_ff, embd, n_exp],
-                q,
-            )
-            .tensor(format!("{b}.ffn_gate_inp_shexp.weight"), &[embd], F32)
-            .tensor(format!("{b}.ffn_gate_shexp.weight"), &[embd, exp_ff], q)
-            .tensor(format!("{b}.ffn_up_shexp.weight"), &[embd, exp_ff], q)
-            .tensor(format!("{b}.ffn_down_shexp.weight"), &[exp_ff, embd], q);
+        moe_ffn(&mut w, il, embd, n_exp, exp_ff, q);
     }
     w.tensor("output_norm.weight", &[embd], F32)
         .tensor("output.weight", &[embd, vocab], q);

@@ -106,7 +106,7 @@ pub fn markdown(rows: &[Row], svg_name: &str) -> String {
          Greedy pass@1 (EvalPlus prompting, code run in onboard's sandbox). \
          *plus* needs the base and the plus tests to pass. Rows scored on the \
          original problems only say \"HumanEval (base tests only)\" and have no \
-         plus score. Written by `onboard report`.\n\n",
+         plus score. Written by `onboard report` and the workflow's `compare` step.\n\n",
     );
     if rows.is_empty() {
         out.push_str("No benchmark results yet: run the benchmark step of a model.\n");

@@ -146,7 +146,7 @@ fn inspect_smollm2_local() {
     assert_eq!(v["architecture"], "llama");
     assert_eq!(v["layers"], 30);
     assert_eq!(v["recurrent_layers"], 0);
-    // llama.cpp logs a 180.00 MiB f16 KV cache at n_ctx 8192 (DESIGN §6).
+    // llama.cpp logs a 180.00 MiB f16 KV cache at n_ctx 8192.
     assert_eq!(v["memory"][0]["kv_bytes"]["value"], 180 * 1024 * 1024);
     let human = ws.onboard(&["inspect", file.to_str().unwrap()]);
     assert_eq!(human.code, 0, "{}", human.stderr);

@@ -20,7 +20,7 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-/// GGUF architectures mistral.rs 0.8.1 can build (DESIGN §6); any other
+/// GGUF architectures mistral.rs 0.8.1 can build; any other
 /// value panics inside its loader.
 pub const SUPPORTED_ARCHITECTURES: &[&str] = &[
     "llama",

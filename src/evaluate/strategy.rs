@@ -1,7 +1,7 @@
 //! Placement of a model on the workspace's GPUs and RAM at a context, the
 //! largest context each strategy allows, and the production choice.
 //!
-//! The three placements llama.cpp users choose between (DESIGN §3 phase 1):
+//! The three placements llama.cpp users choose between:
 //! - Strategy A: every layer on the GPUs (`-ngl 999 -ts …`, fit off);
 //! - `--fit` across the GPUs: the same when everything fits;
 //! - `--fit` with CPU offload: routed experts of some layers in RAM (MoE),
@@ -625,9 +625,8 @@ impl Kind {
         }
     }
 
-    /// The profile task's `Strategy`.
-    pub fn profile_strategy(self, moe: bool) -> crate::tasks::profile::Strategy {
-        use crate::tasks::profile::Strategy;
+    /// The [`Strategy`] a profile is written for.
+    pub fn profile_strategy(self, moe: bool) -> Strategy {
         match self {
             Kind::AllGpu => Strategy::AllGpu,
             Kind::Fit => Strategy::Fit,
@@ -637,6 +636,22 @@ impl Kind {
             Kind::Cpu => Strategy::Cpu,
         }
     }
+}
+
+/// How the weights are placed, as the profile step takes it (`strategy:`).
+#[derive(
+    Debug, Clone, Copy, Serialize, serde::Deserialize, schemars::JsonSchema, PartialEq, Eq,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Strategy {
+    /// Strategy A: every layer on the GPUs, at a context that fits.
+    AllGpu,
+    /// llama.cpp `--fit` spreads layers over the GPUs.
+    Fit,
+    /// `--fit`, with expert tensors spilling to CPU RAM.
+    FitCpuMoe,
+    /// No GPU: everything in RAM.
+    Cpu,
 }
 
 /// One strategy's best: its largest context and the placement there.

@@ -4,7 +4,7 @@
 //! The routes are spoken directly over a small blocking HTTP client (`ureq`)
 //! rather than through `hf-hub`: both published `hf-hub` lines either cannot
 //! resume, cache an error body as the file, leave the sha256 empty, or leave
-//! chunk tasks running after a failed call (DESIGN §6). The downloader needs
+//! chunk tasks running after a failed call. The downloader needs
 //! exact control over ranges, retries and what lands under the final name, so
 //! it owns those few requests itself.
 //!

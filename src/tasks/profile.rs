@@ -13,19 +13,9 @@ use std::path::PathBuf;
 
 pub struct ProfileTask;
 
-/// How the weights are placed (chosen by evaluate).
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, JsonSchema, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum Strategy {
-    /// Strategy A: every layer on the GPUs, at a context that fits.
-    AllGpu,
-    /// llama.cpp `--fit` spreads layers over the GPUs.
-    Fit,
-    /// `--fit`, with expert tensors spilling to CPU RAM.
-    FitCpuMoe,
-    /// No GPU: everything in RAM.
-    Cpu,
-}
+/// How the weights are placed: the evaluation's decision, which the
+/// profile turns into flags.
+pub use crate::evaluate::strategy::Strategy;
 
 #[derive(Debug, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]

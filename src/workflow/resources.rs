@@ -115,12 +115,6 @@ pub struct Held {
     files: Vec<File>,
 }
 
-impl Held {
-    pub fn is_empty(&self) -> bool {
-        self.files.is_empty()
-    }
-}
-
 impl Drop for Held {
     fn drop(&mut self) {
         for f in &self.files {
@@ -161,14 +155,6 @@ impl Pool {
             queue: Mutex::new(BTreeSet::new()),
             arrivals: AtomicU64::new(0),
         }
-    }
-
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
-    pub fn capacity(&self) -> &BTreeMap<String, u32> {
-        &self.capacity
     }
 
     /// Takes `wants` for `who`, waiting while others hold it. Among this

@@ -15,7 +15,6 @@ use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::Poll;
 use std::time::{Duration, Instant};
@@ -120,7 +119,8 @@ pub struct RunShared {
     jobs: Arc<Semaphore>,
     pool: Pool,
     fail_fast: bool,
-    halt: AtomicBool,
+    /// Set when a `--fail-fast` run must start nothing new.
+    halt: watch::Sender<bool>,
     meetings: Mutex<BTreeMap<String, Meeting>>,
 }
 
@@ -159,13 +159,9 @@ impl RunShared {
             jobs: Arc::new(Semaphore::new(jobs.max(1))),
             pool,
             fail_fast,
-            halt: AtomicBool::new(false),
+            halt: watch::channel(false).0,
             meetings: Mutex::new(BTreeMap::new()),
         }
-    }
-
-    pub fn pool(&self) -> &Pool {
-        &self.pool
     }
 
     fn meetings(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Meeting>> {
@@ -237,7 +233,11 @@ impl RunShared {
     }
 
     fn halted(&self) -> bool {
-        self.halt.load(Ordering::Relaxed)
+        *self.halt.borrow()
+    }
+
+    fn halt(&self) {
+        self.halt.send_replace(true);
     }
 }
 
@@ -358,7 +358,7 @@ async fn run_target(
         }
     }
     if result.as_ref().map_or(true, |s| !s.failed.is_empty()) && shared.fail_fast {
-        shared.halt.store(true, Ordering::Relaxed);
+        shared.halt();
     }
     result
 }
@@ -529,7 +529,7 @@ async fn run_target_inner(
             summary.failed.push(id);
             stop = true; // fail fast: start nothing new; running steps finish
             if shared.fail_fast {
-                shared.halt.store(true, Ordering::Relaxed);
+                shared.halt();
             }
         }
     }
@@ -572,9 +572,7 @@ async fn run_target_inner(
 
 /// Resolves when another target of a `--fail-fast` run has failed.
 async fn halted(shared: &RunShared) {
-    while !shared.halted() {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let _ = shared.halt.subscribe().wait_for(|h| *h).await;
 }
 
 #[derive(Debug, thiserror::Error)]

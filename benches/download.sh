@@ -18,7 +18,11 @@ PORT=${PORT:-18090}
 SIZE=$((SIZE_MIB * 1024 * 1024))
 BIN=target/release/examples
 
-cargo build --release --quiet --example hub_mirror --example hub_download
+# The examples build with the default features, so llama.cpp's bindgen needs
+# a libclang: scripts/setup puts PyPI's in .venv, scripts/build-env finds it.
+scripts/setup main
+. scripts/build-env
+cargo build --release --locked --quiet --example hub_mirror --example hub_download
 
 mkdir -p "$WORK/mirror/bench/big"
 F=$WORK/mirror/bench/big/big.gguf

@@ -5,7 +5,7 @@ mod fixture;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 
-use fixture::{bytes, sha256_hex, Env};
+use fixture::{bytes, git_blob_id, sha256_hex, Env};
 
 const REPO: &str = "acme/demo";
 
@@ -143,8 +143,24 @@ fn a_changed_file_gets_a_new_sha_and_commit() {
     )
     .unwrap();
     let after = c.file_meta(REPO, "main", "config.json").unwrap();
-    assert_eq!(after.sha256, Some(sha256_hex(b"{\"a\":1}")));
+    // A small text file is kept in git, as on the Hub: its ETag is the git
+    // blob id, and there is no sha256 (no X-Linked-Etag).
+    assert_eq!(after.etag, Some(git_blob_id(b"{\"a\":1}")));
+    assert_eq!(after.sha256, None);
+    assert_ne!(before.etag, after.etag);
     assert_ne!(before.commit, after.commit);
+    // An LFS file (`*.bin`) gets its new sha256.
+    std::fs::write(
+        env.tmp
+            .path()
+            .join("mirror")
+            .join(REPO)
+            .join("sub/dir/x.bin"),
+        b"new",
+    )
+    .unwrap();
+    let lfs = c.file_meta(REPO, "main", "sub/dir/x.bin").unwrap();
+    assert_eq!(lfs.sha256, Some(sha256_hex(b"new")));
     // The old commit is gone: a mirror serves only its current state.
     assert!(c
         .repo_info(REPO, before.commit.as_deref().unwrap())

@@ -1,19 +1,25 @@
 //! A local Hub mirror: serves `<root>/<owner>/<name>/<files>` over the Hub's
-//! routes on a loopback (or any) address, so `onboard`, `hf download` and
-//! llama.cpp's downloader work on an air-gapped machine with
-//! `HF_ENDPOINT=http://127.0.0.1:PORT`.
+//! routes on a loopback (or any) address, so `onboard`, huggingface_hub
+//! (`hf download`, `snapshot_download`, `HfFileSystem`, …) and llama.cpp's
+//! `-hf` downloader work on an air-gapped machine with
+//! `HF_ENDPOINT=http://127.0.0.1:PORT` (tests/hub_clients.rs runs them).
 //!
-//! Routes: `GET /api/models/{repo}[/revision/{rev}]`,
-//! `GET /api/models/{repo}/tree/{rev}[/{path}]` (sizes and `lfs.oid` =
-//! sha256), `HEAD|GET /{repo}/resolve/{rev}/{file}` with `ETag`,
-//! `X-Linked-Etag`, `X-Linked-Size`, `X-Repo-Commit`, `Accept-Ranges` and
-//! `206` + `Content-Range`. It never sends `X-Xet-Hash` (clients would switch
-//! to the Xet protocol). Every file is presented as an LFS object, so every
-//! file has a sha256; it is computed once per (path, size, mtime).
+//! Routes: `GET /api/models/{repo}[/revision/{rev}][?blobs=true]`,
+//! `GET /api/models/{repo}/tree/{rev}[/{path}]`, `GET …/refs`,
+//! `GET …/commits/{rev}`, `POST …/paths-info/{rev}`,
+//! `HEAD|GET /{repo}/resolve/{rev}/{file}` with `ETag`, `X-Repo-Commit`,
+//! `Accept-Ranges` and `206` + `Content-Range`. It never sends `X-Xet-Hash`
+//! (clients would switch to the Xet protocol).
 //!
-//! A mirror has no git history: revision `main` (or `HEAD`) and the
-//! mirror's commit id (a digest of the listing: paths, sizes, mtimes) are the
-//! only revisions; the commit changes when a file changes.
+//! Files are kept as the Hub keeps them: LFS for the names of its default
+//! `.gitattributes`, binary content or 10 MiB and more (sha256 in
+//! `lfs.oid`, `X-Linked-Etag`, `X-Linked-Size`), git for the rest (`oid` and
+//! `ETag` are git blob ids). Hashes are computed once per (path, size, mtime).
+//!
+//! A mirror has no git history: one commit (a digest of the listing: paths,
+//! sizes, mtimes) on one branch, `main`; `HEAD`, the commit id and any
+//! prefix of it of 7 or more hex digits name it too. The commit changes when
+//! a file changes.
 //!
 //! For tests the handle has fault switches (errors, cut, stalled or throttled bodies,
 //! wrong bytes, 404 after HEAD, no range support), an optional bearer token
@@ -43,6 +49,7 @@ use sha2::{Digest, Sha256};
 use super::client::validate_repo_id;
 use super::download::validate_repo_path;
 use super::fsutil::mtime_ns;
+use crate::workflow::state::format_rfc3339;
 
 /// Which requests a "fail the next N" switch hits.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -198,10 +205,18 @@ struct BodyPlan {
     corrupt: bool,
 }
 
+/// How the Hub keeps a file: in LFS (git holds a pointer naming its
+/// sha256) or in git itself (named by its git blob id).
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Stored {
+    Lfs { sha256: String },
+    Git { blob_id: String },
+}
+
 struct CachedSha {
     size: u64,
     mtime: i128,
-    sha: String,
+    stored: Stored,
 }
 
 struct Inner {
@@ -369,10 +384,10 @@ impl MirrorServer {
         lock(&self.inner.log).entries.iter().cloned().collect()
     }
 
-    /// Registers a file's sha256 without reading it. For multi-gigabyte
-    /// sparse fixtures whose content is never downloaded: the mirror would
-    /// otherwise hash every byte on the first listing. The value holds only
-    /// while the file keeps its current size and mtime. `rel` is
+    /// Registers a file's sha256 without reading it, as an LFS file. For
+    /// multi-gigabyte sparse fixtures whose content is never downloaded: the
+    /// mirror would otherwise hash every byte on the first listing. The value
+    /// holds only while the file keeps its current size and mtime. `rel` is
     /// `owner/name/path` under the mirror's root.
     pub fn assume_sha256(&self, rel: &str, sha256: &str) -> io::Result<()> {
         let path = self.inner.root.join(rel);
@@ -382,7 +397,9 @@ impl MirrorServer {
             CachedSha {
                 size: meta.len(),
                 mtime: mtime_ns(&meta),
-                sha: sha256.to_string(),
+                stored: Stored::Lfs {
+                    sha256: sha256.to_string(),
+                },
             },
         );
         Ok(())
@@ -444,6 +461,8 @@ struct Request {
     method: String,
     target: String,
     headers: Vec<(String, String)>,
+    /// At most [`MAX_BODY_BYTES`] (only `paths-info` reads it).
+    body: Vec<u8>,
     close: bool,
 }
 
@@ -462,8 +481,8 @@ impl Request {
 /// connections queue in the kernel's listen backlog (bounded by the kernel).
 const MAX_REJECTORS: usize = 16;
 
-/// A request body is never expected on these routes; a longer one than
-/// this is refused (`413`) rather than read.
+/// The longest request body read (a `paths-info` list of paths); a longer
+/// one is refused (`413`) rather than read.
 const MAX_BODY_BYTES: u64 = 1 << 20;
 
 /// The longest a `4xx`/`503` answer may take to go out, and to linger for
@@ -711,6 +730,7 @@ fn read_request(
         method: method.to_string(),
         target: target.to_string(),
         headers: Vec::new(),
+        body: Vec::new(),
         close: version == Some("HTTP/1.0"),
     };
     loop {
@@ -732,7 +752,6 @@ fn read_request(
         Some(v) if v.contains("keep-alive") => req.close = false,
         _ => {}
     }
-    // Discard a request body (none is expected on these routes).
     if let Some(len) = req
         .header("content-length")
         .and_then(|v| v.parse::<u64>().ok())
@@ -747,10 +766,12 @@ fn read_request(
         r.get_ref()
             .set_read_timeout(Some(left))
             .map_err(|_| HeadError::Io)?;
-        let copied = io::copy(&mut r.by_ref().take(len), &mut io::sink());
-        if !matches!(copied, Ok(n) if n == len) {
+        let mut body = Vec::with_capacity(len as usize);
+        let copied = r.by_ref().take(len).read_to_end(&mut body);
+        if !matches!(copied, Ok(n) if n as u64 == len) {
             return Err(HeadError::Io);
         }
+        req.body = body;
     }
     Ok(Some(req))
 }
@@ -1108,6 +1129,90 @@ fn walk(dir: &Path) -> Vec<Entry> {
     out
 }
 
+/// Files from this size on are LFS files whatever their name: the Hub
+/// refuses larger files in git.
+const LFS_MIN_SIZE: u64 = 10 << 20;
+
+/// The Hub puts a file in LFS when these first bytes hold a NUL (binary).
+const BINARY_SNIFF_BYTES: usize = 512;
+
+/// Name patterns of the `.gitattributes` the Hub gives a new model repo
+/// (`*.bin`, `*.safetensors`, …): such files are LFS files even when small.
+const LFS_SUFFIXES: &[&str] = &[
+    ".7z",
+    ".arrow",
+    ".bin",
+    ".bz2",
+    ".ckpt",
+    ".ftz",
+    ".gz",
+    ".h5",
+    ".joblib",
+    ".mlmodel",
+    ".model",
+    ".msgpack",
+    ".npy",
+    ".npz",
+    ".onnx",
+    ".ot",
+    ".parquet",
+    ".pb",
+    ".pickle",
+    ".pkl",
+    ".pt",
+    ".pth",
+    ".rar",
+    ".safetensors",
+    ".tar",
+    ".tflite",
+    ".tgz",
+    ".wasm",
+    ".xz",
+    ".zip",
+    ".zst",
+];
+
+/// Whether the Hub keeps a file in LFS by its name or size alone (binary
+/// content is the other reason, checked on the bytes). A `.gguf` is binary
+/// by format (its header holds NULs), so its name decides without a read.
+fn lfs_by_name_or_size(rel: &str, size: u64) -> bool {
+    let name = rel.rsplit('/').next().unwrap_or(rel);
+    size >= LFS_MIN_SIZE
+        || name.ends_with(".gguf")
+        || LFS_SUFFIXES.iter().any(|s| name.ends_with(s))
+        || name.contains(".tar.")
+        || name.contains(".lfs.")
+        || name.contains("tfevents")
+        || rel.starts_with("saved_model/")
+}
+
+/// Git's object id of a file: sha1 of `blob <len>\0<bytes>`.
+fn git_blob_id(data: &[u8]) -> String {
+    let mut h = sha1::Sha1::new();
+    h.update(format!("blob {}\0", data.len()).as_bytes());
+    h.update(data);
+    hex::encode(h.finalize())
+}
+
+/// The pointer git holds for an LFS file.
+fn lfs_pointer(sha256: &str, size: u64) -> String {
+    format!("version https://git-lfs.github.com/spec/v1\noid sha256:{sha256}\nsize {size}\n")
+}
+
+fn sha256_of_file(path: &Path) -> io::Result<String> {
+    let mut f = File::open(path)?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(hex::encode(h.finalize()))
+}
+
 /// The mirror's commit id: a digest of the listing, 40 hex digits.
 fn commit_of(files: &[Entry]) -> String {
     let mut h = Sha256::new();
@@ -1121,32 +1226,40 @@ fn commit_of(files: &[Entry]) -> String {
 }
 
 impl Inner {
-    fn sha256(&self, e: &Entry) -> io::Result<String> {
+    /// How the Hub would keep this file; hashed once per (path, size,
+    /// mtime). Only a file small enough for git is read whole.
+    fn stored(&self, e: &Entry) -> io::Result<Stored> {
         if let Some(c) = lock(&self.shas).get(&e.path) {
             if c.size == e.size && c.mtime == e.mtime {
-                return Ok(c.sha.clone());
+                return Ok(c.stored.clone());
             }
         }
-        let mut f = File::open(&e.path)?;
-        let mut h = Sha256::new();
-        let mut buf = vec![0u8; 1 << 20];
-        loop {
-            let n = f.read(&mut buf)?;
-            if n == 0 {
-                break;
+        let stored = if lfs_by_name_or_size(&e.rel, e.size) {
+            Stored::Lfs {
+                sha256: sha256_of_file(&e.path)?,
             }
-            h.update(&buf[..n]);
-        }
-        let sha = hex::encode(h.finalize());
+        } else {
+            let data = fs::read(&e.path)?;
+            // The Hub's upload check: binary content goes to LFS.
+            if data.iter().take(BINARY_SNIFF_BYTES).any(|&b| b == 0) {
+                Stored::Lfs {
+                    sha256: hex::encode(Sha256::digest(&data)),
+                }
+            } else {
+                Stored::Git {
+                    blob_id: git_blob_id(&data),
+                }
+            }
+        };
         lock(&self.shas).insert(
             e.path.clone(),
             CachedSha {
                 size: e.size,
                 mtime: e.mtime,
-                sha: sha.clone(),
+                stored: stored.clone(),
             },
         );
-        Ok(sha)
+        Ok(stored)
     }
 
     /// Takes the fault that hits this request, if any.
@@ -1190,14 +1303,20 @@ impl Inner {
 }
 
 fn route(inner: &Inner, req: &Request) -> Reply {
-    if req.method != "GET" && req.method != "HEAD" {
-        return Reply::error(405, "MethodNotAllowed", "only GET and HEAD are served");
-    }
     let (path, query) = req
         .target
         .split_once('?')
         .unwrap_or((req.target.as_str(), ""));
     let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let post = req.method == "POST";
+    let paths_info = matches!(segs.as_slice(), ["api", "models", _, _, "paths-info", ..]);
+    if !(req.method == "GET" || req.method == "HEAD" || post && paths_info) {
+        return Reply::error(
+            405,
+            "MethodNotAllowed",
+            "only GET and HEAD are served (and POST on paths-info)",
+        );
+    }
     let content_get =
         req.method == "GET" && (segs.get(2) == Some(&"resolve") || segs.first() == Some(&"_cdn"));
     if let Some(status) = inner.take_failure(content_get) {
@@ -1214,17 +1333,26 @@ fn route(inner: &Inner, req: &Request) -> Reply {
                 Ok(d) => d,
                 Err(r) => return r,
             };
+            let blobs = query_flag(query, "blobs");
+            let decoded = |parts: &[&str]| percent_decode(&parts.join("/"));
             match rest {
-                [] => info(&repo, &dir, "main"),
-                ["revision", rev @ ..] if !rev.is_empty() => match percent_decode(&rev.join("/")) {
-                    Some(rev) => info(&repo, &dir, &rev),
+                [] => info(inner, &repo, &dir, "main", blobs),
+                ["revision", rev @ ..] if !rev.is_empty() => match decoded(rev) {
+                    Some(rev) => info(inner, &repo, &dir, &rev, blobs),
+                    None => Reply::error(400, "BadRequest", "bad revision"),
+                },
+                ["refs"] => refs(&repo, &dir),
+                ["commits", rev @ ..] if !rev.is_empty() => match decoded(rev) {
+                    Some(rev) => commits(&repo, &dir, &rev),
+                    None => Reply::error(400, "BadRequest", "bad revision"),
+                },
+                ["paths-info", rev @ ..] if post && !rev.is_empty() => match decoded(rev) {
+                    Some(rev) => paths_info_route(inner, req, &repo, &dir, &rev),
                     None => Reply::error(400, "BadRequest", "bad revision"),
                 },
                 ["tree", rev, sub @ ..] => {
-                    let recursive = query.split('&').any(|kv| {
-                        kv == "recursive=true" || kv == "recursive=1" || kv == "recursive=True"
-                    });
-                    match (percent_decode(rev), percent_decode(&sub.join("/"))) {
+                    let recursive = query_flag(query, "recursive");
+                    match (percent_decode(rev), decoded(sub)) {
                         (Some(rev), Some(sub)) => {
                             let mut r = tree(inner, &repo, &dir, &rev, &sub, recursive);
                             paginate(inner, req, path, query, &mut r);
@@ -1250,6 +1378,14 @@ fn route(inner: &Inner, req: &Request) -> Reply {
         }
         _ => Reply::error(404, "NotFound", "no such route"),
     }
+}
+
+/// Whether `name=true` (or `1`, `True`) is in a query string.
+fn query_flag(query: &str, name: &str) -> bool {
+    query.split('&').any(|kv| {
+        kv.split_once('=')
+            .is_some_and(|(k, v)| k == name && (v == "1" || v.eq_ignore_ascii_case("true")))
+    })
 }
 
 /// The repo's directory, after the token gate.
@@ -1287,10 +1423,19 @@ fn repo_dir(inner: &Inner, req: &Request, repo: &str) -> Result<PathBuf, Reply> 
     Ok(dir)
 }
 
-/// The commit a revision names, or the 404 for an unknown one.
+/// The shortest prefix of the commit id that names it (git's `--short`).
+const MIN_SHORT_REVISION: usize = 7;
+
+/// The commit a revision names, or the 404 for an unknown one: `main`,
+/// `HEAD`, `refs/heads/main`, the commit id or a prefix of it of at least
+/// 7 hex digits (the mirror has one commit, so every such prefix is unique).
 fn check_revision(repo: &str, files: &[Entry], rev: &str) -> Result<String, Reply> {
     let commit = commit_of(files);
-    if rev == "main" || rev == "HEAD" || rev == commit {
+    let short = rev.len() >= MIN_SHORT_REVISION
+        && rev.len() <= commit.len()
+        && rev.bytes().all(|b| b.is_ascii_hexdigit())
+        && commit.starts_with(&rev.to_ascii_lowercase());
+    if rev == "main" || rev == "HEAD" || rev == "refs/heads/main" || short {
         Ok(commit)
     } else {
         Err(Reply::error(
@@ -1301,34 +1446,207 @@ fn check_revision(repo: &str, files: &[Entry], rev: &str) -> Result<String, Repl
     }
 }
 
-fn info(repo: &str, dir: &Path, rev: &str) -> Reply {
+fn io_error(e: &io::Error) -> Reply {
+    Reply::error(500, "IoError", &e.to_string())
+}
+
+/// The latest mtime of the repo's files, as the Hub's dates (RFC 3339).
+fn last_modified(files: &[Entry]) -> String {
+    let secs = files.iter().map(|f| f.mtime).max().unwrap_or(0) / 1_000_000_000;
+    format_rfc3339(i64::try_from(secs).unwrap_or(0))
+}
+
+fn info(inner: &Inner, repo: &str, dir: &Path, rev: &str, blobs: bool) -> Reply {
     let files = walk(dir);
     let commit = match check_revision(repo, &files, rev) {
         Ok(c) => c,
         Err(r) => return r,
     };
     let (author, _) = repo.split_once('/').unwrap_or(("", repo));
-    let siblings: Vec<_> = files
-        .iter()
-        .map(|f| json!({ "rfilename": f.rel }))
-        .collect();
+    let mut siblings = Vec::with_capacity(files.len());
+    for f in &files {
+        if !blobs {
+            siblings.push(json!({ "rfilename": f.rel }));
+            continue;
+        }
+        // `?blobs=true` (huggingface_hub's `files_metadata=True`).
+        let sibling = match inner.stored(f) {
+            Ok(Stored::Lfs { sha256 }) => {
+                let pointer = lfs_pointer(&sha256, f.size);
+                json!({
+                    "rfilename": f.rel,
+                    "blobId": git_blob_id(pointer.as_bytes()),
+                    "size": f.size,
+                    "lfs": { "sha256": sha256, "size": f.size, "pointerSize": pointer.len() },
+                })
+            }
+            Ok(Stored::Git { blob_id }) => {
+                json!({ "rfilename": f.rel, "blobId": blob_id, "size": f.size })
+            }
+            Err(e) => return io_error(&e),
+        };
+        siblings.push(sibling);
+    }
+    let modified = last_modified(&files);
+    let mut body = json!({
+        "_id": &commit[..24],
+        "id": repo,
+        "modelId": repo,
+        "author": author,
+        "sha": commit,
+        "lastModified": modified,
+        "createdAt": modified,
+        "private": false,
+        "gated": false,
+        "disabled": false,
+        "downloads": 0,
+        "likes": 0,
+        "tags": ["gguf"],
+        "siblings": siblings,
+    });
+    if blobs {
+        let used: u64 = files.iter().map(|f| f.size).sum();
+        body["usedStorage"] = json!(used);
+    }
+    Reply::json(200, body)
+}
+
+/// `GET /api/models/{repo}/refs`: the one branch, `main`, at the mirror's
+/// commit (llama.cpp's downloader asks this first; `list_repo_refs`).
+fn refs(repo: &str, dir: &Path) -> Reply {
+    let files = walk(dir);
+    let commit = match check_revision(repo, &files, "main") {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
     Reply::json(
         200,
         json!({
-            "_id": &commit[..24],
-            "id": repo,
-            "modelId": repo,
-            "author": author,
-            "sha": commit,
-            "private": false,
-            "gated": false,
-            "disabled": false,
-            "downloads": 0,
-            "likes": 0,
-            "tags": ["gguf"],
-            "siblings": siblings,
+            "branches": [{ "name": "main", "ref": "refs/heads/main", "targetCommit": commit }],
+            "tags": [],
+            "converts": [],
+            "pullRequests": [],
         }),
     )
+}
+
+/// `GET /api/models/{repo}/commits/{rev}`: the history of a mirror, which
+/// is its one commit (`list_repo_commits`).
+fn commits(repo: &str, dir: &Path, rev: &str) -> Reply {
+    let files = walk(dir);
+    let commit = match check_revision(repo, &files, rev) {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let title = format!("Mirror of {repo}: {} file(s)", files.len());
+    Reply::json(
+        200,
+        json!([{
+            "id": commit,
+            "title": title,
+            "message": "",
+            "authors": [{ "user": "onboard-mirror" }],
+            "date": last_modified(&files),
+        }]),
+    )
+}
+
+/// The paths a `paths-info` request asks for: a form (`paths=a&paths=b`,
+/// huggingface_hub's way) or JSON (`{"paths": [...]}`).
+fn requested_paths(req: &Request) -> Result<Vec<String>, String> {
+    let json = req
+        .header("content-type")
+        .is_some_and(|v| v.contains("json"));
+    if json {
+        let v: serde_json::Value =
+            serde_json::from_slice(&req.body).map_err(|e| format!("the body is not JSON: {e}"))?;
+        return match v.get("paths") {
+            Some(serde_json::Value::Array(items)) => items
+                .iter()
+                .map(|p| {
+                    p.as_str()
+                        .map(str::to_string)
+                        .ok_or_else(|| "`paths` holds a non-string".to_string())
+                })
+                .collect(),
+            Some(serde_json::Value::String(p)) => Ok(vec![p.clone()]),
+            _ => Err("the JSON body has no `paths` list".into()),
+        };
+    }
+    let body = std::str::from_utf8(&req.body).map_err(|_| "the form is not UTF-8".to_string())?;
+    let mut out = Vec::new();
+    for kv in body.split('&').filter(|kv| !kv.is_empty()) {
+        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+        if k == "paths" || k == "paths%5B%5D" || k == "paths[]" {
+            let v = percent_decode(&v.replace('+', " "))
+                .ok_or_else(|| format!("bad percent-encoding in `{v}`"))?;
+            out.push(v);
+        }
+    }
+    if out.is_empty() {
+        return Err("no `paths` in the form".into());
+    }
+    Ok(out)
+}
+
+/// `POST /api/models/{repo}/paths-info/{rev}`: the tree entries of the
+/// paths asked for (files and directories); unknown paths are left out,
+/// as the Hub does (`get_paths_info`, `HfFileSystem.info`).
+fn paths_info_route(inner: &Inner, req: &Request, repo: &str, dir: &Path, rev: &str) -> Reply {
+    let files = walk(dir);
+    if let Err(r) = check_revision(repo, &files, rev) {
+        return r;
+    }
+    let paths = match requested_paths(req) {
+        Ok(p) => p,
+        Err(why) => {
+            return Reply::error(
+                400,
+                "BadRequest",
+                &format!("paths-info: {why}; send a form `paths=<path>&paths=<path>`"),
+            )
+        }
+    };
+    let mut out = Vec::new();
+    for p in paths {
+        let p = p.trim_matches('/');
+        if let Some(f) = files.iter().find(|f| f.rel == p) {
+            match file_entry(inner, f) {
+                Ok(e) => out.push(e),
+                Err(e) => return io_error(&e),
+            }
+        } else if !p.is_empty() && files.iter().any(|f| f.rel.starts_with(&format!("{p}/"))) {
+            out.push(directory_entry(p));
+        }
+    }
+    Reply::json(200, serde_json::Value::Array(out))
+}
+
+/// A file's entry in the tree and paths-info listings, as the Hub writes
+/// it: `oid` is the git blob id (of the pointer, for an LFS file).
+fn file_entry(inner: &Inner, f: &Entry) -> io::Result<serde_json::Value> {
+    Ok(match inner.stored(f)? {
+        Stored::Lfs { sha256 } => {
+            let pointer = lfs_pointer(&sha256, f.size);
+            json!({
+                "type": "file",
+                "oid": git_blob_id(pointer.as_bytes()),
+                "size": f.size,
+                "path": f.rel,
+                "lfs": { "oid": sha256, "size": f.size, "pointerSize": pointer.len() },
+            })
+        }
+        Stored::Git { blob_id } => json!({
+            "type": "file",
+            "oid": blob_id,
+            "size": f.size,
+            "path": f.rel,
+        }),
+    })
+}
+
+fn directory_entry(path: &str) -> serde_json::Value {
+    json!({ "type": "directory", "oid": "0".repeat(40), "size": 0, "path": path })
 }
 
 fn tree(inner: &Inner, repo: &str, dir: &Path, rev: &str, sub: &str, recursive: bool) -> Reply {
@@ -1358,25 +1676,15 @@ fn tree(inner: &Inner, repo: &str, dir: &Path, rev: &str, sub: &str, recursive: 
         if !recursive && parts.len() > 1 {
             continue;
         }
-        let sha = match inner.sha256(f) {
-            Ok(s) => s,
-            Err(e) => return Reply::error(500, "IoError", &e.to_string()),
-        };
-        out.push(json!({
-            "type": "file",
-            "oid": &sha[..40],
-            "size": f.size,
-            "path": f.rel,
-            "lfs": { "oid": sha, "size": f.size, "pointerSize": 134 },
-        }));
+        match file_entry(inner, f) {
+            Ok(e) => out.push(e),
+            Err(e) => return io_error(&e),
+        }
     }
     if !prefix.is_empty() && out.is_empty() && dirs.is_empty() {
         return Reply::error(404, "EntryNotFound", &format!("{sub} does not exist"));
     }
-    let mut all: Vec<_> = dirs
-        .into_iter()
-        .map(|d| json!({ "type": "directory", "oid": "0".repeat(40), "size": 0, "path": d }))
-        .collect();
+    let mut all: Vec<_> = dirs.iter().map(|d| directory_entry(d)).collect();
     all.extend(out);
     Reply::json(200, serde_json::Value::Array(all))
 }
@@ -1461,9 +1769,18 @@ fn resolve(inner: &Inner, req: &Request, repo: &str, dir: &Path, rev: &str, file
     let Some(entry) = files.iter().find(|f| f.rel == file) else {
         return entry_not_found(file, repo);
     };
-    let sha = match inner.sha256(entry) {
-        Ok(s) => s,
-        Err(e) => return Reply::error(500, "IoError", &e.to_string()),
+    let sha = match inner.stored(entry) {
+        Ok(Stored::Lfs { sha256 }) => sha256,
+        // A file in git: its blob id is the ETag, no linked headers, and
+        // the Hub serves it itself (no redirect).
+        Ok(Stored::Git { blob_id }) => {
+            let meta = vec![
+                ("ETag".to_string(), format!("\"{blob_id}\"")),
+                ("X-Repo-Commit".to_string(), commit),
+            ];
+            return serve_content(inner, req, entry, file, repo, meta);
+        }
+        Err(e) => return io_error(&e),
     };
     let meta = vec![
         ("ETag".to_string(), format!("\"{sha}\"")),
@@ -1507,10 +1824,11 @@ fn cdn(inner: &Inner, req: &Request, repo: &str, sha: &str) -> Reply {
         return Reply::error(404, "NotFound", "no such object");
     }
     let files = walk(&inner.root.join(repo));
-    let Some(entry) = files
-        .iter()
-        .find(|f| inner.sha256(f).is_ok_and(|s| s == sha))
-    else {
+    let Some(entry) = files.iter().find(|f| {
+        inner
+            .stored(f)
+            .is_ok_and(|s| matches!(s, Stored::Lfs { sha256 } if sha256 == sha))
+    }) else {
         return Reply::error(404, "NotFound", "no such object");
     };
     serve_content(inner, req, entry, &entry.rel, repo, Vec::new())

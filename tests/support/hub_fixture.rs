@@ -26,6 +26,22 @@ pub fn sha256_hex(data: &[u8]) -> String {
     hex::encode(Sha256::digest(data))
 }
 
+/// Git's id of a file kept in git (not LFS), by git itself
+/// (`git hash-object`), the oracle for the mirror's `oid`s and ETags.
+pub fn git_blob_id(data: &[u8]) -> String {
+    use std::io::Write;
+    let mut child = std::process::Command::new("git")
+        .args(["hash-object", "--stdin"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("git (git hash-object) on PATH");
+    child.stdin.take().unwrap().write_all(data).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "git hash-object failed");
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
 /// Writes `files` under `<root>/<repo>/`.
 pub fn write_repo(root: &Path, repo: &str, files: &[(&str, &[u8])]) {
     for (name, data) in files {

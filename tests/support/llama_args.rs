@@ -1,0 +1,121 @@
+//! llama.cpp's own argument parser, preset loader and `-hf` downloader, as
+//! the xllamacpp wheel (PyPI) ships them: `llama_args.cpp` is compiled once
+//! per test binary against the headers of the same llama.cpp version, which
+//! `scripts/setup` takes from xllamacpp's source distribution into
+//! `.venv/share/llama.cpp-<version>`, and linked to the wheel's library.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+/// The xllamacpp version `scripts/setup` pins (wheel and headers).
+pub const XLLAMACPP: &str = "2026.10.11549";
+
+/// The harness, ready to run: the venv's Python and the built library.
+pub struct Harness {
+    python: PathBuf,
+    library: PathBuf,
+}
+
+fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// What is missing for the harness, if anything: a skip locally, a
+/// failure under CI (`CI` set), where `scripts/setup` has run.
+fn missing(what: &str) -> Option<Harness> {
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "{what}: scripts/setup installs it"
+    );
+    eprintln!("skipped: {what} (run scripts/setup)");
+    None
+}
+
+/// The harness, built on first use; `None` (a skip, outside CI) when the
+/// venv, the wheel, the headers or `g++` are missing.
+pub fn harness() -> Option<&'static Harness> {
+    static BUILT: OnceLock<Option<Harness>> = OnceLock::new();
+    BUILT.get_or_init(build).as_ref()
+}
+
+fn build() -> Option<Harness> {
+    let python = repo().join(".venv/bin/python");
+    if !python.exists() {
+        return missing("no .venv/bin/python");
+    }
+    let headers = repo().join(format!(".venv/share/llama.cpp-{XLLAMACPP}"));
+    if !headers.join("common/arg.h").exists() {
+        return missing(&format!("no llama.cpp headers in {}", headers.display()));
+    }
+    let found = Command::new(&python)
+        .args([
+            "-c",
+            "import importlib.metadata as m, xllamacpp, os; \
+             print(m.version('xllamacpp')); print(os.path.dirname(xllamacpp.__file__))",
+        ])
+        .output()
+        .expect("run the venv's python");
+    if !found.status.success() {
+        return missing("no xllamacpp in .venv");
+    }
+    let found = String::from_utf8_lossy(&found.stdout).to_string();
+    let mut lines = found.lines();
+    let (version, dir) = (lines.next().unwrap_or(""), lines.next().unwrap_or(""));
+    assert_eq!(
+        version, XLLAMACPP,
+        "the xllamacpp wheel must match the headers' version; rerun scripts/setup"
+    );
+    let lib_dir = PathBuf::from(dir);
+    assert!(lib_dir.join("xllamacpp.abi3.so").exists(), "{dir}");
+    if Command::new("g++").arg("--version").output().is_err() {
+        return missing("no g++");
+    }
+    let source = repo().join("tests/support/llama_args.cpp");
+    let out_dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("llama_args");
+    std::fs::create_dir_all(&out_dir).unwrap();
+    // Each test binary builds its own (a rename makes it appear whole).
+    let library = out_dir.join(format!("libllama_args-{}.so", std::process::id()));
+    let partial = library.with_extension("so.partial");
+    let inc = |sub: &str| format!("-I{}", headers.join(sub).display());
+    let out = Command::new("g++")
+        .args(["-std=c++17", "-O1", "-shared", "-fPIC"])
+        // The wheel is built with the pre-C++11 string ABI (manylinux).
+        .arg("-D_GLIBCXX_USE_CXX11_ABI=0")
+        .args([inc("common"), inc("include"), inc("ggml/include")])
+        .arg(&source)
+        .arg("-o")
+        .arg(&partial)
+        .arg(format!("-L{}", lib_dir.display()))
+        .arg("-l:xllamacpp.abi3.so")
+        .arg(format!("-Wl,-rpath,{}", lib_dir.display()))
+        .output()
+        .expect("run g++");
+    assert!(
+        out.status.success(),
+        "building the llama.cpp harness failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::rename(&partial, &library).unwrap();
+    Some(Harness { python, library })
+}
+
+impl Harness {
+    /// `llama_args MODE ARG...` in the venv's Python (see llama_args.cpp).
+    pub fn command(&self, mode: &str, args: &[String]) -> Command {
+        let mut cmd = Command::new(&self.python);
+        cmd.arg(repo().join("tests/support/llama_args.py"))
+            .arg(&self.library)
+            .arg(mode)
+            .args(args);
+        cmd
+    }
+
+    pub fn run(&self, mode: &str, args: &[String]) -> Output {
+        self.command(mode, args)
+            .env_remove("HF_TOKEN")
+            .output()
+            .expect("run the llama.cpp harness")
+    }
+}

@@ -202,6 +202,22 @@ impl Task for ProfileTask {
         })
     }
 
+    /// The profile deleted from models.conf: written again, not left for
+    /// the context test to find missing.
+    fn missing_outputs(
+        &self,
+        params: &ProfileParams,
+        ctx: &TaskContext,
+    ) -> Result<Vec<String>, TaskError> {
+        let file = ctx.paths().models_conf;
+        let conf =
+            models_conf::read(&ctx.path(&file)?).map_err(|e| TaskError::failed(e.to_string()))?;
+        Ok(match conf.profile(&params.id) {
+            Some(_) => Vec::new(),
+            None => vec![format!("{file} [{}]", params.id)],
+        })
+    }
+
     async fn run(
         &self,
         params: ProfileParams,

@@ -41,6 +41,7 @@ pub enum Reason {
     InputChanged { path: String },
     InputValueChanged { input: String, change: String },
     OutputChanged { path: String },
+    OutputMissing { output: String },
     TaskChanged { was: String, now: String },
     FailedLastTime { error: String },
     Interrupted { started_at: String },
@@ -71,6 +72,7 @@ impl fmt::Display for Reason {
                 write!(f, "input changed: {input} ({change})")
             }
             Reason::OutputChanged { path } => write!(f, "output file changed or removed: {path}"),
+            Reason::OutputMissing { output } => write!(f, "its output is gone: {output}"),
             Reason::TaskChanged { was, now } => write!(f, "task changed ({was} -> {now})"),
             Reason::FailedLastTime { error } => {
                 let first = error.lines().next().unwrap_or("");
@@ -113,45 +115,55 @@ impl Selection {
         workflow: &Workflow,
         dag: &Dag,
     ) -> Result<(BTreeSet<String>, BTreeSet<String>), String> {
-        let known = |id: &String| -> Result<(), String> {
-            if workflow.step(id).is_some() {
-                Ok(())
-            } else {
-                let ids: Vec<&str> = workflow.steps.iter().map(|s| s.id.as_str()).collect();
-                Err(format!(
-                    "no step `{id}` in workflow `{}` (steps: {})",
-                    workflow.name,
-                    ids.join(", ")
-                ))
-            }
-        };
+        let known = |id: &String| -> Result<String, String> { canonical_step(workflow, id) };
         let all: BTreeSet<String> = workflow.steps.iter().map(|s| s.id.clone()).collect();
         let mut selected = all.clone();
         let mut forced: BTreeSet<String> = BTreeSet::new();
         if let Some(only) = &self.only {
-            known(only)?;
+            let only = known(only)?;
             selected = BTreeSet::from([only.clone()]);
-            forced.insert(only.clone());
+            forced.insert(only);
         }
         if let Some(from) = &self.from {
-            known(from)?;
-            let mut set = dag.descendants(from);
-            set.insert(from.clone());
+            let from = known(from)?;
+            let mut set = dag.descendants(&from);
+            set.insert(from);
             forced.extend(set.iter().cloned());
             selected = selected.intersection(&set).cloned().collect();
         }
         if let Some(until) = &self.until {
-            known(until)?;
-            let mut set = dag.ancestors(until);
-            set.insert(until.clone());
+            let until = known(until)?;
+            let mut set = dag.ancestors(&until);
+            set.insert(until);
             selected = selected.intersection(&set).cloned().collect();
         }
         for f in &self.force {
-            known(f)?;
-            forced.insert(f.clone());
+            forced.insert(known(f)?);
         }
         Ok((selected, forced))
     }
+}
+
+/// The step `id` names: itself, or the one that differs only in `-` for
+/// `_` (task kinds are spelt `context-test`, step ids `context_test`, and
+/// people mix them up); otherwise an error with the closest id.
+pub fn canonical_step(workflow: &Workflow, id: &str) -> Result<String, String> {
+    if workflow.step(id).is_some() {
+        return Ok(id.to_string());
+    }
+    let fold = |s: &str| s.replace('-', "_");
+    if let Some(step) = workflow.steps.iter().find(|s| fold(&s.id) == fold(id)) {
+        return Ok(step.id.clone());
+    }
+    let ids: Vec<&str> = workflow.steps.iter().map(|s| s.id.as_str()).collect();
+    let hint = crate::source::diag::did_you_mean(&fold(id), ids.iter().copied())
+        .map(|s| format!("; did you mean `{s}`?"))
+        .unwrap_or_default();
+    Err(format!(
+        "no step `{id}` in workflow `{}` (steps: {}){hint}",
+        workflow.name,
+        ids.join(", ")
+    ))
 }
 
 /// How an upstream step stands when a step is decided.
@@ -418,6 +430,14 @@ impl Planner<'_> {
             .map(|(p, _)| p.clone())
         {
             Reason::OutputChanged { path }
+        } else if let Some(output) = task
+            .missing_outputs(&params, &task_ctx)
+            .ok()
+            .and_then(|gone| gone.into_iter().next())
+        {
+            // Not an error to stop on: what cannot be read here is reported
+            // by the step that reads it.
+            Reason::OutputMissing { output }
         } else {
             d.action = Action::Skip;
             Reason::DoneUnchanged {

@@ -204,6 +204,19 @@ pub trait Task: Send + Sync + 'static {
         Ok(Vec::new())
     }
 
+    /// What the task made outside its own files that is gone now (a
+    /// section of a shared file, such as a models.conf profile, deleted by
+    /// hand), by label: a step whose output is gone is not done, and reruns
+    /// instead of leaving the steps that read it blocked. Only presence
+    /// counts here; hand edits of a shared file are the user's to keep.
+    fn missing_outputs(
+        &self,
+        _params: &Self::Params,
+        _ctx: &TaskContext,
+    ) -> Result<Vec<String>, TaskError> {
+        Ok(Vec::new())
+    }
+
     fn run(
         &self,
         params: Self::Params,
@@ -263,6 +276,7 @@ pub trait DynTask: Send + Sync {
     fn input_values(&self, params: &Value, ctx: &TaskContext)
         -> Result<Vec<InputValue>, TaskError>;
     fn output_files(&self, params: &Value, ctx: &TaskContext) -> Result<Vec<PathBuf>, TaskError>;
+    fn missing_outputs(&self, params: &Value, ctx: &TaskContext) -> Result<Vec<String>, TaskError>;
     fn run(self: Arc<Self>, params: Value, ctx: TaskContext)
         -> BoxFuture<Result<Value, TaskError>>;
     fn preview(
@@ -324,6 +338,9 @@ impl<T: Task> DynTask for T {
     }
     fn output_files(&self, params: &Value, ctx: &TaskContext) -> Result<Vec<PathBuf>, TaskError> {
         Task::output_files(self, &parse(params)?, ctx)
+    }
+    fn missing_outputs(&self, params: &Value, ctx: &TaskContext) -> Result<Vec<String>, TaskError> {
+        Task::missing_outputs(self, &parse(params)?, ctx)
     }
     fn preview(
         &self,

@@ -117,7 +117,9 @@ impl HubConfig {
             offline: get("HF_HUB_OFFLINE").is_some_and(|v| truthy(&v)),
             hf_home,
             hub_cache,
-            connect_timeout: Duration::from_secs(20),
+            // A Hub that does not answer a connect within seconds is not
+            // there (a wrong HF_ENDPOINT, no network): say so soon.
+            connect_timeout: CONNECT_TIMEOUT,
             retry: RetryPolicy::default(),
         }
     }
@@ -337,6 +339,39 @@ pub(crate) struct RangeBody {
     pub len: u64,
 }
 
+/// Whether no connection could be opened (see [`UNREACHABLE_HINT`]).
+fn is_unreachable(e: &HubError) -> bool {
+    matches!(e, HubError::Network { detail, .. } if detail.ends_with(UNREACHABLE_HINT))
+}
+
+/// How long opening a connection to the Hub may take.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(4);
+
+/// What to do when no connection to the Hub can be opened; ends the
+/// error's detail, which is also how [`HubClient::retrying`] knows not to
+/// try again: a refused or unanswered connect does not heal in seconds.
+const UNREACHABLE_HINT: &str = "set HF_ENDPOINT to a Hub this machine can reach \
+     (`onboard mirror serve DIR` serves one from local files), \
+     or HF_HUB_OFFLINE=1 to use only the files already here";
+
+/// A connection that could not be opened at all, as opposed to one that
+/// failed midway (which a retry may well get through).
+fn is_connect_failure(e: &ureq::Error) -> bool {
+    match e {
+        ureq::Error::ConnectionFailed
+        | ureq::Error::HostNotFound
+        | ureq::Error::Timeout(ureq::Timeout::Connect | ureq::Timeout::Resolve) => true,
+        ureq::Error::Io(io) => matches!(
+            io.kind(),
+            std::io::ErrorKind::ConnectionRefused
+                | std::io::ErrorKind::HostUnreachable
+                | std::io::ErrorKind::NetworkUnreachable
+                | std::io::ErrorKind::AddrNotAvailable
+        ),
+        _ => false,
+    }
+}
+
 /// The Hub client. Cheap to clone; connections are pooled.
 #[derive(Clone)]
 pub struct HubClient {
@@ -395,9 +430,13 @@ impl HubClient {
     }
 
     fn network_error(&self, e: &ureq::Error) -> HubError {
+        let mut detail = redact(&e.to_string(), self.secret());
+        if is_connect_failure(e) {
+            detail = format!("{detail}; {UNREACHABLE_HINT}");
+        }
         HubError::Network {
             endpoint: self.cfg.endpoint.clone(),
-            detail: redact(&e.to_string(), self.secret()),
+            detail,
         }
     }
 
@@ -496,7 +535,11 @@ impl HubClient {
         let mut attempt = 1;
         loop {
             match f() {
-                Err(e) if e.is_transient() && attempt < self.cfg.retry.max_attempts => {
+                Err(e)
+                    if e.is_transient()
+                        && !is_unreachable(&e)
+                        && attempt < self.cfg.retry.max_attempts =>
+                {
                     std::thread::sleep(self.cfg.retry.delay(attempt));
                     attempt += 1;
                 }

@@ -1,7 +1,7 @@
 //! `onboard links` and `onboard retire`.
 
 use super::load;
-use super::{error, Format, EXIT_FAILED, EXIT_OK, EXIT_USAGE};
+use super::{error, Format, FormatArg, EXIT_FAILED, EXIT_OK, EXIT_USAGE};
 use crate::docs::catalog::Catalog;
 use crate::docs::retire::{self, ManifestChange, RetirePlan, Verdict};
 use crate::docs::tree::{Change, Changeset, Disk, Scope};
@@ -17,8 +17,8 @@ const BENCH_README: &str = "benchmarks/README.md";
 
 #[derive(Args, Debug)]
 pub struct LinksArgs {
-    #[arg(long, value_enum, default_value_t = Format::Human)]
-    format: Format,
+    #[command(flatten)]
+    format: FormatArg,
 }
 
 fn disk(ws: &Workspace) -> Disk {
@@ -56,7 +56,7 @@ pub fn links(dir: &Path, args: &LinksArgs) -> i32 {
         Err(code) => return code,
     };
     let report = check(&disk(&ws));
-    print_report(&report, args.format);
+    print_report(&report, args.format.get());
     if report.broken.is_empty() {
         EXIT_OK
     } else {
@@ -78,8 +78,8 @@ pub struct RetireArgs {
     /// card to RETIRED/, fix links, refresh tables, mark the manifest.
     #[arg(long, requires = "model")]
     yes: bool,
-    #[arg(long, value_enum, default_value_t = Format::Human)]
-    format: Format,
+    #[command(flatten)]
+    format: FormatArg,
 }
 
 fn catalog(ws: &Workspace) -> Result<Catalog, i32> {
@@ -100,7 +100,7 @@ pub fn retire(dir: &Path, args: &RetireArgs) -> i32 {
     };
     if args.advise {
         let report = retire::advise(&catalog);
-        match args.format {
+        match args.format.get() {
             Format::Json => println!(
                 "{}",
                 serde_json::to_string_pretty(&report).unwrap_or_default()

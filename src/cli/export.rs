@@ -146,6 +146,7 @@ pub fn execute(dir: &Path, args: &ExportWorkflowArgs) -> i32 {
             EXIT_OK
         }
         Some(path) => {
+            let path = &super::relative_to(dir, path);
             let written = path
                 .parent()
                 .filter(|p| !p.as_os_str().is_empty())

@@ -2,7 +2,7 @@
 //! `onboard hardware [--detect]`: the facts evaluate uses, for any model or
 //! machine, without running a workflow.
 
-use super::{error, Format, EXIT_FAILED, EXIT_OK, EXIT_USAGE};
+use super::{error, Format, FormatArg, EXIT_FAILED, EXIT_OK, EXIT_USAGE};
 use crate::evaluate::{self, gib, quant, report, strategy, HeaderSource, HubSource, Machine};
 use crate::gguf::memory::{compute_buffer_bytes, RunConfig, MIB};
 use crate::gguf::{
@@ -27,8 +27,8 @@ pub struct InspectArgs {
     /// Revision for `hf://` targets.
     #[arg(long, default_value = "main")]
     revision: String,
-    #[arg(long)]
-    json: bool,
+    #[command(flatten)]
+    format: FormatArg,
 }
 
 #[derive(Args, Debug)]
@@ -37,8 +37,15 @@ pub struct HardwareArgs {
     /// `hardware:` block for onboard.yaml.
     #[arg(long)]
     detect: bool,
-    #[arg(long, value_enum, default_value_t = Format::Human)]
-    format: Format,
+    #[command(flatten)]
+    format: FormatArg,
+}
+
+impl HardwareArgs {
+    /// Detection reads this machine, not a workspace.
+    pub fn detects(&self) -> bool {
+        self.detect
+    }
 }
 
 /// `hf://owner/name[/path]` → (repo, path).
@@ -73,7 +80,7 @@ struct Loaded {
     bytes_fetched: u64,
 }
 
-fn load(args: &InspectArgs) -> Result<Loaded, (i32, String)> {
+fn load(dir: &Path, args: &InspectArgs) -> Result<Loaded, (i32, String)> {
     let Some((repo, file)) = parse_hf(&args.target) else {
         if args.target.starts_with("hf://") {
             return Err((
@@ -81,7 +88,7 @@ fn load(args: &InspectArgs) -> Result<Loaded, (i32, String)> {
                 format!("`{}`: expected hf://owner/repo[/file]", args.target),
             ));
         }
-        let path = PathBuf::from(&args.target);
+        let path = super::relative_to(dir, Path::new(&args.target));
         if !path.exists() {
             return Err((EXIT_USAGE, format!("{}: no such file", path.display())));
         }
@@ -95,43 +102,71 @@ fn load(args: &InspectArgs) -> Result<Loaded, (i32, String)> {
             bytes_fetched: 0,
         });
     };
+    let pick = match &file {
+        Some(f) => Pick::File(f),
+        None => Pick::Only,
+    };
+    let remote = remote(&repo, &args.revision, pick)?;
+    Ok(Loaded {
+        source: format!("hf://{repo}/{}", remote.chosen.files[0]),
+        headers: remote.headers,
+        bytes_fetched: remote.bytes_fetched,
+    })
+}
+
+/// Which of a repository's GGUF files to read.
+pub enum Pick<'a> {
+    /// The quant holding this file.
+    File(&'a str),
+    /// A quant by name (`Q4_K_M`).
+    Quant(&'a str),
+    /// The repository's one quant; several are a usage error listing them.
+    Only,
+}
+
+/// A repository's GGUF header, read with range requests, and its quants.
+pub struct Remote {
+    pub headers: Vec<Header>,
+    pub bytes_fetched: u64,
+    /// Every quant of the repository.
+    pub quants: Vec<quant::Candidate>,
+    pub chosen: quant::Candidate,
+}
+
+/// Lists `repo` and reads the header of the quant `pick` names (every
+/// shard's); the error is an exit code with its message.
+pub fn remote(repo: &str, revision: &str, pick: Pick<'_>) -> Result<Remote, (i32, String)> {
     let client = HubClient::from_env();
     let src = HubSource {
         client: &client,
         local_dir: None,
     };
     let fail = |e: evaluate::EvaluateError| (EXIT_FAILED, e.to_string());
-    let listing = src.list(&repo, &args.revision).map_err(fail)?;
+    let listing = src.list(repo, revision).map_err(fail)?;
     let all = quant::candidates(&listing);
-    let chosen = match &file {
-        Some(f) => all
+    let chosen = match pick {
+        Pick::File(f) => all
             .iter()
             .find(|c| c.files.iter().any(|x| x == f))
             .cloned()
             .ok_or_else(|| (EXIT_USAGE, format!("`{repo}` has no GGUF file `{f}`")))?,
-        None if all.len() == 1 => all[0].clone(),
-        None => {
-            let list: Vec<String> = all
-                .iter()
-                .map(|c| {
-                    format!(
-                        "  {:<14} {:>9}  hf://{repo}/{}",
-                        c.quant,
-                        evaluate::gb(c.total_size()),
-                        c.files[0]
-                    )
-                })
-                .collect();
+        Pick::Quant(q) => quant::find(&all, q).cloned().ok_or_else(|| {
+            (
+                EXIT_USAGE,
+                format!(
+                    "`{repo}` has no quant `{q}`; it has:\n{}",
+                    quant_list(repo, &all)
+                ),
+            )
+        })?,
+        Pick::Only if all.len() == 1 => all[0].clone(),
+        Pick::Only => {
             return Err((
                 EXIT_USAGE,
                 format!(
                     "`{repo}` has {} quants; name one:\n{}",
                     all.len(),
-                    if list.is_empty() {
-                        "  (no GGUF files)".into()
-                    } else {
-                        list.join("\n")
-                    }
+                    quant_list(repo, &all)
                 ),
             ));
         }
@@ -142,12 +177,31 @@ fn load(args: &InspectArgs) -> Result<Loaded, (i32, String)> {
         .cloned()
         .zip(chosen.sizes.iter().copied())
         .collect();
-    let (headers, bytes_fetched) = src.headers(&repo, &args.revision, &files).map_err(fail)?;
-    Ok(Loaded {
-        source: format!("hf://{repo}/{}", chosen.files[0]),
+    let (headers, bytes_fetched) = src.headers(repo, revision, &files).map_err(fail)?;
+    Ok(Remote {
         headers,
         bytes_fetched,
+        quants: all,
+        chosen,
     })
+}
+
+/// One line per quant: name, size, where.
+fn quant_list(repo: &str, all: &[quant::Candidate]) -> String {
+    if all.is_empty() {
+        return "  (no GGUF files)".into();
+    }
+    all.iter()
+        .map(|c| {
+            format!(
+                "  {:<14} {:>9}  hf://{repo}/{}",
+                c.quant,
+                evaluate::gb(c.total_size()),
+                c.files[0]
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// One row of the memory table.
@@ -177,7 +231,7 @@ fn fact_text(f: &Fact<u64>) -> String {
 }
 
 pub fn inspect(dir: &Path, args: &InspectArgs) -> i32 {
-    let loaded = match load(args) {
+    let loaded = match load(dir, args) {
         Ok(l) => l,
         Err((code, msg)) => {
             error(&msg);
@@ -216,7 +270,7 @@ pub fn inspect(dir: &Path, args: &InspectArgs) -> i32 {
             }
             Err(why) => Err(format!("unknown: {why}")),
         });
-    if args.json {
+    if args.format.json() {
         let out = json!({
             "source": loaded.source,
             "header_bytes_fetched": loaded.bytes_fetched,
@@ -435,17 +489,7 @@ pub fn hardware(dir: &Path, args: &HardwareArgs) -> i32 {
             }
         }
     } else {
-        let gpus = detect_gpus();
-        let ram = std::fs::read_to_string("/proc/meminfo")
-            .ok()
-            .as_deref()
-            .and_then(parse_meminfo);
-        let hw = Hardware {
-            gpus: gpus.clone().unwrap_or_default(),
-            ram_gib: ram,
-            os_reserve_gib: Some(8.0),
-            cpu_bandwidth_gbs: None,
-        };
+        let (hw, gpus) = detect();
         if args.format == Format::Json {
             println!(
                 "{}",
@@ -456,33 +500,67 @@ pub fn hardware(dir: &Path, args: &HardwareArgs) -> i32 {
             );
             return EXIT_OK;
         }
-        match &gpus {
-            None => println!("# no NVIDIA GPU found (nvidia-smi is not installed or failed): CPU only"),
-            Some(g) if g.is_empty() => println!("# nvidia-smi lists no GPU: CPU only"),
-            Some(_) => println!("# GPUs from nvidia-smi; add each card's bandwidth_gbs (its published memory bandwidth)"),
-        }
-        println!("hardware:");
-        if hw.gpus.is_empty() {
-            println!("  gpus: []");
-        } else {
-            println!("  gpus:");
-            for g in &hw.gpus {
-                println!(
-                    "    - name: {}",
-                    serde_json::to_string(&g.name).unwrap_or_default()
-                );
-                println!("      vram_gib: {}", g.vram_gib);
-                println!("      # bandwidth_gbs: 936");
-            }
-        }
-        match ram {
-            Some(r) => println!("  ram_gib: {r}"),
-            None => println!("  # ram_gib: (could not read /proc/meminfo)"),
-        }
-        println!("  os_reserve_gib: 8   # RAM kept for the OS and other programs");
-        println!("  # cpu_bandwidth_gbs: 60   # the RAM's bandwidth (channels × MT/s × 8 bytes)");
+        print!("{}", hardware_yaml(&hw, gpus.is_some()));
         EXIT_OK
     }
+}
+
+/// This machine: GPUs from nvidia-smi (`None` when it is missing or
+/// fails), RAM from /proc/meminfo, 8 GiB kept for the OS.
+pub fn detect() -> (Hardware, Option<Vec<Gpu>>) {
+    let gpus = detect_gpus();
+    let ram = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .as_deref()
+        .and_then(parse_meminfo);
+    let hw = Hardware {
+        gpus: gpus.clone().unwrap_or_default(),
+        ram_gib: ram,
+        os_reserve_gib: Some(8.0),
+        cpu_bandwidth_gbs: None,
+    };
+    (hw, gpus)
+}
+
+/// A ready-to-paste `hardware:` block for onboard.yaml, with comments
+/// saying what detection could not know.
+pub fn hardware_yaml(hw: &Hardware, nvidia_smi: bool) -> String {
+    let mut out = String::new();
+    let mut line = |l: String| {
+        out.push_str(&l);
+        out.push('\n');
+    };
+    line(match (nvidia_smi, hw.gpus.is_empty()) {
+        (false, _) => {
+            "# no NVIDIA GPU found (nvidia-smi is not installed or failed): CPU only".into()
+        }
+        (true, true) => "# nvidia-smi lists no GPU: CPU only".into(),
+        (true, false) => {
+            "# GPUs from nvidia-smi; add each card's bandwidth_gbs (its published memory bandwidth)"
+                .into()
+        }
+    });
+    line("hardware:".into());
+    if hw.gpus.is_empty() {
+        line("  gpus: []".into());
+    } else {
+        line("  gpus:".into());
+        for g in &hw.gpus {
+            line(format!(
+                "    - name: {}",
+                serde_json::to_string(&g.name).unwrap_or_default()
+            ));
+            line(format!("      vram_gib: {}", g.vram_gib));
+            line("      # bandwidth_gbs: 936".into());
+        }
+    }
+    line(match hw.ram_gib {
+        Some(r) => format!("  ram_gib: {r}"),
+        None => "  # ram_gib: (could not read /proc/meminfo)".into(),
+    });
+    line("  os_reserve_gib: 8   # RAM kept for the OS and other programs".into());
+    line("  # cpu_bandwidth_gbs: 60   # the RAM's bandwidth (channels × MT/s × 8 bytes)".into());
+    out
 }
 
 #[cfg(test)]

@@ -85,6 +85,13 @@ pub fn manifest(ws: &Workspace, model: &str) -> Result<Manifest, i32> {
             print_diagnostics(&diags);
             EXIT_FAILED
         }
+        other @ ManifestError::NotFound { .. } => {
+            let hint = super::suggest::model(ws, model)
+                .map(|h| format!("; {h}"))
+                .unwrap_or_default();
+            error(&format!("{other}{hint}"));
+            EXIT_USAGE
+        }
         other => {
             error(&other.to_string());
             EXIT_USAGE

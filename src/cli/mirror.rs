@@ -55,7 +55,7 @@ fn seconds(s: &str) -> Result<f64, String> {
     }
 }
 
-pub fn execute(args: &MirrorArgs) -> i32 {
+pub fn execute(dir: &std::path::Path, args: &MirrorArgs) -> i32 {
     match &args.command {
         MirrorCommand::Serve {
             root,
@@ -66,6 +66,7 @@ pub fn execute(args: &MirrorArgs) -> i32 {
             header_timeout,
             rate,
         } => {
+            let root = &super::relative_to(dir, root);
             if !root.is_dir() {
                 error(&format!(
                     "{} is not a directory of repos (<owner>/<name>/<files>)",

@@ -2,8 +2,10 @@
 //! function per command. Exit codes: 0 success, 1 findings or a failed run,
 //! 2 usage errors (bad arguments, missing files).
 
+mod completions;
 mod docs;
 mod export;
+mod init;
 mod inspect;
 mod launch;
 mod load;
@@ -13,10 +15,11 @@ mod report;
 mod run;
 mod schema;
 mod status;
+mod suggest;
 mod validate;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 pub const EXIT_OK: i32 = 0;
 pub const EXIT_FAILED: i32 = 1;
@@ -30,7 +33,8 @@ pub const EXIT_USAGE: i32 = 2;
     after_help = "`onboard <model-id>` is short for `onboard run <model-id>`."
 )]
 struct Cli {
-    /// The workspace directory (holds onboard.yaml, workflows/, models/).
+    /// The workspace directory (holds onboard.yaml, workflows/, models/);
+    /// path arguments are read relative to it, as with git and make.
     #[arg(
         long,
         short = 'C',
@@ -81,6 +85,15 @@ enum Command {
     Retire(docs::RetireArgs),
     /// Compare every benchmarked model: benchmarks/report.md and report.svg.
     Report(report::ReportArgs),
+    /// Make a workspace: onboard.yaml for this machine, the default
+    /// workflow and templates, models/, documentation/CANDIDATES/.
+    Init(init::InitArgs),
+    /// Write models/<id>.yaml from a Hub repository's GGUF header.
+    New(init::NewArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions(completions::CompletionsArgs),
+    /// Print the manual page, onboard(1), in roff.
+    Man(completions::ManArgs),
     #[command(external_subcommand)]
     Model(Vec<String>),
 }
@@ -104,6 +117,9 @@ struct EngineWorkerArgs {
     /// Only check that the engine can load the file, then exit.
     #[arg(long)]
     check: bool,
+    /// Draft this many tokens per round with the model's MTP block (llama.cpp).
+    #[arg(long)]
+    mtp_draft: Option<u32>,
 }
 
 fn engine_worker(args: &EngineWorkerArgs) -> i32 {
@@ -141,6 +157,7 @@ fn llama_cpp_worker(args: &EngineWorkerArgs) -> i32 {
             threads: args.threads,
             gpu: !args.cpu,
             check_only: args.check,
+            mtp_draft: args.mtp_draft,
         })
     }
     #[cfg(not(feature = "llama-cpp"))]
@@ -190,6 +207,92 @@ pub enum Format {
     Json,
 }
 
+/// `--format human|json`, the same on every command that can print JSON,
+/// with `--json` kept for the commands that had only it.
+#[derive(Args, Debug, Clone, Copy, Default)]
+pub struct FormatArg {
+    /// Text for people, or JSON for scripts.
+    #[arg(long, value_enum, default_value_t = Format::Human)]
+    format: Format,
+    /// Short for `--format json`.
+    #[arg(long)]
+    json: bool,
+}
+
+impl FormatArg {
+    pub fn get(&self) -> Format {
+        if self.json {
+            Format::Json
+        } else {
+            self.format
+        }
+    }
+
+    pub fn json(&self) -> bool {
+        self.get() == Format::Json
+    }
+}
+
+impl PartialEq<Format> for FormatArg {
+    fn eq(&self, other: &Format) -> bool {
+        self.get() == *other
+    }
+}
+
+/// `path` as the user meant it: relative paths are read from `-C`'s
+/// directory, as git and make read them.
+pub(crate) fn relative_to(workspace: &Path, path: &Path) -> PathBuf {
+    if path.is_absolute() || workspace == Path::new(".") {
+        path.to_path_buf()
+    } else {
+        workspace.join(path)
+    }
+}
+
+/// Whether `command` reads a workspace; the others (inspecting a file or a
+/// Hub repository, detecting the machine, serving a mirror, the schemas,
+/// completions, the man page, making a workspace) work anywhere.
+fn needs_workspace(command: &Command) -> bool {
+    match command {
+        Command::Validate(args) => !args.has_paths(),
+        Command::Hardware(args) => !args.detects(),
+        Command::Schema(_)
+        | Command::Mirror(_)
+        | Command::EngineWorker(_)
+        | Command::Inspect(_)
+        | Command::Init(_)
+        | Command::Completions(_)
+        | Command::Man(_) => false,
+        _ => true,
+    }
+}
+
+/// Refuses a `-C` that is no workspace before a command reads it: a
+/// validate that checks nothing must not pass, nor a plan of defaults run
+/// late into failure.
+fn require_workspace(dir: &Path) -> Result<(), i32> {
+    let needs =
+        "a workspace is a directory with onboard.yaml (the machine and where things live), \
+                 workflows/ (how to onboard) and models/<id>.yaml (what to onboard)";
+    let init = format!("`onboard init {}` makes one", dir.display());
+    if !dir.is_dir() {
+        error(&format!(
+            "{}: no such directory; {needs}; {init}",
+            dir.display()
+        ));
+        return Err(EXIT_USAGE);
+    }
+    if !dir.join(crate::workspace::CONFIG_FILE).is_file() {
+        error(&format!(
+            "{} is no onboard workspace: it has no {}; {needs}; {init}, or give -C a workspace",
+            dir.display(),
+            crate::workspace::CONFIG_FILE
+        ));
+        return Err(EXIT_USAGE);
+    }
+    Ok(())
+}
+
 /// Runs the command line and returns the process exit code.
 pub fn main() -> i32 {
     let cli = match Cli::try_parse() {
@@ -204,37 +307,67 @@ pub fn main() -> i32 {
             };
         }
     };
-    match cli.command {
-        Command::Validate(args) => validate::execute(&cli.workspace, &args),
-        Command::Schema(args) => schema::execute(&args),
-        Command::Plan(args) => plan::plan(&cli.workspace, &args),
-        Command::Graph(args) => plan::graph(&cli.workspace, &args),
-        Command::Status(args) => status::status(&cli.workspace, &args),
-        Command::Run(args) => run::execute(&cli.workspace, &args),
-        Command::EngineWorker(args) => engine_worker(&args),
-        Command::Mirror(args) => mirror::execute(&args),
-        Command::Launch(args) => launch::launch(&cli.workspace, &args),
-        Command::Export(args) => launch::export(&cli.workspace, &args),
-        Command::ExportWorkflow(args) => export::execute(&cli.workspace, &args),
-        Command::Inspect(args) => inspect::inspect(&cli.workspace, &args),
-        Command::Hardware(args) => inspect::hardware(&cli.workspace, &args),
-        Command::Links(args) => docs::links(&cli.workspace, &args),
-        Command::Retire(args) => docs::retire(&cli.workspace, &args),
-        Command::Report(args) => report::execute(&cli.workspace, &args),
-        Command::Model(words) => {
-            let argv = std::iter::once("onboard run".to_string()).chain(words);
-            match run::ModelRunArgs::try_parse_from(argv) {
-                Ok(args) => run::execute(
-                    args.workspace.as_deref().unwrap_or(&cli.workspace),
-                    &args.run,
-                ),
-                Err(e) => {
-                    let _ = e.print();
-                    EXIT_USAGE
-                }
-            }
+    if needs_workspace(&cli.command) {
+        if let Command::Model(words) = &cli.command {
+            return model_command(&cli.workspace, words);
+        }
+        if let Err(code) = require_workspace(&cli.workspace) {
+            return code;
         }
     }
+    let dir = &cli.workspace;
+    match cli.command {
+        Command::Validate(args) => validate::execute(dir, &args),
+        Command::Schema(args) => schema::execute(&args),
+        Command::Plan(args) => plan::plan(dir, &args),
+        Command::Graph(args) => plan::graph(dir, &args),
+        Command::Status(args) => status::status(dir, &args),
+        Command::Run(args) => run::execute(dir, &args),
+        Command::EngineWorker(args) => engine_worker(&args),
+        Command::Mirror(args) => mirror::execute(dir, &args),
+        Command::Launch(args) => launch::launch(dir, &args),
+        Command::Export(args) => launch::export(dir, &args),
+        Command::ExportWorkflow(args) => export::execute(dir, &args),
+        Command::Inspect(args) => inspect::inspect(dir, &args),
+        Command::Hardware(args) => inspect::hardware(dir, &args),
+        Command::Links(args) => docs::links(dir, &args),
+        Command::Retire(args) => docs::retire(dir, &args),
+        Command::Report(args) => report::execute(dir, &args),
+        Command::Init(args) => init::init(dir, &args),
+        Command::New(args) => init::new(dir, &args),
+        Command::Completions(args) => completions::completions(&args),
+        Command::Man(args) => completions::man(&args),
+        Command::Model(words) => model_command(dir, &words),
+    }
+}
+
+/// `onboard <word> …`: a model id, unless the word is a misspelt command
+/// (checked first, so `onboard valdate` does not read as a model).
+fn model_command(dir: &Path, words: &[String]) -> i32 {
+    let argv = std::iter::once("onboard run".to_string()).chain(words.iter().cloned());
+    let args = match run::ModelRunArgs::try_parse_from(argv) {
+        Ok(args) => args,
+        Err(e) => {
+            let _ = e.print();
+            return EXIT_USAGE;
+        }
+    };
+    let dir = args.workspace.as_deref().unwrap_or(dir);
+    let word = words.first().map(String::as_str).unwrap_or_default();
+    let is_model =
+        crate::workspace::Workspace::open(dir).is_ok_and(|ws| ws.manifest_path(word).is_file());
+    if !is_model {
+        if let Some(command) = suggest::command(word) {
+            error(&format!(
+                "no command `{word}`; did you mean `{command}`? (a model id runs its workflow: `onboard <model>`; `onboard --help` lists the commands)"
+            ));
+            return EXIT_USAGE;
+        }
+    }
+    if let Err(code) = require_workspace(dir) {
+        return code;
+    }
+    run::execute(dir, &args.run)
 }
 
 /// Prints to stderr with the `onboard:` prefix, secrets removed.

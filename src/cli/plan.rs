@@ -17,9 +17,9 @@ pub struct PlanArgs {
     models: Vec<String>,
     #[command(flatten)]
     selection: SelectionArgs,
-    /// One JSON document instead of a table.
-    #[arg(long)]
-    json: bool,
+    /// JSON: one document instead of a table.
+    #[command(flatten)]
+    format: super::FormatArg,
     /// Show what each step that would run changes, as a unified diff (for
     /// task kinds that can tell without running).
     #[arg(long)]
@@ -28,18 +28,18 @@ pub struct PlanArgs {
 
 pub fn plan(dir: &Path, args: &PlanArgs) -> i32 {
     let several = args.models.len() > 1;
-    if several && args.json {
+    if several && args.format.json() {
         println!("[");
     }
     let mut code = EXIT_OK;
     for (i, model) in args.models.iter().enumerate() {
         if i > 0 {
-            println!("{}", if args.json { "," } else { "" });
+            println!("{}", if args.format.json() { "," } else { "" });
         }
         code = code.max(plan_one(dir, model, args));
     }
     if several {
-        if args.json {
+        if args.format.json() {
             println!("]");
         } else {
             println!(
@@ -76,7 +76,7 @@ fn plan_one(dir: &Path, model: &str, args: &PlanArgs) -> i32 {
     } else {
         Vec::new()
     };
-    if args.json {
+    if args.format.json() {
         let mut doc = serde_json::json!({
             "model": loaded.model,
             "workflow": loaded.workflow.name,

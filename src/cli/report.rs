@@ -1,7 +1,7 @@
 //! `onboard report`: the HumanEval comparison over every benchmarked model.
 
 use super::load;
-use super::{error, Format, EXIT_FAILED, EXIT_OK};
+use super::{error, Format, FormatArg, EXIT_FAILED, EXIT_OK};
 use crate::bench::report;
 use clap::Args;
 use std::path::Path;
@@ -14,8 +14,8 @@ pub struct ReportArgs {
     /// Where report.md and report.svg go (workspace-relative).
     #[arg(long, default_value = "benchmarks", value_name = "DIR")]
     out: String,
-    #[arg(long, value_enum, default_value_t = Format::Human)]
-    format: Format,
+    #[command(flatten)]
+    format: FormatArg,
 }
 
 pub fn execute(dir: &Path, args: &ReportArgs) -> i32 {
@@ -46,7 +46,7 @@ pub fn execute(dir: &Path, args: &ReportArgs) -> i32 {
             return EXIT_FAILED;
         }
     };
-    match args.format {
+    match args.format.get() {
         Format::Json => println!(
             "{}",
             serde_json::json!({

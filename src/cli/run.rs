@@ -37,9 +37,9 @@ pub struct RunArgs {
     /// (default: the workspace's `defaults.jobs`).
     #[arg(long, short = 'j', value_name = "N")]
     jobs: Option<usize>,
-    /// One JSON event per line on stdout, each with its `model`.
-    #[arg(long)]
-    json: bool,
+    /// JSON: one event per line on stdout, each with its `model`.
+    #[command(flatten)]
+    format: super::FormatArg,
     /// When another run of this model holds its lock, wait for it to finish
     /// instead of refusing (the steps of an exported workflow share a
     /// workspace and may start together).
@@ -98,7 +98,7 @@ pub fn execute(dir: &Path, args: &RunArgs) -> i32 {
         .jobs
         .unwrap_or(first.workspace.config.defaults.jobs as usize);
     let several = loaded.len() > 1;
-    let console = Arc::new(Console::new(args.json, several));
+    let console = Arc::new(Console::new(args.format.json(), several));
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -168,7 +168,7 @@ pub fn execute(dir: &Path, args: &RunArgs) -> i32 {
             }
         }
     }
-    if several && !args.json {
+    if several && !args.format.json() {
         let width = models.iter().map(String::len).max().unwrap_or(0);
         println!("{} models:", models.len());
         for (model, verdict) in verdicts {

@@ -4,7 +4,7 @@
 //! it is safe next to running onboardings and answers at once.
 
 use super::load;
-use super::{error, Format, EXIT_FAILED, EXIT_OK};
+use super::{error, Format, FormatArg, EXIT_FAILED, EXIT_OK};
 use crate::source::{Diagnostic, Document};
 use crate::tasks::Registry;
 use crate::workflow::graph::Dag;
@@ -22,8 +22,8 @@ pub struct StatusArgs {
     /// The model (a manifest id under models/); without it, one line per
     /// model that has a manifest or recorded state.
     model: Option<String>,
-    #[arg(long, value_enum, default_value_t = Format::Human)]
-    format: Format,
+    #[command(flatten)]
+    format: FormatArg,
     /// Read the steps from this workflow (a name under workflows/ or a
     /// path) instead of the manifest's or the workspace default.
     #[arg(long, value_name = "NAME|PATH")]

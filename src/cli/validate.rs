@@ -19,6 +19,16 @@ pub struct ValidateArgs {
     paths: Vec<PathBuf>,
     #[arg(long, value_enum, default_value_t = ValidateFormat::Human)]
     format: ValidateFormat,
+    /// Short for `--format json`.
+    #[arg(long)]
+    json: bool,
+}
+
+impl ValidateArgs {
+    /// Files named on the command line can be checked outside a workspace.
+    pub fn has_paths(&self) -> bool {
+        !self.paths.is_empty()
+    }
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,6 +76,7 @@ pub fn execute(workspace_dir: &Path, args: &ValidateArgs) -> i32 {
     } else {
         let mut files = Vec::new();
         for p in &args.paths {
+            let p = &super::relative_to(workspace_dir, p);
             if p.is_dir() {
                 files.extend(workspace::yaml_files(p));
             } else if p.is_file() {
@@ -78,7 +89,12 @@ pub fn execute(workspace_dir: &Path, args: &ValidateArgs) -> i32 {
         files
     };
     let (report, sources) = check_files(&files, &config);
-    match args.format {
+    let format = if args.json {
+        ValidateFormat::Json
+    } else {
+        args.format
+    };
+    match format {
         ValidateFormat::Github => {
             for d in &report.findings {
                 println!("{}", github::annotation(d, &repo_relative(&d.file)));

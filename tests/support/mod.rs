@@ -16,11 +16,12 @@ pub const MODEL: &str = "tiny";
 
 impl TestWorkspace {
     /// A workspace with one manifest (`tiny`) and the given workflow as
-    /// `workflows/add-model.yaml`.
+    /// `workflows/add-model.yaml`; its onboard.yaml takes every default.
     pub fn new(workflow: &str) -> TestWorkspace {
         let dir = tempfile::tempdir().expect("tempdir");
         let cache = tempfile::tempdir().expect("tempdir");
         let ws = TestWorkspace { dir, cache };
+        ws.write("onboard.yaml", "# Every default.\n{}\n");
         ws.write(
             "models/tiny.yaml",
             "id: tiny\nname: Tiny\nfamily: Test\ntype: dense\nsize: 1M\nhub:\n  repo: test/tiny-GGUF\n",

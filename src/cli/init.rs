@@ -293,13 +293,15 @@ fn manifest_yaml(args: &NewArgs, remote: &inspect::Remote) -> Result<String, Str
             .unwrap_or(repo_name)
             .to_string()
     });
-    let family = first
-        .get_str("general.basename")
-        .filter(|b| !b.trim().is_empty())
-        .map(str::to_string)
-        .or_else(|| name.split('-').next().map(str::to_string))
-        .filter(|f| !f.is_empty())
-        .unwrap_or_else(|| facts.architecture.clone());
+    // The header's basename, spelt as the repository spells it when they
+    // agree (`smollm2` in the header, `SmolLM2` in the repository's name).
+    let lead = name.split('-').next().filter(|s| !s.is_empty());
+    let family = match (first.get_str("general.basename"), lead) {
+        (Some(b), Some(l)) if l.eq_ignore_ascii_case(b.trim()) => l.to_string(),
+        (Some(b), _) if !b.trim().is_empty() => b.trim().to_string(),
+        (_, Some(l)) => l.to_string(),
+        _ => facts.architecture.clone(),
+    };
     let size = first
         .get_str("general.size_label")
         .and_then(|s| s.split('-').next())

@@ -607,6 +607,7 @@ steps:
 
 fn conditions_workspace() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "onboard.yaml", "{}\n");
     write(dir.path(), "workflows/cond.yaml", CONDITIONS);
     write(
         dir.path(),
@@ -940,6 +941,7 @@ fn wait_for_lock_lets_parallel_steps_take_turns() {
     use std::io::{BufRead, BufReader};
     use std::process::Stdio;
     let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "onboard.yaml", "{}\n");
     // `slow` holds the model's lock until the test creates `release`.
     write(
         dir.path(),

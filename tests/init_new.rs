@@ -6,9 +6,10 @@
 mod fixture;
 #[path = "support/gguf_fixtures.rs"]
 mod gguf_fixtures;
+#[path = "support/served_mirror.rs"]
+mod served_mirror;
 mod support;
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use support::Run;
@@ -22,6 +23,14 @@ fn onboard(cwd: &Path, args: &[&str], hub: Option<&str>) -> Run {
             .env_remove("HF_HUB_OFFLINE");
     }
     cmd.output().expect("run onboard").into()
+}
+
+/// A usage error (exit 2) whose message says each of `says`.
+fn refused(out: &Run, says: &[&str]) {
+    assert_eq!(out.code, 2, "{}{}", out.stdout, out.stderr);
+    for s in says {
+        assert!(out.stderr.contains(s), "{s}: {}", out.stderr);
+    }
 }
 
 #[test]
@@ -81,12 +90,7 @@ fn init_writes_a_workspace_that_validates_and_refuses_to_overwrite_one() {
     std::fs::write(ws.join("onboard.yaml"), "# mine\n{}\n").unwrap();
     std::fs::write(ws.join("models/keep.yaml"), "kept").unwrap();
     let again = onboard(dir.path(), &["-C", ws_str, "init"], None);
-    assert_eq!(again.code, 2);
-    assert!(
-        again.stderr.contains("already a workspace") && again.stderr.contains("--force"),
-        "{}",
-        again.stderr
-    );
+    refused(&again, &["already a workspace", "--force"]);
     assert_eq!(
         std::fs::read_to_string(ws.join("onboard.yaml")).unwrap(),
         "# mine\n{}\n"
@@ -96,12 +100,7 @@ fn init_writes_a_workspace_that_validates_and_refuses_to_overwrite_one() {
     std::fs::create_dir_all(other.join("workflows")).unwrap();
     std::fs::write(other.join("workflows/add-model.yaml"), "mine").unwrap();
     let out = onboard(dir.path(), &["init", "other"], None);
-    assert_eq!(out.code, 2);
-    assert!(
-        out.stderr.contains("workflows/add-model.yaml"),
-        "{}",
-        out.stderr
-    );
+    refused(&out, &["workflows/add-model.yaml"]);
     assert!(!other.join("onboard.yaml").exists());
     // --force: the default files again, the models kept.
     let forced = onboard(dir.path(), &["-C", ws_str, "init", "--force"], None);
@@ -123,23 +122,7 @@ struct Mirror {
 
 impl Mirror {
     fn start(root: &Path) -> Mirror {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_onboard"))
-            .args(["mirror", "serve"])
-            .arg(root)
-            .args(["--addr", "127.0.0.1:0"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start onboard mirror serve");
-        let mut first = String::new();
-        BufReader::new(child.stdout.take().expect("stdout"))
-            .read_line(&mut first)
-            .expect("read the serving line");
-        let url = first
-            .split_whitespace()
-            .find(|w| w.starts_with("http://"))
-            .unwrap_or_else(|| panic!("no URL in {first:?}"))
-            .to_string();
+        let (child, url) = served_mirror::spawn(root, &[], Stdio::null());
         Mirror { child, url }
     }
 }
@@ -210,13 +193,7 @@ fn new_writes_a_valid_manifest_from_the_remote_header() {
 
     // Several quants: --quant is required, and the error lists them.
     let out = at(&["new", "tiny-moe", "--hub", "acme/Tiny-MoE-GGUF"]);
-    assert_eq!(out.code, 2);
-    assert!(
-        out.stderr.contains("has 2 quants") && out.stderr.contains("--quant"),
-        "{}",
-        out.stderr
-    );
-    assert!(out.stderr.contains("F32") && out.stderr.contains("Q8_0"));
+    refused(&out, &["has 2 quants", "--quant", "F32", "Q8_0"]);
     let out = at(&[
         "new",
         "tiny-moe",
@@ -225,8 +202,7 @@ fn new_writes_a_valid_manifest_from_the_remote_header() {
         "--quant",
         "Q4_K_M",
     ]);
-    assert_eq!(out.code, 2);
-    assert!(out.stderr.contains("no quant `Q4_K_M`"), "{}", out.stderr);
+    refused(&out, &["no quant `Q4_K_M`"]);
     // --replaces names a model of the workspace (with a suggestion).
     let out = at(&[
         "new",
@@ -238,12 +214,7 @@ fn new_writes_a_valid_manifest_from_the_remote_header() {
         "--replaces",
         "tiny-dens",
     ]);
-    assert_eq!(out.code, 2);
-    assert!(
-        out.stderr.contains("did you mean `tiny-dense`?"),
-        "{}",
-        out.stderr
-    );
+    refused(&out, &["did you mean `tiny-dense`?"]);
     assert!(!ws.join("models/tiny-moe.yaml").exists());
     let out = at(&[
         "new",
@@ -294,8 +265,7 @@ fn new_writes_a_valid_manifest_from_the_remote_header() {
         (vec!["new", "x", "--hub", "nope"], "expected owner/repo"),
     ] {
         let out = at(&args);
-        assert_eq!(out.code, 2, "{args:?}");
-        assert!(out.stderr.contains(says), "{args:?}: {}", out.stderr);
+        refused(&out, &[says]);
     }
     let out = at(&["new", "x", "--hub", "acme/Missing-GGUF"]);
     assert_eq!(out.code, 1);

@@ -9,11 +9,13 @@
 
 #[path = "support/hub_fixture.rs"]
 mod fixture;
+#[path = "support/served_mirror.rs"]
+mod served_mirror;
 
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
-use std::process::{Child, ChildStderr, Command, Stdio};
+use std::process::{Child, ChildStderr, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Barrier, Mutex};
 use std::thread;
@@ -38,23 +40,7 @@ struct Served {
 
 impl Served {
     fn start(root: &Path, extra: &[&str]) -> Served {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_onboard"))
-            .args(["mirror", "serve"])
-            .arg(root)
-            .args(["--addr", "127.0.0.1:0"])
-            .args(extra)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start onboard mirror serve");
-        let mut first = String::new();
-        BufReader::new(child.stdout.take().expect("stdout"))
-            .read_line(&mut first)
-            .expect("read the serving line");
-        let url = first
-            .split_whitespace()
-            .find(|w| w.starts_with("http://"))
-            .unwrap_or_else(|| panic!("no URL in {first:?}"));
+        let (mut child, url) = served_mirror::spawn(root, extra, Stdio::piped());
         let addr: SocketAddr = url["http://".len()..].parse().expect("address");
         assert!(addr.ip().is_loopback(), "{addr}");
         let stderr = Arc::new(Mutex::new(Vec::new()));

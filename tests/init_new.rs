@@ -192,40 +192,20 @@ fn new_writes_a_valid_manifest_from_the_remote_header() {
     );
 
     // Several quants: --quant is required, and the error lists them.
-    let out = at(&["new", "tiny-moe", "--hub", "acme/Tiny-MoE-GGUF"]);
-    refused(&out, &["has 2 quants", "--quant", "F32", "Q8_0"]);
-    let out = at(&[
-        "new",
-        "tiny-moe",
-        "--hub",
-        "acme/Tiny-MoE-GGUF",
-        "--quant",
-        "Q4_K_M",
-    ]);
-    refused(&out, &["no quant `Q4_K_M`"]);
+    let moe = |extra: &[&str]| {
+        let mut args = vec!["new", "tiny-moe", "--hub", "acme/Tiny-MoE-GGUF"];
+        args.extend_from_slice(extra);
+        at(&args)
+    };
+    refused(&moe(&[]), &["has 2 quants", "--quant", "F32", "Q8_0"]);
+    refused(&moe(&["--quant", "Q4_K_M"]), &["no quant `Q4_K_M`"]);
     // --replaces names a model of the workspace (with a suggestion).
-    let out = at(&[
-        "new",
-        "tiny-moe",
-        "--hub",
-        "acme/Tiny-MoE-GGUF",
-        "--quant",
-        "Q8_0",
-        "--replaces",
-        "tiny-dens",
-    ]);
-    refused(&out, &["did you mean `tiny-dense`?"]);
+    refused(
+        &moe(&["--quant", "Q8_0", "--replaces", "tiny-dens"]),
+        &["did you mean `tiny-dense`?"],
+    );
     assert!(!ws.join("models/tiny-moe.yaml").exists());
-    let out = at(&[
-        "new",
-        "tiny-moe",
-        "--hub",
-        "acme/Tiny-MoE-GGUF",
-        "--quant",
-        "q8_0",
-        "--replaces",
-        "tiny-dense",
-    ]);
+    let out = moe(&["--quant", "q8_0", "--replaces", "tiny-dense"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     let text = std::fs::read_to_string(ws.join("models/tiny-moe.yaml")).unwrap();
     assert_eq!(field(&text, "type"), Some("moe"));

@@ -286,85 +286,82 @@ fn raw(env: &Env, method: &str, target: &str, body: &str, content_type: &str) ->
 #[test]
 fn bad_requests_get_the_hubs_statuses() {
     let repo = Repo::new();
-    let env = &repo.env;
     let commit = repo.commit();
+    // The commit with its first digit changed: a prefix of nothing.
+    let wrong = format!(
+        "{}{}",
+        if commit.starts_with('0') { '1' } else { '0' },
+        &commit[1..7]
+    );
+    let info = |rev: &str| format!("/api/models/{REPO}/revision/{rev}");
     let paths_info = format!("/api/models/{REPO}/paths-info/main");
-    let (status, body) = raw(
-        env,
-        "POST",
-        &paths_info,
-        "expand=false",
+    let (form, json, text) = (
         "application/x-www-form-urlencoded",
-    );
-    assert_eq!(status, 400, "{body}");
-    assert!(
-        body.contains("\"error\"") && body.contains("paths"),
-        "{body}"
-    );
-    let (status, body) = raw(
-        env,
-        "POST",
-        &paths_info,
-        "{\"paths\": 3}",
         "application/json",
-    );
-    assert_eq!(status, 400, "{body}");
-    let (status, body) = raw(
-        env,
-        "POST",
-        &paths_info,
-        "{\"paths\": [\"README.md\"]}",
-        "application/json",
-    );
-    assert_eq!(status, 200, "{body}");
-    assert!(body.contains("README.md"), "{body}");
-    // POST elsewhere: 405.
-    let (status, _) = raw(
-        env,
-        "POST",
-        &format!("/api/models/{REPO}"),
-        "",
         "text/plain",
     );
-    assert_eq!(status, 405);
-    // Six hex digits are not a revision; seven are; a wrong prefix is not.
-    for (rev, want) in [
-        (&commit[..6], 404),
-        (&commit[..7], 200),
-        (&commit[..12], 200),
-        ("0000000", 404),
-    ] {
-        let want = if commit.starts_with("0000000") && rev == "0000000" {
-            200
-        } else {
-            want
-        };
-        let (status, body) = raw(
-            env,
-            "GET",
-            &format!("/api/models/{REPO}/revision/{rev}"),
+    let cases: Vec<(&str, String, &str, &str, u16, &str)> = vec![
+        (
+            "POST",
+            paths_info.clone(),
+            "expand=false",
+            form,
+            400,
+            "no `paths`",
+        ),
+        (
+            "POST",
+            paths_info.clone(),
+            "{\"paths\": 3}",
+            json,
+            400,
+            "no `paths` list",
+        ),
+        (
+            "POST",
+            paths_info.clone(),
+            "{\"paths\": [\"README.md\"]}",
+            json,
+            200,
+            "README.md",
+        ),
+        (
+            "POST",
+            format!("/api/models/{REPO}"),
             "",
-            "text/plain",
-        );
-        assert_eq!(status, want, "{rev}: {body}");
-        if want == 404 {
-            assert!(body.contains("Invalid rev id"), "{body}");
+            text,
+            405,
+            "POST on paths-info",
+        ),
+        // Six hex digits are not a revision; seven and more are.
+        ("GET", info(&commit[..6]), "", text, 404, "Invalid rev id"),
+        ("GET", info(&commit[..7]), "", text, 200, &commit),
+        ("GET", info(&commit[..12]), "", text, 200, &commit),
+        ("GET", info(&wrong), "", text, 404, "Invalid rev id"),
+        (
+            "GET",
+            format!("/api/models/{REPO}/commits/nope"),
+            "",
+            text,
+            404,
+            "Invalid rev id",
+        ),
+        (
+            "GET",
+            "/api/models/acme/missing/refs".into(),
+            "",
+            text,
+            404,
+            "not found",
+        ),
+    ];
+    for (method, target, body, content_type, want, contains) in cases {
+        let (status, answer) = raw(&repo.env, method, &target, body, content_type);
+        assert_eq!(status, want, "{method} {target}: {answer}");
+        assert!(answer.contains(contains), "{method} {target}: {answer}");
+        if want >= 400 {
+            let v: Value = serde_json::from_str(&answer).unwrap();
+            assert!(v["error"].is_string(), "{answer}");
         }
     }
-    let (status, body) = raw(
-        env,
-        "GET",
-        &format!("/api/models/{REPO}/commits/nope"),
-        "",
-        "text/plain",
-    );
-    assert_eq!(status, 404, "{body}");
-    let (status, body) = raw(
-        env,
-        "GET",
-        "/api/models/acme/missing/refs",
-        "",
-        "text/plain",
-    );
-    assert_eq!(status, 404, "{body}");
 }

@@ -74,36 +74,20 @@ const NO_GPU: &str =
 
 /// The all-GPU rule (`FIT=off`, `-ngl 999`, `-ts`): evaluate picks it only
 /// where neither placement reaches the trained context and offloading gains
-/// nothing, a corner no real machine hits reliably; this workflow gives the
-/// profile step that decision as evaluate would pass it.
-const ALL_GPU_WORKFLOW: &str = "name: all-gpu
-steps:
-  - id: profile
-    uses: profile
-    with:
-      id: '{{ manifest.profile }}'
-      name: '{{ manifest.name }}'
-      model: '{{ manifest.path }}/model.gguf'
-      architecture: qwen35
-      recurrent: true
-      context: 98304
-      strategy: all_gpu
-      tensor_split: '24,12'
-  - id: samplers
-    uses: samplers
-    needs: [profile]
-    with:
-      profile: '{{ manifest.profile }}'
-      recommended: '{{ manifest.samplers }}'
-      thinking: '{{ manifest.thinking }}'
-  - id: bench_profile
-    uses: bench-profile
-    needs: [samplers]
-    with:
-      profile: '{{ manifest.profile }}'
-      name: '{{ manifest.name }}'
-      thinking: '{{ manifest.thinking }}'
-";
+/// nothing, a corner no real machine hits reliably; this is the same
+/// workflow with evaluate's placement decision replaced by that one.
+fn all_gpu_workflow() -> String {
+    let workflow = profiles_workflow();
+    let strategy = "strategy: '{{ steps.evaluate.outputs.strategy }}'";
+    let split = "tensor_split: '{{ steps.evaluate.outputs.tensor_split }}'";
+    assert!(
+        workflow.contains(strategy) && workflow.contains(split),
+        "the profile step's strategy and tensor_split changed"
+    );
+    workflow
+        .replace(strategy, "strategy: all_gpu")
+        .replace(split, "tensor_split: '24,12'")
+}
 
 /// Onboards `models` up to the bench profile on `hardware`; returns the
 /// workspace and the strategies evaluate chose.
@@ -242,7 +226,7 @@ fn llama_cpp_accepts_every_profile_and_preset_onboard_writes() {
     for (hardware, workflow) in [
         (None, workflow.as_str()),
         (Some(NO_GPU), workflow.as_str()),
-        (None, ALL_GPU_WORKFLOW),
+        (None, all_gpu_workflow().as_str()),
     ] {
         let (ws, chose) = onboarded(&hub, hardware, workflow);
         strategies.extend(chose);
@@ -286,11 +270,14 @@ fn llama_cpp_accepts_every_profile_and_preset_onboard_writes() {
         assert!(out.status.success(), "{}", text(&out));
         let ini = tmp.path().join("models.ini");
         std::fs::write(&ini, &out.stdout).unwrap();
-        let out = harness
-            .command("preset", &[ini.display().to_string()])
-            .envs(isolated)
-            .output()
-            .unwrap();
+        let load_preset = || {
+            harness
+                .command("preset", &[ini.display().to_string()])
+                .envs(isolated)
+                .output()
+                .unwrap()
+        };
+        let out = load_preset();
         assert!(
             out.status.success(),
             "the preset loader refused:\n{}",
@@ -323,11 +310,7 @@ fn llama_cpp_accepts_every_profile_and_preset_onboard_writes() {
         let mut bogus = std::fs::read_to_string(&ini).unwrap();
         bogus.push_str("definitely-not-an-option = 1\n");
         std::fs::write(&ini, bogus).unwrap();
-        let out = harness
-            .command("preset", &[ini.display().to_string()])
-            .envs(isolated)
-            .output()
-            .unwrap();
+        let out = load_preset();
         assert_eq!(out.status.code(), Some(1), "{}", text(&out));
         assert!(
             text(&out).contains("option 'definitely-not-an-option' not recognized"),

@@ -1199,20 +1199,6 @@ fn lfs_pointer(sha256: &str, size: u64) -> String {
     format!("version https://git-lfs.github.com/spec/v1\noid sha256:{sha256}\nsize {size}\n")
 }
 
-fn sha256_of_file(path: &Path) -> io::Result<String> {
-    let mut f = File::open(path)?;
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = f.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
-    Ok(hex::encode(h.finalize()))
-}
-
 /// The mirror's commit id: a digest of the listing, 40 hex digits.
 fn commit_of(files: &[Entry]) -> String {
     let mut h = Sha256::new();
@@ -1236,7 +1222,7 @@ impl Inner {
         }
         let stored = if lfs_by_name_or_size(&e.rel, e.size) {
             Stored::Lfs {
-                sha256: sha256_of_file(&e.path)?,
+                sha256: crate::digest::sha256_file(&e.path)?,
             }
         } else {
             let data = fs::read(&e.path)?;

@@ -1,6 +1,6 @@
 //! llama.cpp's own argument parser, preset loader and `-hf` downloader, as
-//! the xllamacpp wheel (PyPI) ships them: `llama_args.cpp` is compiled once
-//! per test binary against the headers of the same llama.cpp version, which
+//! the xllamacpp wheel (PyPI) ships them: `llama_args.cpp` is compiled (once
+//! per source and wheel) against the headers of the same llama.cpp version, which
 //! `scripts/setup` takes from xllamacpp's source distribution into
 //! `.venv/share/llama.cpp-<version>`, and linked to the wheel's library.
 #![allow(dead_code)]
@@ -75,9 +75,26 @@ fn build() -> Option<Harness> {
     let source = repo().join("tests/support/llama_args.cpp");
     let out_dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("llama_args");
     std::fs::create_dir_all(&out_dir).unwrap();
-    // Each test binary builds its own (a rename makes it appear whole).
-    let library = out_dir.join(format!("libllama_args-{}.so", std::process::id()));
-    let partial = library.with_extension("so.partial");
+    // Built once per source, headers and wheel; a rename makes it appear
+    // whole to test binaries running beside this one.
+    let wheel = std::fs::metadata(lib_dir.join("xllamacpp.abi3.so")).unwrap();
+    let key = {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        h.update(std::fs::read(&source).unwrap());
+        h.update(headers.to_string_lossy().as_bytes());
+        h.update(lib_dir.to_string_lossy().as_bytes());
+        h.update(format!("{:?}{:?}", wheel.len(), wheel.modified().ok()).as_bytes());
+        hex::encode(h.finalize())[..16].to_string()
+    };
+    let library = out_dir.join(format!("libllama_args-{key}.so"));
+    if library.exists() {
+        return Some(Harness { python, library });
+    }
+    let partial = out_dir.join(format!(
+        "libllama_args-{key}.{}.partial",
+        std::process::id()
+    ));
     let inc = |sub: &str| format!("-I{}", headers.join(sub).display());
     let out = Command::new("g++")
         .args(["-std=c++17", "-O1", "-shared", "-fPIC"])
@@ -102,6 +119,11 @@ fn build() -> Option<Harness> {
 }
 
 impl Harness {
+    /// The built harness library (what llama_args.py loads).
+    pub fn library_path(&self) -> &Path {
+        &self.library
+    }
+
     /// `llama_args MODE ARG...` in the venv's Python (see llama_args.cpp).
     pub fn command(&self, mode: &str, args: &[String]) -> Command {
         let mut cmd = Command::new(&self.python);

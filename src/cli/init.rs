@@ -141,6 +141,9 @@ pub fn init(workspace_dir: &Path, args: &InitArgs) -> i32 {
     for d in DIRS {
         println!("  {d}/");
     }
+    if write_ignore {
+        println!("  .gitignore                           run state and weights");
+    }
     println!(
         "next: onboard -C {} new <id> --hub <owner/repo> [--quant Q], then onboard -C {} <id>",
         root.display(),

@@ -12,7 +12,7 @@
 //! (clients would switch to the Xet protocol).
 //!
 //! Files are kept as the Hub keeps them: LFS for the names of its default
-//! `.gitattributes`, binary content or 10 MiB and more (sha256 in
+//! `.gitattributes` (and `.gguf`), binary content or 10 MiB and more (sha256 in
 //! `lfs.oid`, `X-Linked-Etag`, `X-Linked-Size`), git for the rest (`oid` and
 //! `ETag` are git blob ids). Hashes are computed once per (path, size, mtime).
 //!
@@ -766,12 +766,19 @@ fn read_request(
         r.get_ref()
             .set_read_timeout(Some(left))
             .map_err(|_| HeadError::Io)?;
-        let mut body = Vec::with_capacity(len as usize);
-        let copied = r.by_ref().take(len).read_to_end(&mut body);
-        if !matches!(copied, Ok(n) if n as u64 == len) {
+        // Only a POST (paths-info) is answered from its body; other bodies
+        // are read past, not kept.
+        let copied = if req.method == "POST" {
+            let mut body = Vec::with_capacity(len as usize);
+            let n = r.by_ref().take(len).read_to_end(&mut body);
+            req.body = body;
+            n.map(|n| n as u64)
+        } else {
+            io::copy(&mut r.by_ref().take(len), &mut io::sink())
+        };
+        if !matches!(copied, Ok(n) if n == len) {
             return Err(HeadError::Io);
         }
-        req.body = body;
     }
     Ok(Some(req))
 }

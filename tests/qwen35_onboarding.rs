@@ -2,7 +2,9 @@
 //! `onboard qwen3.5-35b-a3b` in a copy of this repository's own workspace
 //! (its workflow, templates, manifests, documentation and candidate cards),
 //! with a tiny real-architecture `qwen35moe` served under
-//! `unsloth/Qwen3.5-35B-A3B-GGUF` by a local Hub. Only the Hub endpoint, the
+//! `unsloth/Qwen3.5-35B-A3B-GGUF` by a local Hub, carrying the MTP block the
+//! public files now ship (so the profile drafts with it and the context test
+//! measures with and without it). Only the Hub endpoint, the
 //! quant the fixture has and the machine differ from a workstation's run.
 //! The same for the dense `qwen3.5-27b` (`qwen35`). Then a run SIGKILLed in
 //! the middle of its context test, rerun: it finishes.
@@ -34,6 +36,8 @@ struct Case {
     architecture: &'static str,
     /// The flags of the manifest's `samplers.use` mode (Qwen3.5 model card).
     samplers: &'static [&'static str],
+    /// The file carries an MTP block.
+    mtp: bool,
 }
 
 const MOE: Case = Case {
@@ -42,8 +46,9 @@ const MOE: Case = Case {
     file: "Qwen3.5-35B-A3B-F32.gguf",
     profile: "qwen35-35b",
     card: "Qwen3.5-35B-A3B.md",
-    write: tiny_qwen35::write_tiny_qwen35moe,
+    write: tiny_qwen35::write_tiny_qwen35moe_mtp,
     architecture: "qwen35moe",
+    mtp: true,
     // thinking-general
     samplers: &[
         "--temp 1 ",
@@ -62,6 +67,7 @@ const DENSE: Case = Case {
     card: "Qwen3.5-27B.md",
     write: tiny_qwen35::write_tiny_qwen35,
     architecture: "qwen35",
+    mtp: false,
     // thinking-coding
     samplers: &[
         "--temp 0.6",
@@ -171,6 +177,8 @@ fn assert_onboarded(root: &Path, case: &Case) {
     let bench = section(&conf, &format!("bench-{}", case.profile));
     assert!(bench.contains("--reasoning-format none"), "{bench}");
     assert!(!bench.contains("--temp"), "no sampler flags: {bench}");
+    assert!(!bench.contains("--spec-"), "no drafter in a score: {bench}");
+    assert_mtp(root, case, &production, context_test);
 
     let benchmark = &record(root, case, "benchmark")["outputs"];
     assert_eq!(benchmark["tasks"].as_u64(), Some(2), "{benchmark}");
@@ -191,6 +199,51 @@ fn assert_onboarded(root: &Path, case: &Case) {
     );
     let links = onboard_plain(root, &["links"]);
     assert_success(&links, "every link resolves after the move");
+}
+
+/// With an MTP block the profile drafts with it, evaluate says so, and the
+/// context test measures with and without the drafter, its memory
+/// (predicted with the draft context) within the margin; without one,
+/// nothing of it.
+fn assert_mtp(root: &Path, case: &Case, production: &str, context_test: &serde_json::Value) {
+    let evaluate = &record(root, case, "evaluate")["outputs"];
+    let mtp = &context_test["mtp"];
+    if !case.mtp {
+        assert!(!production.contains("--spec-type"), "{production}");
+        assert!(mtp.is_null(), "{context_test}");
+        assert_eq!(evaluate["mtp_layers"].as_u64(), Some(0), "{evaluate}");
+        return;
+    }
+    assert_eq!(evaluate["mtp_layers"].as_u64(), Some(1), "{evaluate}");
+    assert!(
+        production.contains("--spec-type draft-mtp --spec-draft-n-max 3"),
+        "{production}"
+    );
+    assert_eq!(mtp["draft_tokens"].as_u64(), Some(3), "{mtp}");
+    let (drafted, accepted) = (
+        mtp["drafted"].as_u64().unwrap(),
+        mtp["accepted"].as_u64().unwrap(),
+    );
+    // The fixture's head mostly agrees with the trunk: drafts are both
+    // kept and rejected, so the rollback path runs.
+    assert!(accepted > 0 && accepted < drafted, "{mtp}");
+    assert!(
+        mtp["generation_tps_without"].as_f64().unwrap() > 0.0,
+        "{mtp}"
+    );
+    assert!(mtp["same_text"].is_boolean(), "{mtp}");
+    let rows = context_test["memory"]["rows"].as_array().unwrap();
+    let kv = rows.iter().find(|r| r["buffer"] == "kv_cache").unwrap();
+    // 2 trunk attention layers + the MTP block's, each 2 × 64 × 4096 × f16.
+    assert_eq!(kv["allocated_mib"].as_f64(), Some(3.0), "{kv}");
+    assert_eq!(kv["predicted_mib"].as_f64(), Some(3.0), "{kv}");
+    let conf = std::fs::read_to_string(root.join("models.conf")).unwrap();
+    let speed = section(&conf, case.profile);
+    assert!(speed.contains("with MTP (draft 3, acceptance"), "{speed}");
+    eprintln!(
+        "{}: MTP {mtp}; memory {}; {speed}",
+        case.model, context_test["memory"]
+    );
 }
 
 fn onboard_plain(root: &Path, args: &[&str]) -> Output {

@@ -140,6 +140,10 @@ pub enum WorkerRequest {
     Fill {
         prompt_tokens: u64,
         max_tokens: u32,
+        /// Whether to draft with the model's MTP block, where the worker
+        /// loaded one; `None`: as loaded.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        speculative: Option<bool>,
     },
 }
 
@@ -160,6 +164,10 @@ pub enum WorkerEvent {
         /// How `SPEED=` names the engine and its backend.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         label: Option<String>,
+        /// Tokens the MTP drafter proposes per round, when the worker
+        /// loaded the model's MTP block (llama.cpp).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        mtp_draft: Option<u32>,
     },
     Reply(ChatResponse),
     Error {
@@ -183,6 +191,9 @@ pub struct WorkerOptions {
     pub request_timeout: Duration,
     /// Threads for the worker; `None` = all cores.
     pub threads: Option<usize>,
+    /// Load the model's MTP block and draft up to this many tokens per
+    /// round with it (llama.cpp; ignored where the file has no MTP block).
+    pub mtp_draft: Option<u32>,
 }
 
 impl WorkerOptions {
@@ -200,6 +211,7 @@ impl WorkerOptions {
             load_timeout: Duration::from_secs(600),
             request_timeout: Duration::from_secs(600),
             threads: None,
+            mtp_draft: None,
         })
     }
 }
@@ -224,6 +236,8 @@ pub struct EmbeddedEngine {
     pub allocated: Option<Buffers>,
     /// How `SPEED=` names the engine (`llama.cpp (embedded, CPU)`).
     pub label: Option<String>,
+    /// Draft length of the MTP drafter the worker loaded, if any.
+    pub mtp_draft: Option<u32>,
 }
 
 impl EmbeddedEngine {
@@ -269,6 +283,9 @@ impl EmbeddedEngine {
         }
         if let Some(context) = opts.context {
             cmd.arg("--ctx-size").arg(context.to_string());
+        }
+        if let Some(n) = opts.mtp_draft {
+            cmd.arg("--mtp-draft").arg(n.to_string());
         }
         if let Some(n) = opts.threads {
             cmd.arg("--threads").arg(n.to_string());
@@ -340,6 +357,7 @@ impl EmbeddedEngine {
             context: None,
             allocated: None,
             label: None,
+            mtp_draft: None,
         };
         match engine.next_event(opts.load_timeout)? {
             WorkerEvent::Ready {
@@ -348,7 +366,9 @@ impl EmbeddedEngine {
                 context,
                 allocated,
                 label,
+                mtp_draft,
             } => {
+                engine.mtp_draft = mtp_draft;
                 engine.load_ms = load_ms;
                 engine.max_sequence_length = max_sequence_length;
                 engine.context = context;
@@ -382,6 +402,22 @@ impl EmbeddedEngine {
         self.request(&WorkerRequest::Fill {
             prompt_tokens,
             max_tokens,
+            speculative: None,
+        })
+    }
+
+    /// [`Self::fill`] with the MTP drafter on or off (llama.cpp with an MTP
+    /// block loaded; elsewhere the same as `fill`).
+    pub fn fill_speculative(
+        &self,
+        prompt_tokens: u64,
+        max_tokens: u32,
+        speculative: bool,
+    ) -> Result<ChatResponse, EngineError> {
+        self.request(&WorkerRequest::Fill {
+            prompt_tokens,
+            max_tokens,
+            speculative: Some(speculative),
         })
     }
 
@@ -557,6 +593,7 @@ pub mod worker {
                 context: None,
                 allocated: None,
                 label: Some(VERSION.into()),
+                mtp_draft: None,
             });
             return 0;
         }
@@ -598,6 +635,7 @@ pub mod worker {
             context: None,
             allocated: None,
             label: None,
+            mtp_draft: None,
         });
         let stdin = std::io::stdin();
         for line in stdin.lock().lines() {
@@ -618,6 +656,7 @@ pub mod worker {
                 Ok(WorkerRequest::Fill {
                     prompt_tokens,
                     max_tokens,
+                    ..
                 }) => match fill(&model, prompt_tokens, max_tokens).await {
                     Ok(r) => WorkerEvent::Reply(r),
                     Err(message) => WorkerEvent::Error { message },
@@ -666,6 +705,7 @@ pub mod worker {
             prompt_tps: Some(f64::from(usage.avg_prompt_tok_per_sec)),
             generation_tps: Some(f64::from(usage.avg_compl_tok_per_sec)),
             finish_reason: Some(choice.finish_reason.clone()),
+            draft: None,
         })
     }
 

@@ -61,8 +61,10 @@ mod binding;
 #[cfg(feature = "llama-cpp")]
 pub mod worker {
     use super::super::embedded::{emit, WorkerEvent, WorkerRequest, FILLER};
-    use super::super::{ChatMessage, ChatResponse};
-    use super::binding::{self, Backend, Context, ContextParams, Model, Sampler, Token};
+    use super::super::{ChatMessage, ChatResponse, DraftStats};
+    use super::binding::{
+        self, Backend, Batch, Context, ContextParams, Model, MtpDrafter, Sampler, Token,
+    };
     use super::{observe_buffer_line, Buffers};
     use std::ffi::{c_char, c_void, CStr, CString};
     use std::io::BufRead;
@@ -158,6 +160,9 @@ pub mod worker {
         pub gpu: bool,
         /// Only check that llama.cpp knows the file (vocabulary-only load).
         pub check_only: bool,
+        /// Load the MTP block, if the file has one, and draft up to this many
+        /// tokens per round with it.
+        pub mtp_draft: Option<u32>,
     }
 
     pub fn run(opts: &Options) -> i32 {
@@ -165,7 +170,7 @@ pub mod worker {
         let backend = Backend::init();
         install_log();
         let display = opts.gguf.display();
-        match Model::load(&backend, opts.gguf, 0, true) {
+        match Model::load(&backend, opts.gguf, 0, true, false) {
             Some(vocab_only) => drop(vocab_only),
             None => {
                 return fail(format!(
@@ -182,11 +187,14 @@ pub mod worker {
                 context: None,
                 allocated: None,
                 label: Some(super::VERSION.into()),
+                mtp_draft: None,
             });
             return 0;
         }
         let layers = if opts.gpu { 999 } else { 0 };
-        let Some(model) = Model::load(&backend, opts.gguf, layers, false) else {
+        let want_mtp = opts.mtp_draft.filter(|n| *n > 0);
+        let Some(model) = Model::load(&backend, opts.gguf, layers, false, want_mtp.is_some())
+        else {
             return fail(format!(
                 "{} did not load {display}: {}",
                 super::VERSION,
@@ -203,17 +211,57 @@ pub mod worker {
             .or_else(|| std::thread::available_parallelism().ok().map(|n| n.get()))
             .unwrap_or(1)
             .clamp(1, i32::MAX as usize) as i32;
+        // A file without an MTP block simply runs without the drafter.
+        let mtp_draft = want_mtp.filter(|_| model.n_layer_nextn() > 0);
         let settings = ContextParams {
             n_ctx,
             n_batch: 2048,
             n_ubatch: 512,
             threads,
+            // As llama-server: one snapshot per draft token, so a rejected
+            // draft rolls the recurrent state back.
+            n_rs_seq: mtp_draft.unwrap_or(0),
+            mtp: false,
         };
         let Some(mut ctx) = Context::new(&model, &settings) else {
             return fail(format!(
                 "llama.cpp could not create a {n_ctx}-token context for {display}: {}",
                 nonempty(log_errors(), "it needs more memory than it could allocate")
             ));
+        };
+        // The draft context holds as many tokens as the target's, as
+        // llama-server's; it runs the MTP block only.
+        let mut draft_ctx = match mtp_draft {
+            None => None,
+            Some(_) => {
+                let draft_settings = ContextParams {
+                    n_rs_seq: 0,
+                    mtp: true,
+                    ..settings
+                };
+                match Context::new(&model, &draft_settings) {
+                    Some(c) => Some(c),
+                    None => {
+                        return fail(format!(
+                            "llama.cpp could not create the MTP draft context for {display}: {}",
+                            nonempty(log_errors(), "it needs more memory than it could allocate")
+                        ))
+                    }
+                }
+            }
+        };
+        // Declared after both contexts, so it is dropped before them.
+        let mut drafter = match (&draft_ctx, mtp_draft) {
+            (Some(d), Some(n)) => match MtpDrafter::new(&ctx, d, n) {
+                Some(m) => Some(m),
+                None => {
+                    return fail(format!(
+                        "llama.cpp refused the MTP drafter for {display}: {}",
+                        nonempty(log_errors(), "no reason given")
+                    ))
+                }
+            },
+            _ => None,
         };
         let template = model
             .chat_template()
@@ -227,6 +275,7 @@ pub mod worker {
                 "llama.cpp (embedded, {})",
                 super::backend(opts.gpu)
             )),
+            mtp_draft,
         });
         let session = Session {
             model: &model,
@@ -237,15 +286,29 @@ pub mod worker {
             if line.trim().is_empty() {
                 continue;
             }
+            let mtp = match (&mut drafter, &mut draft_ctx) {
+                (Some(d), Some(c)) => Some(Mtp {
+                    drafter: d,
+                    context: c,
+                }),
+                _ => None,
+            };
             let reply = match serde_json::from_str::<WorkerRequest>(&line) {
                 Err(e) => Err(format!("bad request: {e}")),
                 Ok(WorkerRequest::Chat(req)) => {
-                    session.chat(&mut ctx, &req.messages, req.max_tokens, req.temperature)
+                    let prompt = session.prompt(&req.messages);
+                    prompt.and_then(|p| {
+                        session.generate(&mut ctx, mtp, p, req.max_tokens, req.temperature)
+                    })
                 }
                 Ok(WorkerRequest::Fill {
                     prompt_tokens,
                     max_tokens,
-                }) => session.fill(&mut ctx, prompt_tokens, max_tokens),
+                    speculative,
+                }) => {
+                    let mtp = mtp.filter(|_| speculative != Some(false));
+                    session.fill(&mut ctx, mtp, prompt_tokens, max_tokens)
+                }
             };
             emit(&match reply {
                 Ok(r) => WorkerEvent::Reply(r),
@@ -268,6 +331,12 @@ pub mod worker {
         template: Option<CString>,
     }
 
+    /// The MTP drafter and its context, lent to one request.
+    struct Mtp<'a, 'm> {
+        drafter: &'a mut MtpDrafter,
+        context: &'a mut Context<'m>,
+    }
+
     impl Session<'_, '_> {
         fn prompt(&self, messages: &[ChatMessage]) -> Result<Vec<Token>, String> {
             let text = match &self.template {
@@ -288,22 +357,12 @@ pub mod worker {
             self.model.vocab().tokenize(&text, true, true)
         }
 
-        fn chat(
-            &self,
-            ctx: &mut Context,
-            messages: &[ChatMessage],
-            max_tokens: u32,
-            temperature: f32,
-        ) -> Result<ChatResponse, String> {
-            let prompt = self.prompt(messages)?;
-            self.generate(ctx, prompt, max_tokens, temperature)
-        }
-
         /// A prompt of about `target` tokens: whole copies of a passage,
         /// then a prefix of it, then a question.
         fn fill(
             &self,
             ctx: &mut Context,
+            mtp: Option<Mtp>,
             target: u64,
             max_tokens: u32,
         ) -> Result<ChatResponse, String> {
@@ -317,13 +376,17 @@ pub mod worker {
             }
             text.push_str("\n\nSummarise the passage above in one sentence.");
             let prompt = self.prompt(&[ChatMessage::user(text)])?;
-            self.generate(ctx, prompt, max_tokens, 0.0)
+            self.generate(ctx, mtp, prompt, max_tokens, 0.0)
         }
 
+        /// Generation speed is tokens over the wall time of the generation
+        /// loop, as a client sees it, so decoding with and without the MTP
+        /// drafter compare like for like.
         fn generate(
             &self,
             ctx: &mut Context,
-            mut prompt: Vec<Token>,
+            mtp: Option<Mtp>,
+            prompt: Vec<Token>,
             max_tokens: u32,
             temperature: f32,
         ) -> Result<ChatResponse, String> {
@@ -339,42 +402,171 @@ pub mod worker {
             }
             ctx.clear();
             ctx.reset_perf();
-            let n_batch = ctx.n_batch().max(1) as usize;
-            for chunk in prompt.chunks_mut(n_batch) {
-                ctx.decode(chunk)
-                    .map_err(|e| format!("llama.cpp failed on the prompt: {e}"))?;
-            }
             let mut sampler = if temperature <= 0.0 {
                 Sampler::greedy()
             } else {
                 Sampler::temperature(temperature, 0x5eed)
             };
-            let vocab = self.model.vocab();
-            let mut bytes = Vec::new();
-            let mut generated = 0u64;
-            let mut finish = "length";
-            while generated < u64::from(max_tokens) {
-                let token = sampler.sample(ctx);
-                if vocab.is_end_of_generation(token) {
-                    finish = "stop";
-                    break;
+            let mut out = Output {
+                vocab: self.model.vocab(),
+                bytes: Vec::new(),
+                generated: 0,
+                max: u64::from(max_tokens),
+                stopped: false,
+            };
+            let (draft, prompt_ms, generation_ms) = match mtp {
+                None => {
+                    let mut prompt = prompt.clone();
+                    let n_batch = ctx.n_batch().max(1) as usize;
+                    for chunk in prompt.chunks_mut(n_batch) {
+                        ctx.decode(chunk)
+                            .map_err(|e| format!("llama.cpp failed on the prompt: {e}"))?;
+                    }
+                    let started = Instant::now();
+                    while !out.done() {
+                        let token = sampler.sample(ctx);
+                        if !out.push(token) {
+                            break;
+                        }
+                        ctx.decode(&mut [token])
+                            .map_err(|e| format!("llama.cpp failed while generating: {e}"))?;
+                    }
+                    let perf = ctx.perf();
+                    (
+                        None,
+                        perf.t_p_eval_ms,
+                        started.elapsed().as_secs_f64() * 1000.0,
+                    )
                 }
-                bytes.extend(vocab.piece(token));
-                generated += 1;
-                ctx.decode(&mut [token])
-                    .map_err(|e| format!("llama.cpp failed while generating: {e}"))?;
-            }
-            let perf = ctx.perf();
-            let rate = |n: i32, ms: f64| (n > 0 && ms > 0.0).then(|| f64::from(n) * 1000.0 / ms);
+                Some(mtp) => {
+                    let (stats, prompt_ms, generation_ms) =
+                        speculate(ctx, mtp, &prompt, &mut sampler, &mut out)?;
+                    (Some(stats), prompt_ms, generation_ms)
+                }
+            };
+            let rate = |n: u64, ms: f64| (n > 0 && ms > 0.0).then(|| n as f64 * 1000.0 / ms);
             Ok(ChatResponse {
-                text: String::from_utf8_lossy(&bytes).into_owned(),
+                text: String::from_utf8_lossy(&out.bytes).into_owned(),
                 prompt_tokens: prompt.len() as u64,
-                completion_tokens: generated,
-                prompt_tps: rate(perf.n_p_eval, perf.t_p_eval_ms),
-                generation_tps: rate(perf.n_eval, perf.t_eval_ms),
-                finish_reason: Some(finish.into()),
+                completion_tokens: out.generated,
+                prompt_tps: rate(prompt.len() as u64, prompt_ms),
+                generation_tps: rate(out.generated, generation_ms),
+                finish_reason: Some(if out.stopped { "stop" } else { "length" }.into()),
+                draft,
             })
         }
+    }
+
+    /// The text generated so far, and when to stop.
+    struct Output<'v> {
+        vocab: binding::Vocab<'v>,
+        bytes: Vec<u8>,
+        generated: u64,
+        max: u64,
+        stopped: bool,
+    }
+
+    impl Output<'_> {
+        fn done(&self) -> bool {
+            self.stopped || self.generated >= self.max
+        }
+
+        /// Takes `token` as generated; false at the end of generation.
+        fn push(&mut self, token: Token) -> bool {
+            if self.vocab.is_end_of_generation(token) {
+                self.stopped = true;
+                return false;
+            }
+            self.bytes.extend(self.vocab.piece(token));
+            self.generated += 1;
+            true
+        }
+    }
+
+    /// llama-server's speculative loop with the MTP drafter: decode the
+    /// last token and the draft in one batch, keep the draft's longest
+    /// prefix the model itself samples, cut the rest from the cache. The
+    /// prompt is decoded through explicit-position batches, each shown to
+    /// the drafter, so its cache follows the target's. Returns the tally and
+    /// the wall times of the prompt and of generation (ms).
+    fn speculate(
+        ctx: &mut Context,
+        mtp: Mtp,
+        prompt: &[Token],
+        sampler: &mut Sampler,
+        out: &mut Output,
+    ) -> Result<(DraftStats, f64, f64), String> {
+        let Mtp { drafter, context } = mtp;
+        let started = Instant::now();
+        context.clear();
+        let n_batch = ctx.n_batch().max(1) as usize;
+        let mut batch = Batch::new(n_batch);
+        for (c, chunk) in prompt.chunks(n_batch).enumerate() {
+            batch.clear();
+            let last_chunk = (c + 1) * n_batch >= prompt.len();
+            for (i, token) in chunk.iter().enumerate() {
+                let pos = (c * n_batch + i) as u32;
+                batch.push(*token, pos, last_chunk && i + 1 == chunk.len());
+            }
+            ctx.decode_batch(&batch)
+                .map_err(|e| format!("llama.cpp failed on the prompt: {e}"))?;
+            drafter.process(&batch)?;
+        }
+        drafter.begin(prompt)?;
+        let prompt_ms = started.elapsed().as_secs_f64() * 1000.0;
+        let started = Instant::now();
+        let mut stats = DraftStats::default();
+        let mut history = prompt.to_vec();
+        let mut n_past = prompt.len() as u32;
+        let mut last = sampler.sample(ctx);
+        while out.push(last) && !out.done() {
+            // Room for the draft, the token after it, and no more.
+            let room = (out.max - out.generated).saturating_sub(1) as usize;
+            let mut draft = drafter.draft(n_past, last, &history)?;
+            draft.truncate(room);
+            // Drafting wrote the draft into the MTP context's cache; the
+            // verification batch below writes those positions again.
+            if !context.forget_from(n_past) {
+                return Err("llama.cpp could not clear the MTP context's draft".into());
+            }
+            batch.clear();
+            batch.push(last, n_past, true);
+            for (i, token) in draft.iter().enumerate() {
+                batch.push(*token, n_past + 1 + i as u32, true);
+            }
+            ctx.decode_batch(&batch)
+                .map_err(|e| format!("llama.cpp failed while generating: {e}"))?;
+            drafter.process(&batch)?;
+            let mut accepted = 0usize;
+            let mut next = sampler.sample_at(ctx, 0);
+            while accepted < draft.len() && next == draft[accepted] {
+                accepted += 1;
+                next = sampler.sample_at(ctx, accepted as i32);
+            }
+            if !draft.is_empty() {
+                drafter.accept(accepted)?;
+                stats.drafted += draft.len() as u64;
+                stats.accepted += accepted as u64;
+            }
+            history.push(last);
+            history.extend_from_slice(&draft[..accepted]);
+            n_past += 1 + accepted as u32;
+            if accepted < draft.len() && !(ctx.forget_from(n_past) && context.forget_from(n_past)) {
+                return Err("llama.cpp could not roll back the rejected draft tokens".into());
+            }
+            let mut ended = false;
+            for token in &draft[..accepted] {
+                if !out.push(*token) || out.done() {
+                    ended = true;
+                    break;
+                }
+            }
+            if ended {
+                break;
+            }
+            last = next;
+        }
+        Ok((stats, prompt_ms, started.elapsed().as_secs_f64() * 1000.0))
     }
 }
 

@@ -4,7 +4,7 @@
 //! then SIGKILL; the parent dying: SIGKILL through PDEATHSIG).
 
 use super::launch::Launch;
-use super::{ChatRequest, ChatResponse, Engine, EngineError};
+use super::{ChatRequest, ChatResponse, DraftStats, Engine, EngineError};
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, Read};
 use std::net::TcpListener;
@@ -245,6 +245,7 @@ impl LlamaServer {
             prompt_tps: t["prompt_per_second"].as_f64(),
             generation_tps: t["predicted_per_second"].as_f64(),
             finish_reason: v["stop_type"].as_str().map(str::to_string),
+            draft: DraftStats::from_timings(t),
         })
     }
 
@@ -311,6 +312,7 @@ impl Engine for LlamaServer {
             prompt_tps: v["timings"]["prompt_per_second"].as_f64(),
             generation_tps: v["timings"]["predicted_per_second"].as_f64(),
             finish_reason: choice["finish_reason"].as_str().map(str::to_string),
+            draft: DraftStats::from_timings(&v["timings"]),
         })
     }
 }

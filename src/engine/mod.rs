@@ -87,6 +87,35 @@ pub struct ChatResponse {
     pub generation_tps: Option<f64>,
     /// `stop`, `length`, …
     pub finish_reason: Option<String>,
+    /// Speculative decoding's tally, when the engine drafted tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub draft: Option<DraftStats>,
+}
+
+/// How many drafted tokens the model kept: the figure that decides whether
+/// speculative decoding pays.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+pub struct DraftStats {
+    /// Tokens the drafter proposed.
+    pub drafted: u64,
+    /// Of those, tokens the model confirmed.
+    pub accepted: u64,
+}
+
+impl DraftStats {
+    /// Accepted over drafted (llama-server's "draft acceptance rate").
+    pub fn acceptance(&self) -> Option<f64> {
+        (self.drafted > 0).then(|| self.accepted as f64 / self.drafted as f64)
+    }
+
+    /// llama-server's tally in a reply's `timings` (`draft_n`,
+    /// `draft_n_accepted`), present only when it drafted.
+    pub fn from_timings(timings: &serde_json::Value) -> Option<DraftStats> {
+        Some(DraftStats {
+            drafted: timings.get("draft_n")?.as_u64()?,
+            accepted: timings.get("draft_n_accepted")?.as_u64()?,
+        })
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -4,7 +4,7 @@
 //! The benchmark uses it against a bench profile that is already serving;
 //! the llama-server engine that starts one can hand its URL here.
 
-use super::{ChatRequest, ChatResponse, Engine, EngineError};
+use super::{ChatRequest, ChatResponse, DraftStats, Engine, EngineError};
 use serde_json::{json, Value};
 use std::time::Duration;
 
@@ -160,6 +160,7 @@ pub fn parse_reply(text: &str) -> Result<ChatResponse, String> {
             .get("finish_reason")
             .and_then(Value::as_str)
             .map(str::to_string),
+        draft: v.get("timings").and_then(DraftStats::from_timings),
     })
 }
 

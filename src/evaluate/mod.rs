@@ -231,6 +231,31 @@ impl Evaluation {
     pub fn recurrent(&self) -> bool {
         !self.facts.recurrent_layers().is_empty()
     }
+
+    /// Tokens a round the production profile drafts with the model's MTP
+    /// block (0: none): where the file carries the block and llama.cpp runs
+    /// it for this architecture.
+    pub fn mtp_draft(&self) -> u32 {
+        mtp_draft(&self.facts)
+    }
+}
+
+/// Architectures whose MTP block the llama.cpp onboard pins runs as a
+/// drafter (`--spec-type draft-mtp`; its `graph_mtp` for each), among those
+/// onboard's memory model knows.
+pub const MTP_DRAFT_ARCHITECTURES: &[&str] = &["qwen35", "qwen35moe", "qwen3next"];
+
+/// llama-server's default draft length (`--spec-draft-n-max`): also the
+/// recurrent-state snapshots it keeps for rolling a rejected draft back.
+pub const MTP_DRAFT_TOKENS: u32 = 3;
+
+/// See [`Evaluation::mtp_draft`].
+pub fn mtp_draft(facts: &ModelFacts) -> u32 {
+    if facts.mtp_layers > 0 && MTP_DRAFT_ARCHITECTURES.contains(&facts.architecture.as_str()) {
+        MTP_DRAFT_TOKENS
+    } else {
+        0
+    }
 }
 
 /// The candidates in the order the manifest prefers, the repo's others,

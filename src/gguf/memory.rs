@@ -14,6 +14,11 @@
 //!   Modelled per micro-batch token as the largest phase (FFN, attention,
 //!   output) plus the KQ mask, calibrated on llama.cpp's CPU backend (see
 //!   tests/gguf_memory.rs for the measured figures it is held against).
+//! - MTP speculative decoding (`--spec-type draft-mtp`, a model with an MTP
+//!   tail): a second context runs the MTP block with its own KV cache over
+//!   the same context, its own compute and output buffers, and the target
+//!   keeps one recurrent-state snapshot per draft token so a rejected draft
+//!   rolls back (llama.cpp's `n_rs_seq`); see [`mtp_draft_bytes`].
 //! - Placement: whole layers on the GPUs in order (as `--fit` does), the input
 //!   embedding on the host, the output layer on the last GPU when every layer
 //!   fits (for a tied output, a copy of the embedding goes with it), routed experts optionally on the host (`-ot exps=CPU`), a margin
@@ -46,6 +51,9 @@ pub struct RunConfig {
     pub flash_attn: bool,
     /// `--swa-full`: sliding-window layers keep a full-context cache.
     pub swa_full: bool,
+    /// Tokens drafted per round by the MTP block (`--spec-draft-n-max`
+    /// with `--spec-type draft-mtp`); 0: no speculative decoding.
+    pub mtp_draft: u32,
 }
 
 impl RunConfig {
@@ -60,6 +68,7 @@ impl RunConfig {
             cache_type_v: GgmlType::F16,
             flash_attn: true,
             swa_full: false,
+            mtp_draft: 0,
         }
     }
 
@@ -80,6 +89,68 @@ impl RunConfig {
         self.cache_type_v = ty;
         self
     }
+
+    /// MTP speculative decoding drafting `n` tokens a round (0: off).
+    pub fn with_mtp_draft(mut self, n: u32) -> RunConfig {
+        self.mtp_draft = n;
+        self
+    }
+}
+
+/// What MTP speculative decoding adds to a run, as llama.cpp allocates it:
+/// the draft context's KV cache (the MTP blocks at full context), its
+/// compute buffer (modelled as the target's: both are dominated by the
+/// output phase on small models and by the attention phase at long
+/// context), its output buffer, and `mtp_draft` extra recurrent-state
+/// snapshots in the target. Zero when `cfg.mtp_draft` is 0 or the file has
+/// no MTP tail.
+pub fn mtp_draft_bytes(f: &ModelFacts, cfg: &RunConfig) -> Fact<Buffers> {
+    if cfg.mtp_draft == 0 || f.mtp_layers == 0 {
+        return Fact::known(Buffers::default());
+    }
+    let mut kv = 0u64;
+    for il in f.trunk_layers()..f.block_count {
+        let il = il as usize;
+        // A per-layer head_count_kv array may stop at the trunk; the MTP
+        // block is a full-attention block like the trunk's.
+        let kv_heads = f
+            .head_count_kv
+            .get(il)
+            .or_else(|| f.head_count_kv.iter().rev().find(|h| **h > 0))
+            .copied()
+            .unwrap_or(0);
+        let layer = tensor_bytes(cfg.cache_type_k, &[kv_heads * f.key_length, cfg.n_ctx])
+            .zip(tensor_bytes(
+                cfg.cache_type_v,
+                &[kv_heads * f.value_length, cfg.n_ctx],
+            ))
+            .map(|(k, v)| k.saturating_add(v));
+        match layer {
+            Some(b) => kv = kv.saturating_add(b),
+            None => {
+                return Fact::unknown(format!(
+                    "cache types {}/{} do not divide the MTP block's KV rows",
+                    cfg.cache_type_k, cfg.cache_type_v
+                ))
+            }
+        }
+    }
+    let snapshots = match recurrent_state_bytes(f, cfg.n_seq) {
+        Fact::Known { value } => value.saturating_mul(u64::from(cfg.mtp_draft)),
+        Fact::Unknown { reason } => return Fact::unknown(reason),
+    };
+    let output = f
+        .vocab_size
+        .unwrap_or(0)
+        .saturating_mul(cfg.n_seq.max(1))
+        .saturating_mul(4);
+    Fact::known(Buffers {
+        weights: 0,
+        kv_cache: kv,
+        recurrent: snapshots,
+        compute: compute_buffer_bytes(f, cfg),
+        output,
+    })
 }
 
 /// KV cells a layer gets: the context, or for a sliding-window layer the
@@ -314,7 +385,7 @@ pub fn single_backend(f: &ModelFacts, cfg: &RunConfig, cpu_repack: bool) -> Opti
     } else {
         0
     };
-    Some(Buffers {
+    let target = Buffers {
         weights: f.total_bytes.saturating_add(tied_copy),
         kv_cache: *kv_cache_bytes_for(f, cfg).value()?,
         recurrent: *recurrent_state_bytes(f, cfg.n_seq).value()?,
@@ -323,7 +394,22 @@ pub fn single_backend(f: &ModelFacts, cfg: &RunConfig, cpu_repack: bool) -> Opti
             .vocab_size?
             .saturating_mul(cfg.n_seq.max(1))
             .saturating_mul(4),
-    })
+    };
+    let draft = mtp_draft_bytes(f, cfg).value()?.clone();
+    Some(target.plus(&draft))
+}
+
+impl Buffers {
+    /// Field by field sum (a target and its draft context).
+    pub fn plus(&self, other: &Buffers) -> Buffers {
+        Buffers {
+            weights: self.weights.saturating_add(other.weights),
+            kv_cache: self.kv_cache.saturating_add(other.kv_cache),
+            recurrent: self.recurrent.saturating_add(other.recurrent),
+            compute: self.compute.saturating_add(other.compute),
+            output: self.output.saturating_add(other.output),
+        }
+    }
 }
 
 /// A GPU (or any device) and its memory.

@@ -94,8 +94,15 @@ const SAMPLER_FLAGS: &[&str] = &[
     "--seed",
 ];
 
-/// The production FLAGS without sampler flags and with the reasoning format
-/// a benchmark needs.
+/// Why a bench profile drafts nothing, though its production profile may.
+pub const NO_SPECULATIVE_REASON: &str =
+    "speculative decoding (--spec-*) off: a score measures the model alone, and verifying drafts \
+     in batches can flip a near-tie of greedy decoding (seen with the MTP fixture in this \
+     repository's tests), so the same model would score differently with and without its drafter";
+
+/// The production FLAGS without sampler flags, without speculative decoding
+/// ([`NO_SPECULATIVE_REASON`]) and with the reasoning format a benchmark
+/// needs.
 pub fn bench_flags(production: &str, thinking: bool) -> Result<String, String> {
     let words = words::split(production)?;
     let mut out = Vec::new();
@@ -103,7 +110,10 @@ pub fn bench_flags(production: &str, thinking: bool) -> Result<String, String> {
     while i < words.len() {
         let w = &words[i];
         let takes_value = |next: Option<&String>| next.is_some_and(|n| !n.starts_with("--"));
-        if SAMPLER_FLAGS.contains(&w.as_str()) || w == "--reasoning-format" {
+        if SAMPLER_FLAGS.contains(&w.as_str())
+            || w == "--reasoning-format"
+            || w.starts_with("--spec-")
+        {
             i += if takes_value(words.get(i + 1)) { 2 } else { 1 };
             continue;
         }
@@ -207,8 +217,11 @@ impl Task for BenchProfile {
             }
             _ => params.context,
         };
-        let flags = bench_flags(production.get("FLAGS").unwrap_or_default(), params.thinking)
-            .map_err(TaskError::Params)?;
+        let production_flags = production.get("FLAGS").unwrap_or_default();
+        let flags = bench_flags(production_flags, params.thinking).map_err(TaskError::Params)?;
+        if production_flags.contains("--spec-") {
+            ctx.log(&format!("[{bench_id}] {NO_SPECULATIVE_REASON}"));
+        }
         let mut entries = vec![
             ("MODEL".to_string(), model),
             ("CTX_SIZE".to_string(), context.to_string()),

@@ -91,6 +91,29 @@ pub struct ContextTestOutputs {
     /// the engine allocated (the in-process llama.cpp reports each buffer).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub memory: Option<MemoryCheck>,
+    /// MTP speculative decoding, where the profile turns it on: the draft
+    /// acceptance, and the same prompt decoded without the drafter. The
+    /// step's `generation_tps` is the figure with it (the profile's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mtp: Option<MtpMeasure>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq)]
+pub struct MtpMeasure {
+    /// Tokens drafted a round (`--spec-draft-n-max`).
+    pub draft_tokens: u32,
+    pub drafted: u64,
+    pub accepted: u64,
+    /// Accepted over drafted.
+    pub acceptance: f64,
+    /// Generation speed of the same prompt without the drafter (the
+    /// embedded engine; llama-server runs one configuration per start).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generation_tps_without: Option<f64>,
+    /// Whether both runs generated the same text, as greedy decoding with a
+    /// drafter should up to a near-tie that batched verification can flip.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub same_text: Option<bool>,
 }
 
 /// Predicted vs allocated memory, buffer by buffer.
@@ -235,7 +258,12 @@ impl Task for ContextTest {
         let measured = tokio::task::spawn_blocking(move || {
             let ctx = log_ctx;
             let chosen = model_engine::choose(engine_choice, &model, cpu, &ctx)?;
-            let predicted = predict(&model, &chosen, wanted, cpu);
+            let mtp_draft = match chosen {
+                Chosen::Embedded(WorkerEngine::LlamaCpp) => model.mtp_draft().unwrap_or(0),
+                _ => 0,
+            };
+            let predicted = predict(&model, &chosen, wanted, cpu, mtp_draft);
+            let profile_mtp = model.mtp_draft().unwrap_or(0);
             if chosen.is_embedded() && cpu {
                 let available = mem_available_bytes();
                 fits_in_ram(&model.gguf, available)?;
@@ -253,7 +281,11 @@ impl Task for ContextTest {
             let started = std::time::Instant::now();
             let engine = Running::start(&chosen, &model, cpu, threads, context, limits)?;
             let load_ms = started.elapsed().as_millis() as u64;
-            measure(&engine, load_ms, cpu, wanted, generate, predicted, &ctx)
+            let mut measured = measure(&engine, load_ms, cpu, wanted, generate, predicted, &ctx)?;
+            if let Some(m) = measured.mtp.as_mut().filter(|m| m.draft_tokens == 0) {
+                m.draft_tokens = profile_mtp;
+            }
+            Ok::<_, TaskError>(measured)
         })
         .await
         .map_err(|e| TaskError::failed(format!("the measurement thread failed: {e}")))??;
@@ -278,7 +310,13 @@ impl Task for ContextTest {
 /// What `evaluate`'s memory model predicts the embedded llama.cpp allocates
 /// at `context` (on one backend). mistral.rs reports no buffers and
 /// allocates otherwise.
-fn predict(model: &ProfileModel, chosen: &Chosen, context: u64, cpu: bool) -> Option<Buffers> {
+fn predict(
+    model: &ProfileModel,
+    chosen: &Chosen,
+    context: u64,
+    cpu: bool,
+    mtp_draft: u32,
+) -> Option<Buffers> {
     if *chosen == Chosen::Embedded(WorkerEngine::MistralRs) {
         return None;
     }
@@ -287,7 +325,7 @@ fn predict(model: &ProfileModel, chosen: &Chosen, context: u64, cpu: bool) -> Op
     let cpu_repack = cpu && cfg!(target_feature = "avx2");
     memory::single_backend(
         model.facts.as_ref()?,
-        &RunConfig::embedded_llama_cpp(context),
+        &RunConfig::embedded_llama_cpp(context).with_mtp_draft(mtp_draft),
         cpu_repack,
     )
 }
@@ -397,7 +435,53 @@ fn measure(
     let prompt = tested
         .saturating_sub(u64::from(generate) + TEMPLATE_MARGIN)
         .max(16);
-    let reply: ChatResponse = engine.fill(prompt, generate).map_err(engine_failure)?;
+    let (reply, mtp) = match engine {
+        Running::Embedded(e) if e.mtp_draft.is_some() => {
+            let with = e
+                .fill_speculative(prompt, generate, true)
+                .map_err(engine_failure)?;
+            let without = e
+                .fill_speculative(prompt, generate, false)
+                .map_err(engine_failure)?;
+            let mtp = with.draft.map(|d| MtpMeasure {
+                draft_tokens: e.mtp_draft.unwrap_or(0),
+                drafted: d.drafted,
+                accepted: d.accepted,
+                acceptance: d.acceptance().unwrap_or(0.0),
+                generation_tps_without: without.generation_tps,
+                same_text: Some(with.text == without.text),
+            });
+            (with, mtp)
+        }
+        _ => {
+            let reply: ChatResponse = engine.fill(prompt, generate).map_err(engine_failure)?;
+            // llama-server reports its drafter's tally in `timings`; the
+            // draft length is the profile's (set by the caller).
+            let mtp = reply.draft.map(|d| MtpMeasure {
+                draft_tokens: 0,
+                drafted: d.drafted,
+                accepted: d.accepted,
+                acceptance: d.acceptance().unwrap_or(0.0),
+                generation_tps_without: None,
+                same_text: None,
+            });
+            (reply, mtp)
+        }
+    };
+    if let Some(m) = &mtp {
+        ctx.log(&format!(
+            "MTP: {} of {} drafted tokens accepted ({:.0} %){}",
+            m.accepted,
+            m.drafted,
+            m.acceptance * 100.0,
+            m.generation_tps_without
+                .map(|t| format!(
+                    "; generation {:.1} t/s with it, {t:.1} t/s without",
+                    reply.generation_tps.unwrap_or(0.0)
+                ))
+                .unwrap_or_default()
+        ));
+    }
     let (device, load_ms, graph_splits) = match engine {
         Running::Embedded(e) => (if cpu { "cpu" } else { "gpu" }, e.load_ms, None),
         Running::LlamaServer(server) => {
@@ -433,6 +517,7 @@ fn measure(
         speed: String::new(),
         probe_answer: probe.text,
         memory,
+        mtp,
     })
 }
 
@@ -471,9 +556,21 @@ fn write_speed(
     out: &mut ContextTestOutputs,
 ) -> Result<(), TaskError> {
     let date = &state::now_rfc3339()[..10];
+    let generation = match &out.mtp {
+        Some(m) => format!(
+            "gen {:.1} t/s with MTP (draft {}, acceptance {:.0} %{})",
+            out.generation_tps,
+            m.draft_tokens,
+            m.acceptance * 100.0,
+            m.generation_tps_without
+                .map(|t| format!("; {t:.1} t/s without"))
+                .unwrap_or_default()
+        ),
+        None => format!("gen {:.1} t/s", out.generation_tps),
+    };
     let figures = format!(
-        "gen {:.1} t/s, prompt {:.1} t/s at {} ctx",
-        out.generation_tps, out.prompt_tps, out.context_tested
+        "{generation}, prompt {:.1} t/s at {} ctx",
+        out.prompt_tps, out.context_tested
     );
     let conf_path = ctx.path(&ctx.paths().models_conf)?;
     let embedded = out.engine != "llama-server";

@@ -93,6 +93,12 @@ pub struct EvaluateOutputs {
     /// Recurrent (DeltaNet/SSM) layers present: `--no-context-shift`.
     pub recurrent: bool,
     pub moe: bool,
+    /// Multi-token-prediction blocks after the trunk.
+    #[serde(default)]
+    pub mtp_layers: u32,
+    /// Tokens a round to draft with them (`--spec-draft-n-max`; 0: no MTP).
+    #[serde(default)]
+    pub mtp_draft: u32,
     pub quant: String,
     /// Repo paths of the chosen quant's files, in shard order.
     pub files: Vec<String>,
@@ -271,6 +277,8 @@ impl Task for Evaluate {
             architecture: eval.facts.architecture.clone(),
             recurrent: eval.recurrent(),
             moe,
+            mtp_layers: eval.facts.mtp_layers,
+            mtp_draft: eval.mtp_draft(),
             quant: quant.clone(),
             files: chosen.candidate.files.clone(),
             total_bytes: chosen.candidate.total_size(),

@@ -89,6 +89,29 @@ impl ProfileModel {
             .and_then(|c| c.parse::<u64>().ok())
             .or(self.trained_context)
     }
+
+    /// Tokens a round the profile drafts with the model's MTP block
+    /// (`--spec-type draft-mtp`, `--spec-draft-n-max N`, llama-server's
+    /// default 3), where the file has one.
+    pub fn mtp_draft(&self) -> Option<u32> {
+        if self.facts.as_ref().is_none_or(|f| f.mtp_layers == 0) {
+            return None;
+        }
+        let words =
+            crate::engine::words::split(self.profile.get("FLAGS").unwrap_or_default()).ok()?;
+        let value = |flag: &str| {
+            words
+                .iter()
+                .position(|w| w == flag)
+                .and_then(|i| words.get(i + 1))
+        };
+        let mtp = value("--spec-type").is_some_and(|v| v.split(',').any(|t| t == "draft-mtp"));
+        if !mtp {
+            return None;
+        }
+        let n = value("--spec-draft-n-max").and_then(|v| v.parse::<u32>().ok());
+        Some(n.unwrap_or(crate::evaluate::MTP_DRAFT_TOKENS)).filter(|n| *n > 0)
+    }
 }
 
 /// The engine that will run a model, decided before anything is loaded.
@@ -264,6 +287,9 @@ impl Running {
                 opts.request_timeout = limits.request;
                 opts.threads = threads;
                 opts.context = context.or_else(|| model.context());
+                if *engine == WorkerEngine::LlamaCpp {
+                    opts.mtp_draft = model.mtp_draft();
+                }
                 EmbeddedEngine::start(&opts)
                     .map(Running::Embedded)
                     .map_err(engine_failure)

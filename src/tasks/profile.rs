@@ -33,6 +33,10 @@ pub struct ProfileParams {
     /// The model has recurrent layers (Gated DeltaNet, SSM).
     #[serde(default)]
     pub recurrent: bool,
+    /// Tokens a round to draft with the model's MTP block (0: no
+    /// speculative decoding).
+    #[serde(default)]
+    pub mtp_draft: u32,
     /// Context size in tokens.
     #[schemars(range(min = 1))]
     pub context: u64,
@@ -169,6 +173,19 @@ pub fn rules(p: &ProfileParams) -> Vec<Entry> {
     if p.recurrent {
         flags.push("--no-context-shift".into());
         why.push("--no-context-shift: recurrent (DeltaNet/SSM) layers cannot shift their state");
+    }
+    if p.mtp_draft > 0 {
+        flags.extend([
+            "--spec-type".to_string(),
+            "draft-mtp".into(),
+            "--spec-draft-n-max".into(),
+            p.mtp_draft.to_string(),
+        ]);
+        why.push(
+            "--spec-type draft-mtp --spec-draft-n-max: the GGUF carries an MTP block; llama.cpp drafts \
+             tokens with it and the model keeps those it would have generated (same output, fewer \
+             passes when drafts are accepted)",
+        );
     }
     flags.extend(p.extra_flags.iter().cloned());
     if !p.extra_flags.is_empty() {

@@ -56,6 +56,9 @@ pub struct Tiny {
     pub ff_shexp: u64,
     /// No `output.weight`: llama.cpp reuses `token_embd` for the logits.
     pub tied_output: bool,
+    /// Multi-token-prediction blocks after the trunk
+    /// (`{arch}.nextn_predict_layers`; `block_count` counts them too).
+    pub mtp_layers: u64,
 }
 
 impl Tiny {
@@ -71,6 +74,11 @@ impl Tiny {
 
     pub fn is_attention(&self, il: u64) -> bool {
         (il + 1).is_multiple_of(u64::from(FULL_ATTENTION_INTERVAL))
+    }
+
+    /// Trunk and MTP blocks together, as `block_count` counts them.
+    pub fn block_count(&self) -> u64 {
+        self.layers + self.mtp_layers
     }
 }
 
@@ -96,6 +104,16 @@ pub const MOE: Tiny = Tiny {
     ff_exp: 16,
     ff_shexp: 16,
     tied_output: false,
+    mtp_layers: 0,
+};
+
+/// The tiny `qwen35moe` with the multi-token-prediction tail the public
+/// Qwen3.5 MoE GGUFs now ship: one more block (`blk.8`), a full-attention
+/// MoE decoder block plus `nextn.eh_proj`, `nextn.enorm` and `nextn.hnorm`,
+/// drafting through the trunk's embedding and output layers.
+pub const MOE_MTP: Tiny = Tiny {
+    mtp_layers: 1,
+    ..MOE
 };
 
 /// Qwen3.5-27B scaled down: 4 KV heads, a dense FFN three times the hidden
@@ -119,6 +137,7 @@ pub const DENSE: Tiny = Tiny {
     ff_exp: 0,
     ff_shexp: 0,
     tied_output: true,
+    mtp_layers: 0,
 };
 
 const F32: GgmlType = GgmlType::F32;
@@ -130,6 +149,11 @@ const Q4_0: GgmlType = GgmlType::Q4_0;
 /// The header of the tiny `qwen35moe`.
 pub fn tiny_qwen35moe(smollm2: &Path) -> GgufWriter {
     tiny(smollm2, &MOE)
+}
+
+/// The header of the tiny `qwen35moe` with an MTP tail.
+pub fn tiny_qwen35moe_mtp(smollm2: &Path) -> GgufWriter {
+    tiny(smollm2, &MOE_MTP)
 }
 
 /// The header of the tiny dense `qwen35`.
@@ -160,7 +184,7 @@ pub fn tiny(smollm2: &Path, d: &Tiny) -> GgufWriter {
         .u32("general.quantization_version", 2)
         .u32(&k("context_length"), CONTEXT)
         .u32(&k("embedding_length"), u(d.embd))
-        .u32(&k("block_count"), u(d.layers))
+        .u32(&k("block_count"), u(d.block_count()))
         .u32(&k("attention.head_count"), u(d.heads))
         .u32(&k("attention.head_count_kv"), u(d.kv_heads))
         .u32(&k("attention.key_length"), u(d.head_dim))
@@ -188,6 +212,9 @@ pub fn tiny(smollm2: &Path, d: &Tiny) -> GgufWriter {
     } else {
         w.u32(&k("feed_forward_length"), u(d.ff));
     }
+    if d.mtp_layers > 0 {
+        w.u32(&k("nextn_predict_layers"), u(d.mtp_layers));
+    }
     for (key, value) in &source.metadata {
         if key.starts_with("tokenizer.") {
             w.kv(key, value.clone());
@@ -200,13 +227,7 @@ pub fn tiny(smollm2: &Path, d: &Tiny) -> GgufWriter {
         let b = format!("blk.{il}");
         w.tensor(format!("{b}.attn_norm.weight"), &[embd], F32);
         if d.is_attention(il) {
-            let (q, kv) = (d.heads * d.head_dim, d.kv_heads * d.head_dim);
-            w.tensor(format!("{b}.attn_q.weight"), &[embd, 2 * q], F16)
-                .tensor(format!("{b}.attn_k.weight"), &[embd, kv], F16)
-                .tensor(format!("{b}.attn_v.weight"), &[embd, kv], F16)
-                .tensor(format!("{b}.attn_output.weight"), &[q, embd], F16)
-                .tensor(format!("{b}.attn_q_norm.weight"), &[d.head_dim], F32)
-                .tensor(format!("{b}.attn_k_norm.weight"), &[d.head_dim], F32);
+            attention(&mut w, &b, d);
         } else {
             let (inner, ch) = (d.inner(), d.conv_channels());
             w.tensor(format!("{b}.attn_qkv.weight"), &[embd, ch], F16)
@@ -220,21 +241,19 @@ pub fn tiny(smollm2: &Path, d: &Tiny) -> GgufWriter {
                 .tensor(format!("{b}.ssm_out.weight"), &[inner, embd], F16);
         }
         w.tensor(format!("{b}.post_attention_norm.weight"), &[embd], F32);
-        if d.experts > 0 {
-            let (n, fe, fs) = (d.experts, d.ff_exp, d.ff_shexp);
-            w.tensor(format!("{b}.ffn_gate_inp.weight"), &[embd, n], F32)
-                .tensor(format!("{b}.ffn_gate_exps.weight"), &[embd, fe, n], F16)
-                .tensor(format!("{b}.ffn_up_exps.weight"), &[embd, fe, n], F16)
-                .tensor(format!("{b}.ffn_down_exps.weight"), &[fe, embd, n], F16)
-                .tensor(format!("{b}.ffn_gate_inp_shexp.weight"), &[embd], F32)
-                .tensor(format!("{b}.ffn_gate_shexp.weight"), &[embd, fs], F16)
-                .tensor(format!("{b}.ffn_up_shexp.weight"), &[embd, fs], F16)
-                .tensor(format!("{b}.ffn_down_shexp.weight"), &[fs, embd], F16);
-        } else {
-            w.tensor(format!("{b}.ffn_gate.weight"), &[embd, d.ff], F16)
-                .tensor(format!("{b}.ffn_up.weight"), &[embd, d.ff], F16)
-                .tensor(format!("{b}.ffn_down.weight"), &[d.ff, embd], F16);
-        }
+        feed_forward(&mut w, &b, d);
+    }
+    // The MTP tail: a full-attention block that reads the trunk's last
+    // hidden state and the next token's embedding, joined by `eh_proj`.
+    for il in d.layers..d.block_count() {
+        let b = format!("blk.{il}");
+        w.tensor(format!("{b}.attn_norm.weight"), &[embd], F32);
+        attention(&mut w, &b, d);
+        w.tensor(format!("{b}.post_attention_norm.weight"), &[embd], F32);
+        feed_forward(&mut w, &b, d);
+        w.tensor(format!("{b}.nextn.eh_proj.weight"), &[2 * embd, embd], F16)
+            .tensor(format!("{b}.nextn.enorm.weight"), &[embd], F32)
+            .tensor(format!("{b}.nextn.hnorm.weight"), &[embd], F32);
     }
     w.tensor("output_norm.weight", &[embd], F32);
     if !d.tied_output {
@@ -243,9 +262,47 @@ pub fn tiny(smollm2: &Path, d: &Tiny) -> GgufWriter {
     w
 }
 
+/// A full-attention layer's tensors: the query carries its gate (twice the
+/// heads' width).
+fn attention(w: &mut GgufWriter, b: &str, d: &Tiny) {
+    let (q, kv, embd) = (d.heads * d.head_dim, d.kv_heads * d.head_dim, d.embd);
+    w.tensor(format!("{b}.attn_q.weight"), &[embd, 2 * q], F16)
+        .tensor(format!("{b}.attn_k.weight"), &[embd, kv], F16)
+        .tensor(format!("{b}.attn_v.weight"), &[embd, kv], F16)
+        .tensor(format!("{b}.attn_output.weight"), &[q, embd], F16)
+        .tensor(format!("{b}.attn_q_norm.weight"), &[d.head_dim], F32)
+        .tensor(format!("{b}.attn_k_norm.weight"), &[d.head_dim], F32);
+}
+
+/// The routed experts with the gated shared expert, or the dense FFN.
+fn feed_forward(w: &mut GgufWriter, b: &str, d: &Tiny) {
+    let embd = d.embd;
+    if d.experts > 0 {
+        let (n, fe, fs) = (d.experts, d.ff_exp, d.ff_shexp);
+        w.tensor(format!("{b}.ffn_gate_inp.weight"), &[embd, n], F32)
+            .tensor(format!("{b}.ffn_gate_exps.weight"), &[embd, fe, n], F16)
+            .tensor(format!("{b}.ffn_up_exps.weight"), &[embd, fe, n], F16)
+            .tensor(format!("{b}.ffn_down_exps.weight"), &[fe, embd, n], F16)
+            .tensor(format!("{b}.ffn_gate_inp_shexp.weight"), &[embd], F32)
+            .tensor(format!("{b}.ffn_gate_shexp.weight"), &[embd, fs], F16)
+            .tensor(format!("{b}.ffn_up_shexp.weight"), &[embd, fs], F16)
+            .tensor(format!("{b}.ffn_down_shexp.weight"), &[fs, embd], F16);
+    } else {
+        w.tensor(format!("{b}.ffn_gate.weight"), &[embd, d.ff], F16)
+            .tensor(format!("{b}.ffn_up.weight"), &[embd, d.ff], F16)
+            .tensor(format!("{b}.ffn_down.weight"), &[d.ff, embd], F16);
+    }
+}
+
 /// Writes the tiny `qwen35moe` to `path`; returns its length.
 pub fn write_tiny_qwen35moe(smollm2: &Path, path: &Path) -> u64 {
     write(&tiny_qwen35moe(smollm2), path)
+}
+
+/// Writes the tiny `qwen35moe` with its MTP tail to `path`; returns its
+/// length.
+pub fn write_tiny_qwen35moe_mtp(smollm2: &Path, path: &Path) -> u64 {
+    write(&tiny_qwen35moe_mtp(smollm2), path)
 }
 
 /// Writes the tiny dense `qwen35` to `path`; returns its length.
@@ -273,7 +330,25 @@ impl Rng {
 /// Writes the header and seeded tensor data. Norms are 1 and `ssm_a` (the
 /// DeltaNet decay, −exp(A_log)) negative, so the recurrent state decays
 /// instead of growing; everything else is uniform noise of about ±0.25.
+///
+/// A file with an MTP tail gets a head that mostly agrees with the trunk,
+/// so speculative decoding both keeps and rejects drafts: every block's
+/// output projections are 16 times quieter, so the next token depends
+/// mostly on the current one, and `nextn.eh_proj` passes the next token's
+/// embedding through, so the MTP block predicts the token after it the
+/// same way.
 pub fn write(w: &GgufWriter, path: &Path) -> u64 {
+    let echo = w.tensors.iter().any(|t| t.name.contains(".nextn."));
+    let quiet = |name: &str| {
+        echo && [
+            ".attn_output.weight",
+            ".ssm_out.weight",
+            ".ffn_down_exps.weight",
+            ".ffn_down_shexp.weight",
+        ]
+        .iter()
+        .any(|end| name.ends_with(end))
+    };
     let mut out = std::io::BufWriter::new(std::fs::File::create(path).expect("create"));
     out.write_all(&w.header_bytes()).expect("write header");
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
@@ -296,12 +371,24 @@ pub fn write(w: &GgufWriter, path: &Path) -> u64 {
                     bytes.extend_from_slice(&f32::to_le_bytes(v));
                 }
             }
+            GgmlType::F16 if t.name.ends_with(".nextn.eh_proj.weight") => {
+                // Rows of [embedding | hidden]: 1 where the row meets its own
+                // embedding column.
+                let (width, rows) = (t.dims[0], t.dims[1]);
+                for row in 0..rows {
+                    for col in 0..width {
+                        let one: u16 = if col == row { 0x3c00 } else { 0 };
+                        bytes.extend_from_slice(&one.to_le_bytes());
+                    }
+                }
+            }
             GgmlType::F16 => {
+                let shift = if quiet(&t.name) { 6 } else { 0 };
                 for _ in 0..n {
                     // Sign, exponent 2^-7..2^-3, 10 mantissa bits: |v| < 0.25.
                     let r = rng.next();
                     let sign = ((r >> 63) as u16) << 15;
-                    let exp = (8 + (r >> 32) % 5) as u16;
+                    let exp = (8 - shift + (r >> 32) % 5) as u16;
                     let mant = (r >> 16) as u16 & 0x3ff;
                     bytes.extend_from_slice(&(sign | (exp << 10) | mant).to_le_bytes());
                 }

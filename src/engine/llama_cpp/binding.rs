@@ -1,11 +1,10 @@
 //! The few parts of llama.cpp's C API (`llama.h`, through `llama-cpp-sys-2`)
 //! the worker calls, as owned types that free what they hold.
 //!
-//! Why not the `llama-cpp-2` crate: it depends on `llama-cpp-sys-2` with its
-//! default `common` feature, which compiles llama.cpp's `common` library
-//! (argument parser, HTTP downloader, Jinja engine, JSON) — more than half of
-//! llama.cpp's build time, none of it used here. These wrappers need only
-//! `llama.h`.
+//! Why not the `llama-cpp-2` crate: it wraps far more than the worker needs,
+//! and not the one part of llama.cpp's `common` library onboard uses, MTP
+//! speculative decoding (`llama_rs_mtp_speculative_*`, wrapped in
+//! [`MtpDrafter`]). Everything else here is `llama.h`.
 
 use llama_cpp_sys_2 as sys;
 use std::ffi::{c_char, CStr, CString};
@@ -47,6 +46,7 @@ impl<'b> Model<'b> {
         path: &Path,
         gpu_layers: i32,
         vocab_only: bool,
+        load_mtp: bool,
     ) -> Option<Self> {
         use std::os::unix::ffi::OsStrExt;
         let path = CString::new(path.as_os_str().as_bytes()).ok()?;
@@ -56,6 +56,7 @@ impl<'b> Model<'b> {
             let mut params = sys::llama_model_default_params();
             params.n_gpu_layers = gpu_layers;
             params.vocab_only = vocab_only;
+            params.load_mtp = load_mtp;
             sys::llama_model_load_from_file(path.as_ptr(), params)
         };
         NonNull::new(ptr).map(|ptr| Model {
@@ -67,6 +68,13 @@ impl<'b> Model<'b> {
     pub fn n_ctx_train(&self) -> u32 {
         // SAFETY: a live model.
         let n = unsafe { sys::llama_model_n_ctx_train(self.ptr.as_ptr()) };
+        u32::try_from(n).unwrap_or(0)
+    }
+
+    /// Multi-token-prediction blocks the file carries (0 for most models).
+    pub fn n_layer_nextn(&self) -> u32 {
+        // SAFETY: a live model.
+        let n = unsafe { sys::llama_model_n_layer_nextn(self.ptr.as_ptr()) };
         u32::try_from(n).unwrap_or(0)
     }
 
@@ -221,6 +229,11 @@ pub struct ContextParams {
     pub n_batch: u32,
     pub n_ubatch: u32,
     pub threads: i32,
+    /// Recurrent-state snapshots kept per sequence, so a hybrid model can
+    /// roll back the draft tokens its verification rejected (0: none).
+    pub n_rs_seq: u32,
+    /// An MTP draft context: it runs the model's MTP block, not the trunk.
+    pub mtp: bool,
 }
 
 /// An inference context: the KV cache (or recurrent state) and buffers.
@@ -241,6 +254,10 @@ impl<'m> Context<'m> {
             params.n_ubatch = settings.n_ubatch;
             params.n_threads = settings.threads;
             params.n_threads_batch = settings.threads;
+            params.n_rs_seq = settings.n_rs_seq;
+            if settings.mtp {
+                params.ctx_type = sys::LLAMA_CONTEXT_TYPE_MTP;
+            }
             // llama.cpp's own perf counters are the figures reported.
             params.no_perf = false;
             sys::llama_init_from_model(model.ptr.as_ptr(), params)
@@ -277,6 +294,21 @@ impl<'m> Context<'m> {
         unsafe { sys::llama_perf_context(self.ptr.as_ptr()) }
     }
 
+    /// Decodes a batch with explicit positions (see [`Batch`]).
+    pub fn decode_batch(&mut self, batch: &Batch) -> Result<(), String> {
+        // SAFETY: a live context; the batch's arrays hold `n_tokens` entries.
+        let code = unsafe { sys::llama_decode(self.ptr.as_ptr(), batch.raw) };
+        decode_result(code)
+    }
+
+    /// Forgets the tokens at `from` and after (rejected draft tokens); false
+    /// when the memory cannot cut there.
+    pub fn forget_from(&mut self, from: u32) -> bool {
+        let from = i32::try_from(from).unwrap_or(i32::MAX);
+        // SAFETY: a live context; sequence 0 is the only one used.
+        unsafe { sys::llama_memory_seq_rm(sys::llama_get_memory(self.ptr.as_ptr()), 0, from, -1) }
+    }
+
     /// Appends `tokens` after the ones already decoded; logits come out for
     /// the last one only, which is what sampling reads.
     pub fn decode(&mut self, tokens: &mut [Token]) -> Result<(), String> {
@@ -287,13 +319,178 @@ impl<'m> Context<'m> {
             let batch = sys::llama_batch_get_one(tokens.as_mut_ptr(), n);
             sys::llama_decode(self.ptr.as_ptr(), batch)
         };
-        match code {
-            0 => Ok(()),
-            1 => Err("no room left in the context (KV cache full)".into()),
-            2 => Err("decoding was aborted".into()),
-            -1 => Err("llama.cpp rejected the batch as invalid".into()),
-            other => Err(format!("llama_decode failed with code {other}")),
+        decode_result(code)
+    }
+}
+
+fn decode_result(code: i32) -> Result<(), String> {
+    match code {
+        0 => Ok(()),
+        1 => Err("no room left in the context (KV cache full)".into()),
+        2 => Err("decoding was aborted".into()),
+        -1 => Err("llama.cpp rejected the batch as invalid".into()),
+        other => Err(format!("llama_decode failed with code {other}")),
+    }
+}
+
+/// Tokens of sequence 0 at explicit positions, each with or without logits:
+/// what speculative decoding submits (the MTP drafter reads the positions).
+pub struct Batch {
+    raw: sys::llama_batch,
+    capacity: usize,
+}
+
+impl Batch {
+    pub fn new(capacity: usize) -> Self {
+        let n = i32::try_from(capacity.max(1)).unwrap_or(i32::MAX);
+        // SAFETY: allocates arrays for `n` tokens of one sequence each.
+        let mut raw = unsafe { sys::llama_batch_init(n, 0, 1) };
+        raw.n_tokens = 0;
+        Batch {
+            raw,
+            capacity: n as usize,
         }
+    }
+
+    pub fn clear(&mut self) {
+        self.raw.n_tokens = 0;
+    }
+
+    pub fn len(&self) -> usize {
+        self.raw.n_tokens as usize
+    }
+
+    /// Adds `token` at `pos`; false when the batch is full.
+    pub fn push(&mut self, token: Token, pos: u32, logits: bool) -> bool {
+        let i = self.len();
+        if i >= self.capacity {
+            return false;
+        }
+        // SAFETY: `i` < capacity, so every array has room at `i`; seq_id[i]
+        // points at room for one sequence id (n_seq_max = 1).
+        unsafe {
+            *self.raw.token.add(i) = token;
+            *self.raw.pos.add(i) = i32::try_from(pos).unwrap_or(i32::MAX);
+            *self.raw.n_seq_id.add(i) = 1;
+            *(*self.raw.seq_id.add(i)) = 0;
+            *self.raw.logits.add(i) = i8::from(logits);
+        }
+        self.raw.n_tokens += 1;
+        true
+    }
+}
+
+impl Drop for Batch {
+    fn drop(&mut self) {
+        // SAFETY: allocated by llama_batch_init, freed once.
+        unsafe { sys::llama_batch_free(self.raw) };
+    }
+}
+
+/// llama.cpp's MTP drafter (`common_speculative`, type `draft-mtp`): a
+/// second context runs the model's MTP block on the target's hidden state
+/// and proposes the next tokens, which the target then verifies in one
+/// batch.
+pub struct MtpDrafter {
+    ptr: NonNull<sys::llama_rs_mtp_speculative>,
+    n_max: usize,
+}
+
+impl MtpDrafter {
+    /// `None` when llama.cpp refuses (the draft context has no MTP block).
+    pub fn new(target: &Context<'_>, draft: &Context<'_>, n_max: u32) -> Option<Self> {
+        let n_max = i32::try_from(n_max.clamp(1, 64)).unwrap_or(1);
+        // SAFETY: both contexts are alive and outlive the drafter (it is
+        // dropped before them in the worker); greedy drafting, no minimum,
+        // no probability floor (llama-server's defaults for MTP).
+        let ptr = unsafe {
+            sys::llama_rs_mtp_speculative_init(
+                target.ptr.as_ptr(),
+                draft.ptr.as_ptr(),
+                n_max,
+                0,
+                0.0,
+            )
+        };
+        NonNull::new(ptr).map(|ptr| MtpDrafter {
+            ptr,
+            n_max: n_max as usize,
+        })
+    }
+
+    /// A new prompt: the drafter forgets the last one.
+    pub fn begin(&mut self, prompt: &[Token]) -> Result<(), String> {
+        // SAFETY: `prompt` is valid for its length during the call.
+        let code = unsafe {
+            sys::llama_rs_mtp_speculative_begin(self.ptr.as_ptr(), prompt.as_ptr(), prompt.len())
+        };
+        status(code, "begin")
+    }
+
+    /// Shows the drafter a batch the target just decoded (prompt chunks and
+    /// verification batches alike), so its own cache follows the target's.
+    pub fn process(&mut self, batch: &Batch) -> Result<(), String> {
+        // SAFETY: a live drafter; the batch's arrays hold `n_tokens` entries.
+        let code = unsafe { sys::llama_rs_mtp_speculative_process(self.ptr.as_ptr(), &batch.raw) };
+        status(code, "process")
+    }
+
+    /// Up to `n_max` tokens to follow `last`, which sits at `n_past`;
+    /// `history` is every token before it.
+    pub fn draft(
+        &mut self,
+        n_past: u32,
+        last: Token,
+        history: &[Token],
+    ) -> Result<Vec<Token>, String> {
+        let mut out: Vec<Token> = vec![0; self.n_max];
+        let mut n = 0usize;
+        let n_past = i32::try_from(n_past).map_err(|_| "position out of range".to_string())?;
+        // SAFETY: `history` and `out` are valid for their lengths; llama.cpp
+        // writes at most `out.len()` tokens and reports how many in `n`.
+        let code = unsafe {
+            sys::llama_rs_mtp_speculative_draft(
+                self.ptr.as_ptr(),
+                n_past,
+                last,
+                history.as_ptr(),
+                history.len(),
+                out.as_mut_ptr(),
+                out.len(),
+                &mut n,
+            )
+        };
+        status(code, "draft")?;
+        out.truncate(n);
+        Ok(out)
+    }
+
+    /// How many of the last draft's tokens the target kept.
+    pub fn accept(&mut self, accepted: usize) -> Result<(), String> {
+        let accepted = u16::try_from(accepted).map_err(|_| "too many tokens".to_string())?;
+        // SAFETY: a live drafter.
+        let code = unsafe { sys::llama_rs_mtp_speculative_accept(self.ptr.as_ptr(), accepted) };
+        status(code, "accept")
+    }
+}
+
+impl Drop for MtpDrafter {
+    fn drop(&mut self) {
+        // SAFETY: owned, freed once, before the contexts it points at.
+        unsafe { sys::llama_rs_mtp_speculative_free(self.ptr.as_ptr()) };
+    }
+}
+
+fn status(code: sys::llama_rs_status, step: &str) -> Result<(), String> {
+    match code {
+        sys::LLAMA_RS_STATUS_OK => Ok(()),
+        sys::LLAMA_RS_STATUS_INVALID_ARGUMENT => {
+            Err(format!("the MTP drafter refused its arguments ({step})"))
+        }
+        sys::LLAMA_RS_STATUS_ALLOCATION_FAILED => {
+            Err(format!("the MTP drafter ran out of room ({step})"))
+        }
+        _ => Err(format!("the MTP drafter failed ({step})")),
     }
 }
 
@@ -335,8 +532,15 @@ impl Sampler {
 
     /// Picks (and accepts) the next token from the last decode's logits.
     pub fn sample(&mut self, ctx: &mut Context<'_>) -> Token {
-        // SAFETY: both alive; -1 is the last output of the last decode.
-        unsafe { sys::llama_sampler_sample(self.0.as_ptr(), ctx.ptr.as_ptr(), -1) }
+        self.sample_at(ctx, -1)
+    }
+
+    /// Picks (and accepts) a token from the logits of the batch's `index`th
+    /// token (-1: the last one).
+    pub fn sample_at(&mut self, ctx: &mut Context<'_>, index: i32) -> Token {
+        // SAFETY: both alive; llama.cpp checks the index against the outputs
+        // of the last decode.
+        unsafe { sys::llama_sampler_sample(self.0.as_ptr(), ctx.ptr.as_ptr(), index) }
     }
 }
 

@@ -81,6 +81,47 @@ fn tiny_qwen35moe_facts() {
     assert!(len < 7_000_000, "{len} bytes");
 }
 
+/// The MTP variant: the same trunk with one more block; onboard reads the
+/// trunk as before, the block as MTP, and the memory model charges it only
+/// where speculative decoding is on.
+#[test]
+fn tiny_qwen35moe_mtp_facts() {
+    use onboard::gguf::memory::{mtp_draft_bytes, single_backend, RunConfig};
+    let (_d1, plain, _) = written("tiny-qwen35moe.gguf", tiny_qwen35::write_tiny_qwen35moe);
+    let (_d2, f, len) = written("tiny-mtp.gguf", tiny_qwen35::write_tiny_qwen35moe_mtp);
+    assert_eq!((f.block_count, f.mtp_layers, f.trunk_layers()), (9, 1, 8));
+    assert_eq!(f.layers_label(), "8 + 1 MTP");
+    assert_eq!(f.attention_layers(), plain.attention_layers());
+    assert_eq!(f.recurrent_layers(), plain.recurrent_layers());
+    assert_eq!(f.layers.value().unwrap()[8], LayerKind::Mtp);
+    let tail: u64 = f
+        .tensors
+        .iter()
+        .filter(|t| t.name.starts_with("blk.8."))
+        .map(|t| t.bytes.unwrap())
+        .sum();
+    assert!(tail > 0);
+    assert_eq!(f.total_bytes, plain.total_bytes + tail, "weights include the tail");
+    let cfg = RunConfig::embedded_llama_cpp(4096);
+    let (with, without) = (
+        single_backend(&f, &cfg, false).unwrap(),
+        single_backend(&plain, &cfg, false).unwrap(),
+    );
+    assert_eq!(with.kv_cache, without.kv_cache, "no draft context, no MTP KV");
+    assert_eq!(with.recurrent, without.recurrent);
+    // Drafting 3 a round: the MTP block's KV at full context, 3 snapshots.
+    let draft = mtp_draft_bytes(&f, &cfg.with_mtp_draft(3)).value().unwrap().clone();
+    assert_eq!(draft.kv_cache, 2 * (2 * 32) * 4096 * 2);
+    assert_eq!(draft.recurrent, 3 * without.recurrent);
+    assert_eq!(
+        mtp_draft_bytes(&plain, &cfg.with_mtp_draft(3)).value().unwrap().total(),
+        0
+    );
+    assert_eq!(onboard::evaluate::mtp_draft(&f), 3);
+    assert_eq!(onboard::evaluate::mtp_draft(&plain), 0);
+    assert!(len < 7_200_000, "{len} bytes");
+}
+
 #[test]
 fn tiny_qwen35_dense_facts() {
     let (_dir, f, len) = written("tiny-qwen35.gguf", tiny_qwen35::write_tiny_qwen35);
@@ -103,6 +144,7 @@ fn fixtures_are_deterministic_and_complete() {
     let smollm2 = smollm2::smollm2_gguf();
     for write in [
         tiny_qwen35::write_tiny_qwen35moe as fn(&Path, &Path) -> u64,
+        tiny_qwen35::write_tiny_qwen35moe_mtp,
         tiny_qwen35::write_tiny_qwen35,
     ] {
         let (a, b) = (dir.path().join("a.gguf"), dir.path().join("b.gguf"));

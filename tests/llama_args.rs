@@ -332,6 +332,7 @@ fn llama_cpp_accepts_every_profile_and_preset_onboard_writes() {
         "--fit-target",
         "--jinja",
         "--no-context-shift",
+        "--cache-ram",
         "--temp",
         "--reasoning-format",
     ] {

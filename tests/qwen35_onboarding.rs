@@ -12,6 +12,8 @@
 
 mod support;
 
+#[path = "support/llama_args.rs"]
+mod llama_args;
 #[path = "support/seed.rs"]
 mod seed;
 #[path = "support/smollm2.rs"]
@@ -240,6 +242,18 @@ fn assert_mtp(root: &Path, case: &Case, production: &str, context_test: &serde_j
     let conf = std::fs::read_to_string(root.join("models.conf")).unwrap();
     let speed = section(&conf, case.profile);
     assert!(speed.contains("with MTP (draft 3, acceptance"), "{speed}");
+    // llama.cpp's own parser takes the drafting flags as onboard wrote them.
+    if let Some(harness) = llama_args::harness() {
+        let line = onboard_plain(root, &["launch", case.profile, "--print"]);
+        assert_success(&line, "launch --print");
+        let words = onboard::engine::words::split(&String::from_utf8_lossy(&line.stdout)).unwrap();
+        let out = harness.run("args", &words[1..]);
+        assert!(
+            out.status.success(),
+            "llama.cpp refused {words:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
     eprintln!(
         "{}: MTP {mtp}; memory {}; {speed}",
         case.model, context_test["memory"]

@@ -101,20 +101,33 @@ fn tiny_qwen35moe_mtp_facts() {
         .map(|t| t.bytes.unwrap())
         .sum();
     assert!(tail > 0);
-    assert_eq!(f.total_bytes, plain.total_bytes + tail, "weights include the tail");
+    assert_eq!(
+        f.total_bytes,
+        plain.total_bytes + tail,
+        "weights include the tail"
+    );
     let cfg = RunConfig::embedded_llama_cpp(4096);
     let (with, without) = (
         single_backend(&f, &cfg, false).unwrap(),
         single_backend(&plain, &cfg, false).unwrap(),
     );
-    assert_eq!(with.kv_cache, without.kv_cache, "no draft context, no MTP KV");
+    assert_eq!(
+        with.kv_cache, without.kv_cache,
+        "no draft context, no MTP KV"
+    );
     assert_eq!(with.recurrent, without.recurrent);
     // Drafting 3 a round: the MTP block's KV at full context, 3 snapshots.
-    let draft = mtp_draft_bytes(&f, &cfg.with_mtp_draft(3)).value().unwrap().clone();
+    let draft = mtp_draft_bytes(&f, &cfg.with_mtp_draft(3))
+        .value()
+        .unwrap()
+        .clone();
     assert_eq!(draft.kv_cache, 2 * (2 * 32) * 4096 * 2);
     assert_eq!(draft.recurrent, 3 * without.recurrent);
     assert_eq!(
-        mtp_draft_bytes(&plain, &cfg.with_mtp_draft(3)).value().unwrap().total(),
+        mtp_draft_bytes(&plain, &cfg.with_mtp_draft(3))
+            .value()
+            .unwrap()
+            .total(),
         0
     );
     assert_eq!(onboard::evaluate::mtp_draft(&f), 3);

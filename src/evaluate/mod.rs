@@ -12,6 +12,7 @@
 //! are the same across quants of one model, and weights scale with file
 //! size.
 
+pub mod cache_ram;
 pub mod quant;
 pub mod report;
 pub mod strategy;
@@ -237,6 +238,14 @@ impl Evaluation {
     /// it for this architecture.
     pub fn mtp_draft(&self) -> u32 {
         mtp_draft(&self.facts)
+    }
+
+    /// The production profile's prompt cache, sized for its context and the
+    /// host RAM its placement leaves free beyond the headroom the host keeps.
+    pub fn cache_ram(&self) -> Option<cache_ram::CacheRam> {
+        let (_, p) = self.production()?;
+        let keep = i64::try_from(self.machine.min_host_headroom).unwrap_or(i64::MAX);
+        cache_ram::size(&self.facts, p.n_ctx, p.host.headroom.saturating_sub(keep))
     }
 }
 

@@ -199,6 +199,22 @@ pub fn markdown(e: &Evaluation, title: &str) -> String {
             }
         }
     }
+    if let Some(cache) = e.cache_ram() {
+        let chosen = match cache.mib {
+            Some(n) => format!(
+                "`--cache-ram {n}`: up to {} tokens",
+                cache.longest_at_chosen
+            ),
+            None => "the default".into(),
+        };
+        let _ = writeln!(
+            out,
+            "| Prompt cache (`--cache-ram`) | longest cacheable prompt {} tokens at the default {} MiB; {chosen}. {} |",
+            cache.longest_at_default,
+            super::cache_ram::DEFAULT_MIB,
+            cache.reason
+        );
+    }
     let _ = writeln!(out);
 
     if let Some((k, p)) = e.production() {

@@ -99,6 +99,9 @@ pub struct EvaluateOutputs {
     /// Tokens a round to draft with them (`--spec-draft-n-max`; 0: no MTP).
     #[serde(default)]
     pub mtp_draft: u32,
+    /// llama-server's prompt cache for the production context.
+    #[serde(default)]
+    pub cache_ram: Option<evaluate::cache_ram::CacheRam>,
     pub quant: String,
     /// Repo paths of the chosen quant's files, in shard order.
     pub files: Vec<String>,
@@ -279,6 +282,7 @@ impl Task for Evaluate {
             moe,
             mtp_layers: eval.facts.mtp_layers,
             mtp_draft: eval.mtp_draft(),
+            cache_ram: eval.cache_ram(),
             quant: quant.clone(),
             files: chosen.candidate.files.clone(),
             total_bytes: chosen.candidate.total_size(),

@@ -37,6 +37,9 @@ pub struct ProfileParams {
     /// speculative decoding).
     #[serde(default)]
     pub mtp_draft: u32,
+    /// llama-server's prompt cache as evaluate sized it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_ram: Option<crate::evaluate::cache_ram::CacheRam>,
     /// Context size in tokens.
     #[schemars(range(min = 1))]
     pub context: u64,
@@ -186,6 +189,17 @@ pub fn rules(p: &ProfileParams) -> Vec<Entry> {
              tokens with it and the model keeps those it would have generated (same output, fewer \
              passes when drafts are accepted)",
         );
+    }
+    let cache_why;
+    if let Some(cache) = &p.cache_ram {
+        cache_why = match cache.mib {
+            Some(n) => {
+                flags.extend(["--cache-ram".to_string(), n.to_string()]);
+                format!("--cache-ram {n}: {}", cache.reason)
+            }
+            None => format!("no --cache-ram: {}", cache.reason),
+        };
+        why.push(&cache_why);
     }
     flags.extend(p.extra_flags.iter().cloned());
     if !p.extra_flags.is_empty() {

@@ -33,6 +33,7 @@ fn request(id: &str) -> Request {
         quant: m.hub.quant,
         alternatives: m.hub.alternatives,
         files: m.hub.files,
+        mmproj: m.hub.mmproj,
         local_dir: None,
     }
 }
@@ -466,6 +467,52 @@ fn failed_range_request_names_repo_and_file() {
     let msg = err.to_string();
     assert!(
         msg.contains("Qwen3.5-27B-UD-Q8_K_XL.gguf") && msg.contains("unsloth/Qwen3.5-27B-GGUF"),
+        "{msg}"
+    );
+}
+
+/// `hub.mmproj` is opt-in: every evaluation lists the repo's projector,
+/// only one that asks loads it; the projector takes its room on the first
+/// GPU (where llama-server offloads it) before the layers are placed; a
+/// projector the repo lacks is refused with what it has.
+#[test]
+fn a_vision_projector_is_listed_and_counted_on_the_first_gpu_when_asked_for() {
+    let hub = PlanHub::start();
+    let c = client(&hub);
+    let src = HubSource {
+        client: &c,
+        local_dir: None,
+    };
+    let text = run(&hub, "qwen3.5-35b-a3b");
+    assert_eq!(text.projectors.len(), 1, "{:?}", text.projectors);
+    assert_eq!(text.projectors[0].kind, "F16");
+    assert!(text.projector.is_none(), "off by default");
+
+    let mut req = request("qwen3.5-35b-a3b");
+    req.mmproj = Some("f16".into());
+    let vision = evaluate::evaluate(&src, &req, &plan_machine()).unwrap();
+    let p = vision.projector.as_ref().unwrap();
+    assert_eq!(
+        (p.file.as_str(), p.size),
+        ("mmproj-F16.gguf", eval_fixtures::PROJECTOR_BYTES)
+    );
+    let gpu0 = |e: &Evaluation| e.production().unwrap().1.gpus[0].memory;
+    assert_eq!(
+        gpu0(&text) - gpu0(&vision),
+        eval_fixtures::PROJECTOR_BYTES,
+        "the first GPU holds the projector"
+    );
+    let report = onboard::evaluate::report::markdown(&vision, "vision");
+    assert!(
+        report.contains("loading `mmproj-F16.gguf` (`--mmproj`)"),
+        "{report}"
+    );
+
+    req.mmproj = Some("Q8_0".into());
+    let err = evaluate::evaluate(&src, &req, &plan_machine()).unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        msg.contains("no vision projector `Q8_0` (available: F16)") && msg.contains("hub.mmproj"),
         "{msg}"
     );
 }

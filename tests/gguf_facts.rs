@@ -1,6 +1,8 @@
 //! Model facts from written fixtures (the plan's Qwen3.5 models, a llama),
 //! from split shards, and from the real SmolLM2 file.
 
+#[path = "support/eval_fixtures.rs"]
+mod eval_fixtures;
 #[path = "support/gguf_fixtures.rs"]
 mod gguf_fixtures;
 #[path = "support/smollm2.rs"]
@@ -317,6 +319,40 @@ fn an_mtp_tail_is_counted_apart_from_the_trunk() {
     assert_eq!(f.attention_layers().len(), 16);
     assert_eq!(f.attention_layers(), dense.attention_layers());
     assert_eq!(f.recurrent_layers(), dense.recurrent_layers());
+    // The 122B-A10B at its real widths (the plan's UD-Q4_K_XL header), with
+    // the tail the public files carry: 48 + 1, the same 12 attention layers.
+    let (model, _, _, _, ftype, mix) = eval_fixtures::plan_quants()
+        .into_iter()
+        .find(|(m, _, q, ..)| m.name == "Qwen3.5-122B-A10B" && *q == "UD-Q4_K_XL")
+        .unwrap();
+    let plain_122b = eval_fixtures::qwen35(model, ftype, &mix);
+    let mut w = eval_fixtures::qwen35(model, ftype, &mix);
+    w.u32("qwen35moe.block_count", 49)
+        .u32("qwen35moe.nextn_predict_layers", 1);
+    let q = onboard::gguf::types::GgmlType::Q4_K;
+    gguf_fixtures::mtp_block(&mut w, 48, 3072, 32, 2, 256, q);
+    gguf_fixtures::moe_ffn(&mut w, 48, 3072, 256, 1024, q);
+    let (plain_122b, f) = (
+        facts(&header(&plain_122b, "122b.gguf")).unwrap(),
+        facts(&header(&w, "122b-mtp.gguf")).unwrap(),
+    );
+    assert_eq!(f.layers_label(), "48 + 1 MTP");
+    assert_eq!(f.attention_layers().len(), 12);
+    assert_eq!(f.attention_layers(), plain_122b.attention_layers());
+    assert_eq!(f.recurrent_layers(), plain_122b.recurrent_layers());
+    let cfg = onboard::gguf::memory::RunConfig::server(262_144);
+    assert_eq!(
+        onboard::gguf::memory::kv_cache_bytes_for(&f, &cfg).value(),
+        onboard::gguf::memory::kv_cache_bytes_for(&plain_122b, &cfg).value()
+    );
+    assert_eq!(
+        onboard::gguf::memory::recurrent_state_bytes(&f, 1).value(),
+        onboard::gguf::memory::recurrent_state_bytes(&plain_122b, 1).value()
+    );
+    assert!(
+        f.total_bytes > plain_122b.total_bytes,
+        "weights include the tail"
+    );
     // Without a tail, nothing changes.
     assert_eq!(
         (plain.mtp_layers, plain.layers_label()),

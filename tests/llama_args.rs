@@ -113,10 +113,12 @@ fn onboarded(
         }
     }
     for id in models {
-        ws.write(
-            &format!("models/{id}.yaml"),
-            &repo_file(&format!("models/{id}.yaml")),
-        );
+        let mut manifest = repo_file(&format!("models/{id}.yaml"));
+        // One model with its vision projector, so `--mmproj` is checked too.
+        if id == "qwen3.5-35b-a3b" {
+            manifest = manifest.replacen("hub:\n", "hub:\n  mmproj: F16\n", 1);
+        }
+        ws.write(&format!("models/{id}.yaml"), &manifest);
     }
     let mut args = vec!["run"];
     args.extend(models);
@@ -333,6 +335,7 @@ fn llama_cpp_accepts_every_profile_and_preset_onboard_writes() {
         "--jinja",
         "--no-context-shift",
         "--cache-ram",
+        "--mmproj",
         "--temp",
         "--reasoning-format",
     ] {

@@ -40,6 +40,8 @@ struct Case {
     samplers: &'static [&'static str],
     /// The file carries an MTP block.
     mtp: bool,
+    /// The repo has a vision projector and the manifest asks for it.
+    vision: bool,
 }
 
 const MOE: Case = Case {
@@ -51,6 +53,7 @@ const MOE: Case = Case {
     write: tiny_qwen35::write_tiny_qwen35moe_mtp,
     architecture: "qwen35moe",
     mtp: true,
+    vision: true,
     // thinking-general
     samplers: &[
         "--temp 1 ",
@@ -70,6 +73,7 @@ const DENSE: Case = Case {
     write: tiny_qwen35::write_tiny_qwen35,
     architecture: "qwen35",
     mtp: false,
+    vision: false,
     // thinking-coding
     samplers: &[
         "--temp 0.6",
@@ -90,6 +94,16 @@ fn hub(case: &Case) -> Hub {
     let repo = dir.path().join(case.repo);
     std::fs::create_dir_all(&repo).unwrap();
     (case.write)(&smollm2::smollm2_gguf(), &repo.join(case.file));
+    // A projector beside the weights, as the real repos ship one: a GGUF
+    // header is all evaluate and download need of it.
+    let mut projector = onboard::gguf::writer::GgufWriter::new();
+    projector.str("general.architecture", "clip");
+    projector
+        .write(
+            &repo.join("mmproj-F16.gguf"),
+            onboard::gguf::writer::Data::Zeros,
+        )
+        .unwrap();
     let server = MirrorServer::start(dir.path(), "127.0.0.1:0").unwrap();
     Hub { _dir: dir, server }
 }
@@ -99,6 +113,15 @@ fn hub(case: &Case) -> Hub {
 fn workspace(root: &Path, case: &Case) {
     seed::workspace(root, "");
     seed::shrink_manifest(root, case.model);
+    if case.vision {
+        let path = root.join(format!("models/{}.yaml", case.model));
+        let manifest = std::fs::read_to_string(&path).unwrap();
+        std::fs::write(
+            &path,
+            manifest.replacen("hub:\n", "hub:\n  mmproj: F16\n", 1),
+        )
+        .unwrap();
+    }
 }
 
 fn onboard(root: &Path, hub: &Hub, args: &[&str]) -> Command {
@@ -181,6 +204,7 @@ fn assert_onboarded(root: &Path, case: &Case) {
     assert!(!bench.contains("--temp"), "no sampler flags: {bench}");
     assert!(!bench.contains("--spec-"), "no drafter in a score: {bench}");
     assert_mtp(root, case, &production, context_test);
+    assert_vision(root, case, &production, &bench);
 
     let benchmark = &record(root, case, "benchmark")["outputs"];
     assert_eq!(benchmark["tasks"].as_u64(), Some(2), "{benchmark}");
@@ -258,6 +282,30 @@ fn assert_mtp(root: &Path, case: &Case, production: &str, context_test: &serde_j
         "{}: MTP {mtp}; memory {}; {speed}",
         case.model, context_test["memory"]
     );
+}
+
+/// The projector the manifest asked for: listed by evaluate, downloaded
+/// beside the weights, loaded by the production profile, not by the bench
+/// profile; without the ask, listed and left on the Hub.
+fn assert_vision(root: &Path, case: &Case, production: &str, bench: &str) {
+    let evaluate = &record(root, case, "evaluate")["outputs"];
+    assert_eq!(evaluate["projectors"][0]["kind"], "F16", "{evaluate}");
+    let models = root.join("models").join(evaluate["path"].as_str().unwrap());
+    if !case.vision {
+        assert!(evaluate["mmproj_file"].is_null(), "{evaluate}");
+        assert!(!models.join("mmproj-F16.gguf").exists());
+        assert!(!production.contains("MMPROJ"), "{production}");
+        return;
+    }
+    let file = evaluate["mmproj_file"].as_str().unwrap();
+    assert!(file.ends_with("/mmproj-F16.gguf"), "{evaluate}");
+    assert!(models.join("mmproj-F16.gguf").is_file(), "downloaded");
+    assert!(
+        production.contains(&format!("MMPROJ = {file}"))
+            || production.contains(&format!("MMPROJ={file}")),
+        "{production}"
+    );
+    assert!(!bench.contains("MMPROJ"), "a text benchmark: {bench}");
 }
 
 fn onboard_plain(root: &Path, args: &[&str]) -> Output {

@@ -23,8 +23,9 @@ pub const FLAG_KEYS: &[(&str, &str)] = &[
 /// Keys holding whole flag strings, appended after the keyed flags.
 pub const WORD_KEYS: &[&str] = &["FLAGS", "SAMPLERS"];
 
-/// Keys that describe a profile without being flags.
-pub const INFO_KEYS: &[&str] = &["MODEL", "SPEED", "SPEED_EMBEDDED", "DESCRIPTION"];
+/// Keys that describe a profile without being flags (`MODEL` and `MMPROJ`
+/// become paths under models/).
+pub const INFO_KEYS: &[&str] = &["MODEL", "MMPROJ", "SPEED", "SPEED_EMBEDDED", "DESCRIPTION"];
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Launch {
@@ -73,6 +74,10 @@ pub fn command(
         "-m".to_string(),
         models_dir.join(model).to_string_lossy().into_owned(),
     ];
+    if let Some(mmproj) = profile.get("MMPROJ").filter(|m| !m.is_empty()) {
+        args.push("--mmproj".into());
+        args.push(models_dir.join(mmproj).to_string_lossy().into_owned());
+    }
     args.push("--alias".into());
     args.push(profile.id.clone());
     for (key, flag) in FLAG_KEYS {
@@ -115,6 +120,16 @@ mod tests {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
         }
+    }
+
+    #[test]
+    fn a_projector_is_a_path_under_models_like_the_weights() {
+        let p = profile(&[("MODEL", "Q/M.gguf"), ("MMPROJ", "Q/mmproj-F16.gguf")]);
+        let l = command(&p, "llama-server", Path::new("/m"), &Listen::default()).unwrap();
+        assert_eq!(
+            l.args[..4],
+            ["-m", "/m/Q/M.gguf", "--mmproj", "/m/Q/mmproj-F16.gguf"]
+        );
     }
 
     #[test]

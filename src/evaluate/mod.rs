@@ -73,6 +73,12 @@ pub enum EvaluateError {
     NoContext { file: String, arch: String },
     #[error("cannot place `{model}`: {reason}. Set the strategy by hand in the profile step")]
     UnknownLayout { model: String, reason: String },
+    #[error("`{repo}` has no vision projector `{wanted}` (available: {available}). Set `hub.mmproj` in the manifest to one of them, or remove it for a text-only profile")]
+    ProjectorNotFound {
+        repo: String,
+        wanted: String,
+        available: String,
+    },
     #[error("no quant of `{repo}` fits this machine: {reasons}. Add a smaller quant to `hub.alternatives`, or check `hardware:` in onboard.yaml")]
     NothingFits { repo: String, reasons: String },
 }
@@ -87,6 +93,8 @@ pub struct Request {
     pub alternatives: Vec<String>,
     /// Exact files (overrides the quants).
     pub files: Vec<String>,
+    /// The vision projector to add (`F16`, a file name); `None`: text only.
+    pub mmproj: Option<String>,
     /// A directory whose files, when present with the listed size, are read
     /// instead of the Hub's (weights already downloaded).
     pub local_dir: Option<PathBuf>,
@@ -213,6 +221,11 @@ pub struct Evaluation {
     pub missing_quants: Vec<String>,
     /// Header bytes fetched over the network.
     pub bytes_fetched: u64,
+    /// The repo's vision projectors.
+    pub projectors: Vec<quant::Projector>,
+    /// The one the manifest asked for, counted on the device llama.cpp
+    /// loads it on.
+    pub projector: Option<quant::Projector>,
 }
 
 impl Evaluation {
@@ -409,6 +422,36 @@ pub fn evaluate(
 ) -> Result<Evaluation, EvaluateError> {
     let listing = source.list(&req.repo, &req.revision)?;
     let (ordered, other_quants, missing_quants) = order(req, &listing)?;
+    let projectors = quant::projectors(&listing);
+    let projector = match &req.mmproj {
+        None => None,
+        Some(wanted) => Some(
+            quant::find_projector(&projectors, wanted)
+                .cloned()
+                .ok_or_else(|| EvaluateError::ProjectorNotFound {
+                    repo: req.repo.clone(),
+                    wanted: wanted.clone(),
+                    available: if projectors.is_empty() {
+                        "none".into()
+                    } else {
+                        projectors
+                            .iter()
+                            .map(|p| p.kind.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    },
+                })?,
+        ),
+    };
+    // The placement sees the machine less the projector, where it goes.
+    let with_projector;
+    let machine = match &projector {
+        Some(p) => {
+            with_projector = machine.reserving(p.size);
+            &with_projector
+        }
+        None => machine,
+    };
     for c in &ordered {
         if !c.complete {
             return Err(EvaluateError::Incomplete {
@@ -495,6 +538,8 @@ pub fn evaluate(
         other_quants,
         missing_quants,
         bytes_fetched: fetched,
+        projectors,
+        projector,
     })
 }
 

@@ -83,6 +83,57 @@ fn is_weights(path: &str) -> bool {
     base.ends_with(".gguf") && !base.starts_with("mmproj") && !base.contains("imatrix")
 }
 
+/// A vision projector in a repo (`mmproj-F16.gguf`): the image encoder
+/// llama-server loads beside the weights with `--mmproj`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize, schemars::JsonSchema)]
+pub struct Projector {
+    /// Repo path.
+    pub file: String,
+    pub size: u64,
+    /// The file name after `mmproj-`, without `.gguf` (`F16`, `BF16`).
+    pub kind: String,
+}
+
+/// The vision projectors of a listing, smallest first.
+pub fn projectors(files: &[RepoFile]) -> Vec<Projector> {
+    let mut out: Vec<Projector> = files
+        .iter()
+        .filter_map(|f| {
+            let base = f.path.rsplit('/').next().unwrap_or(&f.path);
+            let lower = base.to_ascii_lowercase();
+            if !(lower.starts_with("mmproj") && lower.ends_with(".gguf")) {
+                return None;
+            }
+            let kind = base[..base.len() - ".gguf".len()]
+                .get("mmproj".len()..)
+                .unwrap_or("")
+                .trim_start_matches(['-', '_', '.'])
+                .to_string();
+            Some(Projector {
+                file: f.path.clone(),
+                size: f.size,
+                kind,
+            })
+        })
+        .collect();
+    out.sort_by(|a, b| a.size.cmp(&b.size).then(a.file.cmp(&b.file)));
+    out
+}
+
+/// The projector `wanted` names: its repo path or file name, its kind
+/// (`F16`), or a kind ending in `-F16`; case does not matter.
+pub fn find_projector<'a>(all: &'a [Projector], wanted: &str) -> Option<&'a Projector> {
+    let w = wanted.to_ascii_lowercase();
+    let base = |p: &Projector| p.file.rsplit('/').next().unwrap_or("").to_ascii_lowercase();
+    all.iter()
+        .find(|p| p.file.to_ascii_lowercase() == w || base(p) == w)
+        .or_else(|| all.iter().find(|p| p.kind.to_ascii_lowercase() == w))
+        .or_else(|| {
+            all.iter()
+                .find(|p| p.kind.to_ascii_lowercase().ends_with(&format!("-{w}")))
+        })
+}
+
 /// Every quant of a listing, shards grouped, largest first.
 pub fn candidates(files: &[RepoFile]) -> Vec<Candidate> {
     let weights: Vec<RepoFile> = files
@@ -181,6 +232,28 @@ mod tests {
             sha256: None,
             blob_id: String::new(),
         }
+    }
+
+    #[test]
+    fn projectors_are_listed_and_found_by_kind_or_name() {
+        let listing = vec![
+            file("M-Q8_0.gguf", 200),
+            file("mmproj-F32.gguf", 1800),
+            file("mmproj-BF16.gguf", 900),
+            file("mmproj-F16.gguf", 900),
+        ];
+        let p = projectors(&listing);
+        let kinds: Vec<&str> = p.iter().map(|p| p.kind.as_str()).collect();
+        assert_eq!(kinds, ["BF16", "F16", "F32"]);
+        assert_eq!(find_projector(&p, "f16").unwrap().file, "mmproj-F16.gguf");
+        assert_eq!(find_projector(&p, "BF16").unwrap().file, "mmproj-BF16.gguf");
+        assert_eq!(
+            find_projector(&p, "mmproj-F32.gguf").unwrap().file,
+            "mmproj-F32.gguf"
+        );
+        assert!(find_projector(&p, "Q8_0").is_none());
+        let named = projectors(&[file("v/mmproj-Model-F16.gguf", 5)]);
+        assert_eq!(find_projector(&named, "F16").unwrap().kind, "Model-F16");
     }
 
     #[test]

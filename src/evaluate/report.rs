@@ -199,6 +199,29 @@ pub fn markdown(e: &Evaluation, title: &str) -> String {
             }
         }
     }
+    if !e.projectors.is_empty() {
+        let listed = e
+            .projectors
+            .iter()
+            .map(|p| format!("`{}` ({})", p.file, gb(p.size)))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let used = match &e.projector {
+            Some(p) => format!(
+                "loading `{}` (`--mmproj`), counted on {}",
+                p.file,
+                e.machine
+                    .gpus
+                    .first()
+                    .map_or("the host (RAM)".to_string(), |g| format!(
+                        "{} (llama-server offloads it to the first GPU)",
+                        g.name
+                    ))
+            ),
+            None => "text only: `hub.mmproj` in the manifest adds one".into(),
+        };
+        let _ = writeln!(out, "| Vision projectors | {listed}; {used} |");
+    }
     if let Some(cache) = e.cache_ram() {
         let chosen = match cache.mib {
             Some(n) => format!(

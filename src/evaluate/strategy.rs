@@ -49,6 +49,18 @@ fn gib(x: f64) -> u64 {
 }
 
 impl Machine {
+    /// The machine with `bytes` already taken where llama.cpp loads a
+    /// vision projector: the first GPU (`--mmproj-offload`, llama-server's
+    /// default), else RAM.
+    pub fn reserving(&self, bytes: u64) -> Machine {
+        let mut m = self.clone();
+        match m.gpus.first_mut() {
+            Some(gpu) => gpu.bytes = gpu.bytes.saturating_sub(bytes),
+            None => m.ram_bytes = m.ram_bytes.saturating_sub(bytes),
+        }
+        m
+    }
+
     /// From `onboard.yaml`'s `hardware:`. RAM must be given; the OS reserve
     /// defaults to 0, the headroom minimum to 10% of usable RAM (at least
     /// 4 GiB).

@@ -31,6 +31,10 @@ pub struct EvaluateParams {
     /// Exact files (overrides the quants).
     #[serde(default)]
     pub files: Vec<String>,
+    /// The vision projector to fetch with the weights (`F16`, `BF16`, a
+    /// file name); absent: a text-only profile.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mmproj: Option<String>,
     /// Directory under models/ for the weights; derived when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path: Option<String>,
@@ -102,6 +106,13 @@ pub struct EvaluateOutputs {
     /// llama-server's prompt cache for the production context.
     #[serde(default)]
     pub cache_ram: Option<evaluate::cache_ram::CacheRam>,
+    /// The repo's vision projectors (`mmproj-*.gguf`).
+    #[serde(default)]
+    pub projectors: Vec<evaluate::quant::Projector>,
+    /// The chosen projector, relative to models/ (`--mmproj`); it is also
+    /// in `files`, so the download step fetches it.
+    #[serde(default)]
+    pub mmproj_file: Option<String>,
     pub quant: String,
     /// Repo paths of the chosen quant's files, in shard order.
     pub files: Vec<String>,
@@ -211,6 +222,7 @@ impl Task for Evaluate {
             quant: params.quant.clone(),
             alternatives: params.alternatives.clone(),
             files: params.files.clone(),
+            mmproj: params.mmproj.clone(),
             local_dir: local_dir.clone(),
         };
         ctx.log(&format!(
@@ -274,6 +286,11 @@ impl Task for Evaluate {
         };
         let quant = chosen.candidate.quant.clone();
         let path = layout_path(&params, moe, &quant);
+        // The projector goes beside the weights (the download step's `dest`).
+        let mmproj_file = eval.projector.as_ref().map(|p| {
+            let base = p.file.rsplit('/').next().unwrap_or(&p.file);
+            format!("{path}/{base}")
+        });
         let first = chosen.candidate.files.first().cloned().unwrap_or_default();
         let base = first.rsplit('/').next().unwrap_or(&first).to_string();
         let outputs = EvaluateOutputs {
@@ -283,9 +300,18 @@ impl Task for Evaluate {
             mtp_layers: eval.facts.mtp_layers,
             mtp_draft: eval.mtp_draft(),
             cache_ram: eval.cache_ram(),
+            projectors: eval.projectors.clone(),
+            mmproj_file,
             quant: quant.clone(),
-            files: chosen.candidate.files.clone(),
-            total_bytes: chosen.candidate.total_size(),
+            files: chosen
+                .candidate
+                .files
+                .iter()
+                .chain(eval.projector.iter().map(|p| &p.file))
+                .cloned()
+                .collect(),
+            total_bytes: chosen.candidate.total_size()
+                + eval.projector.as_ref().map_or(0, |p| p.size),
             model_file: format!("{path}/{base}"),
             path,
             strategy: kind.profile_strategy(moe),

@@ -37,6 +37,10 @@ pub struct ProfileParams {
     /// speculative decoding).
     #[serde(default)]
     pub mtp_draft: u32,
+    /// The vision projector, relative to the models directory (`MMPROJ=`,
+    /// `--mmproj`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mmproj: Option<String>,
     /// llama-server's prompt cache as evaluate sized it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cache_ram: Option<crate::evaluate::cache_ram::CacheRam>,
@@ -92,6 +96,7 @@ pub struct ProfileOutputs {
 /// Keys this task owns in a production profile; others a person added stay.
 pub const MANAGED: &[&str] = &[
     "MODEL",
+    "MMPROJ",
     "CTX_SIZE",
     "FIT",
     "FIT_TARGET",
@@ -115,6 +120,13 @@ pub fn rules(p: &ProfileParams) -> Vec<Entry> {
             "context chosen by evaluate",
         ),
     ];
+    if let Some(mmproj) = &p.mmproj {
+        out.push(entry(
+            "MMPROJ",
+            mmproj.clone(),
+            "the vision projector the manifest asked for (`hub.mmproj`), relative to models/",
+        ));
+    }
     let fit_target = p.fit_target_mib.unwrap_or(1024).to_string();
     match p.strategy {
         Strategy::AllGpu => {

@@ -89,6 +89,10 @@ pub struct HubSource {
     /// Exact files to fetch (otherwise chosen from the quant).
     #[serde(default)]
     pub files: Vec<String>,
+    /// A vision projector to fetch too (`F16`, `BF16`, or its file name):
+    /// the profile then loads it with `--mmproj`. Absent: text only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mmproj: Option<String>,
 }
 
 /// Sampling settings a model card recommends, per mode.

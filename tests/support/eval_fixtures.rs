@@ -367,9 +367,21 @@ pub fn write_plan_repos(root: &Path) -> Vec<(String, u64)> {
             format!("# {}\n", model.name),
         )
         .unwrap();
+        // The vision projector the real repos ship beside the quants (sparse;
+        // only its listed size matters to evaluate).
+        let mmproj = format!("{repo}/mmproj-F16.gguf");
+        let file = std::fs::File::create(root.join(&mmproj)).unwrap();
+        file.set_len(PROJECTOR_BYTES).unwrap();
+        if !out.iter().any(|(rel, _)| *rel == mmproj) {
+            out.push((mmproj, 0));
+        }
     }
     out
 }
+
+/// The size of the fixture repos' `mmproj-F16.gguf` (about the real
+/// Qwen3.5 projectors').
+pub const PROJECTOR_BYTES: u64 = 900_000_000;
 
 /// Registers a made-up sha256 for every fixture file so the mirror never
 /// reads the sparse gigabytes.

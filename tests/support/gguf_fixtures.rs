@@ -150,7 +150,7 @@ pub fn qwen35_27b_mtp() -> GgufWriter {
 
 /// One Qwen3.5 MoE block's FFN: the router, the routed experts and the
 /// shared expert.
-fn moe_ffn(w: &mut GgufWriter, il: u64, embd: u64, n_exp: u64, exp_ff: u64, q: GgmlType) {
+pub fn moe_ffn(w: &mut GgufWriter, il: u64, embd: u64, n_exp: u64, exp_ff: u64, q: GgmlType) {
     let b = format!("blk.{il}");
     w.tensor(format!("{b}.ffn_gate_inp.weight"), &[embd, n_exp], F32)
         .tensor(
@@ -171,7 +171,15 @@ fn moe_ffn(w: &mut GgufWriter, il: u64, embd: u64, n_exp: u64, exp_ff: u64, q: G
 }
 
 /// An MTP block's attention and `nextn` tensors (its FFN is the caller's).
-fn mtp_block(w: &mut GgufWriter, il: u64, embd: u64, heads: u64, kv: u64, hd: u64, q: GgmlType) {
+pub fn mtp_block(
+    w: &mut GgufWriter,
+    il: u64,
+    embd: u64,
+    heads: u64,
+    kv: u64,
+    hd: u64,
+    q: GgmlType,
+) {
     let b = format!("blk.{il}");
     w.tensor(format!("{b}.attn_norm.weight"), &[embd], F32)
         .tensor(format!("{b}.attn_q.weight"), &[embd, 2 * heads * hd], q)

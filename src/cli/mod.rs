@@ -1,6 +1,7 @@
 //! The `onboard` command line: arguments in, a plain config out, then one
 //! function per command. Exit codes: 0 success, 1 findings or a failed run,
-//! 2 usage errors (bad arguments, missing files).
+//! 2 usage errors (bad arguments, missing files); `outdated` also 3: the
+//! Hub could not be asked, so nothing can be said.
 
 mod completions;
 mod docs;
@@ -10,6 +11,7 @@ mod inspect;
 mod launch;
 mod load;
 mod mirror;
+mod outdated;
 mod plan;
 mod report;
 mod run;
@@ -59,6 +61,9 @@ enum Command {
     Graph(plan::GraphArgs),
     /// Run the workflow for a model, resuming where the last run stopped.
     Run(run::RunArgs),
+    /// Whether the Hub still serves what each onboarded model was made
+    /// from (headers only); recorded, so `plan` and `run` rerun what changed.
+    Outdated(outdated::OutdatedArgs),
     /// Show the last recorded result of every step for a model, or, with
     /// no model, one line per model of the workspace.
     Status(status::StatusArgs),
@@ -187,9 +192,21 @@ pub struct SelectionArgs {
     /// manifest's or the workspace default.
     #[arg(long, value_name = "NAME|PATH")]
     workflow: Option<String>,
+    /// Ask the Hub first whether the files the models were made from
+    /// changed (as `onboard outdated`), so a re-upload reruns its steps.
+    #[arg(long)]
+    refresh: bool,
 }
 
 impl SelectionArgs {
+    /// `--refresh`: the upstream check of `models`, recorded before the
+    /// plan is made.
+    fn refresh(&self, dir: &Path, models: &[String]) {
+        if self.refresh {
+            outdated::refresh(dir, models);
+        }
+    }
+
     fn selection(&self) -> crate::workflow::plan::Selection {
         crate::workflow::plan::Selection {
             only: self.only.clone(),
@@ -323,6 +340,7 @@ pub fn main() -> i32 {
         Command::Graph(args) => plan::graph(dir, &args),
         Command::Status(args) => status::status(dir, &args),
         Command::Run(args) => run::execute(dir, &args),
+        Command::Outdated(args) => outdated::execute(dir, &args),
         Command::EngineWorker(args) => engine_worker(&args),
         Command::Mirror(args) => mirror::execute(dir, &args),
         Command::Launch(args) => launch::launch(dir, &args),

@@ -27,6 +27,7 @@ pub struct PlanArgs {
 }
 
 pub fn plan(dir: &Path, args: &PlanArgs) -> i32 {
+    args.selection.refresh(dir, &args.models);
     let several = args.models.len() > 1;
     if several && args.format.json() {
         println!("[");

@@ -62,6 +62,7 @@ pub fn execute(dir: &Path, args: &RunArgs) -> i32 {
         Ok(m) => m,
         Err(code) => return code,
     };
+    args.selection.refresh(dir, &models);
     let mut loaded = Vec::new();
     for model in &models {
         match load::for_model(dir, model, args.selection.workflow.as_deref()) {

@@ -519,8 +519,8 @@ fn offline(
 }
 
 /// The verified record, if it still describes the file on disk (same size
-/// and mtime) and, when known, the content the Hub expects now.
-fn present(paths: &Paths, expected: Option<&Expected>) -> Option<Downloaded> {
+/// and mtime).
+fn verified_record(paths: &Paths) -> Option<Record> {
     let meta = fs::metadata(&paths.dest).ok()?;
     let rec: Record = serde_json::from_slice(&fs::read(&paths.record).ok()?).ok()?;
     let unchanged = meta.is_file()
@@ -531,8 +531,28 @@ fn present(paths: &Paths, expected: Option<&Expected>) -> Option<Downloaded> {
             .sha256
             .as_ref()
             .is_none_or(|s| *s == rec.sha256);
+    unchanged.then_some(rec)
+}
+
+/// What the Hub stated for `rel` under `dest_dir` when it was downloaded
+/// and verified, while the file is still the one verified: the identity an
+/// upstream check compares with. `None`: not there, or changed since.
+pub fn verified_identity(dest_dir: &Path, rel: &str) -> Option<super::upstream::Identity> {
+    let rec = verified_record(&Paths::layout(dest_dir, rel))?;
+    Some(super::upstream::Identity {
+        size: rec.expected.size,
+        sha256: rec.expected.sha256,
+        etag: rec.expected.etag,
+        commit: rec.expected.commit,
+    })
+}
+
+/// The verified record, if it still describes the file on disk and, when
+/// known, the content the Hub expects now.
+fn present(paths: &Paths, expected: Option<&Expected>) -> Option<Downloaded> {
+    let rec = verified_record(paths)?;
     let current = expected.is_none_or(|e| e.same_content(&rec.expected));
-    (unchanged && current).then(|| Downloaded {
+    current.then(|| Downloaded {
         path: paths.dest.clone(),
         size: rec.size,
         sha256: rec.sha256,

@@ -15,12 +15,15 @@
 //! * [`mirror`]: a loopback server that speaks the Hub's routes over a
 //!   directory of repos, for air-gapped machines and for the tests.
 //! * [`progress`]: the callback the CLI renders (bar, lines or JSON).
+//! * [`upstream`]: whether the Hub still serves what was downloaded
+//!   (headers only), and the record of the last check.
 pub mod client;
 pub mod download;
 mod error;
 mod fsutil;
 pub mod mirror;
 pub mod progress;
+pub mod upstream;
 
 pub use client::{
     group_shards, parse_shard_name, FileGroup, FileMeta, HubClient, HubConfig, RepoFile, RepoInfo,
@@ -28,7 +31,7 @@ pub use client::{
 };
 pub use download::{
     bytes_on_disk, bytes_to_fetch, download_file, download_files, free_space_for,
-    validate_repo_path, DownloadOptions, Downloaded, FileRequest, Outcome,
+    validate_repo_path, verified_identity, DownloadOptions, Downloaded, FileRequest, Outcome,
 };
 pub use error::HubError;
 pub use mirror::{FaultScope, LogEntry, MirrorLimits, MirrorServer, MirrorStats};

@@ -114,11 +114,7 @@ impl Task for Download {
             };
             let dest = crate::workspace::resolve_inside(&models_dir, &params.dest)
                 .map_err(TaskError::Params)?;
-            let names: Vec<&str> = params
-                .files
-                .iter()
-                .map(|f| f.rsplit('/').next().unwrap_or(f))
-                .collect();
+            let names: Vec<&str> = params.files.iter().map(|f| flat_name(f)).collect();
             let claimed = hub::bytes_on_disk(&dest, &names);
             let (free, device) = hub::free_space_for(&dest).map_err(|e| TaskError::io(&dest, e))?;
             let need = expected.saturating_sub(claimed);
@@ -155,10 +151,26 @@ impl Task for Download {
             .files
             .iter()
             .map(|f| {
-                let name = f.rsplit('/').next().unwrap_or(f);
-                crate::workspace::resolve_inside(&dest, name).map_err(TaskError::Params)
+                crate::workspace::resolve_inside(&dest, flat_name(f)).map_err(TaskError::Params)
             })
             .collect()
+    }
+
+    fn out_of_date(
+        &self,
+        params: &DownloadParams,
+        ctx: &TaskContext,
+    ) -> Result<Option<String>, TaskError> {
+        let dest = crate::workspace::resolve_inside(&ctx.path(&ctx.paths().models)?, &params.dest)
+            .map_err(TaskError::Params)?;
+        // A file that is gone or edited since is the output check's to
+        // report; only files still as verified are compared.
+        let had: Vec<(String, hub::upstream::Identity)> = params
+            .files
+            .iter()
+            .filter_map(|f| Some((f.clone(), hub::verified_identity(&dest, flat_name(f))?)))
+            .collect();
+        super::upstream_changed(ctx, &params.repo, &params.revision, &had)
     }
 
     async fn run(
@@ -178,7 +190,7 @@ impl Task for Download {
             .map(|f| {
                 let mut r = FileRequest::new(&params.repo, &params.revision, f, &dest_dir);
                 // Shards live flat in the quant directory, whatever the repo's folders.
-                r.dest_name = f.rsplit('/').next().map(str::to_string);
+                r.dest_name = Some(flat_name(f).to_string());
                 r
             })
             .collect();
@@ -195,6 +207,7 @@ impl Task for Download {
         .await
         .map_err(|e| TaskError::failed(format!("the download thread failed: {e}")))?
         .map_err(|e| task_error(&e))?;
+        note_upstream(&ctx, &params, &dest_dir);
         let files: Vec<DownloadedFile> = results
             .iter()
             .map(|d| DownloadedFile {
@@ -215,6 +228,37 @@ impl Task for Download {
             fetched_bytes: results.iter().map(|d| d.fetched).sum(),
             files,
         })
+    }
+}
+
+/// Shards live flat in the quant directory, whatever the repo's folders.
+pub fn flat_name(repo_path: &str) -> &str {
+    repo_path.rsplit('/').next().unwrap_or(repo_path)
+}
+
+/// Tells the upstream record what the Hub served this run, so a file it
+/// re-fetched (or that the Hub changed back) no longer reads as changed.
+/// Only a note: the files are verified whatever it says, so a record that
+/// cannot be written is logged, not fatal.
+fn note_upstream(ctx: &TaskContext, params: &DownloadParams, dest: &std::path::Path) {
+    let seen = params
+        .files
+        .iter()
+        .filter_map(|f| {
+            Some(hub::upstream::Seen {
+                repo: params.repo.clone(),
+                revision: params.revision.clone(),
+                file: f.clone(),
+                now: hub::verified_identity(dest, flat_name(f))?,
+            })
+        })
+        .collect();
+    let noted = ctx
+        .state_dir()
+        .map_err(|e| e.to_string())
+        .and_then(|dir| hub::upstream::note(&dir, seen).map_err(|e| e.to_string()));
+    if let Err(e) = noted {
+        ctx.log(&format!("the upstream record was not updated: {e}"));
     }
 }
 

@@ -49,6 +49,7 @@ pub trait WorkspaceContext {
     fn paths(&self) -> crate::workspace::config::Paths;
     fn lock_shared_files(&self) -> Result<std::fs::File, TaskError>;
     fn path(&self, relative: &str) -> Result<PathBuf, TaskError>;
+    fn state_dir(&self) -> Result<PathBuf, TaskError>;
 }
 
 impl WorkspaceContext for TaskContext {
@@ -86,6 +87,40 @@ impl WorkspaceContext for TaskContext {
     fn path(&self, relative: &str) -> Result<PathBuf, TaskError> {
         crate::workspace::resolve_inside(&self.workspace, relative).map_err(TaskError::Params)
     }
+
+    /// This model's state directory (its step records, the upstream check).
+    fn state_dir(&self) -> Result<PathBuf, TaskError> {
+        Ok(self.path(&self.paths().state)?.join(&self.model))
+    }
+}
+
+/// The reason a step that copied `sources` (repo path, identity when it
+/// was copied) from `repo` at `revision` is out of date, when the last
+/// upstream check (`onboard outdated`) found any of them changed on the
+/// Hub. A commit id never moves: a pinned revision is never out of date.
+pub fn upstream_changed(
+    ctx: &TaskContext,
+    repo: &str,
+    revision: &str,
+    sources: &[(String, crate::hub::upstream::Identity)],
+) -> Result<Option<String>, TaskError> {
+    use crate::hub::upstream;
+    if upstream::is_pinned(revision) {
+        return Ok(None);
+    }
+    let Some(record) =
+        upstream::read_record(&ctx.state_dir()?).map_err(|e| TaskError::failed(e.to_string()))?
+    else {
+        return Ok(None);
+    };
+    let changes: Vec<String> = sources
+        .iter()
+        .filter_map(|(file, had)| {
+            let now = record.find(repo, revision, file)?;
+            (!had.same_content(now)).then(|| format!("{file} {}", had.change_to(now)))
+        })
+        .collect();
+    Ok((!changes.is_empty()).then(|| format!("upstream changed: {}", changes.join("; "))))
 }
 
 /// The settings of profile `id` in the workspace's models.conf as an

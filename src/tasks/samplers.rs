@@ -7,6 +7,7 @@
 
 use super::hand_edits::{self, HandEdit};
 use super::{Task, TaskContext, TaskError};
+use crate::hub::upstream::Identity;
 use crate::tasks::WorkspaceContext;
 use crate::workspace::manifest::SamplerCard;
 use crate::workspace::models_conf;
@@ -51,11 +52,19 @@ fn default_revision() -> String {
     "main".into()
 }
 
-/// The repo's generation_config.json through the Hub client, if it has one.
-fn fetch_generation_config(repo: &str, revision: &str) -> Result<Option<Value>, String> {
-    use crate::hub::{HubClient, HubError};
-    const FILE: &str = "generation_config.json";
-    let client = HubClient::from_env();
+const GENERATION_CONFIG: &str = "generation_config.json";
+/// The model card: the manifest's `samplers:` are curated from it.
+const CARD: &str = "README.md";
+
+/// The repo's generation_config.json through the Hub client, if it has
+/// one, with the identity the Hub stated for it.
+fn fetch_generation_config(
+    client: &crate::hub::HubClient,
+    repo: &str,
+    revision: &str,
+) -> Result<Option<(Value, Identity)>, String> {
+    use crate::hub::HubError;
+    const FILE: &str = GENERATION_CONFIG;
     let meta = match client.file_meta(repo, revision, FILE) {
         Ok(m) => m,
         Err(HubError::FileNotFound { .. }) => return Ok(None),
@@ -67,12 +76,58 @@ fn fetch_generation_config(repo: &str, revision: &str) -> Result<Option<Value>, 
             meta.size
         ));
     }
+    // Read at the commit the HEAD named, so the identity is the bytes'.
+    let at = meta.commit.as_deref().unwrap_or(revision);
     let bytes = client
-        .read_range(repo, revision, FILE, 0, meta.size)
+        .read_range(repo, at, FILE, 0, meta.size)
         .map_err(|e| crate::secrets::redact(&e.to_string()))?;
     serde_json::from_slice(&bytes)
-        .map(Some)
+        .map(|v| Some((v, Identity::of(&meta))))
         .map_err(|e| format!("{repo}/{FILE} is not valid JSON ({e})"))
+}
+
+/// The sources read from the Hub, as it stated them: what an upstream
+/// check compares with. The card is not read (its recommendations are
+/// curated into the manifest), only its identity noted, so a new card
+/// shows as a reason to look at the manifest again.
+fn hub_sources(
+    repo: &str,
+    revision: &str,
+    log: &dyn Fn(&str),
+) -> (Option<Map<String, Value>>, Vec<SamplerSource>) {
+    let client = crate::hub::HubClient::from_env();
+    let mut sources = Vec::new();
+    let generation_config = match fetch_generation_config(&client, repo, revision) {
+        Ok(Some((value, identity))) => {
+            sources.push(SamplerSource {
+                file: GENERATION_CONFIG.into(),
+                identity,
+            });
+            value.as_object().cloned()
+        }
+        Ok(None) => None,
+        Err(e) => {
+            // The Hub did not answer: asking again for the card would only
+            // wait as long once more.
+            log(&format!("{GENERATION_CONFIG} not used: {e}"));
+            return (None, sources);
+        }
+    };
+    if let Ok(identity) = crate::hub::upstream::current(&client, repo, revision, CARD) {
+        sources.push(SamplerSource {
+            file: CARD.into(),
+            identity,
+        });
+    }
+    (generation_config, sources)
+}
+
+/// A source read from the Hub and how the Hub stated it then.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq)]
+pub struct SamplerSource {
+    /// The repo path: `generation_config.json`, `README.md`.
+    pub file: String,
+    pub identity: Identity,
 }
 
 /// One resolved value and its source.
@@ -94,6 +149,10 @@ pub struct SamplersOutputs {
     pub changed: bool,
     /// `SAMPLERS=` as set by hand since this step last wrote it: kept.
     pub kept: Vec<HandEdit>,
+    /// What was read from the Hub (generation config, card), as it was:
+    /// `onboard outdated` compares these with the Hub now.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub sources: Vec<SamplerSource>,
 }
 
 /// (flag, manifest/GGUF key, generation_config key, llama.cpp default)
@@ -215,28 +274,48 @@ impl Task for Samplers {
             .collect()
     }
 
+    fn out_of_date(
+        &self,
+        params: &SamplersParams,
+        ctx: &TaskContext,
+    ) -> Result<Option<String>, TaskError> {
+        let (Some(repo), None) = (&params.hub_repo, &params.generation_config) else {
+            return Ok(None);
+        };
+        let had: Vec<(String, Identity)> = previous_sources(ctx)
+            .into_iter()
+            .map(|s| (s.file, s.identity))
+            .collect();
+        let why = super::upstream_changed(ctx, repo, &params.hub_revision, &had)?;
+        Ok(why.map(|why| {
+            if why.contains(CARD) {
+                format!("{why} (the model card: compare the manifest's `samplers:` with it)")
+            } else {
+                why
+            }
+        }))
+    }
+
     async fn run(
         &self,
         params: SamplersParams,
         ctx: TaskContext,
     ) -> Result<SamplersOutputs, TaskError> {
+        let mut sources = Vec::new();
         let generation_config = match &params.generation_config {
             None => match params.hub_repo.clone() {
                 None => None,
                 Some(repo) => {
                     let revision = params.hub_revision.clone();
-                    let fetched = tokio::task::spawn_blocking(move || {
-                        fetch_generation_config(&repo, &revision)
+                    let log_ctx = ctx.clone();
+                    let (config, read) = tokio::task::spawn_blocking(move || {
+                        hub_sources(&repo, &revision, &|line| log_ctx.log(line))
                     })
                     .await
                     .map_err(|e| TaskError::failed(e.to_string()))?;
-                    match fetched {
-                        Ok(v) => v.and_then(|v| v.as_object().cloned()),
-                        Err(e) => {
-                            ctx.log(&format!("generation_config.json not used: {e}"));
-                            None
-                        }
-                    }
+                    sources = read;
+                    note_changed_sources(&ctx, &previous_sources(&ctx), &sources);
+                    config
                 }
             },
             Some(rel) => {
@@ -310,7 +389,33 @@ impl Task for Samplers {
             values,
             changed,
             kept,
+            sources,
         })
+    }
+}
+
+/// The sources the last finished run recorded (none before they were).
+fn previous_sources(ctx: &TaskContext) -> Vec<SamplerSource> {
+    ctx.previous_outputs
+        .as_ref()
+        .and_then(|o| o.get("sources"))
+        .and_then(|s| serde_json::from_value(s.clone()).ok())
+        .unwrap_or_default()
+}
+
+/// Says which source changed since the last run, so a rerun that derives
+/// the same flags still tells why it ran.
+fn note_changed_sources(ctx: &TaskContext, before: &[SamplerSource], now: &[SamplerSource]) {
+    for n in now {
+        if let Some(b) = before.iter().find(|b| b.file == n.file) {
+            if !b.identity.same_content(&n.identity) {
+                ctx.log(&format!(
+                    "{} changed upstream ({}): samplers derived again",
+                    n.file,
+                    b.identity.change_to(&n.identity)
+                ));
+            }
+        }
     }
 }
 

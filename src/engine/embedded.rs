@@ -38,13 +38,36 @@ pub const VERSION: &str = "mistralrs 0.8.1";
 
 pub const LINE_PREFIX: &str = "@@onboard ";
 
-/// The passage both embedded engines repeat to fill a context.
+/// The passage every engine repeats to fill a context (the embedded ones
+/// and llama-server alike, so their prompts are the same tokens).
 pub const FILLER: &str =
     "The history of measurement is a history of agreement. Merchants, builders and \
     astronomers each needed units that others would accept, and every improvement in precision \
     came from a shared reference that anyone could check. A workstation that serves language \
     models is measured the same way: by numbers that another person can reproduce on the same \
     machine with the same file. ";
+
+/// The question after the filler.
+const FILL_QUESTION: &str = "\n\nSummarise the passage above in one sentence.";
+
+/// How a fill of about `target` tokens splits over a passage of
+/// `passage_tokens`: whole copies, then the first `rest` tokens of one.
+pub fn fill_split(target: u64, passage_tokens: usize) -> (usize, usize) {
+    let per = passage_tokens.max(1) as u64;
+    ((target / per) as usize, (target % per) as usize)
+}
+
+/// The user message of a fill: `copies` passages, `partial` (the text of
+/// the first tokens of one more), the question. Every engine sends this
+/// text through the model's chat template and generates exactly the
+/// requested tokens, end-of-generation ignored, so their figures compare
+/// like for like.
+pub fn fill_message(copies: usize, partial: &str) -> String {
+    let mut text = FILLER.repeat(copies);
+    text.push_str(partial);
+    text.push_str(FILL_QUESTION);
+    text
+}
 
 /// Which embedded engine a worker runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -136,7 +159,8 @@ pub fn preflight(architecture: &str, tensor_types: &[String], cpu: bool) -> Resu
 #[serde(tag = "request", rename_all = "snake_case")]
 pub enum WorkerRequest {
     Chat(ChatRequest),
-    /// Generate after a prompt filled to about `prompt_tokens` tokens.
+    /// Generate exactly `max_tokens` (end-of-generation ignored) after a
+    /// prompt filled to about `prompt_tokens` tokens.
     Fill {
         prompt_tokens: u64,
         max_tokens: u32,
@@ -614,6 +638,16 @@ pub mod worker {
 
     async fn serve(dir: &Path, file: &str, cpu: bool) -> i32 {
         let started = Instant::now();
+        // The GGUF's end-of-generation tokens, which a fill never generates.
+        let end_tokens: Vec<u32> = crate::gguf::read_file(&dir.join(file))
+            .map(|h| {
+                ["eos", "eot", "eom"]
+                    .iter()
+                    .filter_map(|k| h.get_u64(&format!("tokenizer.ggml.{k}_token_id")))
+                    .filter_map(|t| u32::try_from(t).ok())
+                    .collect()
+            })
+            .unwrap_or_default();
         let mut builder = GgufModelBuilder::new(dir.to_string_lossy(), vec![file.to_string()])
             .with_token_source(TokenSource::None);
         if cpu {
@@ -648,7 +682,7 @@ pub mod worker {
                     message: format!("bad request: {e}"),
                 },
                 Ok(WorkerRequest::Chat(req)) => {
-                    match chat(&model, &req.messages, req.max_tokens, req.temperature).await {
+                    match chat(&model, &req.messages, req.max_tokens, req.temperature, &[]).await {
                         Ok(r) => WorkerEvent::Reply(r),
                         Err(message) => WorkerEvent::Error { message },
                     }
@@ -657,7 +691,7 @@ pub mod worker {
                     prompt_tokens,
                     max_tokens,
                     ..
-                }) => match fill(&model, prompt_tokens, max_tokens).await {
+                }) => match fill(&model, prompt_tokens, max_tokens, &end_tokens).await {
                     Ok(r) => WorkerEvent::Reply(r),
                     Err(message) => WorkerEvent::Error { message },
                 },
@@ -667,11 +701,14 @@ pub mod worker {
         0
     }
 
+    /// `banned`: tokens never to generate (a fill's end-of-generation
+    /// tokens, so it runs to `max_tokens`).
     async fn chat(
         model: &mistralrs::Model,
         messages: &[ChatMessage],
         max_tokens: u32,
         temperature: f32,
+        banned: &[u32],
     ) -> Result<ChatResponse, String> {
         let mut request = RequestBuilder::new();
         for m in messages {
@@ -689,6 +726,10 @@ pub mod worker {
             request.set_sampler_temperature(f64::from(temperature))
         };
         request = request.set_sampler_max_len(max_tokens as usize);
+        if !banned.is_empty() {
+            request = request
+                .set_sampler_logits_bias(banned.iter().map(|t| (*t, f32::MIN / 2.0)).collect());
+        }
         let response = model
             .send_chat_request(request)
             .await
@@ -715,25 +756,23 @@ pub mod worker {
         model: &mistralrs::Model,
         target: u64,
         max_tokens: u32,
+        end_tokens: &[u32],
     ) -> Result<ChatResponse, String> {
         let tokens = model
             .tokenize(Either::Right(FILLER.to_string()), None, false, false, None)
             .await
             .map_err(|e| format!("{e:#}"))?;
-        let per = tokens.len().max(1) as u64;
-        let copies = target / per;
-        let rest = (target % per) as usize;
-        let mut text = FILLER.repeat(copies as usize);
-        if rest > 0 {
-            let partial = model
+        let (copies, rest) = super::fill_split(target, tokens.len());
+        let partial = if rest > 0 {
+            model
                 .detokenize(tokens[..rest.min(tokens.len())].to_vec(), true)
                 .await
-                .map_err(|e| format!("{e:#}"))?;
-            text.push_str(&partial);
-        }
-        text.push_str("\n\nSummarise the passage above in one sentence.");
-        let messages = [ChatMessage::user(text)];
-        chat(model, &messages, max_tokens, 0.0).await
+                .map_err(|e| format!("{e:#}"))?
+        } else {
+            String::new()
+        };
+        let messages = [ChatMessage::user(super::fill_message(copies, &partial))];
+        chat(model, &messages, max_tokens, 0.0, end_tokens).await
     }
 }
 

@@ -60,7 +60,9 @@ mod binding;
 /// stdin closes.
 #[cfg(feature = "llama-cpp")]
 pub mod worker {
-    use super::super::embedded::{emit, WorkerEvent, WorkerRequest, FILLER};
+    use super::super::embedded::{
+        emit, fill_message, fill_split, WorkerEvent, WorkerRequest, FILLER,
+    };
     use super::super::{ChatMessage, ChatResponse, DraftStats};
     use super::binding::{
         self, Backend, Batch, Context, ContextParams, Model, MtpDrafter, Sampler, Token,
@@ -298,7 +300,7 @@ pub mod worker {
                 Ok(WorkerRequest::Chat(req)) => {
                     let prompt = session.prompt(&req.messages);
                     prompt.and_then(|p| {
-                        session.generate(&mut ctx, mtp, p, req.max_tokens, req.temperature)
+                        session.generate(&mut ctx, mtp, p, req.max_tokens, req.temperature, false)
                     })
                 }
                 Ok(WorkerRequest::Fill {
@@ -368,20 +370,20 @@ pub mod worker {
         ) -> Result<ChatResponse, String> {
             let vocab = self.model.vocab();
             let passage = vocab.tokenize(FILLER, false, false)?;
-            let per = passage.len().max(1) as u64;
-            let rest = (target % per) as usize;
-            let mut text = FILLER.repeat((target / per) as usize);
+            let (copies, rest) = fill_split(target, passage.len());
+            let mut partial = Vec::new();
             for token in passage.iter().take(rest) {
-                text.push_str(&String::from_utf8_lossy(&vocab.piece(*token)));
+                partial.extend(vocab.piece(*token));
             }
-            text.push_str("\n\nSummarise the passage above in one sentence.");
+            let text = fill_message(copies, &String::from_utf8_lossy(&partial));
             let prompt = self.prompt(&[ChatMessage::user(text)])?;
-            self.generate(ctx, mtp, prompt, max_tokens, 0.0)
+            self.generate(ctx, mtp, prompt, max_tokens, 0.0, true)
         }
 
         /// Generation speed is tokens over the wall time of the generation
         /// loop, as a client sees it, so decoding with and without the MTP
-        /// drafter compare like for like.
+        /// drafter compare like for like. `ignore_eos`: generate exactly
+        /// `max_tokens` (a measurement, as llama-server's `ignore_eos`).
         fn generate(
             &self,
             ctx: &mut Context,
@@ -389,6 +391,7 @@ pub mod worker {
             prompt: Vec<Token>,
             max_tokens: u32,
             temperature: f32,
+            ignore_eos: bool,
         ) -> Result<ChatResponse, String> {
             let n_ctx = ctx.n_ctx() as usize;
             if prompt.is_empty() {
@@ -413,6 +416,7 @@ pub mod worker {
                 generated: 0,
                 max: u64::from(max_tokens),
                 stopped: false,
+                ignore_eos,
             };
             let (draft, prompt_ms, generation_ms) = match mtp {
                 None => {
@@ -464,6 +468,7 @@ pub mod worker {
         generated: u64,
         max: u64,
         stopped: bool,
+        ignore_eos: bool,
     }
 
     impl Output<'_> {
@@ -473,7 +478,7 @@ pub mod worker {
 
         /// Takes `token` as generated; false at the end of generation.
         fn push(&mut self, token: Token) -> bool {
-            if self.vocab.is_end_of_generation(token) {
+            if !self.ignore_eos && self.vocab.is_end_of_generation(token) {
                 self.stopped = true;
                 return false;
             }

@@ -3,6 +3,7 @@
 //! llama.cpp's own `timings`, and always stopped (drop, timeout: SIGTERM,
 //! then SIGKILL; the parent dying: SIGKILL through PDEATHSIG).
 
+use super::embedded::{fill_message, fill_split, FILLER};
 use super::launch::Launch;
 use super::{ChatRequest, ChatResponse, DraftStats, Engine, EngineError};
 use serde_json::{json, Value};
@@ -225,26 +226,41 @@ impl LlamaServer {
         Ok(value)
     }
 
-    /// Generates after a prompt of about `prompt_tokens` tokens, reading
-    /// llama.cpp's own timings.
+    /// Generates exactly `max_tokens` (`ignore_eos`) after the same fill
+    /// message the embedded engines send (through the model's chat
+    /// template), reading llama.cpp's own timings.
     pub fn fill(&self, prompt_tokens: u64, max_tokens: u32) -> Result<ChatResponse, EngineError> {
-        const FILLER: &str =
-            "Measurements are agreements that another person can check on the same machine. ";
         let tokens = self.post("/tokenize", &json!({ "content": FILLER }))?;
-        let per = tokens["tokens"].as_array().map_or(1, |t| t.len().max(1)) as u64;
-        let prompt = FILLER.repeat((prompt_tokens / per).max(1) as usize);
+        let tokens: Vec<Value> = tokens["tokens"].as_array().cloned().unwrap_or_default();
+        let (copies, rest) = fill_split(prompt_tokens, tokens.len());
+        let partial = if rest > 0 {
+            let v = self.post("/detokenize", &json!({ "tokens": tokens[..rest] }))?;
+            v["content"].as_str().unwrap_or_default().to_string()
+        } else {
+            String::new()
+        };
         let v = self.post(
-            "/completion",
-            &json!({ "prompt": prompt, "n_predict": max_tokens, "temperature": 0, "cache_prompt": false }),
+            "/v1/chat/completions",
+            &json!({
+                "messages": [{"role": "user", "content": fill_message(copies, &partial)}],
+                "max_tokens": max_tokens,
+                "temperature": 0,
+                "ignore_eos": true,
+                "cache_prompt": false,
+            }),
         )?;
         let t = &v["timings"];
+        let choice = &v["choices"][0];
         Ok(ChatResponse {
-            text: v["content"].as_str().unwrap_or_default().to_string(),
+            text: choice["message"]["content"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
             prompt_tokens: t["prompt_n"].as_u64().unwrap_or(0),
             completion_tokens: t["predicted_n"].as_u64().unwrap_or(0),
             prompt_tps: t["prompt_per_second"].as_f64(),
             generation_tps: t["predicted_per_second"].as_f64(),
-            finish_reason: v["stop_type"].as_str().map(str::to_string),
+            finish_reason: choice["finish_reason"].as_str().map(str::to_string),
             draft: DraftStats::from_timings(t),
         })
     }

@@ -249,6 +249,18 @@ fn a_reupload_is_reported_planned_and_fetched_alone() {
     let first = s.ws.path(DEST).join(name(&s.shards[0].0));
     let first_mtime = std::fs::metadata(&first).unwrap().modified().unwrap();
     let seq = s.last_seq();
+    // The old bytes stay in place until the new ones are verified: a
+    // download that never verifies leaves them as they were.
+    s.server.corrupt_next(1000);
+    let failed = s.onboard(&["run", "tiny", "--json"]);
+    assert_eq!(failed.code, 1, "{}", failed.stdout);
+    assert!(failed.stdout.contains(&new_sha), "{}", failed.stdout);
+    let kept = std::fs::read(s.ws.path(DEST).join(name(shard))).unwrap();
+    assert!(
+        kept == *old,
+        "the old bytes stay until the new file is verified"
+    );
+    s.server.clear_faults();
     let run = s.onboard(&["run", "tiny", "--json"]);
     run.assert_ok();
     assert_eq!(run.ran(), ["download"], "{}", run.stdout);

@@ -95,8 +95,10 @@ fn prefix(s: &str, n: usize) -> &str {
 fn size(bytes: u64) -> String {
     if bytes < 1 << 20 {
         format!("{bytes} B")
-    } else {
+    } else if bytes < 1 << 30 {
         format!("{:.1} MiB", bytes as f64 / f64::from(1 << 20))
+    } else {
+        format!("{:.1} GiB", bytes as f64 / f64::from(1 << 30))
     }
 }
 
@@ -233,6 +235,15 @@ mod tests {
         assert_eq!(
             a.change_to(&c),
             "sha256 aaaaaaaa… → cccccccc…, 10 B, same size, commit 1111111 → 2222222"
+        );
+        let big = Identity {
+            size: 21 << 29,
+            ..c.clone()
+        };
+        assert!(
+            c.change_to(&big).contains("10 B → 10.5 GiB"),
+            "{}",
+            c.change_to(&big)
         );
         // Git files compare by blob id; no id at all is never "the same".
         let g = id(3, None, Some("0123456789"), "x");

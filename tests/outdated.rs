@@ -3,7 +3,9 @@
 //! naming the model and the file, `plan` reruns the download with the
 //! reason, the run fetches only that file, a model pinned to a commit is
 //! never reported, a changed `generation_config.json` reruns the samplers
-//! step, and offline or unreachable it says it cannot check.
+//! step, offline or unreachable it says it cannot check, and a workspace
+//! that keeps replaced files finds the old one beside the new, listed by
+//! the retirement advice.
 
 #[path = "support/gguf_fixtures.rs"]
 mod gguf_fixtures;
@@ -342,4 +344,45 @@ fn offline_or_unreachable_it_cannot_check_and_says_so() {
     // A model never onboarded has nothing to compare: a usage error.
     let none = s.onboard(&["outdated", "nope"]);
     assert_eq!(none.code, 2, "{}", none.stderr);
+}
+
+#[test]
+fn a_workspace_that_keeps_replaced_files_finds_them_in_the_advice() {
+    let s = Setup::new();
+    let config = s.ws.read("onboard.yaml");
+    let config = config.replace("  jobs: 4\n", "  jobs: 4\n  replaced_files: keep\n");
+    assert!(
+        config.contains("replaced_files: keep"),
+        "onboard.yaml changed shape"
+    );
+    s.ws.write("onboard.yaml", &config);
+    s.onboard(&["run", "tiny", "--json"]).assert_ok();
+    let (shard, old) = &s.shards[0];
+    let mut new = old.clone();
+    let last = new.len() - 1;
+    new[last] ^= 0x55;
+    s.reupload(REPO, shard, &new);
+    assert_eq!(s.onboard(&["outdated"]).code, 1);
+    let run = s.onboard(&["run", "tiny", "--json"]);
+    run.assert_ok();
+    assert_eq!(run.ran(), ["download"], "{}", run.stdout);
+    let kept_name = format!(
+        "{}.replaced-{}",
+        name(shard),
+        &hub_fixture::sha256_hex(old)[..12]
+    );
+    let dest = s.ws.path(DEST);
+    assert!(std::fs::read(dest.join(&kept_name)).unwrap() == *old);
+    assert!(std::fs::read(dest.join(name(shard))).unwrap() == new);
+    assert!(run.stdout.contains(&kept_name), "{}", run.stdout);
+    let advice = s.onboard(&["retire", "--advise"]);
+    assert_eq!(advice.code, 0, "{}", advice.stderr);
+    assert!(
+        advice.stdout.contains(&format!("{DEST}/{kept_name}")),
+        "{}",
+        advice.stdout
+    );
+    // The model is current again, and nothing reruns.
+    assert_eq!(s.onboard(&["outdated"]).code, 0);
+    assert!(s.onboard(&["plan", "tiny"]).stdout.contains("0 to run"));
 }

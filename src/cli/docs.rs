@@ -21,6 +21,35 @@ pub struct LinksArgs {
     format: FormatArg,
 }
 
+/// The weights a download kept after the Hub replaced them (workspace
+/// path, bytes): disk that only a person can decide to free.
+fn replaced_files(ws: &Workspace) -> Vec<(String, u64)> {
+    fn walk(dir: &Path, root: &Path, out: &mut Vec<(String, u64)>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for e in entries.filter_map(Result::ok) {
+            let path = e.path();
+            match e.file_type() {
+                Ok(t) if t.is_dir() => walk(&path, root, out),
+                Ok(t) if t.is_file() => {
+                    let name = e.file_name();
+                    if name.to_string_lossy().contains(crate::hub::REPLACED_INFIX) {
+                        let size = e.metadata().map(|m| m.len()).unwrap_or(0);
+                        let shown = path.strip_prefix(root).unwrap_or(&path);
+                        out.push((shown.to_string_lossy().into_owned(), size));
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(&ws.models_dir(), &ws.root, &mut out);
+    out.sort();
+    out
+}
+
 fn disk(ws: &Workspace) -> Disk {
     Disk::new(&ws.root, Scope::from_paths(&ws.config.paths))
 }
@@ -100,12 +129,28 @@ pub fn retire(dir: &Path, args: &RetireArgs) -> i32 {
     };
     if args.advise {
         let report = retire::advise(&catalog);
+        let replaced = replaced_files(&ws);
         match args.format.get() {
-            Format::Json => println!(
-                "{}",
-                serde_json::to_string_pretty(&report).unwrap_or_default()
-            ),
-            Format::Human => print!("{report}"),
+            Format::Json => {
+                let mut doc = serde_json::to_value(&report).unwrap_or_default();
+                if let (Some(map), false) = (doc.as_object_mut(), replaced.is_empty()) {
+                    let files = replaced
+                        .iter()
+                        .map(|(path, size)| serde_json::json!({"path": path, "bytes": size}))
+                        .collect();
+                    map.insert("replaced_files".into(), serde_json::Value::Array(files));
+                }
+                println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default())
+            }
+            Format::Human => {
+                print!("{report}");
+                if !replaced.is_empty() {
+                    println!("\nkept after the Hub replaced them (`defaults.replaced_files: keep`); delete each once its new file serves well:");
+                    for (path, size) in &replaced {
+                        println!("  {path}  {:.1} GB", *size as f64 / 1e9);
+                    }
+                }
+            }
         }
         return EXIT_OK;
     }

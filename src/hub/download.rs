@@ -87,6 +87,10 @@ pub struct DownloadOptions {
     /// The run's stop signal: workers stop after their current block and
     /// the call returns [`HubError::Interrupted`], the part file resumable.
     pub cancel: crate::cancel::Cancel,
+    /// A file the Hub replaced under the same name stays beside the new one
+    /// as `<name>.replaced-<sha256 prefix>` instead of going: for a
+    /// workspace that wants to compare before it lets the old bytes go.
+    pub keep_replaced: bool,
 }
 
 impl Default for DownloadOptions {
@@ -105,6 +109,7 @@ impl Default for DownloadOptions {
             verify_attempts: 3,
             hash_buffer: 256 << 20,
             cancel: crate::cancel::Cancel::default(),
+            keep_replaced: false,
         }
     }
 }
@@ -143,6 +148,9 @@ pub struct Downloaded {
     /// Bytes that came over the network in this call.
     pub fetched: u64,
     pub outcome: Outcome,
+    /// The file this one replaced, kept under another name
+    /// ([`DownloadOptions::keep_replaced`]).
+    pub kept: Option<PathBuf>,
 }
 
 /// What the sidecar and the verified record say about the file.
@@ -380,7 +388,7 @@ pub fn download_file(
                 } else {
                     Outcome::Downloaded
                 };
-                let done = finalize(&paths, &expected, sha, fetched_bytes, outcome)?;
+                let done = finalize(&paths, &expected, sha, fetched_bytes, outcome, opts)?;
                 progress.event(&ProgressEvent::Done {
                     file: label,
                     size: done.size,
@@ -559,6 +567,7 @@ fn present(paths: &Paths, expected: Option<&Expected>) -> Option<Downloaded> {
         commit: rec.expected.commit,
         fetched: 0,
         outcome: Outcome::AlreadyPresent,
+        kept: None,
     })
 }
 
@@ -630,7 +639,14 @@ fn reuse_blob(
         let _ = fs::remove_file(&paths.part);
         return Ok(None);
     }
-    let done = finalize(paths, expected, sha, 0, Outcome::FromHfCache { linked })?;
+    let done = finalize(
+        paths,
+        expected,
+        sha,
+        0,
+        Outcome::FromHfCache { linked },
+        opts,
+    )?;
     progress.event(&ProgressEvent::Done {
         file: label,
         size: done.size,
@@ -680,7 +696,14 @@ fn finalize(
     sha: String,
     fetched: u64,
     outcome: Outcome,
+    opts: &DownloadOptions,
 ) -> Result<Downloaded, HubError> {
+    // Before the new record: the old one names the kept copy.
+    let kept = if opts.keep_replaced {
+        keep_replaced(paths)?
+    } else {
+        None
+    };
     let f = File::open(&paths.part).map_err(|e| HubError::io(&paths.part, e))?;
     f.sync_all()
         .map_err(|e| HubError::write(&paths.part, &paths.dir, e))?;
@@ -690,8 +713,37 @@ fn finalize(
         .map_err(|e| HubError::write(&paths.dest, &paths.dir, e))?;
     sync_dir(&paths.dir).map_err(|e| HubError::write(&paths.dir, &paths.dir, e))?;
     let _ = fs::remove_file(&paths.state);
-    Ok(done)
+    Ok(Downloaded { kept, ..done })
 }
+
+/// A second name for the file about to be replaced: a hard link, so no
+/// byte is copied and the rename that follows cannot lose it. A link left
+/// by a run killed before its rename is the same file, and is reused.
+fn keep_replaced(paths: &Paths) -> Result<Option<PathBuf>, HubError> {
+    match fs::symlink_metadata(&paths.dest) {
+        Ok(m) if m.is_file() => {}
+        _ => return Ok(None),
+    }
+    let tag = verified_record(paths)
+        .and_then(|r| r.sha256.get(..12).map(str::to_string))
+        .unwrap_or_else(|| "unverified".into());
+    let base = paths
+        .dest
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let kept = paths.dir.join(format!("{base}{REPLACED_INFIX}{tag}"));
+    match fs::hard_link(&paths.dest, &kept) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(HubError::write(&kept, &paths.dir, e)),
+    }
+    Ok(Some(kept))
+}
+
+/// Between a file's name and the sha256 prefix of the bytes it had, in
+/// the name a replaced file is kept under.
+pub const REPLACED_INFIX: &str = ".replaced-";
 
 fn write_record(
     paths: &Paths,
@@ -719,6 +771,7 @@ fn write_record(
         commit: expected.commit.clone(),
         fetched,
         outcome,
+        kept: None,
     })
 }
 

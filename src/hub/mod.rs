@@ -32,6 +32,7 @@ pub use client::{
 pub use download::{
     bytes_on_disk, bytes_to_fetch, download_file, download_files, free_space_for,
     validate_repo_path, verified_identity, DownloadOptions, Downloaded, FileRequest, Outcome,
+    REPLACED_INFIX,
 };
 pub use error::HubError;
 pub use mirror::{FaultScope, LogEntry, MirrorLimits, MirrorServer, MirrorStats};

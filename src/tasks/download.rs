@@ -5,6 +5,7 @@
 
 use super::{Task, TaskContext, TaskError, TransferProgress, WorkspaceContext};
 use crate::hub::{self, DownloadOptions, FileRequest, HubClient, Progress, ProgressEvent};
+use crate::workspace::config::ReplacedFiles;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
@@ -194,9 +195,16 @@ impl Task for Download {
                 r
             })
             .collect();
+        let keep_replaced = ctx
+            .template_context
+            .pointer("/workspace/defaults/replaced_files")
+            .and_then(|v| serde_json::from_value::<ReplacedFiles>(v.clone()).ok())
+            .unwrap_or_default()
+            == ReplacedFiles::Keep;
         let options = DownloadOptions {
             parallel: params.parallel,
             cancel: ctx.cancel.clone(),
+            keep_replaced,
             ..DownloadOptions::default()
         };
         let progress = StepProgress { ctx: ctx.clone() };
@@ -208,6 +216,12 @@ impl Task for Download {
         .map_err(|e| TaskError::failed(format!("the download thread failed: {e}")))?
         .map_err(|e| task_error(&e))?;
         note_upstream(&ctx, &params, &dest_dir);
+        for kept in results.iter().filter_map(|d| d.kept.as_ref()) {
+            ctx.log(&format!(
+                "the replaced file stays as {} (`defaults.replaced_files: keep`); `onboard retire --advise` lists it",
+                kept.strip_prefix(&models_dir).unwrap_or(kept).display()
+            ));
+        }
         let files: Vec<DownloadedFile> = results
             .iter()
             .map(|d| DownloadedFile {

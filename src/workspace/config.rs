@@ -142,6 +142,13 @@ pub struct Defaults {
     #[serde(default = "default_jobs")]
     #[schemars(range(min = 1))]
     pub jobs: u32,
+    /// A downloaded file the Hub replaced under the same name (see
+    /// `onboard outdated`), once its new bytes are verified: `delete`, or
+    /// `keep` it beside them as `<name>.replaced-<sha256 prefix>` (for a
+    /// workspace that compares first); `onboard retire --advise` lists
+    /// what is kept until it is removed by hand.
+    #[serde(default)]
+    pub replaced_files: ReplacedFiles,
 }
 
 impl Default for Defaults {
@@ -149,8 +156,17 @@ impl Default for Defaults {
         Defaults {
             workflow: default_workflow(),
             jobs: default_jobs(),
+            replaced_files: ReplacedFiles::default(),
         }
     }
+}
+
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ReplacedFiles {
+    #[default]
+    Delete,
+    Keep,
 }
 
 fn default_models() -> String {

@@ -160,6 +160,30 @@ fn plan_line(run: &Run, step: &str) -> String {
         .to_string()
 }
 
+/// The plan runs `step` for `why` and skips `skipped`.
+fn assert_reruns(plan: &Run, step: &str, why: &str, skipped: &str) {
+    let line = plan_line(plan, step);
+    assert!(
+        line.starts_with("  run") && line.contains(why),
+        "{}",
+        plan.stdout
+    );
+    assert!(
+        plan_line(plan, skipped).starts_with("  skip"),
+        "{}",
+        plan.stdout
+    );
+}
+
+/// The same length with other bytes: a re-upload under the same name.
+fn other_bytes(old: &[u8], mask: u8) -> Vec<u8> {
+    let mut new = old.to_vec();
+    if let Some(last) = new.last_mut() {
+        *last ^= mask;
+    }
+    new
+}
+
 fn name(path: &str) -> &str {
     Path::new(path).file_name().unwrap().to_str().unwrap()
 }
@@ -189,9 +213,7 @@ fn a_reupload_is_reported_planned_and_fetched_alone() {
 
     // The Hub re-uploads the second shard (and the pinned repo's too).
     let (shard, old) = &s.shards[1];
-    let mut new = old.clone();
-    let last = new.len() - 1;
-    new[last] ^= 0xff;
+    let new = other_bytes(old, 0xff);
     s.reupload(REPO, shard, &new);
     s.reupload(PINNED_REPO, shard, &new);
 
@@ -235,16 +257,11 @@ fn a_reupload_is_reported_planned_and_fetched_alone() {
 
     // The plan reruns the download, and says why.
     let plan = s.onboard(&["plan", "tiny"]);
-    let line = plan_line(&plan, "download");
-    assert!(
-        line.starts_with("  run") && line.contains(&format!("upstream changed: {shard} {change}")),
-        "{}",
-        plan.stdout
-    );
-    assert!(
-        plan_line(&plan, "samplers").contains("skip"),
-        "{}",
-        plan.stdout
+    assert_reruns(
+        &plan,
+        "download",
+        &format!("upstream changed: {shard} {change}"),
+        "samplers",
     );
 
     // The run fetches that file alone; the other shard stays as it was.
@@ -292,16 +309,11 @@ fn a_reupload_is_reported_planned_and_fetched_alone() {
         "{}",
         plan.stderr
     );
-    let line = plan_line(&plan, "samplers");
-    assert!(
-        line.starts_with("  run") && line.contains("upstream changed: generation_config.json git "),
-        "{}",
-        plan.stdout
-    );
-    assert!(
-        plan_line(&plan, "download").contains("skip"),
-        "{}",
-        plan.stdout
+    assert_reruns(
+        &plan,
+        "samplers",
+        "upstream changed: generation_config.json git ",
+        "download",
     );
     let run = s.onboard(&["run", "tiny", "--json"]);
     run.assert_ok();
@@ -358,9 +370,7 @@ fn a_workspace_that_keeps_replaced_files_finds_them_in_the_advice() {
     s.ws.write("onboard.yaml", &config);
     s.onboard(&["run", "tiny", "--json"]).assert_ok();
     let (shard, old) = &s.shards[0];
-    let mut new = old.clone();
-    let last = new.len() - 1;
-    new[last] ^= 0x55;
+    let new = other_bytes(old, 0x55);
     s.reupload(REPO, shard, &new);
     assert_eq!(s.onboard(&["outdated"]).code, 1);
     let run = s.onboard(&["run", "tiny", "--json"]);

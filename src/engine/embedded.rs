@@ -59,9 +59,9 @@ pub fn fill_split(target: u64, passage_tokens: usize) -> (usize, usize) {
 
 /// The user message of a fill: `copies` passages, `partial` (the text of
 /// the first tokens of one more), the question. Every engine sends this
-/// text through the model's chat template and generates exactly the
-/// requested tokens, end-of-generation ignored, so their figures compare
-/// like for like.
+/// text through the model's chat template, so the prompts are the same
+/// tokens; llama.cpp (embedded and llama-server) then generates exactly the
+/// requested tokens, end-of-generation ignored (mistral.rs 0.8.1 cannot).
 pub fn fill_message(copies: usize, partial: &str) -> String {
     let mut text = FILLER.repeat(copies);
     text.push_str(partial);
@@ -638,16 +638,7 @@ pub mod worker {
 
     async fn serve(dir: &Path, file: &str, cpu: bool) -> i32 {
         let started = Instant::now();
-        // The GGUF's end-of-generation tokens, which a fill never generates.
-        let end_tokens: Vec<u32> = crate::gguf::read_file(&dir.join(file))
-            .map(|h| {
-                ["eos", "eot", "eom"]
-                    .iter()
-                    .filter_map(|k| h.get_u64(&format!("tokenizer.ggml.{k}_token_id")))
-                    .filter_map(|t| u32::try_from(t).ok())
-                    .collect()
-            })
-            .unwrap_or_default();
+
         let mut builder = GgufModelBuilder::new(dir.to_string_lossy(), vec![file.to_string()])
             .with_token_source(TokenSource::None);
         if cpu {
@@ -682,7 +673,7 @@ pub mod worker {
                     message: format!("bad request: {e}"),
                 },
                 Ok(WorkerRequest::Chat(req)) => {
-                    match chat(&model, &req.messages, req.max_tokens, req.temperature, &[]).await {
+                    match chat(&model, &req.messages, req.max_tokens, req.temperature).await {
                         Ok(r) => WorkerEvent::Reply(r),
                         Err(message) => WorkerEvent::Error { message },
                     }
@@ -691,7 +682,7 @@ pub mod worker {
                     prompt_tokens,
                     max_tokens,
                     ..
-                }) => match fill(&model, prompt_tokens, max_tokens, &end_tokens).await {
+                }) => match fill(&model, prompt_tokens, max_tokens).await {
                     Ok(r) => WorkerEvent::Reply(r),
                     Err(message) => WorkerEvent::Error { message },
                 },
@@ -701,14 +692,11 @@ pub mod worker {
         0
     }
 
-    /// `banned`: tokens never to generate (a fill's end-of-generation
-    /// tokens, so it runs to `max_tokens`).
     async fn chat(
         model: &mistralrs::Model,
         messages: &[ChatMessage],
         max_tokens: u32,
         temperature: f32,
-        banned: &[u32],
     ) -> Result<ChatResponse, String> {
         let mut request = RequestBuilder::new();
         for m in messages {
@@ -726,10 +714,6 @@ pub mod worker {
             request.set_sampler_temperature(f64::from(temperature))
         };
         request = request.set_sampler_max_len(max_tokens as usize);
-        if !banned.is_empty() {
-            request = request
-                .set_sampler_logits_bias(banned.iter().map(|t| (*t, f32::MIN / 2.0)).collect());
-        }
         let response = model
             .send_chat_request(request)
             .await
@@ -752,11 +736,13 @@ pub mod worker {
 
     /// A prompt of about `target` tokens: whole copies of a passage, then a
     /// prefix of it cut at a token boundary.
+    /// mistral.rs 0.8.1 has no way to ignore the end of generation (its
+    /// `logits_bias` is never applied), so its fill stops where the model's
+    /// answer ends; the reply's `completion_tokens` says how many.
     async fn fill(
         model: &mistralrs::Model,
         target: u64,
         max_tokens: u32,
-        end_tokens: &[u32],
     ) -> Result<ChatResponse, String> {
         let tokens = model
             .tokenize(Either::Right(FILLER.to_string()), None, false, false, None)
@@ -772,7 +758,7 @@ pub mod worker {
             String::new()
         };
         let messages = [ChatMessage::user(super::fill_message(copies, &partial))];
-        chat(model, &messages, max_tokens, 0.0, end_tokens).await
+        chat(model, &messages, max_tokens, 0.0).await
     }
 }
 

@@ -347,8 +347,22 @@ pub mod worker {
                         .iter()
                         .map(|m| (m.role.as_str(), m.content.as_str()))
                         .collect();
-                    binding::apply_chat_template(t, &chat)
-                        .map_err(|e| format!("the model's chat template failed: {e}"))?
+                    // The template as llama-server --jinja renders it; the C
+                    // API's fixed list of styles where Jinja cannot.
+                    let vocab = self.model.vocab();
+                    let jinja = t.to_str().ok().map(|source| {
+                        crate::engine::chat_template::render(
+                            source,
+                            &chat,
+                            &vocab.special_text(binding::Special::Bos),
+                            &vocab.special_text(binding::Special::Eos),
+                        )
+                    });
+                    match jinja {
+                        Some(Ok(text)) => text,
+                        _ => binding::apply_chat_template(t, &chat)
+                            .map_err(|e| format!("the model's chat template failed: {e}"))?,
+                    }
                 }
                 None => messages
                     .iter()

@@ -4,6 +4,7 @@
 //! llama-server over its OpenAI-compatible API) answers chat requests through
 //! [`Engine`]; the context test and the benchmark use only this trait.
 
+pub mod chat_template;
 pub mod embedded;
 pub mod export;
 pub mod launch;

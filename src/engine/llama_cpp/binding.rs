@@ -172,10 +172,48 @@ impl Vocab<'_> {
         Vec::new()
     }
 
+    /// The text of a special token as a template writes it (`<s>`), empty
+    /// where the vocabulary has none.
+    pub fn special_text(&self, which: Special) -> String {
+        // SAFETY: a live vocabulary; the getters return an id or -1.
+        let token = unsafe {
+            match which {
+                Special::Bos => sys::llama_vocab_bos(self.ptr),
+                Special::Eos => sys::llama_vocab_eos(self.ptr),
+            }
+        };
+        if token < 0 {
+            return String::new();
+        }
+        let mut buf = vec![0u8; 64];
+        let capacity = i32::try_from(buf.len()).unwrap_or(i32::MAX);
+        // SAFETY: `buf` is valid for `capacity` bytes; `special` renders
+        // control tokens as their text.
+        let n = unsafe {
+            sys::llama_token_to_piece(
+                self.ptr,
+                token,
+                buf.as_mut_ptr().cast::<c_char>(),
+                capacity,
+                0,
+                true,
+            )
+        };
+        buf.truncate(usize::try_from(n).unwrap_or(0));
+        String::from_utf8_lossy(&buf).into_owned()
+    }
+
     pub fn is_end_of_generation(&self, token: Token) -> bool {
         // SAFETY: a live vocabulary; any token id is accepted.
         unsafe { sys::llama_vocab_is_eog(self.ptr, token) }
     }
+}
+
+/// Special tokens a chat template may write out.
+#[derive(Clone, Copy)]
+pub enum Special {
+    Bos,
+    Eos,
 }
 
 /// Renders `(role, content)` messages with a chat template (a GGUF's own, or

@@ -516,3 +516,35 @@ fn a_vision_projector_is_listed_and_counted_on_the_first_gpu_when_asked_for() {
         "{msg}"
     );
 }
+
+/// The prompt cache at the real widths: the 35B-A3B's full 262K prompt
+/// (20 KiB a token) fits llama-server's default 8 GiB; the 27B's (64 KiB a
+/// token, 16 GiB at 262K) does not, so its profile gets a larger
+/// `--cache-ram` from the RAM the placement leaves, with the numbers.
+#[test]
+fn the_prompt_cache_is_sized_where_the_default_cannot_hold_a_full_prompt() {
+    let hub = PlanHub::start();
+    let moe = run(&hub, "qwen3.5-35b-a3b").cache_ram().unwrap();
+    assert_eq!(moe.bytes_per_token, 20 * 1024);
+    assert_eq!(moe.mib, None, "{}", moe.reason);
+    assert_eq!(moe.longest_at_default, 262_144);
+    assert!(
+        moe.reason.contains("the default 8192 MiB holds"),
+        "{}",
+        moe.reason
+    );
+
+    let dense = run(&hub, "qwen3.5-27b").cache_ram().unwrap();
+    assert_eq!(dense.bytes_per_token, 64 * 1024);
+    assert!(dense.longest_at_default < 131_072, "{dense:?}");
+    // 16534 MiB for a full prompt, rounded up to 17 GiB; the plan's 64 GiB
+    // machine has that to spare after the placement.
+    assert_eq!(dense.mib, Some(17_408), "{dense:?}");
+    assert_eq!(dense.longest_at_chosen, 262_144);
+    assert!(
+        dense.reason.contains("caches prompts up to 128678 tokens")
+            && dense.reason.contains("re-prefill every turn"),
+        "{}",
+        dense.reason
+    );
+}

@@ -17,7 +17,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use onboard::gguf::types::GgmlType;
 use onboard::hub::{LogEntry, MirrorServer};
 use serde_json::Value;
 use support::{Run, TestWorkspace};
@@ -43,25 +42,12 @@ struct Shard {
 /// `llama-gguf-split`; the data sections hold random bytes (the header is
 /// what evaluate reads; the bytes are what the download verifies).
 fn shards(prefix: &str) -> Vec<Shard> {
-    let mut model = gguf_fixtures::qwen35_tiny();
-    model.u32("general.file_type", 7);
-    for t in &mut model.tensors {
-        if t.dims.len() == 2 && t.dims[0] % 32 == 0 {
-            t.ty = GgmlType::Q8_0;
-        }
-    }
-    gguf_fixtures::split(&model, 3)
-        .iter()
+    gguf_fixtures::tiny_q8_shards(3, |len, i| hub_fixture::bytes(len, 1000 + i))
+        .into_iter()
         .enumerate()
-        .map(|(i, w)| {
-            let mut data = w.to_bytes();
-            let header = w.header_bytes().len();
-            let noise = hub_fixture::bytes(data.len() - header, 1000 + i as u64);
-            data[header..].copy_from_slice(&noise);
-            Shard {
-                name: format!("{prefix}-{QUANT}-{:05}-of-00003.gguf", i + 1),
-                data,
-            }
+        .map(|(i, data)| Shard {
+            name: format!("{prefix}-{QUANT}-{:05}-of-00003.gguf", i + 1),
+            data,
         })
         .collect()
 }

@@ -15,7 +15,6 @@ mod support;
 
 use std::path::{Path, PathBuf};
 
-use onboard::gguf::types::GgmlType;
 use onboard::hub::{HubClient, HubConfig, MirrorServer};
 use support::{Run, TestWorkspace};
 
@@ -36,23 +35,10 @@ fn workflow() -> String {
 
 /// `qwen35_tiny` in Q8_0, split in two; random bytes after the headers.
 fn shards() -> Vec<(String, Vec<u8>)> {
-    let mut model = gguf_fixtures::qwen35_tiny();
-    model.u32("general.file_type", 7);
-    for t in &mut model.tensors {
-        if t.dims.len() == 2 && t.dims[0] % 32 == 0 {
-            t.ty = GgmlType::Q8_0;
-        }
-    }
-    gguf_fixtures::split(&model, 2)
-        .iter()
+    gguf_fixtures::tiny_q8_shards(2, |len, i| hub_fixture::bytes(len, 7 + i))
+        .into_iter()
         .enumerate()
-        .map(|(i, w)| {
-            let mut data = w.to_bytes();
-            let header = w.header_bytes().len();
-            let noise = hub_fixture::bytes(data.len() - header, 7 + i as u64);
-            data[header..].copy_from_slice(&noise);
-            (format!("Q8_0/Tiny-Q8_0-{:05}-of-00002.gguf", i + 1), data)
-        })
+        .map(|(i, data)| (format!("Q8_0/Tiny-Q8_0-{:05}-of-00002.gguf", i + 1), data))
         .collect()
 }
 

@@ -476,3 +476,28 @@ pub fn gemma3_tiny() -> GgufWriter {
     w.tensor("output_norm.weight", &[embd], F32);
     w
 }
+
+/// `qwen35_tiny` with its matrices in Q8_0, split in `n` like
+/// `llama-gguf-split`, each shard's data section replaced by `noise(len,
+/// index)`: the header is what evaluate reads, the bytes what a download
+/// verifies.
+pub fn tiny_q8_shards(n: u16, noise: impl Fn(usize, u64) -> Vec<u8>) -> Vec<Vec<u8>> {
+    let mut model = qwen35_tiny();
+    model.u32("general.file_type", 7);
+    for t in &mut model.tensors {
+        if t.dims.len() == 2 && t.dims[0] % 32 == 0 {
+            t.ty = GgmlType::Q8_0;
+        }
+    }
+    split(&model, n)
+        .iter()
+        .enumerate()
+        .map(|(i, w)| {
+            let mut data = w.to_bytes();
+            let header = w.header_bytes().len();
+            let noise = noise(data.len() - header, i as u64);
+            data[header..].copy_from_slice(&noise);
+            data
+        })
+        .collect()
+}

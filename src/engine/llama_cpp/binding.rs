@@ -149,6 +149,11 @@ impl Vocab<'_> {
 
     /// The bytes a token stands for (control tokens print as nothing).
     pub fn piece(&self, token: Token) -> Vec<u8> {
+        self.piece_of(token, false)
+    }
+
+    /// `special`: control tokens as their text (`<|im_end|>`).
+    fn piece_of(&self, token: Token, special: bool) -> Vec<u8> {
         let mut buf = vec![0u8; 32];
         for _ in 0..2 {
             let capacity = i32::try_from(buf.len()).unwrap_or(i32::MAX);
@@ -160,7 +165,7 @@ impl Vocab<'_> {
                     buf.as_mut_ptr().cast::<c_char>(),
                     capacity,
                     0,
-                    false,
+                    special,
                 )
             };
             if n >= 0 {
@@ -185,22 +190,7 @@ impl Vocab<'_> {
         if token < 0 {
             return String::new();
         }
-        let mut buf = vec![0u8; 64];
-        let capacity = i32::try_from(buf.len()).unwrap_or(i32::MAX);
-        // SAFETY: `buf` is valid for `capacity` bytes; `special` renders
-        // control tokens as their text.
-        let n = unsafe {
-            sys::llama_token_to_piece(
-                self.ptr,
-                token,
-                buf.as_mut_ptr().cast::<c_char>(),
-                capacity,
-                0,
-                true,
-            )
-        };
-        buf.truncate(usize::try_from(n).unwrap_or(0));
-        String::from_utf8_lossy(&buf).into_owned()
+        String::from_utf8_lossy(&self.piece_of(token, true)).into_owned()
     }
 
     pub fn is_end_of_generation(&self, token: Token) -> bool {

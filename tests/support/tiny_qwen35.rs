@@ -333,7 +333,7 @@ impl Rng {
 ///
 /// A file with an MTP tail gets a head that mostly agrees with the trunk,
 /// so speculative decoding both keeps and rejects drafts: every block's
-/// output projections are 16 times quieter, so the next token depends
+/// output projections are 64 times quieter, so the next token depends
 /// mostly on the current one, and `nextn.eh_proj` passes the next token's
 /// embedding through, so the MTP block predicts the token after it the
 /// same way.

@@ -10,44 +10,66 @@
 
 use minijinja::{context, Environment, Error, ErrorKind};
 
-/// The prompt for `messages` (`(role, content)`), ending with the
-/// assistant's turn. `bos`/`eos` are the special tokens' text, which some
-/// templates write out.
-pub fn render(
-    template: &str,
-    messages: &[(&str, &str)],
-    bos: &str,
-    eos: &str,
-) -> Result<String, String> {
-    let mut env = Environment::new();
-    env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
-    env.add_function(
-        "raise_exception",
-        |message: String| -> Result<String, Error> {
-            Err(Error::new(ErrorKind::InvalidOperation, message))
-        },
-    );
-    env.add_template("chat", template)
-        .map_err(|e| format!("the chat template does not parse: {e}"))?;
-    let messages: Vec<_> = messages
-        .iter()
-        .map(|(role, content)| context! { role => role, content => content })
-        .collect();
-    env.get_template("chat")
-        .and_then(|t| {
-            t.render(context! {
-                messages => messages,
-                add_generation_prompt => true,
-                bos_token => bos,
-                eos_token => eos,
-            })
+/// A template parsed once, at load, and rendered for every request.
+pub struct ChatTemplate {
+    env: Environment<'static>,
+    /// The special tokens' text, which some templates write out.
+    bos: String,
+    eos: String,
+}
+
+impl ChatTemplate {
+    pub fn new(source: &str, bos: &str, eos: &str) -> Result<ChatTemplate, String> {
+        let mut env = Environment::new();
+        env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
+        env.add_function(
+            "raise_exception",
+            |message: String| -> Result<String, Error> {
+                Err(Error::new(ErrorKind::InvalidOperation, message))
+            },
+        );
+        env.add_template_owned("chat", source.to_string())
+            .map_err(|e| format!("the chat template does not parse: {e}"))?;
+        Ok(ChatTemplate {
+            env,
+            bos: bos.to_string(),
+            eos: eos.to_string(),
         })
-        .map_err(|e| format!("the chat template failed: {e}"))
+    }
+
+    /// The prompt for `messages` (`(role, content)`), ending with the
+    /// assistant's turn.
+    pub fn render(&self, messages: &[(&str, &str)]) -> Result<String, String> {
+        let messages: Vec<_> = messages
+            .iter()
+            .map(|(role, content)| context! { role => role, content => content })
+            .collect();
+        self.env
+            .get_template("chat")
+            .and_then(|t| {
+                t.render(context! {
+                    messages => messages,
+                    add_generation_prompt => true,
+                    bos_token => self.bos,
+                    eos_token => self.eos,
+                })
+            })
+            .map_err(|e| format!("the chat template failed: {e}"))
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn render(
+        template: &str,
+        messages: &[(&str, &str)],
+        bos: &str,
+        eos: &str,
+    ) -> Result<String, String> {
+        ChatTemplate::new(template, bos, eos)?.render(messages)
+    }
 
     /// SmolLM2's shape: a default system message when none is given.
     const CHATML_WITH_DEFAULT: &str = "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}{{ '<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n' }}{% endif %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}";

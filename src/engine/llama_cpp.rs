@@ -60,6 +60,7 @@ mod binding;
 /// stdin closes.
 #[cfg(feature = "llama-cpp")]
 pub mod worker {
+    use super::super::chat_template::ChatTemplate;
     use super::super::embedded::{
         emit, fill_message, fill_split, WorkerEvent, WorkerRequest, FILLER,
     };
@@ -268,6 +269,19 @@ pub mod worker {
         let template = model
             .chat_template()
             .or_else(|| CString::new("chatml").ok());
+        // Parsed once: the same prompt llama-server --jinja renders.
+        let jinja = template
+            .as_ref()
+            .and_then(|t| t.to_str().ok())
+            .and_then(|source| {
+                let vocab = model.vocab();
+                ChatTemplate::new(
+                    source,
+                    &vocab.special_text(binding::Special::Bos),
+                    &vocab.special_text(binding::Special::Eos),
+                )
+                .ok()
+            });
         emit(&WorkerEvent::Ready {
             load_ms: started.elapsed().as_millis() as u64,
             max_sequence_length: Some(trained),
@@ -282,6 +296,7 @@ pub mod worker {
         let session = Session {
             model: &model,
             template,
+            jinja,
         };
         for line in std::io::stdin().lock().lines() {
             let Ok(line) = line else { break };
@@ -331,6 +346,8 @@ pub mod worker {
     struct Session<'m, 'b> {
         model: &'m Model<'b>,
         template: Option<CString>,
+        /// The template as Jinja, where it parses.
+        jinja: Option<ChatTemplate>,
     }
 
     /// The MTP drafter and its context, lent to one request.
@@ -349,16 +366,7 @@ pub mod worker {
                         .collect();
                     // The template as llama-server --jinja renders it; the C
                     // API's fixed list of styles where Jinja cannot.
-                    let vocab = self.model.vocab();
-                    let jinja = t.to_str().ok().map(|source| {
-                        crate::engine::chat_template::render(
-                            source,
-                            &chat,
-                            &vocab.special_text(binding::Special::Bos),
-                            &vocab.special_text(binding::Special::Eos),
-                        )
-                    });
-                    match jinja {
+                    match self.jinja.as_ref().map(|j| j.render(&chat)) {
                         Some(Ok(text)) => text,
                         _ => binding::apply_chat_template(t, &chat)
                             .map_err(|e| format!("the model's chat template failed: {e}"))?,

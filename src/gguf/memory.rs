@@ -119,13 +119,7 @@ pub fn mtp_draft_bytes(f: &ModelFacts, cfg: &RunConfig) -> Fact<Buffers> {
             .or_else(|| f.head_count_kv.iter().rev().find(|h| **h > 0))
             .copied()
             .unwrap_or(0);
-        let layer = tensor_bytes(cfg.cache_type_k, &[kv_heads * f.key_length, cfg.n_ctx])
-            .zip(tensor_bytes(
-                cfg.cache_type_v,
-                &[kv_heads * f.value_length, cfg.n_ctx],
-            ))
-            .map(|(k, v)| k.saturating_add(v));
-        match layer {
+        match kv_bytes_for_heads(f, kv_heads, cfg.n_ctx, cfg.cache_type_k, cfg.cache_type_v) {
             Some(b) => kv = kv.saturating_add(b),
             None => {
                 return Fact::unknown(format!(
@@ -172,7 +166,17 @@ pub fn kv_cells(f: &ModelFacts, il: usize, cfg: &RunConfig) -> u64 {
 
 /// KV cache bytes of one attention layer holding `n_ctx` cells.
 fn kv_layer_bytes(f: &ModelFacts, il: usize, n_ctx: u64, k: GgmlType, v: GgmlType) -> Option<u64> {
-    let kv_heads = *f.head_count_kv.get(il)?;
+    kv_bytes_for_heads(f, *f.head_count_kv.get(il)?, n_ctx, k, v)
+}
+
+/// KV cache bytes of an attention layer with `kv_heads` heads.
+fn kv_bytes_for_heads(
+    f: &ModelFacts,
+    kv_heads: u64,
+    n_ctx: u64,
+    k: GgmlType,
+    v: GgmlType,
+) -> Option<u64> {
     let kb = tensor_bytes(k, &[kv_heads.checked_mul(f.key_length)?, n_ctx])?;
     let vb = tensor_bytes(v, &[kv_heads.checked_mul(f.value_length)?, n_ctx])?;
     kb.checked_add(vb)
@@ -367,6 +371,17 @@ impl Buffers {
         .iter()
         .fold(0u64, |acc, b| acc.saturating_add(*b))
     }
+
+    /// Field by field sum (a target and its draft context).
+    pub fn plus(&self, other: &Buffers) -> Buffers {
+        Buffers {
+            weights: self.weights.saturating_add(other.weights),
+            kv_cache: self.kv_cache.saturating_add(other.kv_cache),
+            recurrent: self.recurrent.saturating_add(other.recurrent),
+            compute: self.compute.saturating_add(other.compute),
+            output: self.output.saturating_add(other.output),
+        }
+    }
 }
 
 /// [`Buffers`] for `cfg`; `None` where a part cannot be known from the header.
@@ -397,19 +412,6 @@ pub fn single_backend(f: &ModelFacts, cfg: &RunConfig, cpu_repack: bool) -> Opti
     };
     let draft = mtp_draft_bytes(f, cfg).value()?.clone();
     Some(target.plus(&draft))
-}
-
-impl Buffers {
-    /// Field by field sum (a target and its draft context).
-    pub fn plus(&self, other: &Buffers) -> Buffers {
-        Buffers {
-            weights: self.weights.saturating_add(other.weights),
-            kv_cache: self.kv_cache.saturating_add(other.kv_cache),
-            recurrent: self.recurrent.saturating_add(other.recurrent),
-            compute: self.compute.saturating_add(other.compute),
-            output: self.output.saturating_add(other.output),
-        }
-    }
 }
 
 /// A GPU (or any device) and its memory.

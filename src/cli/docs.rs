@@ -280,7 +280,7 @@ fn refresh_bench_readme(
     if !text.contains("<!-- onboard:bench-models -->") {
         return Ok(());
     }
-    let table = crate::tasks::bench_profile::readme_table(
+    let table = crate::profile::bench::readme_table(
         &models_conf::read(client_path)?,
         &models_conf::read(conf_path)?,
     );

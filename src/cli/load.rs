@@ -19,6 +19,8 @@ pub struct Loaded {
     pub registry: Registry,
     pub store: StateStore,
     pub context: Map<String, Value>,
+    /// The typed form of `context`'s workspace and manifest, for the tasks.
+    pub settings: std::sync::Arc<workspace::RunSettings>,
 }
 
 pub fn print_diagnostics(diags: &[Diagnostic]) {
@@ -110,12 +112,17 @@ pub fn for_model(dir: &Path, model: &str, workflow_override: Option<&str>) -> Re
     let workflow = workflow(&ws, &registry, &name)?;
     let store = StateStore::new(&ws.state_dir(), model);
     let context = ws.template_context(model, &manifest);
+    let settings = std::sync::Arc::new(workspace::RunSettings {
+        config: ws.config.clone(),
+        manifest,
+    });
     Ok(Loaded {
         model: model.to_string(),
         workflow,
         registry,
         store,
         context,
+        settings,
         workspace: ws,
     })
 }

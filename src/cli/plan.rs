@@ -168,6 +168,7 @@ pub fn planner<'a>(loaded: &'a Loaded, dag: &'a Dag) -> Planner<'a> {
         workspace: &loaded.workspace.root,
         target: &loaded.model,
         base_context: &loaded.context,
+        settings: Some(loaded.settings.clone()),
     }
 }
 

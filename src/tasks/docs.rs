@@ -110,12 +110,7 @@ impl Docs {
     /// Computes every edit over a change set and link-checks it; writes
     /// nothing.
     fn prepare(params: &DocsParams, ctx: &TaskContext) -> Result<Prepared, TaskError> {
-        let manifest: Manifest = ctx
-            .template_context
-            .get("manifest")
-            .cloned()
-            .ok_or_else(|| failed("the run has no manifest"))
-            .and_then(|m| serde_json::from_value(m).map_err(failed))?;
+        let manifest = &ctx.run_settings()?.manifest;
         let ws = Workspace::open(&ctx.workspace).map_err(|d| {
             failed(
                 d.first()
@@ -369,14 +364,7 @@ impl Task for Docs {
         params: &DocsParams,
         ctx: &TaskContext,
     ) -> Result<Vec<PathBuf>, TaskError> {
-        let Some(manifest) = ctx
-            .template_context
-            .get("manifest")
-            .and_then(|m| serde_json::from_value::<Manifest>(m.clone()).ok())
-        else {
-            return Ok(Vec::new());
-        };
-        let name = Docs::card_name(params, &manifest)?;
+        let name = Docs::card_name(params, &ctx.run_settings()?.manifest)?;
         Ok(vec![ctx.path(&ctx.paths().docs)?.join(name)])
     }
 

@@ -195,12 +195,8 @@ impl Task for Download {
                 r
             })
             .collect();
-        let keep_replaced = ctx
-            .template_context
-            .pointer("/workspace/defaults/replaced_files")
-            .and_then(|v| serde_json::from_value::<ReplacedFiles>(v.clone()).ok())
-            .unwrap_or_default()
-            == ReplacedFiles::Keep;
+        let keep_replaced =
+            ctx.run_settings()?.config.defaults.replaced_files == ReplacedFiles::Keep;
         let options = DownloadOptions {
             parallel: params.parallel,
             cancel: ctx.cancel.clone(),

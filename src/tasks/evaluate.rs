@@ -157,14 +157,7 @@ fn report_rel(params: &EvaluateParams, ctx: &TaskContext) -> String {
 fn machine(params: &EvaluateParams, ctx: &TaskContext) -> Result<Machine, TaskError> {
     let hw = match &params.hardware {
         Some(h) => h.clone(),
-        None => ctx
-            .template_context
-            .get("workspace")
-            .and_then(|w| w.get("hardware"))
-            .map(|h| serde_json::from_value::<Hardware>(h.clone()))
-            .transpose()
-            .map_err(|e| TaskError::Params(format!("onboard.yaml `hardware:`: {e}")))?
-            .unwrap_or_default(),
+        None => ctx.run_settings()?.config.hardware.clone(),
     };
     let margin = u64::from(params.fit_target_mib.unwrap_or(1024)) * MIB;
     let mut m = Machine::from_hardware(&hw, margin).map_err(TaskError::Params)?;

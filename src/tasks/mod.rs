@@ -11,16 +11,19 @@ pub mod context_test;
 pub mod docs;
 pub mod download;
 pub mod evaluate;
-pub mod hand_edits;
 pub mod model_engine;
 pub mod profile;
 pub mod render;
 pub mod samplers;
 
+// TEMP(merge): samplers.rs still imports `super::hand_edits`.
+pub use crate::profile::hand_edits;
+
 pub use crate::workflow::task::{
     BoxFuture, DynTask, FileChange, InputValue, Registry, Task, TaskContext, TaskError,
     TransferProgress,
 };
+pub use crate::workspace::RunSettings;
 use std::path::PathBuf;
 
 impl Registry {
@@ -46,6 +49,7 @@ impl Registry {
 /// it, the lock on files every model shares. The engine's context carries
 /// only the workspace root and the template values; these read them.
 pub trait WorkspaceContext {
+    fn run_settings(&self) -> Result<&RunSettings, TaskError>;
     fn paths(&self) -> crate::workspace::config::Paths;
     fn lock_shared_files(&self) -> Result<std::fs::File, TaskError>;
     fn path(&self, relative: &str) -> Result<PathBuf, TaskError>;
@@ -53,12 +57,20 @@ pub trait WorkspaceContext {
 }
 
 impl WorkspaceContext for TaskContext {
-    /// The workspace layout (`paths:` of onboard.yaml), defaults if absent.
+    /// onboard.yaml and the manifest, as the run's loader parsed them.
+    fn run_settings(&self) -> Result<&RunSettings, TaskError> {
+        self.settings::<RunSettings>().ok_or_else(|| {
+            TaskError::failed(
+                "the run carries no workspace settings (it was not loaded from a workspace)",
+            )
+        })
+    }
+
+    /// The workspace layout (`paths:` of onboard.yaml); the defaults for a
+    /// run loaded without a workspace.
     fn paths(&self) -> crate::workspace::config::Paths {
-        self.template_context
-            .get("workspace")
-            .and_then(|w| w.get("paths"))
-            .and_then(|p| serde_json::from_value(p.clone()).ok())
+        self.settings::<RunSettings>()
+            .map(|s| s.config.paths.clone())
             .unwrap_or_default()
     }
 

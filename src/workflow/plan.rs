@@ -205,6 +205,8 @@ pub struct Planner<'a> {
     pub target: &'a str,
     /// `model`, `manifest`, `workspace`: the values templates read besides `steps`.
     pub base_context: &'a Map<String, Value>,
+    /// Handed to every task as [`TaskContext::settings`].
+    pub settings: Option<crate::workflow::task::Settings>,
 }
 
 impl Planner<'_> {
@@ -238,6 +240,7 @@ impl Planner<'_> {
                 .filter(|r| r.status != RecordStatus::Failed && !r.outputs.is_null())
                 .map(|r| r.outputs),
             cancel: crate::cancel::Cancel::default(),
+            settings: self.settings.clone(),
         }
     }
 

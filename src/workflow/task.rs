@@ -42,9 +42,22 @@ pub struct TaskContext {
     /// Set when the run is stopped (Ctrl-C, SIGTERM): blocking work polls
     /// it, since dropping its future does not stop a blocking thread.
     pub cancel: crate::cancel::Cancel,
+    /// What the loader parsed once for the tasks (the workspace's typed
+    /// settings). The engine carries it without knowing its type, so it
+    /// stays free of workspace and model types; tasks read it with
+    /// [`TaskContext::settings`].
+    pub settings: Option<Settings>,
 }
 
+/// Typed values a front end hands to every task of a run.
+pub type Settings = Arc<dyn std::any::Any + Send + Sync>;
+
 impl TaskContext {
+    /// The run's settings, when the front end gave them as a `T`.
+    pub fn settings<T: 'static>(&self) -> Option<&T> {
+        self.settings.as_deref()?.downcast_ref::<T>()
+    }
+
     pub fn log(&self, line: &str) {
         (self.log)(line)
     }

@@ -53,6 +53,15 @@ pub struct Workspace {
     pub config: WorkspaceConfig,
 }
 
+/// The typed settings of one model's run, parsed once when the run is
+/// loaded (errors reported there, with their place in the file), so a task
+/// reads fields instead of digging through template values.
+#[derive(Debug, Clone)]
+pub struct RunSettings {
+    pub config: WorkspaceConfig,
+    pub manifest: Manifest,
+}
+
 impl Workspace {
     /// Opens `root`; a missing `onboard.yaml` means all defaults.
     pub fn open(root: &Path) -> Result<Workspace, Vec<Diagnostic>> {

@@ -1,0 +1,113 @@
+//! The bench profile, `[bench-<id>]`: the production placement with a
+//! fixed context, no sampler flags (the benchmark client sends temperature
+//! 0), no drafter, and for thinking models `--reasoning-format none` so the
+//! reasoning stays in the reply.
+
+use crate::engine::words;
+use crate::workspace::models_conf;
+
+/// Placement keys copied from the production profile.
+pub const PLACEMENT: &[&str] = &[
+    "FIT",
+    "FIT_TARGET",
+    "FIT_CTX",
+    "GPU_LAYERS",
+    "TENSOR_SPLIT",
+    "OVERRIDE_TENSOR",
+    "N_CPU_MOE",
+    "CACHE_TYPE_K",
+    "CACHE_TYPE_V",
+];
+
+/// Flags that set sampling; a bench profile has none.
+pub const SAMPLER_FLAGS: &[&str] = &[
+    "--temp",
+    "--top-p",
+    "--top-k",
+    "--min-p",
+    "--presence-penalty",
+    "--frequency-penalty",
+    "--repeat-penalty",
+    "--typical",
+    "--mirostat",
+    "--seed",
+];
+
+/// Why a bench profile drafts nothing, though its production profile may.
+pub const NO_SPECULATIVE_REASON: &str =
+    "speculative decoding (--spec-*) off: a score measures the model alone, and verifying drafts \
+     in batches can flip a near-tie of greedy decoding (seen with the MTP fixture in this \
+     repository's tests), so the same model would score differently with and without its drafter";
+
+/// The production FLAGS without sampler flags, without speculative decoding
+/// ([`NO_SPECULATIVE_REASON`]) and with the reasoning format a benchmark
+/// needs.
+pub fn bench_flags(production: &str, thinking: bool) -> Result<String, String> {
+    let words = words::split(production)?;
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < words.len() {
+        let w = &words[i];
+        let takes_value = |next: Option<&String>| next.is_some_and(|n| !n.starts_with("--"));
+        if SAMPLER_FLAGS.contains(&w.as_str())
+            || w == "--reasoning-format"
+            || w.starts_with("--spec-")
+        {
+            i += if takes_value(words.get(i + 1)) { 2 } else { 1 };
+            continue;
+        }
+        out.push(w.clone());
+        i += 1;
+    }
+    if thinking {
+        out.push("--reasoning-format".into());
+        out.push("none".into());
+    }
+    Ok(words::join(&out))
+}
+
+/// The benchmarks README's `bench-models` table: every model registered
+/// with the benchmark client, with its bench profile's context.
+pub fn readme_table(client: &models_conf::ModelsConf, conf: &models_conf::ModelsConf) -> String {
+    let mut table =
+        String::from("| Bench profile | Model | Thinking | Context |\n|---|---|---|---|\n");
+    for p in client.profiles() {
+        let context = conf
+            .profile(&p.id)
+            .and_then(|b| b.get("CTX_SIZE").map(str::to_string))
+            .unwrap_or_else(|| "?".into());
+        table.push_str(&format!(
+            "| `{}` | {} | {} | {} |\n",
+            p.id,
+            p.get("NAME").unwrap_or(&p.id),
+            if p.get("THINKING") == Some("true") {
+                "yes"
+            } else {
+                "no"
+            },
+            context
+        ));
+    }
+    table
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bench_flags_drop_samplers_and_set_the_reasoning_format() {
+        assert_eq!(
+            bench_flags(
+                "--jinja -np 1 --no-context-shift --temp 0.6 --reasoning-format deepseek",
+                true
+            )
+            .unwrap(),
+            "--jinja -np 1 --no-context-shift --reasoning-format none"
+        );
+        assert_eq!(
+            bench_flags("--jinja -np 1", false).unwrap(),
+            "--jinja -np 1"
+        );
+    }
+}

@@ -6,9 +6,10 @@
 
 use super::load;
 use super::{error, FormatArg, EXIT_FAILED, EXIT_OK, EXIT_USAGE};
+use crate::hub::flat_name;
 use crate::hub::upstream::{self, Identity, Seen};
 use crate::hub::{HubClient, HubError};
-use crate::tasks::download::{flat_name, DownloadParams, DownloadedFile};
+use crate::tasks::download::{DownloadParams, DownloadedFile};
 use crate::tasks::samplers::{SamplerSource, SamplersParams};
 use crate::workflow::state::{RecordStatus, StateStore, StepRecord};
 use crate::workspace::Workspace;

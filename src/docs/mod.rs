@@ -7,6 +7,7 @@
 //! others untouched, which renderers' event streams do not give cheaply.
 
 pub mod blocks;
+pub mod card;
 pub mod catalog;
 pub mod diff;
 pub mod links;

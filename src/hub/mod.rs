@@ -18,6 +18,7 @@
 //! * [`upstream`]: whether the Hub still serves what was downloaded
 //!   (headers only), and the record of the last check.
 pub mod client;
+pub mod disk;
 pub mod download;
 mod error;
 mod fsutil;
@@ -29,6 +30,7 @@ pub use client::{
     group_shards, parse_shard_name, FileGroup, FileMeta, HubClient, HubConfig, RepoFile, RepoInfo,
     RetryPolicy, Token,
 };
+pub use disk::flat_name;
 pub use download::{
     bytes_on_disk, bytes_to_fetch, download_file, download_files, free_space_for,
     validate_repo_path, verified_identity, DownloadOptions, Downloaded, FileRequest, Outcome,

@@ -1,6 +1,7 @@
 //! Download progress: one small trait the downloader calls, its events, and
 //! three renderers (bars redrawn in place on a
 //! terminal by indicatif, periodic plain lines otherwise, JSON lines with `--json`).
+use crate::workflow::task::TransferProgress;
 use std::collections::HashMap;
 use std::io::Write;
 use std::sync::{Arc, Mutex};
@@ -543,5 +544,58 @@ impl<W: Write + Send> Progress for JsonProgress<W> {
         }
         let Ok(mut out) = self.out.lock() else { return };
         let _ = writeln!(out, "{}", serde_json::to_value(e).unwrap_or_default());
+    }
+}
+
+/// The downloader's event as the workflow engine carries it to its
+/// front end.
+impl From<&ProgressEvent<'_>> for TransferProgress {
+    fn from(e: &ProgressEvent<'_>) -> Self {
+        match *e {
+            ProgressEvent::Start {
+                file,
+                total,
+                present,
+            } => TransferProgress::Start {
+                file: file.into(),
+                total,
+                present,
+            },
+            ProgressEvent::Bytes {
+                file,
+                done,
+                total,
+                rate,
+            } => TransferProgress::Bytes {
+                file: file.into(),
+                done,
+                total,
+                rate: rate.round(),
+                eta_s: eta_secs(done, total, rate),
+            },
+            ProgressEvent::Retry {
+                file,
+                attempt,
+                reason,
+                wait,
+            } => TransferProgress::Retry {
+                file: file.into(),
+                attempt,
+                reason: reason.into(),
+                wait_ms: u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
+            },
+            ProgressEvent::Verifying { file } => TransferProgress::Verifying { file: file.into() },
+            ProgressEvent::Done {
+                file,
+                size,
+                fetched,
+                how,
+            } => TransferProgress::Done {
+                file: file.into(),
+                size,
+                fetched,
+                how: how.into(),
+            },
+        }
     }
 }

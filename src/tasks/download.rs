@@ -4,7 +4,10 @@
 //! gets its final name, with a free-disk check first.
 
 use super::{Task, TaskContext, TaskError, TransferProgress, WorkspaceContext};
-use crate::hub::{self, DownloadOptions, FileRequest, HubClient, Progress, ProgressEvent};
+use crate::hub::disk::{check_joint_fit, JointDiskError, PlannedDownload};
+use crate::hub::{
+    self, flat_name, DownloadOptions, FileRequest, HubClient, Progress, ProgressEvent,
+};
 use crate::workspace::config::ReplacedFiles;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -69,7 +72,7 @@ struct StepProgress {
 
 impl Progress for StepProgress {
     fn event(&self, event: &ProgressEvent<'_>) {
-        self.ctx.progress(&transfer(event));
+        self.ctx.progress(&TransferProgress::from(event));
     }
 }
 
@@ -108,38 +111,27 @@ impl Task for Download {
         ctx: &TaskContext,
     ) -> Result<(), TaskError> {
         let models_dir = ctx.path(&ctx.paths().models)?;
-        let mut demand: Vec<DiskDemand> = Vec::new();
-        for (target, params) in batch {
-            let Some(expected) = params.expected_bytes else {
+        let mut planned = Vec::new();
+        for (model, params) in batch {
+            let Some(expected_bytes) = params.expected_bytes else {
                 continue;
             };
-            let dest = crate::workspace::resolve_inside(&models_dir, &params.dest)
-                .map_err(TaskError::Params)?;
-            let names: Vec<&str> = params.files.iter().map(|f| flat_name(f)).collect();
-            let claimed = hub::bytes_on_disk(&dest, &names);
-            let (free, device) = hub::free_space_for(&dest).map_err(|e| TaskError::io(&dest, e))?;
-            let need = expected.saturating_sub(claimed);
-            match demand.iter_mut().find(|d| d.device == device) {
-                Some(d) => d.models.push((target.clone(), need)),
-                None => demand.push(DiskDemand {
-                    device,
-                    dir: models_dir.clone(),
-                    free,
-                    models: vec![(target.clone(), need)],
-                }),
-            }
+            planned.push(PlannedDownload {
+                model,
+                dest: crate::workspace::resolve_inside(&models_dir, &params.dest)
+                    .map_err(TaskError::Params)?,
+                files: &params.files,
+                expected_bytes,
+            });
         }
-        let margin = hub::DownloadOptions::default().disk_margin;
-        for d in &demand {
-            let needed: u64 = d.models.iter().map(|(_, n)| *n).sum();
-            if d.models.len() > 1 && needed.saturating_add(margin) > d.free {
-                return Err(TaskError::Failed {
-                    message: d.refusal(needed, margin),
-                    retryable: false,
-                });
-            }
-        }
-        Ok(())
+        let margin = DownloadOptions::default().disk_margin;
+        check_joint_fit(&planned, margin, &models_dir).map_err(|e| match e {
+            JointDiskError::Io { path, source } => TaskError::io(&path, source),
+            e => TaskError::Failed {
+                message: e.to_string(),
+                retryable: false,
+            },
+        })
     }
 
     fn output_files(
@@ -241,11 +233,6 @@ impl Task for Download {
     }
 }
 
-/// Shards live flat in the quant directory, whatever the repo's folders.
-pub fn flat_name(repo_path: &str) -> &str {
-    repo_path.rsplit('/').next().unwrap_or(repo_path)
-}
-
 /// Tells the upstream record what the Hub served this run, so a file it
 /// re-fetched (or that the Hub changed back) no longer reads as changed.
 /// Only a note: the files are verified whatever it says, so a record that
@@ -269,84 +256,5 @@ fn note_upstream(ctx: &TaskContext, params: &DownloadParams, dest: &std::path::P
         .and_then(|dir| hub::upstream::note(&dir, seen).map_err(|e| e.to_string()));
     if let Err(e) = noted {
         ctx.log(&format!("the upstream record was not updated: {e}"));
-    }
-}
-
-/// What a run's downloads need on one file system.
-struct DiskDemand {
-    device: u64,
-    dir: PathBuf,
-    free: u64,
-    /// (model, bytes still to write)
-    models: Vec<(String, u64)>,
-}
-
-impl DiskDemand {
-    fn refusal(&self, needed: u64, margin: u64) -> String {
-        let gb = |b: u64| format!("{:.1} GB", b as f64 / 1e9);
-        let parts: Vec<String> = self
-            .models
-            .iter()
-            .map(|(m, n)| format!("{m} {}", gb(*n)))
-            .collect();
-        format!(
-            "not enough free disk space for this run's {} downloads on the disk holding {}: {} = {} needed (plus a {} margin), {} available; nothing was downloaded. Free space there, point `paths.models` of onboard.yaml at a larger disk, or onboard fewer models at once",
-            self.models.len(),
-            self.dir.display(),
-            parts.join(" + "),
-            gb(needed),
-            gb(margin),
-            gb(self.free),
-        )
-    }
-}
-
-/// The downloader's event as the engine carries it.
-fn transfer(e: &ProgressEvent<'_>) -> TransferProgress {
-    match *e {
-        ProgressEvent::Start {
-            file,
-            total,
-            present,
-        } => TransferProgress::Start {
-            file: file.into(),
-            total,
-            present,
-        },
-        ProgressEvent::Bytes {
-            file,
-            done,
-            total,
-            rate,
-        } => TransferProgress::Bytes {
-            file: file.into(),
-            done,
-            total,
-            rate: rate.round(),
-            eta_s: hub::progress::eta_secs(done, total, rate),
-        },
-        ProgressEvent::Retry {
-            file,
-            attempt,
-            reason,
-            wait,
-        } => TransferProgress::Retry {
-            file: file.into(),
-            attempt,
-            reason: reason.into(),
-            wait_ms: u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
-        },
-        ProgressEvent::Verifying { file } => TransferProgress::Verifying { file: file.into() },
-        ProgressEvent::Done {
-            file,
-            size,
-            fetched,
-            how,
-        } => TransferProgress::Done {
-            file: file.into(),
-            size,
-            fetched,
-            how: how.into(),
-        },
     }
 }

@@ -13,6 +13,7 @@
 //! size.
 
 pub mod cache_ram;
+pub mod decision;
 pub mod quant;
 pub mod report;
 pub mod strategy;

@@ -2,15 +2,13 @@
 //! arguments with spaces or quotes need no escaping and cannot inject.
 
 use super::{Task, TaskContext, TaskError};
+use crate::process;
 use crate::tasks::WorkspaceContext;
 use crate::workflow::duration;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::process::Stdio;
-use std::time::Instant;
-use tokio::io::AsyncReadExt;
 
 pub struct Command;
 
@@ -83,7 +81,6 @@ impl JsonSchema for Word {
 }
 
 const STDOUT_KEEP: usize = 64 * 1024;
-const STDERR_TAIL_LINES: usize = 20;
 
 impl Task for Command {
     const KIND: &'static str = "command";
@@ -141,107 +138,25 @@ impl Task for Command {
             None => ctx.workspace.clone(),
         };
 
-        let mut cmd = tokio::process::Command::new(&program);
-        cmd.args(&args)
-            .envs(params.env.iter().map(|(k, v)| (k, v.text())))
-            .current_dir(&cwd)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            // Its own process group, so a timeout kills grandchildren too.
-            .process_group(0);
-        let started = Instant::now();
-        let mut child = cmd.spawn().map_err(|e| {
-            let retryable = e.kind() != std::io::ErrorKind::NotFound;
-            TaskError::Failed {
-                message: format!("cannot start `{program}`: {e}"),
-                retryable,
-            }
-        })?;
-        let group = child.id();
-        if let Some(pgid) = group.and_then(|p| i32::try_from(p).ok()) {
-            // A second Ctrl-C exits without running destructors: the group
-            // must be known to the exit path too.
-            crate::cancel::register_group(pgid);
-        }
-        let _reaper = GroupGuard(group);
-        let mut stdout = child.stdout.take();
-        let mut stderr = child.stderr.take();
-        let read_out = async {
-            let mut buf = Vec::new();
-            if let Some(s) = stdout.as_mut() {
-                let _ = s.read_to_end(&mut buf).await;
-            }
-            buf
-        };
-        let read_err = async {
-            let mut buf = Vec::new();
-            if let Some(s) = stderr.as_mut() {
-                let _ = s.read_to_end(&mut buf).await;
-            }
-            buf
-        };
-        let wait = async {
-            let (out, err, status) = tokio::join!(read_out, read_err, child.wait());
-            (out, err, status)
-        };
-        let (out, err, status) = match timeout {
-            Some(limit) => match tokio::time::timeout(limit, wait).await {
-                Ok(done) => done,
-                Err(_) => {
-                    return Err(TaskError::failed(format!(
-                        "`{program}` ran past its timeout of {} and was killed",
-                        duration::display(limit)
-                    )))
-                }
-            },
-            None => wait.await,
-        };
-        let status =
-            status.map_err(|e| TaskError::failed(format!("waiting for `{program}`: {e}")))?;
-        let exit_code = status.code().unwrap_or(-1);
-        if !status.success() {
-            let text = String::from_utf8_lossy(&err);
-            let lines: Vec<&str> = text.lines().collect();
-            let tail = lines[lines.len().saturating_sub(STDERR_TAIL_LINES)..].join("\n");
-            let how = match status.code() {
-                Some(code) => format!("exited with status {code}"),
-                None => "was killed by a signal".to_string(),
-            };
-            let mut message = format!("`{program}` {how}");
-            if !tail.trim().is_empty() {
-                message.push_str(":\n");
-                message.push_str(tail.trim_end());
-            }
-            return Err(TaskError::failed(message));
-        }
+        let env: BTreeMap<String, String> = params
+            .env
+            .iter()
+            .map(|(k, v)| (k.clone(), v.text()))
+            .collect();
+        let finished = process::run(&program, &args, &env, &cwd, timeout)
+            .await
+            .map_err(|e| TaskError::Failed {
+                retryable: e.is_transient(),
+                message: e.to_string(),
+            })?;
+        let out = &finished.stdout;
         let start = out.len().saturating_sub(STDOUT_KEEP);
         let stdout = String::from_utf8_lossy(&out[start..]).trim().to_string();
         ctx.log(&format!("`{program}` finished"));
         Ok(CommandOutputs {
-            exit_code,
+            exit_code: 0,
             stdout,
-            duration_ms: started.elapsed().as_millis() as u64,
+            duration_ms: finished.elapsed.as_millis() as u64,
         })
-    }
-}
-
-/// Kills the child's whole process group when the step ends for any reason
-/// (timeout, cancellation): a program's own children must not outlive it.
-struct GroupGuard(Option<u32>);
-
-impl Drop for GroupGuard {
-    fn drop(&mut self) {
-        if let Some(pid) = self.0 {
-            if let Ok(pgid) = i32::try_from(pid) {
-                // SAFETY: killpg only sends a signal; an already-empty
-                // group yields ESRCH, which is fine to ignore.
-                unsafe {
-                    libc::killpg(pgid, libc::SIGKILL);
-                }
-                crate::cancel::forget_group(pgid);
-            }
-        }
     }
 }

@@ -7,7 +7,7 @@ use crate::engine::words;
 use crate::workspace::models_conf;
 
 /// Placement keys copied from the production profile.
-pub const PLACEMENT: &[&str] = &[
+const PLACEMENT: &[&str] = &[
     "FIT",
     "FIT_TARGET",
     "FIT_CTX",
@@ -18,6 +18,60 @@ pub const PLACEMENT: &[&str] = &[
     "CACHE_TYPE_K",
     "CACHE_TYPE_V",
 ];
+
+/// Keys the bench-profile step owns in a bench profile: what it writes,
+/// and `SAMPLERS`, which it leaves out.
+pub fn managed() -> Vec<&'static str> {
+    let mut keys = vec!["MODEL", "CTX_SIZE", "FLAGS", "SAMPLERS"];
+    keys.extend_from_slice(PLACEMENT);
+    keys
+}
+
+/// A bench profile derived from its production profile.
+pub struct Derived {
+    /// `KEY=VALUE`s in the order they are written.
+    pub entries: Vec<(String, String)>,
+    pub flags: String,
+    pub context: u64,
+    /// The production context, when it is shorter than the bench context
+    /// asked for (SmolLM2: 8192 < 10240) and the bench profile takes it.
+    pub capped_at: Option<u64>,
+    /// The production profile drafts ([`NO_SPECULATIVE_REASON`]).
+    pub drops_speculative: bool,
+}
+
+/// The bench profile of `production` at `context` tokens.
+pub fn derive(
+    production: &models_conf::Profile,
+    context: u64,
+    thinking: bool,
+) -> Result<Derived, String> {
+    let model = production.get("MODEL").unwrap_or_default().to_string();
+    let capped_at = production
+        .get("CTX_SIZE")
+        .and_then(|c| c.parse::<u64>().ok())
+        .filter(|max| *max < context);
+    let context = capped_at.unwrap_or(context);
+    let production_flags = production.get("FLAGS").unwrap_or_default();
+    let flags = bench_flags(production_flags, thinking)?;
+    let mut entries = vec![
+        ("MODEL".to_string(), model),
+        ("CTX_SIZE".to_string(), context.to_string()),
+    ];
+    for key in PLACEMENT {
+        if let Some(v) = production.get(key) {
+            entries.push((key.to_string(), v.to_string()));
+        }
+    }
+    entries.push(("FLAGS".to_string(), flags.clone()));
+    Ok(Derived {
+        entries,
+        flags,
+        context,
+        capped_at,
+        drops_speculative: production_flags.contains("--spec-"),
+    })
+}
 
 /// Flags that set sampling; a bench profile has none.
 pub const SAMPLER_FLAGS: &[&str] = &[

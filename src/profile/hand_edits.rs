@@ -7,10 +7,11 @@
 //! was edited by hand and is kept. A deleted line is not an edit to keep:
 //! deleting it is how a person asks for onboard's value again.
 
-use crate::workspace::models_conf::Profile;
+use crate::workspace::models_conf::{self, ConfError, Profile};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use std::path::Path;
 
 /// A value set by hand where the step would write another; kept.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -120,6 +121,37 @@ pub fn last_written(previous: Option<&Value>, field: &str) -> Option<Vec<(String
             })
             .collect(),
     )
+}
+
+/// What [`upsert`] did to a profile.
+pub struct Upserted {
+    /// The file's bytes changed.
+    pub changed: bool,
+    pub kept: Vec<HandEdit>,
+}
+
+/// Writes `entries` into profile `id` of the models.conf at `path` (under
+/// its lock, atomically), removing the other `managed` keys, but keeping
+/// every managed line a person edited since the step last wrote the
+/// profile (`previous`: the step's recorded outputs, whose `entries` are
+/// what it wrote).
+pub fn upsert(
+    path: &Path,
+    id: &str,
+    managed: &[&str],
+    entries: &[(String, String)],
+    comment: Option<&str>,
+    previous: Option<&Value>,
+) -> Result<Upserted, ConfError> {
+    let last = last_written(previous, "entries");
+    let mut kept = Vec::new();
+    let changed = models_conf::update(path, |conf| {
+        let merge = merge(conf.profile(id).as_ref(), last.as_deref(), managed, entries);
+        kept = merge.kept.clone();
+        conf.upsert(id, &merge.managed(), &merge.entries, comment)
+            .map_err(|e| e.to_string())
+    })?;
+    Ok(Upserted { changed, kept })
 }
 
 /// The log line for a kept edit: what was kept, what onboard would have

@@ -7,7 +7,7 @@
 
 use super::{InputValue, Task, TaskContext, TaskError, WorkspaceContext};
 use crate::atomic;
-use crate::profile::bench::{bench_flags, readme_table, NO_SPECULATIVE_REASON, PLACEMENT};
+use crate::profile::bench::{self, readme_table, NO_SPECULATIVE_REASON};
 use crate::profile::hand_edits::{self, HandEdit};
 use crate::workspace::{markdown, models_conf};
 use schemars::JsonSchema;
@@ -115,56 +115,35 @@ impl Task for BenchProfile {
                 ),
                 retryable: false,
             })?;
-        let model = production.get("MODEL").unwrap_or_default().to_string();
-        // A model whose whole context is shorter than the bench context gets
-        // its own (SmolLM2: 8192 < 10240).
-        let context = match production
-            .get("CTX_SIZE")
-            .and_then(|c| c.parse::<u64>().ok())
-        {
-            Some(max) if max < params.context => {
-                ctx.log(&format!(
-                    "context {} capped at the production profile's {max}",
-                    params.context
-                ));
-                max
-            }
-            _ => params.context,
-        };
-        let production_flags = production.get("FLAGS").unwrap_or_default();
-        let flags = bench_flags(production_flags, params.thinking).map_err(TaskError::Params)?;
-        if production_flags.contains("--spec-") {
+        let derived = bench::derive(&production, params.context, params.thinking)
+            .map_err(TaskError::Params)?;
+        if let Some(max) = derived.capped_at {
+            ctx.log(&format!(
+                "context {} capped at the production profile's {max}",
+                params.context
+            ));
+        }
+        if derived.drops_speculative {
             ctx.log(&format!("[{bench_id}] {NO_SPECULATIVE_REASON}"));
         }
-        let mut entries = vec![
-            ("MODEL".to_string(), model),
-            ("CTX_SIZE".to_string(), context.to_string()),
-        ];
-        for key in PLACEMENT {
-            if let Some(v) = production.get(key) {
-                entries.push((key.to_string(), v.to_string()));
-            }
-        }
-        entries.push(("FLAGS".to_string(), flags.clone()));
-        let mut managed = vec!["MODEL", "CTX_SIZE", "FLAGS", "SAMPLERS"];
-        managed.extend_from_slice(PLACEMENT);
+        let bench::Derived {
+            entries,
+            flags,
+            context,
+            ..
+        } = derived;
         let comment = format!(
             "{}: HumanEval+ bench profile (greedy, no samplers), written by onboard",
             params.name
         );
-        let last = hand_edits::last_written(ctx.previous_outputs.as_ref(), "entries");
-        let mut kept = Vec::new();
-        let mut changed = models_conf::update(&conf_path, |conf| {
-            let merge = hand_edits::merge(
-                conf.profile(&bench_id).as_ref(),
-                last.as_deref(),
-                &managed,
-                &entries,
-            );
-            kept = merge.kept.clone();
-            conf.upsert(&bench_id, &merge.managed(), &merge.entries, Some(&comment))
-                .map_err(|e| e.to_string())
-        })
+        let hand_edits::Upserted { mut changed, kept } = hand_edits::upsert(
+            &conf_path,
+            &bench_id,
+            &bench::managed(),
+            &entries,
+            Some(&comment),
+            ctx.previous_outputs.as_ref(),
+        )
         .map_err(|e| TaskError::failed(e.to_string()))?;
         let section = format!("{} [{bench_id}]", ctx.paths().models_conf);
         for edit in &kept {

@@ -119,24 +119,14 @@ impl Task for ProfileTask {
             .as_ref()
             .map(|n| format!("{n}: production profile, written by onboard"));
         // What this step wrote last time tells its own lines from a person's.
-        let last = hand_edits::last_written(ctx.previous_outputs.as_ref(), "entries");
-        let mut kept = Vec::new();
-        let changed = models_conf::update(&conf_path, |conf| {
-            let merge = hand_edits::merge(
-                conf.profile(&params.id).as_ref(),
-                last.as_deref(),
-                &managed,
-                &entries,
-            );
-            kept = merge.kept.clone();
-            conf.upsert(
-                &params.id,
-                &merge.managed(),
-                &merge.entries,
-                comment.as_deref(),
-            )
-            .map_err(|e| e.to_string())
-        })
+        let hand_edits::Upserted { changed, kept } = hand_edits::upsert(
+            &conf_path,
+            &params.id,
+            &managed,
+            &entries,
+            comment.as_deref(),
+            ctx.previous_outputs.as_ref(),
+        )
         .map_err(|e| TaskError::failed(e.to_string()))?;
         let written: Vec<Entry> = written
             .into_iter()

@@ -14,7 +14,7 @@ use crate::workspace::config::{Gpu, Hardware};
 use crate::workspace::Workspace;
 use clap::Args;
 use serde_json::json;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 #[derive(Args, Debug)]
 pub struct InspectArgs {
@@ -60,20 +60,6 @@ fn parse_hf(target: &str) -> Option<(String, Option<String>)> {
     Some((format!("{owner}/{name}"), file))
 }
 
-/// The shards of a local split file, in order (or the file alone).
-fn local_shards(path: &Path) -> Vec<PathBuf> {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    match crate::hub::parse_shard_name(&name) {
-        Some((prefix, _, count)) => (1..=count)
-            .map(|n| path.with_file_name(format!("{prefix}-{n:05}-of-{count:05}.gguf")))
-            .collect(),
-        None => vec![path.to_path_buf()],
-    }
-}
-
 struct Loaded {
     source: String,
     headers: Vec<Header>,
@@ -93,7 +79,7 @@ fn load(dir: &Path, args: &InspectArgs) -> Result<Loaded, (i32, String)> {
             return Err((EXIT_USAGE, format!("{}: no such file", path.display())));
         }
         let mut headers = Vec::new();
-        for p in local_shards(&path) {
+        for p in crate::gguf::shard_paths(&path) {
             headers.push(read_file(&p).map_err(|e| (EXIT_FAILED, e.to_string()))?);
         }
         return Ok(Loaded {

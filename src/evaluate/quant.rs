@@ -6,7 +6,8 @@
 
 use serde::Serialize;
 
-use crate::hub::{group_shards, parse_shard_name, RepoFile};
+use crate::gguf::ShardName;
+use crate::hub::{group_shards, RepoFile};
 
 /// One quant of a repo: a file, or the shards of a split file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -30,17 +31,9 @@ impl Candidate {
 /// The file name without directories, `.gguf` and the shard suffix.
 pub fn stem(path: &str) -> &str {
     let base = path.rsplit('/').next().unwrap_or(path);
-    let base = base.strip_suffix(".gguf").unwrap_or(base);
-    match base.rsplit_once("-of-") {
-        Some((rest, count)) if count.len() == 5 && count.bytes().all(|b| b.is_ascii_digit()) => {
-            match rest.rsplit_once('-') {
-                Some((prefix, n)) if n.len() == 5 && n.bytes().all(|b| b.is_ascii_digit()) => {
-                    prefix
-                }
-                _ => base,
-            }
-        }
-        _ => base,
+    match ShardName::parse(base) {
+        Some(shard) => shard.prefix,
+        None => base.strip_suffix(".gguf").unwrap_or(base),
     }
 }
 
@@ -186,7 +179,7 @@ pub fn from_files(listing: &[RepoFile], files: &[String]) -> Result<Candidate, S
             None => return Err(want.clone()),
         }
     }
-    chosen.sort_by_key(|f| parse_shard_name(&f.path).map(|(_, n, _)| n));
+    chosen.sort_by_key(|f| ShardName::parse_valid(&f.path).map(|s| s.index));
     let first = chosen.first().map(|f| f.path.clone()).unwrap_or_default();
     Ok(Candidate {
         quant: quant_of(&first).unwrap_or_else(|| stem(&first).to_string()),

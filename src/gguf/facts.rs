@@ -2,6 +2,7 @@
 //! strategy and the report need, with "unknown, because …" where the file or
 //! onboard's knowledge of the architecture does not say.
 
+use super::shard::ShardName;
 use std::collections::BTreeMap;
 
 use serde::Serialize;
@@ -607,9 +608,11 @@ fn order_shards(headers: &[Header]) -> Result<Vec<&Header>, FactsError> {
     }
     // Names `{prefix}-{n:05}-of-{count:05}.gguf` must agree with split.no
     // and share one prefix: the clearest sign of a foreign shard.
-    if let Some((lead_prefix, _, _)) = shard_name_parts(&lead.source) {
+    if let Some(lead_name) = ShardName::parse(file_part(&lead.source)) {
         for (i, h) in ordered.iter().enumerate() {
-            if let Some((prefix, n, c)) = shard_name_parts(&h.source) {
+            if let Some(name) = ShardName::parse(file_part(&h.source)) {
+                let (prefix, n, c) = (name.prefix, u64::from(name.index), u64::from(name.count));
+                let lead_prefix = lead_name.prefix;
                 if prefix != lead_prefix || n != i as u64 + 1 || c != count {
                     return Err(mismatch(
                         &h.source,
@@ -644,16 +647,9 @@ fn order_shards(headers: &[Header]) -> Result<Vec<&Header>, FactsError> {
     Ok(ordered)
 }
 
-/// `(prefix, n, count)` from `…/{prefix}-{n:05}-of-{count:05}.gguf`.
-pub fn shard_name_parts(source: &str) -> Option<(String, u64, u64)> {
-    let file = source.rsplit(['/', '\\']).next()?;
-    let stem = file.strip_suffix(".gguf")?;
-    let (rest, count) = stem.rsplit_once("-of-")?;
-    let (prefix, n) = rest.rsplit_once('-')?;
-    if n.len() != 5 || count.len() != 5 {
-        return None;
-    }
-    Some((prefix.to_string(), n.parse().ok()?, count.parse().ok()?))
+/// The file name of a header's source path.
+fn file_part(source: &str) -> &str {
+    source.rsplit(['/', '\\']).next().unwrap_or(source)
 }
 
 /// A scalar key repeated per layer, or a per-layer array of `n` entries.

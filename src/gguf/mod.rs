@@ -7,6 +7,7 @@
 pub mod facts;
 pub mod memory;
 pub mod reader;
+pub mod shard;
 pub mod types;
 pub mod writer;
 
@@ -20,9 +21,10 @@ pub use reader::{
     read_file, read_header, read_header_bytes, read_header_incremental, GgufError, Header,
     TensorInfo, Value, ValueType,
 };
+pub use shard::{shard_paths, ShardName};
 pub use types::{FileType, GgmlType};
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// A local model could not be read or understood.
 #[derive(Debug, thiserror::Error)]
@@ -31,18 +33,6 @@ pub enum ModelError {
     Gguf(#[from] GgufError),
     #[error(transparent)]
     Facts(#[from] FactsError),
-}
-
-/// Every shard's path from any one of them (`…-00002-of-00003.gguf` gives
-/// three paths); an unsplit file gives itself.
-pub fn shard_paths(path: &Path) -> Vec<PathBuf> {
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
-    match name.as_deref().and_then(facts::shard_name_parts) {
-        Some((prefix, _, count)) if count > 0 && count < 100_000 => (1..=count)
-            .map(|n| path.with_file_name(format!("{prefix}-{n:05}-of-{count:05}.gguf")))
-            .collect(),
-        _ => vec![path.to_path_buf()],
-    }
 }
 
 /// Reads local files (one model, all its shards) with the truncation check,

@@ -1,6 +1,7 @@
 //! A client for the Hub routes `onboard` uses, with the settings
 //! `huggingface_hub` users already have (`HF_ENDPOINT`, `HF_TOKEN`, the token
 //! file, `HF_HUB_OFFLINE`, `HF_HOME`, `HF_HUB_CACHE`).
+use crate::gguf::ShardName;
 use std::fmt;
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -193,32 +194,19 @@ impl FileGroup {
     }
 }
 
-/// Splits `{prefix}-{n:05}-of-{count:05}.gguf` into its parts.
-pub fn parse_shard_name(path: &str) -> Option<(String, u32, u32)> {
-    let stem = path.strip_suffix(".gguf")?;
-    let (rest, count) = stem.rsplit_once("-of-")?;
-    let (prefix, n) = rest.rsplit_once('-')?;
-    let five = |s: &str| s.len() == 5 && s.bytes().all(|b| b.is_ascii_digit());
-    if !five(n) || !five(count) || prefix.is_empty() {
-        return None;
-    }
-    let (n, count): (u32, u32) = (n.parse().ok()?, count.parse().ok()?);
-    (n >= 1 && n <= count).then(|| (prefix.to_string(), n, count))
-}
-
 /// Groups split GGUF shards; every other file is a group of its own.
 /// Groups are ordered by name.
 pub fn group_shards(files: &[RepoFile]) -> Vec<FileGroup> {
     use std::collections::BTreeMap;
     let mut groups: BTreeMap<String, FileGroup> = BTreeMap::new();
     for f in files {
-        match parse_shard_name(&f.path) {
-            Some((prefix, _, count)) => {
+        match ShardName::parse_valid(&f.path) {
+            Some(ShardName { prefix, count, .. }) => {
                 let key = format!("{prefix}\u{0}{count}");
                 groups
                     .entry(key)
                     .or_insert_with(|| FileGroup {
-                        name: prefix.clone(),
+                        name: prefix.to_string(),
                         files: Vec::new(),
                         shard_count: Some(count),
                         complete: false,
@@ -242,10 +230,9 @@ pub fn group_shards(files: &[RepoFile]) -> Vec<FileGroup> {
     let mut out: Vec<FileGroup> = groups.into_values().collect();
     for g in &mut out {
         if let Some(count) = g.shard_count {
-            g.files
-                .sort_by_key(|f| parse_shard_name(&f.path).map(|(_, n, _)| n));
-            g.files
-                .dedup_by_key(|f| parse_shard_name(&f.path).map(|(_, n, _)| n));
+            let index = |f: &RepoFile| ShardName::parse_valid(&f.path).map(|s| s.index);
+            g.files.sort_by_key(index);
+            g.files.dedup_by_key(|f| index(f));
             g.complete = g.files.len() as u64 == u64::from(count);
         }
     }
@@ -965,17 +952,6 @@ fn absolutize(endpoint: &str, url: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn shard_names() {
-        assert_eq!(
-            parse_shard_name("Q4/m-00002-of-00003.gguf"),
-            Some(("Q4/m".to_string(), 2, 3))
-        );
-        assert_eq!(parse_shard_name("m-2-of-3.gguf"), None);
-        assert_eq!(parse_shard_name("m-00004-of-00003.gguf"), None);
-        assert_eq!(parse_shard_name("m.gguf"), None);
-    }
 
     #[test]
     fn groups() {

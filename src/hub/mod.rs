@@ -27,8 +27,7 @@ pub mod progress;
 pub mod upstream;
 
 pub use client::{
-    group_shards, parse_shard_name, FileGroup, FileMeta, HubClient, HubConfig, RepoFile, RepoInfo,
-    RetryPolicy, Token,
+    group_shards, FileGroup, FileMeta, HubClient, HubConfig, RepoFile, RepoInfo, RetryPolicy, Token,
 };
 pub use disk::flat_name;
 pub use download::{

@@ -17,6 +17,7 @@ pub mod gguf;
 pub mod hub;
 pub mod process;
 pub mod profile;
+pub mod retry;
 pub mod secrets;
 pub mod source;
 pub mod tasks;

@@ -103,7 +103,7 @@ fn resume_after_cut_fetches_only_the_rest() {
     let env = Env::new(REPO, &[("m.gguf", &data)]);
     let mut o = opts();
     o.parallel = 1;
-    o.retry.max_attempts = 1; // the first cut ends the "process"
+    o.retry.attempts = 1; // the first cut ends the "process"
     env.server.drop_after(300_000, 1);
     let err = download_file(&env.client(), &req(&env, "m.gguf"), &o, &NoProgress).unwrap_err();
     assert!(matches!(err, HubError::RetriesExhausted { .. }), "{err}");

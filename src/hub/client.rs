@@ -17,45 +17,7 @@ pub const DEFAULT_ENDPOINT: &str = "https://huggingface.co";
 
 pub use crate::secrets::Token;
 
-/// How often and how patiently to retry a transient failure (429, 5xx, a
-/// cut connection, a stall).
-#[derive(Clone, Debug)]
-pub struct RetryPolicy {
-    /// Attempts in all, the first included.
-    pub max_attempts: u32,
-    /// The wait before the second attempt; it doubles each time.
-    pub base: Duration,
-    /// The longest single wait (also caps a server's `Retry-After`).
-    pub max: Duration,
-}
-
-impl Default for RetryPolicy {
-    fn default() -> Self {
-        RetryPolicy {
-            max_attempts: 6,
-            base: Duration::from_millis(500),
-            max: Duration::from_secs(30),
-        }
-    }
-}
-
-impl RetryPolicy {
-    /// The wait after failed attempt `attempt` (1-based): exponential with a
-    /// little jitter so parallel workers do not retry in lockstep.
-    pub fn delay(&self, attempt: u32) -> Duration {
-        let exp = self
-            .base
-            .saturating_mul(1u32 << attempt.saturating_sub(1).min(16));
-        let capped = exp.min(self.max);
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or(0);
-        // Up to +25 % jitter.
-        let jitter = capped.mul_f64(f64::from(nanos % 1000) / 4000.0);
-        (capped + jitter).min(self.max.max(capped))
-    }
-}
+pub use crate::retry::RetryPolicy;
 
 /// Where the Hub is and who we are to it.
 #[derive(Clone, Debug)]
@@ -121,7 +83,7 @@ impl HubConfig {
             // A Hub that does not answer a connect within seconds is not
             // there (a wrong HF_ENDPOINT, no network): say so soon.
             connect_timeout: CONNECT_TIMEOUT,
-            retry: RetryPolicy::default(),
+            retry: RetryPolicy::HUB_REQUEST,
         }
     }
 
@@ -525,9 +487,9 @@ impl HubClient {
                 Err(e)
                     if e.is_transient()
                         && !is_unreachable(&e)
-                        && attempt < self.cfg.retry.max_attempts =>
+                        && attempt < self.cfg.retry.attempts =>
                 {
-                    std::thread::sleep(self.cfg.retry.delay(attempt));
+                    std::thread::sleep(self.cfg.retry.jittered_delay_before(attempt + 1));
                     attempt += 1;
                 }
                 other => return other,

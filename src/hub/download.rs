@@ -100,8 +100,8 @@ impl Default for DownloadOptions {
             chunk_size: 32 << 20,
             block_size: 512 << 10,
             retry: RetryPolicy {
-                max_attempts: 8,
-                ..RetryPolicy::default()
+                attempts: 8,
+                ..RetryPolicy::HUB_REQUEST
             },
             stall_timeout: Duration::from_secs(30),
             disk_margin: 256 << 20,
@@ -1194,7 +1194,7 @@ fn worker(shared: &Shared<'_>, tx: SyncSender<(u64, Vec<u8>)>, stream: bool) {
                     if shared.fetched.load(Ordering::Relaxed) > before {
                         attempt = 1; // it made progress: a flaky link, not a dead one
                     }
-                    if attempt >= shared.opts.retry.max_attempts {
+                    if attempt >= shared.opts.retry.attempts {
                         return shared.fail(HubError::RetriesExhausted {
                             file: shared.req.file.clone(),
                             attempts: attempt,
@@ -1202,8 +1202,8 @@ fn worker(shared: &Shared<'_>, tx: SyncSender<(u64, Vec<u8>)>, stream: bool) {
                         });
                     }
                     let wait = retry_after
-                        .map(|d| d.min(shared.opts.retry.max))
-                        .unwrap_or_else(|| shared.opts.retry.delay(attempt));
+                        .map(|d| d.min(shared.opts.retry.max_backoff))
+                        .unwrap_or_else(|| shared.opts.retry.jittered_delay_before(attempt + 1));
                     shared.progress.event(&ProgressEvent::Retry {
                         file: shared.label,
                         attempt,

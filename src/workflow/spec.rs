@@ -77,38 +77,8 @@ pub struct RetryFile {
     pub max_backoff: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq)]
-pub struct RetryPolicy {
-    pub attempts: u32,
-    pub backoff: Duration,
-    pub factor: f64,
-    pub max_backoff: Duration,
-}
-
-impl Default for RetryPolicy {
-    fn default() -> Self {
-        RetryPolicy {
-            attempts: 1,
-            backoff: Duration::from_secs(1),
-            factor: 2.0,
-            max_backoff: Duration::from_secs(300),
-        }
-    }
-}
-
-impl RetryPolicy {
-    /// The wait before attempt `next` (2 = first retry). Durations and the
-    /// factor come from the workflow file unbounded, so the float can exceed
-    /// what a `Duration` holds: the cap then applies as written.
-    pub fn delay_before(&self, next: u32) -> Duration {
-        let exponent = i32::try_from(next.saturating_sub(2)).unwrap_or(i32::MAX);
-        let secs = self.backoff.as_secs_f64() * self.factor.powi(exponent);
-        // 0 × ∞ (no backoff, a factor grown past f64) is no wait, not the cap.
-        let secs = if secs.is_nan() { 0.0 } else { secs };
-        let capped = secs.min(self.max_backoff.as_secs_f64());
-        Duration::try_from_secs_f64(capped).map_or(self.max_backoff, |d| d.min(self.max_backoff))
-    }
-}
+/// Who retries what: `crate::retry`.
+pub use crate::retry::RetryPolicy;
 
 /// A validated workflow, ready to plan and run.
 #[derive(Debug, Clone)]
@@ -189,43 +159,5 @@ impl Workflow {
             path: path.to_path_buf(),
             steps,
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_grows_and_is_capped() {
-        let p = RetryPolicy {
-            attempts: 5,
-            backoff: Duration::from_millis(100),
-            factor: 2.0,
-            max_backoff: Duration::from_millis(300),
-        };
-        assert_eq!(p.delay_before(2), Duration::from_millis(100));
-        assert_eq!(p.delay_before(3), Duration::from_millis(200));
-        assert_eq!(p.delay_before(4), Duration::from_millis(300));
-    }
-
-    #[test]
-    fn backoff_beyond_what_a_duration_holds_is_capped_not_a_panic() {
-        // Found while writing the workflow fuzz target: `validate` accepts
-        // these values, and `run` panicked at the first retry.
-        let p = RetryPolicy {
-            attempts: u32::MAX,
-            backoff: Duration::from_secs(1),
-            factor: 1e300,
-            max_backoff: Duration::from_secs(u64::MAX),
-        };
-        assert_eq!(p.delay_before(3), Duration::from_secs(u64::MAX));
-        assert_eq!(p.delay_before(u32::MAX), Duration::from_secs(u64::MAX));
-        let zero = RetryPolicy {
-            backoff: Duration::ZERO,
-            factor: f64::MAX,
-            ..p
-        };
-        assert_eq!(zero.delay_before(u32::MAX), Duration::ZERO);
     }
 }

@@ -90,9 +90,10 @@ impl Env {
 
 pub fn fast_retry(attempts: u32) -> RetryPolicy {
     RetryPolicy {
-        max_attempts: attempts,
-        base: Duration::from_millis(10),
-        max: Duration::from_millis(100),
+        attempts,
+        backoff: Duration::from_millis(10),
+        factor: 2.0,
+        max_backoff: Duration::from_millis(100),
     }
 }
 

@@ -131,7 +131,7 @@ fn each_layer_names_only_the_layers_below_it() {
     }
     assert!(
         broken.is_empty(),
-        "layer rules broken (see the README's Architecture section):\n{}",
+        "layer rules broken (see ARCHITECTURE.md):\n{}",
         broken.join("\n")
     );
 }

@@ -11,7 +11,6 @@ use crate::bench::report;
 use crate::docs::catalog::Catalog;
 use crate::docs::retire;
 use crate::docs::tree::{Disk, Scope};
-use crate::workspace::Workspace;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
@@ -111,15 +110,7 @@ impl Task for Compare {
     ) -> Result<CompareOutputs, TaskError> {
         let (results, out, advice_path) = Self::paths(&params, &ctx)?;
         let _shared = ctx.lock_shared_files()?;
-        let ws = Workspace::open(&ctx.workspace).map_err(|diags| {
-            TaskError::Params(
-                diags
-                    .iter()
-                    .map(|d| d.message.clone())
-                    .collect::<Vec<_>>()
-                    .join("; "),
-            )
-        })?;
+        let ws = ctx.workspace()?;
         let rows = report::rows(&ws, &results).map_err(|e| TaskError::failed(e.to_string()))?;
         report::write(&rows, &out).map_err(|e| TaskError::failed(e.to_string()))?;
         let disk = Disk::new(&ws.root, Scope::from_paths(&ws.config.paths));

@@ -8,7 +8,6 @@ use super::{FileChange, Task, TaskContext, TaskError, WorkspaceContext};
 use crate::docs::card::{self, CardChanges, CardError, CardTemplate, OnboardCard};
 use crate::docs::catalog::Measured;
 use crate::docs::tree::{Change, Source};
-use crate::workspace::Workspace;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -91,12 +90,7 @@ impl Docs {
     /// Every edit of this run, computed and link-checked; nothing written.
     fn prepare(params: &DocsParams, ctx: &TaskContext) -> Result<CardChanges, TaskError> {
         let manifest = &ctx.run_settings()?.manifest;
-        let ws = Workspace::open(&ctx.workspace).map_err(|d| {
-            TaskError::failed(
-                d.first()
-                    .map_or("cannot open the workspace".into(), |d| d.message.clone()),
-            )
-        })?;
+        let ws = ctx.workspace()?;
         if let Some(chart) = &params.chart {
             ctx.path(chart)?;
         }

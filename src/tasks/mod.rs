@@ -50,6 +50,7 @@ impl Registry {
 /// only the workspace root and the template values; these read them.
 pub trait WorkspaceContext {
     fn run_settings(&self) -> Result<&RunSettings, TaskError>;
+    fn workspace(&self) -> Result<crate::workspace::Workspace, TaskError>;
     fn paths(&self) -> crate::workspace::config::Paths;
     fn lock_shared_files(&self) -> Result<std::fs::File, TaskError>;
     fn path(&self, relative: &str) -> Result<PathBuf, TaskError>;
@@ -63,6 +64,14 @@ impl WorkspaceContext for TaskContext {
             TaskError::failed(
                 "the run carries no workspace settings (it was not loaded from a workspace)",
             )
+        })
+    }
+
+    /// The workspace as the run's loader opened it, not parsed again.
+    fn workspace(&self) -> Result<crate::workspace::Workspace, TaskError> {
+        Ok(crate::workspace::Workspace {
+            root: self.workspace.clone(),
+            config: self.run_settings()?.config.clone(),
         })
     }
 

@@ -7,7 +7,8 @@
 use super::blocks;
 use super::catalog::{self, Catalog, Measured, Place, CANDIDATES, RETIRED};
 use super::links::{self, LinkEdit};
-use super::tree::{dir_of, relative, Changeset, Disk, Kind, Scope, Source};
+use super::tree::{dir_of, relative, Change, Changeset, Disk, Kind, Scope, Source};
+use crate::workflow::task::FileChange;
 use crate::workflow::template;
 use crate::workspace::{Manifest, Workspace};
 use serde_json::Value;
@@ -228,6 +229,30 @@ pub fn onboard(ws: &Workspace, req: OnboardCard<'_>) -> Result<CardChanges, Card
         edits,
         template_used,
     })
+}
+
+/// What applying `cs` would do, file by file (`onboard plan --diff`).
+pub fn file_changes(cs: &Changeset) -> Vec<FileChange> {
+    cs.changes()
+        .into_iter()
+        .map(|c| match c {
+            Change::Create(p) => FileChange {
+                before: None,
+                after: cs.read(&p),
+                path: p,
+            },
+            Change::Modify(p) => FileChange {
+                before: cs.disk.read(&p),
+                after: cs.read(&p),
+                path: p,
+            },
+            Change::Remove(p) | Change::RemoveDir(p) => FileChange {
+                before: cs.disk.read(&p),
+                after: None,
+                path: p,
+            },
+        })
+        .collect()
 }
 
 /// The figures block of a card, links relative to the card.

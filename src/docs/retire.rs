@@ -229,6 +229,17 @@ fn compare(new: &ModelInfo, old: &ModelInfo) -> Advice {
     }
 }
 
+impl AdviceReport {
+    /// The advice file the `compare` step writes after every model of a run.
+    pub fn markdown(&self) -> String {
+        format!(
+            "# Retirement advice\n\nEach onboarded model compared with the models it `replaces` \
+             (written by the `compare` step after every model of the run; nothing is retired \
+             until `onboard retire <id> --yes`).\n\n```text\n{self}```\n"
+        )
+    }
+}
+
 impl std::fmt::Display for AdviceReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         if self.advice.is_empty() {

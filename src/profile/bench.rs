@@ -4,7 +4,8 @@
 //! reasoning stays in the reply.
 
 use crate::engine::words;
-use crate::workspace::models_conf;
+use crate::workspace::{markdown, models_conf};
+use std::path::{Path, PathBuf};
 
 /// Placement keys copied from the production profile.
 const PLACEMENT: &[&str] = &[
@@ -143,6 +144,81 @@ pub fn readme_table(client: &models_conf::ModelsConf, conf: &models_conf::Models
         ));
     }
     table
+}
+
+/// A model as the benchmark client knows it.
+pub struct Registration<'a> {
+    /// The bench profile.
+    pub id: &'a str,
+    /// Display name.
+    pub name: &'a str,
+    /// The model's manifest id.
+    pub model_id: &'a str,
+    pub thinking: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RegisterError {
+    #[error(transparent)]
+    Conf(#[from] models_conf::ConfError),
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// The README's generated block is malformed; the message says where.
+    #[error("{0}")]
+    Readme(String),
+}
+
+/// Registers a bench profile with the benchmark client (`client`, INI),
+/// then regenerates the `bench-models` table of the benchmarks README from
+/// every registration and the bench profiles in `conf`. True when either
+/// file changed.
+pub fn register(
+    model: &Registration<'_>,
+    client: &Path,
+    conf: &Path,
+    readme: &Path,
+) -> Result<bool, RegisterError> {
+    let entries = vec![
+        ("NAME".to_string(), model.name.to_string()),
+        ("PROFILE".to_string(), model.id.to_string()),
+        ("MODEL_ID".to_string(), model.model_id.to_string()),
+        ("THINKING".to_string(), model.thinking.to_string()),
+        ("TEMPERATURE".to_string(), "0".to_string()),
+    ];
+    let mut changed = models_conf::update(client, |c| {
+        c.upsert(
+            model.id,
+            &["NAME", "PROFILE", "MODEL_ID", "THINKING", "TEMPERATURE"],
+            &entries,
+            None,
+        )
+        .map_err(|e| e.to_string())
+    })?;
+    let table = readme_table(&models_conf::read(client)?, &models_conf::read(conf)?);
+    let existing = match std::fs::read_to_string(readme) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            "# Benchmarks\n\nHumanEval+ (EvalPlus) pass@1, greedy, run against each model's bench profile.\n".to_string()
+        }
+        Err(source) => {
+            return Err(RegisterError::Io {
+                path: readme.to_path_buf(),
+                source,
+            })
+        }
+    };
+    let updated = markdown::replace_block(&existing, "bench-models", &table)
+        .map_err(|e| RegisterError::Readme(format!("{}: {e}", readme.display())))?;
+    changed |= crate::atomic::write_if_changed(readme, updated.as_bytes()).map_err(|source| {
+        RegisterError::Io {
+            path: readme.to_path_buf(),
+            source,
+        }
+    })?;
+    Ok(changed)
 }
 
 #[cfg(test)]

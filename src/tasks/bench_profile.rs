@@ -6,10 +6,9 @@
 //! `--reasoning-format none` so the reasoning stays in the reply.
 
 use super::{InputValue, Task, TaskContext, TaskError, WorkspaceContext};
-use crate::atomic;
-use crate::profile::bench::{self, readme_table, NO_SPECULATIVE_REASON};
+use crate::profile::bench::{self, NO_SPECULATIVE_REASON};
 use crate::profile::hand_edits::{self, HandEdit};
-use crate::workspace::{markdown, models_conf};
+use crate::workspace::models_conf;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -161,40 +160,22 @@ impl Task for BenchProfile {
             .collect();
 
         // Register with the benchmark client; it is the source of the README table.
-        let client_path = ctx.path(&params.client_config)?;
-        let client_entries = vec![
-            ("NAME".to_string(), params.name.clone()),
-            ("PROFILE".to_string(), bench_id.clone()),
-            ("MODEL_ID".to_string(), ctx.model.clone()),
-            ("THINKING".to_string(), params.thinking.to_string()),
-            ("TEMPERATURE".to_string(), "0".to_string()),
-        ];
-        changed |= models_conf::update(&client_path, |conf| {
-            conf.upsert(
-                &bench_id,
-                &["NAME", "PROFILE", "MODEL_ID", "THINKING", "TEMPERATURE"],
-                &client_entries,
-                None,
-            )
-            .map_err(|e| e.to_string())
-        })
-        .map_err(|e| TaskError::failed(e.to_string()))?;
-        let client =
-            models_conf::read(&client_path).map_err(|e| TaskError::failed(e.to_string()))?;
-        let conf = models_conf::read(&conf_path).map_err(|e| TaskError::failed(e.to_string()))?;
-        let table = readme_table(&client, &conf);
-        let readme_path = ctx.path(&params.readme)?;
-        let existing = match std::fs::read_to_string(&readme_path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                "# Benchmarks\n\nHumanEval+ (EvalPlus) pass@1, greedy, run against each model's bench profile.\n".to_string()
-            }
-            Err(e) => return Err(TaskError::io(&readme_path, e)),
-        };
-        let updated = markdown::replace_block(&existing, "bench-models", &table)
-            .map_err(|e| TaskError::Params(format!("{}: {e}", readme_path.display())))?;
-        changed |= atomic::write_if_changed(&readme_path, updated.as_bytes())
-            .map_err(|e| TaskError::io(&readme_path, e))?;
+        changed |= bench::register(
+            &bench::Registration {
+                id: &bench_id,
+                name: &params.name,
+                model_id: &ctx.model,
+                thinking: params.thinking,
+            },
+            &ctx.path(&params.client_config)?,
+            &conf_path,
+            &ctx.path(&params.readme)?,
+        )
+        .map_err(|e| match e {
+            bench::RegisterError::Io { path, source } => TaskError::io(&path, source),
+            bench::RegisterError::Readme(m) => TaskError::Params(m),
+            e => TaskError::failed(e.to_string()),
+        })?;
         ctx.log(&format!("[{bench_id}] CTX_SIZE={} FLAGS={flags}", context));
         Ok(BenchProfileOutputs {
             profile: bench_id,

@@ -122,14 +122,7 @@ impl Task for Compare {
             .filter(|a| a.verdict == retire::Verdict::Retire)
             .map(|a| a.old.clone())
             .collect();
-        let mut text = String::from("# Retirement advice\n\n");
-        text.push_str(
-            "Each onboarded model compared with the models it `replaces` (written by the \
-             `compare` step after every model of the run; nothing is retired until \
-             `onboard retire <id> --yes`).\n\n```text\n",
-        );
-        text.push_str(&advice.to_string());
-        text.push_str("```\n");
+        let text = advice.markdown();
         atomic::write_if_changed(&advice_path, text.as_bytes())
             .map_err(|e| TaskError::io(&advice_path, e))?;
         let rel = |p: &PathBuf| {

@@ -7,7 +7,7 @@
 use super::{FileChange, Task, TaskContext, TaskError, WorkspaceContext};
 use crate::docs::card::{self, CardChanges, CardError, CardTemplate, OnboardCard};
 use crate::docs::catalog::Measured;
-use crate::docs::tree::{Change, Source};
+use crate::docs::tree::Change;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -158,29 +158,7 @@ impl Task for Docs {
         params: &DocsParams,
         ctx: &TaskContext,
     ) -> Result<Option<Vec<FileChange>>, TaskError> {
-        let prepared = Docs::prepare(params, ctx)?;
-        let cs = &prepared.cs;
-        let changes = cs
-            .changes()
-            .into_iter()
-            .map(|c| match c {
-                Change::Create(p) => FileChange {
-                    before: None,
-                    after: cs.read(&p),
-                    path: p,
-                },
-                Change::Modify(p) => FileChange {
-                    before: cs.disk.read(&p),
-                    after: cs.read(&p),
-                    path: p,
-                },
-                Change::Remove(p) | Change::RemoveDir(p) => FileChange {
-                    before: cs.disk.read(&p),
-                    after: None,
-                    path: p,
-                },
-            })
-            .collect();
+        let changes = card::file_changes(&Docs::prepare(params, ctx)?.cs);
         Ok(Some(changes))
     }
 

@@ -203,7 +203,21 @@ impl Task for Download {
         .await
         .map_err(|e| TaskError::failed(format!("the download thread failed: {e}")))?
         .map_err(|e| task_error(&e))?;
-        note_upstream(&ctx, &params, &dest_dir);
+        // Only a note: the files are verified whatever it says, so a record
+        // that cannot be written is logged, not fatal.
+        let noted = ctx.state_dir().map_err(|e| e.to_string()).and_then(|dir| {
+            hub::upstream::note_download(
+                &dir,
+                &params.repo,
+                &params.revision,
+                &params.files,
+                &dest_dir,
+            )
+            .map_err(|e| e.to_string())
+        });
+        if let Err(e) = noted {
+            ctx.log(&format!("the upstream record was not updated: {e}"));
+        }
         for kept in results.iter().filter_map(|d| d.kept.as_ref()) {
             ctx.log(&format!(
                 "the replaced file stays as {} (`defaults.replaced_files: keep`); `onboard retire --advise` lists it",
@@ -230,31 +244,5 @@ impl Task for Download {
             fetched_bytes: results.iter().map(|d| d.fetched).sum(),
             files,
         })
-    }
-}
-
-/// Tells the upstream record what the Hub served this run, so a file it
-/// re-fetched (or that the Hub changed back) no longer reads as changed.
-/// Only a note: the files are verified whatever it says, so a record that
-/// cannot be written is logged, not fatal.
-fn note_upstream(ctx: &TaskContext, params: &DownloadParams, dest: &std::path::Path) {
-    let seen = params
-        .files
-        .iter()
-        .filter_map(|f| {
-            Some(hub::upstream::Seen {
-                repo: params.repo.clone(),
-                revision: params.revision.clone(),
-                file: f.clone(),
-                now: hub::verified_identity(dest, flat_name(f))?,
-            })
-        })
-        .collect();
-    let noted = ctx
-        .state_dir()
-        .map_err(|e| e.to_string())
-        .and_then(|dir| hub::upstream::note(&dir, seen).map_err(|e| e.to_string()));
-    if let Err(e) = noted {
-        ctx.log(&format!("the upstream record was not updated: {e}"));
     }
 }

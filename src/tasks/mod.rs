@@ -115,33 +115,16 @@ impl WorkspaceContext for TaskContext {
     }
 }
 
-/// The reason a step that copied `sources` (repo path, identity when it
-/// was copied) from `repo` at `revision` is out of date, when the last
-/// upstream check (`onboard outdated`) found any of them changed on the
-/// Hub. A commit id never moves: a pinned revision is never out of date.
+/// Why a step that copied `sources` (repo path, identity when copied) from
+/// `repo` at `revision` is out of date, per the last `onboard outdated`.
 pub fn upstream_changed(
     ctx: &TaskContext,
     repo: &str,
     revision: &str,
     sources: &[(String, crate::hub::upstream::Identity)],
 ) -> Result<Option<String>, TaskError> {
-    use crate::hub::upstream;
-    if upstream::is_pinned(revision) {
-        return Ok(None);
-    }
-    let Some(record) =
-        upstream::read_record(&ctx.state_dir()?).map_err(|e| TaskError::failed(e.to_string()))?
-    else {
-        return Ok(None);
-    };
-    let changes: Vec<String> = sources
-        .iter()
-        .filter_map(|(file, had)| {
-            let now = record.find(repo, revision, file)?;
-            (!had.same_content(now)).then(|| format!("{file} {}", had.change_to(now)))
-        })
-        .collect();
-    Ok((!changes.is_empty()).then(|| format!("upstream changed: {}", changes.join("; "))))
+    crate::hub::upstream::changed_since(&ctx.state_dir()?, repo, revision, sources)
+        .map_err(|e| TaskError::failed(e.to_string()))
 }
 
 /// The settings of profile `id` in the workspace's models.conf as an

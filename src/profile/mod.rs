@@ -7,6 +7,7 @@ pub mod bench;
 pub mod hand_edits;
 
 pub use crate::evaluate::strategy::Strategy;
+use crate::workflow::template;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -199,6 +200,61 @@ pub fn rules(p: &ProfileParams) -> Vec<Entry> {
         because: why.join("; "),
     });
     out
+}
+
+/// A rendered profile template.
+pub struct Rendered {
+    /// The `KEY=VALUE`s to write.
+    pub entries: Vec<(String, String)>,
+    /// The same, each with the rule that produced it.
+    pub written: Vec<Entry>,
+}
+
+/// The profile `template` (its source) renders for `p`: the `KEY=VALUE`s to
+/// write, and each with the rule that produced it (a line the template
+/// adds or changes is "set by" it).
+pub fn render(p: &ProfileParams, source: &str) -> Result<Rendered, RenderError> {
+    let rules = rules(p);
+    let values = serde_json::json!({
+        "id": p.id,
+        "name": p.name,
+        "entries": rules,
+        "params": p,
+    });
+    let rendered = template::render_file(&p.template, source, &values)
+        .map_err(|e| RenderError(format!("{}: {e}", p.template)))?;
+    let entries = parse_entries(&rendered, &p.template)?;
+    let written = entries
+        .iter()
+        .map(|(k, v)| {
+            rules
+                .iter()
+                .find(|r| &r.key == k && &r.value == v)
+                .cloned()
+                .unwrap_or_else(|| Entry {
+                    key: k.clone(),
+                    value: v.clone(),
+                    because: format!("set by {}", p.template),
+                })
+        })
+        .collect();
+    Ok(Rendered { entries, written })
+}
+
+/// `written` as the file holds it: a line kept as a hand edit shows the
+/// person's value, and onboard's in its reason.
+pub fn mark_kept(written: Vec<Entry>, kept: &[hand_edits::HandEdit]) -> Vec<Entry> {
+    written
+        .into_iter()
+        .map(|e| match kept.iter().find(|k| k.key == e.key) {
+            Some(k) => Entry {
+                key: e.key,
+                because: format!("edited by hand, kept (onboard's value: {})", e.value),
+                value: k.value.clone(),
+            },
+            None => e,
+        })
+        .collect()
 }
 
 /// A profile template rendered into something other than `KEY=VALUE`

@@ -4,9 +4,8 @@
 use super::{Task, TaskContext, TaskError, WorkspaceContext};
 use crate::engine::launch::{self, Listen};
 use crate::profile::hand_edits::{self, HandEdit};
-use crate::profile::{parse_entries, rules, Entry, MANAGED};
+use crate::profile::{self, Entry, MANAGED};
 pub use crate::profile::{ProfileParams, Strategy};
-use crate::workflow::template;
 use crate::workspace::models_conf;
 use schemars::JsonSchema;
 use serde::Serialize;
@@ -79,37 +78,14 @@ impl Task for ProfileTask {
                 params.id
             )));
         }
-        let rules = rules(&params);
         let template_path = ctx.path(&params.template)?;
         let source = match std::fs::read_to_string(&template_path) {
             Ok(s) => s,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => BUILTIN_TEMPLATE.to_string(),
             Err(e) => return Err(TaskError::io(&template_path, e)),
         };
-        let values = serde_json::json!({
-            "id": params.id,
-            "name": params.name,
-            "entries": rules,
-            "params": params,
-        });
-        let rendered = template::render_file(&params.template, &source, &values)
-            .map_err(|e| TaskError::Params(format!("{}: {e}", params.template)))?;
-        let entries = parse_entries(&rendered, &params.template)
-            .map_err(|e| TaskError::Params(e.to_string()))?;
-        let written: Vec<Entry> = entries
-            .iter()
-            .map(|(k, v)| {
-                rules
-                    .iter()
-                    .find(|r| &r.key == k && &r.value == v)
-                    .cloned()
-                    .unwrap_or_else(|| Entry {
-                        key: k.clone(),
-                        value: v.clone(),
-                        because: format!("set by {}", params.template),
-                    })
-            })
-            .collect();
+        let profile::Rendered { entries, written } =
+            profile::render(&params, &source).map_err(|e| TaskError::Params(e.to_string()))?;
         let mut managed: Vec<&str> = MANAGED.to_vec();
         managed.extend(entries.iter().map(|(k, _)| k.as_str()));
         let paths = ctx.paths();
@@ -128,17 +104,7 @@ impl Task for ProfileTask {
             ctx.previous_outputs.as_ref(),
         )
         .map_err(|e| TaskError::failed(e.to_string()))?;
-        let written: Vec<Entry> = written
-            .into_iter()
-            .map(|e| match kept.iter().find(|k| k.key == e.key) {
-                Some(k) => Entry {
-                    key: e.key,
-                    because: format!("edited by hand, kept (onboard's value: {})", e.value),
-                    value: k.value.clone(),
-                },
-                None => e,
-            })
-            .collect();
+        let written = profile::mark_kept(written, &kept);
         let conf = models_conf::read(&conf_path).map_err(|e| TaskError::failed(e.to_string()))?;
         let profile = conf.profile(&params.id).ok_or_else(|| {
             TaskError::failed(format!(

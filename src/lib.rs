@@ -15,6 +15,7 @@ pub mod engine;
 pub mod evaluate;
 pub mod gguf;
 pub mod hub;
+pub mod samplers;
 pub mod secrets;
 pub mod source;
 pub mod tasks;

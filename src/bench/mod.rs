@@ -5,6 +5,7 @@
 //! [`run`] drives one benchmark through any [`crate::engine::Engine`].
 
 pub mod dataset;
+pub mod plan;
 pub mod prompt;
 pub mod release;
 pub mod report;

@@ -128,7 +128,7 @@ struct EngineWorkerArgs {
 }
 
 fn engine_worker(args: &EngineWorkerArgs) -> i32 {
-    use crate::engine::embedded::WorkerEngine;
+    use crate::engine::worker::WorkerEngine;
     match WorkerEngine::from_name(&args.engine) {
         Some(WorkerEngine::MistralRs) => mistralrs_worker(args),
         Some(WorkerEngine::LlamaCpp) => llama_cpp_worker(args),
@@ -142,7 +142,7 @@ fn engine_worker(args: &EngineWorkerArgs) -> i32 {
 fn mistralrs_worker(args: &EngineWorkerArgs) -> i32 {
     #[cfg(feature = "embedded")]
     {
-        crate::engine::embedded::worker::run(&args.dir, &args.file, args.cpu, args.check)
+        crate::engine::mistralrs::worker::run(&args.dir, &args.file, args.cpu, args.check)
     }
     #[cfg(not(feature = "embedded"))]
     {

@@ -5,7 +5,8 @@
 use super::dataset::{Dataset, DatasetError};
 use super::release::Release;
 use super::run::{self, BenchError, BenchOptions};
-use super::sandbox::{Sandbox, SandboxConfig};
+use super::sandbox::{Sandbox, SandboxConfig, SandboxError};
+use crate::cancel::Cancel;
 use super::score::Summary;
 use crate::engine::Engine;
 use std::path::{Path, PathBuf};
@@ -22,6 +23,68 @@ pub enum PlanError {
     /// The sandbox could not be set up, or the run failed.
     #[error(transparent)]
     Bench(#[from] BenchError),
+}
+
+impl PlanError {
+    /// Whether the step's settings are at fault (no dataset, unknown
+    /// tasks, a results directory outside the workspace).
+    pub fn is_setting(&self) -> bool {
+        !matches!(self, PlanError::Bench(_))
+    }
+
+    /// Whether running again may help: a failed request or results write
+    /// may pass, a sandbox that cannot be set up will not.
+    pub fn retryable(&self) -> bool {
+        let PlanError::Bench(e) = self else {
+            return false;
+        };
+        let retryable = matches!(e, BenchError::Engine { .. } | BenchError::Results(_));
+        let setup = matches!(
+            e,
+            BenchError::Sandbox(SandboxError::NotRoot | SandboxError::Setup(_))
+        );
+        retryable && !setup
+    }
+}
+
+/// The sandbox a step asks for, over the defaults.
+#[derive(Debug, Clone, Default)]
+pub struct SandboxSettings {
+    /// Solutions tested at once (sandbox slots).
+    pub parallel: usize,
+    pub python: Option<String>,
+    pub uid_base: Option<u32>,
+    /// Address-space limit per test process, MiB.
+    pub memory_mib: Option<u64>,
+    /// Wall-clock limit of one solution's tests, seconds.
+    pub test_timeout: Option<f64>,
+    /// Minimum per-input time limit, seconds.
+    pub min_time_limit: Option<f64>,
+}
+
+impl SandboxSettings {
+    /// The sandbox configuration, stopped by `cancel`.
+    pub fn config(&self, cancel: Cancel) -> SandboxConfig {
+        let mut config = SandboxConfig::new(self.parallel);
+        if let Some(p) = &self.python {
+            config.python = PathBuf::from(p);
+        }
+        if let Some(uid) = self.uid_base {
+            config.uid_base = uid;
+        }
+        if let Some(m) = self.memory_mib {
+            config.limits.memory_bytes = m << 20;
+        }
+        if let Some(t) = self.test_timeout {
+            config.limits.wall_seconds = t;
+            config.limits.cpu_seconds = t.ceil() as u64 + 5;
+        }
+        if let Some(t) = self.min_time_limit {
+            config.timing.min_time_limit = t;
+        }
+        config.cancel = cancel;
+        config
+    }
 }
 
 /// Everything one benchmark run needs besides the engine.

@@ -8,6 +8,7 @@ use super::running::{Limits, Running};
 use super::{capital_of_france, mistralrs, proc_stats, Engine, EngineError, FillRequest};
 use crate::gguf::memory::{self, Buffers, RunConfig};
 use crate::gguf::memory_check::{self, DoesNotFit, MemoryCheck};
+use crate::workspace::models_conf::ModelsConf;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -289,9 +290,24 @@ impl SpeedLine {
         }
     }
 
-    /// Whether an existing `SPEED=` value came from llama-server (an
-    /// embedded figure never replaces it).
-    pub fn from_llama_server(speed: &str) -> bool {
-        speed.contains("(llama-server")
+    /// Sets the line in profile `id`: an embedded figure goes to
+    /// `SPEED_EMBEDDED`, and to `SPEED` only while no llama-server figure is
+    /// there.
+    pub fn write_into(&self, conf: &mut ModelsConf, id: &str) -> Result<(), String> {
+        let current = conf
+            .profile(id)
+            .ok_or_else(|| format!("has no profile `[{id}]`"))?;
+        let speed_from_server = current
+            .get("SPEED")
+            .is_some_and(|s| s.contains("(llama-server"));
+        if self.embedded {
+            conf.set(id, "SPEED_EMBEDDED", &self.value)
+                .map_err(|e| e.to_string())?;
+        }
+        if !self.embedded || !speed_from_server {
+            conf.set(id, "SPEED", &self.value)
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(())
     }
 }

@@ -10,11 +10,9 @@
 use super::engine_settings::{choice_failure, engine_settings, profile_gguf, profile_model};
 use super::{Task, TaskContext, TaskError};
 use crate::bench::dataset::Dataset;
-use crate::bench::plan::{dataset_path, BenchPlan, PlanError};
+use crate::bench::plan::{dataset_path, BenchPlan, PlanError, SandboxSettings};
 use crate::bench::prompt::DEFAULT_MAX_TOKENS;
 use crate::bench::release::Release;
-use crate::bench::run::BenchError;
-use crate::bench::sandbox::{SandboxConfig, SandboxError};
 use crate::engine::choice::{self, EngineChoice};
 use crate::engine::openai::OpenAiEngine;
 use crate::engine::running::{Limits, Running, StartedOnFirstUse};
@@ -139,40 +137,24 @@ pub struct BenchmarkOutputs {
 }
 
 /// The sandbox the parameters ask for.
-pub fn sandbox_config(params: &BenchmarkParams) -> SandboxConfig {
-    let mut config = SandboxConfig::new(params.parallel);
-    if let Some(p) = &params.python {
-        config.python = PathBuf::from(p);
+pub fn sandbox_settings(params: &BenchmarkParams) -> SandboxSettings {
+    SandboxSettings {
+        parallel: params.parallel,
+        python: params.python.clone(),
+        uid_base: params.sandbox_uid,
+        memory_mib: params.memory_mib,
+        test_timeout: params.test_timeout,
+        min_time_limit: params.min_time_limit,
     }
-    if let Some(uid) = params.sandbox_uid {
-        config.uid_base = uid;
-    }
-    if let Some(m) = params.memory_mib {
-        config.limits.memory_bytes = m << 20;
-    }
-    if let Some(t) = params.test_timeout {
-        config.limits.wall_seconds = t;
-        config.limits.cpu_seconds = t.ceil() as u64 + 5;
-    }
-    if let Some(t) = params.min_time_limit {
-        config.timing.min_time_limit = t;
-    }
-    config
 }
 
 fn to_task_error(e: PlanError) -> TaskError {
-    let e = match e {
-        PlanError::Bench(e) => e,
-        other => return TaskError::Params(other.to_string()),
-    };
-    let retryable = matches!(e, BenchError::Engine { .. } | BenchError::Results(_));
-    let setup = matches!(
-        e,
-        BenchError::Sandbox(SandboxError::NotRoot | SandboxError::Setup(_))
-    );
+    if e.is_setting() {
+        return TaskError::Params(e.to_string());
+    }
     TaskError::Failed {
         message: crate::secrets::redact(&e.to_string()),
-        retryable: retryable && !setup,
+        retryable: e.retryable(),
     }
 }
 
@@ -185,14 +167,12 @@ pub fn benchmark_with(
     ctx: &TaskContext,
     profile_settings: Option<String>,
 ) -> Result<BenchmarkOutputs, TaskError> {
-    let mut sandbox = sandbox_config(params);
-    sandbox.cancel = ctx.cancel.clone();
     let plan = BenchPlan {
         workspace: ctx.workspace.clone(),
         dataset: dataset_path(&ctx.workspace, params.dataset.as_deref()),
         tasks: params.tasks.clone(),
         limit: params.limit,
-        sandbox,
+        sandbox: sandbox_settings(params).config(ctx.cancel.clone()),
         results_dir: params.results_dir.clone(),
         model: ctx.model.clone(),
         max_tokens: params.max_tokens.unwrap_or(DEFAULT_MAX_TOKENS),

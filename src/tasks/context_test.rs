@@ -208,32 +208,10 @@ impl ContextTestOutputs {
     }
 }
 
-/// Writes the `SPEED=` line into the profile: an embedded figure goes to
-/// `SPEED_EMBEDDED`, and to `SPEED` only while no llama-server figure is there.
+/// Writes the `SPEED=` line into the profile.
 fn write_speed(ctx: &TaskContext, profile: &str, line: &SpeedLine) -> Result<(), TaskError> {
     let conf_path = ctx.path(&ctx.paths().models_conf)?;
-    let id = profile.to_string();
-    let (v, embedded) = (line.value.clone(), line.embedded);
-    models_conf::update(&conf_path, move |conf| {
-        let current = conf
-            .profile(&id)
-            .ok_or_else(|| format!("has no profile `[{id}]`"))?;
-        let set = |conf: &mut models_conf::ModelsConf, key: &str| {
-            conf.set(&id, key, &v).map_err(|e| e.to_string())
-        };
-        if embedded {
-            set(conf, "SPEED_EMBEDDED")?;
-            let speed_from_server = current
-                .get("SPEED")
-                .is_some_and(SpeedLine::from_llama_server);
-            if !speed_from_server {
-                set(conf, "SPEED")?;
-            }
-        } else {
-            set(conf, "SPEED")?;
-        }
-        Ok(())
-    })
-    .map_err(|e| TaskError::failed(e.to_string()))?;
+    models_conf::update(&conf_path, |conf| line.write_into(conf, profile))
+        .map_err(|e| TaskError::failed(e.to_string()))?;
     Ok(())
 }

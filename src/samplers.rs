@@ -32,6 +32,17 @@ pub enum SamplerError {
     NoModes,
     #[error("the manifest's samplers do not read as settings ({0})")]
     Settings(String),
+    #[error("not valid JSON ({0})")]
+    NotJson(String),
+    #[error("expected a JSON object")]
+    NotObject,
+}
+
+/// A `generation_config.json` read from a file.
+pub fn parse_generation_config(text: &str) -> Result<Map<String, Value>, SamplerError> {
+    let value: Value =
+        serde_json::from_str(text).map_err(|e| SamplerError::NotJson(e.to_string()))?;
+    value.as_object().cloned().ok_or(SamplerError::NotObject)
 }
 
 pub const GENERATION_CONFIG: &str = "generation_config.json";
@@ -146,7 +157,9 @@ fn format_number(v: f64) -> String {
 }
 
 /// The mode to use and its settings as a JSON object.
-fn chosen_mode(params: &SamplerInputs) -> Result<(Option<String>, Map<String, Value>), SamplerError> {
+fn chosen_mode(
+    params: &SamplerInputs,
+) -> Result<(Option<String>, Map<String, Value>), SamplerError> {
     let Some(card) = &params.recommended else {
         return Ok((None, Map::new()));
     };
@@ -222,6 +235,25 @@ pub fn resolve(
         });
     }
     Ok((mode, out))
+}
+
+/// The values as llama-server flags: what `SAMPLERS=` holds.
+pub fn flag_line(values: &[Resolved]) -> String {
+    values
+        .iter()
+        .map(|r| format!("{} {}", r.flag, r.value))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// An upstream change as the reason to rerun, pointing at the manifest
+/// when the model card is what changed.
+pub fn upstream_note(why: String) -> String {
+    if why.contains(CARD) {
+        format!("{why} (the model card: compare the manifest's `samplers:` with it)")
+    } else {
+        why
+    }
 }
 
 /// A line for each source whose content changed since `before` was read,

@@ -309,7 +309,8 @@ fn qwen3moe_tiny_with_tokenizer(path: &Path) {
 #[test]
 fn a_killed_worker_is_reported_as_killed() {
     let _one = support::one_llama_cpp_at_a_time();
-    use onboard::engine::worker::{EmbeddedEngine, WorkerEngine, WorkerOptions};
+    use onboard::engine::worker::kind::WorkerEngine;
+    use onboard::engine::worker::supervisor::{EmbeddedEngine, WorkerOptions};
     use onboard::engine::Engine;
     for kind in [WorkerEngine::MistralRs, WorkerEngine::LlamaCpp] {
         let mut opts = WorkerOptions::new(kind, &smollm2::smollm2_gguf()).unwrap();

@@ -6,8 +6,8 @@ use super::dataset::{Dataset, DatasetError};
 use super::release::Release;
 use super::run::{self, BenchError, BenchOptions};
 use super::sandbox::{Sandbox, SandboxConfig, SandboxError};
-use crate::cancel::Cancel;
 use super::score::Summary;
+use crate::cancel::Cancel;
 use crate::engine::Engine;
 use std::path::{Path, PathBuf};
 

@@ -128,7 +128,7 @@ struct EngineWorkerArgs {
 }
 
 fn engine_worker(args: &EngineWorkerArgs) -> i32 {
-    use crate::engine::worker::WorkerEngine;
+    use crate::engine::worker::kind::WorkerEngine;
     match WorkerEngine::from_name(&args.engine) {
         Some(WorkerEngine::MistralRs) => mistralrs_worker(args),
         Some(WorkerEngine::LlamaCpp) => llama_cpp_worker(args),

@@ -6,7 +6,8 @@
 //! agree on which engine measured a model and which one scored it.
 
 use super::mistralrs;
-use super::worker::{EmbeddedEngine, WorkerEngine, WorkerOptions};
+use super::worker::kind::WorkerEngine;
+use super::worker::supervisor::{EmbeddedEngine, WorkerOptions};
 use super::EngineError;
 use crate::gguf::facts::ModelFacts;
 use crate::workspace::config::{EngineKind, Engines};

@@ -10,7 +10,7 @@
 //! read the architecture and hyperparameters and refuse what it does not
 //! know, in milliseconds and in a child process.
 
-use super::worker::WorkerEngine;
+use super::worker::kind::WorkerEngine;
 use crate::gguf::memory::Buffers;
 
 /// How results, logs and the engine choice name this engine.
@@ -61,14 +61,14 @@ mod binding;
 /// stdin closes.
 #[cfg(feature = "llama-cpp")]
 pub mod worker {
-    use crate::engine::chat_template::ChatTemplate;
-    use crate::engine::fill::{fill_message, fill_split, FILLER};
-    use crate::engine::worker::protocol::{emit, WorkerEvent, WorkerRequest};
-    use crate::engine::{ChatMessage, ChatResponse, DraftStats};
     use super::binding::{
         self, Backend, Batch, Context, ContextParams, Model, MtpDrafter, Sampler, Token,
     };
     use super::{observe_buffer_line, Buffers};
+    use crate::engine::chat_template::ChatTemplate;
+    use crate::engine::fill::{fill_message, fill_split, FILLER};
+    use crate::engine::worker::protocol::{emit, WorkerEvent, WorkerRequest};
+    use crate::engine::{ChatMessage, ChatResponse, DraftStats};
     use std::ffi::{c_char, c_void, CStr, CString};
     use std::io::BufRead;
     use std::path::Path;

@@ -251,7 +251,6 @@ impl LlamaServer {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-
 }
 
 impl Drop for LlamaServer {

@@ -1,7 +1,7 @@
 //! mistral.rs 0.8.1, the first embedded engine: what it can load (decided
 //! before loading, from a list), and its child side of the worker protocol.
 
-use super::worker::WorkerEngine;
+use super::worker::kind::WorkerEngine;
 
 /// GGUF architectures mistral.rs 0.8.1 can build; any other
 /// value panics inside its loader.
@@ -96,9 +96,9 @@ pub mod worker {
     use crate::engine::worker::protocol::{emit, WorkerEvent, WorkerRequest};
     use crate::engine::{ChatMessage, ChatResponse};
     use either::Either;
+    use mistralrs::{GgufModelBuilder, RequestBuilder, TextMessageRole, TokenSource};
     use std::io::BufRead;
     use std::path::Path;
-    use mistralrs::{GgufModelBuilder, RequestBuilder, TextMessageRole, TokenSource};
     use std::time::Instant;
 
     /// `check_only`: mistral.rs's check is the parent's [`super::preflight`] (a

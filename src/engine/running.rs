@@ -4,7 +4,8 @@
 use super::choice::{ChoiceError, Chosen, ProfileModel};
 use super::launch::{self, Listen};
 use super::llama_server::LlamaServer;
-use super::worker::{EmbeddedEngine, WorkerEngine, WorkerOptions};
+use super::worker::kind::WorkerEngine;
+use super::worker::supervisor::{EmbeddedEngine, WorkerOptions};
 use super::{
     mistralrs, ChatRequest, ChatResponse, Engine, EngineError, EngineFacts, EngineMemory,
     EnginePerf, FillRequest,

@@ -5,7 +5,10 @@
 use super::hand_edits::{self, HandEdit};
 use super::{Task, TaskContext, TaskError};
 use crate::hub::upstream::Identity;
-use crate::samplers::{changed_sources, hub_sources, resolve, Resolved, SamplerInputs, CARD};
+use crate::samplers::{
+    changed_sources, flag_line, hub_sources, parse_generation_config, resolve, upstream_note,
+    Resolved, SamplerInputs,
+};
 use crate::tasks::WorkspaceContext;
 use crate::workspace::manifest::SamplerCard;
 use crate::workspace::models_conf;
@@ -101,13 +104,7 @@ impl Task for Samplers {
             .map(|s| (s.file, s.identity))
             .collect();
         let why = super::upstream_changed(ctx, repo, &params.hub_revision, &had)?;
-        Ok(why.map(|why| {
-            if why.contains(CARD) {
-                format!("{why} (the model card: compare the manifest's `samplers:` with it)")
-            } else {
-                why
-            }
-        }))
+        Ok(why.map(upstream_note))
     }
 
     async fn run(
@@ -137,22 +134,14 @@ impl Task for Samplers {
             Some(rel) => {
                 let path = ctx.path(rel)?;
                 let text = std::fs::read_to_string(&path).map_err(|e| TaskError::io(&path, e))?;
-                let value: Value = serde_json::from_str(&text).map_err(|e| {
-                    TaskError::Params(format!("{}: not valid JSON ({e})", path.display()))
-                })?;
-                Some(value.as_object().cloned().ok_or_else(|| {
-                    TaskError::Params(format!("{}: expected a JSON object", path.display()))
-                })?)
+                let config = parse_generation_config(&text)
+                    .map_err(|e| TaskError::Params(format!("{}: {e}", path.display())))?;
+                Some(config)
             }
         };
-        let (mode, values) =
-            resolve(&inputs(&params), generation_config.as_ref())
-                .map_err(|e| TaskError::Params(e.to_string()))?;
-        let samplers = values
-            .iter()
-            .map(|r| format!("{} {}", r.flag, r.value))
-            .collect::<Vec<_>>()
-            .join(" ");
+        let (mode, values) = resolve(&inputs(&params), generation_config.as_ref())
+            .map_err(|e| TaskError::Params(e.to_string()))?;
+        let samplers = flag_line(&values);
         let conf_path = ctx.path(&ctx.paths().models_conf)?;
         let profile = params.profile.clone();
         let value = samplers.clone();

@@ -2,8 +2,8 @@
 //! and its stderr on their own threads, timeouts, and the words for how it
 //! died.
 
+use super::kind::WorkerEngine;
 use super::protocol::{WorkerEvent, WorkerRequest, LINE_PREFIX};
-use super::WorkerEngine;
 use crate::engine::proc_stats::peak_rss_bytes;
 use crate::engine::{
     ChatRequest, ChatResponse, Engine, EngineError, EngineFacts, EngineMemory, EnginePerf,

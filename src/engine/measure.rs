@@ -251,7 +251,7 @@ pub struct SpeedLine {
     pub key: &'static str,
     pub value: String,
     /// Whether an embedded engine measured it.
-    pub embedded: bool,
+    embedded: bool,
 }
 
 impl SpeedLine {

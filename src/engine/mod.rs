@@ -8,9 +8,10 @@
 //!
 //! Layers inside: [`worker`] (the child-process protocol and its parent
 //! side) under [`mistralrs`] and [`llama_cpp`], which never name each
-//! other; [`choice`], [`running`] and [`measure`] above them all.
+//! other; [`child`], [`choice`], [`running`] and [`measure`] above them all.
 
 pub mod chat_template;
+pub mod child;
 pub mod choice;
 pub mod export;
 pub mod fill;

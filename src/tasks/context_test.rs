@@ -165,16 +165,14 @@ impl Task for ContextTest {
         .map_err(|e| TaskError::failed(format!("the measurement thread failed: {e}")))??;
 
         let speed = SpeedLine::new(&measured, &state::now_rfc3339()[..10]);
-        let mut outputs = ContextTestOutputs::new(measured, profile_ctx);
+        write_speed(&ctx, &params.profile, &speed)?;
+        let mut outputs = ContextTestOutputs::new(measured, profile_ctx, speed);
         if outputs.context_tested < profile_ctx && outputs.context_note.is_none() {
             outputs.context_note = Some(format!(
                 "tested at {} tokens, not the profile's {profile_ctx}",
                 outputs.context_tested
             ));
         }
-        write_speed(&ctx, &params.profile, &speed)?;
-        outputs.speed_key = speed.key.to_string();
-        outputs.speed = speed.value;
         if let Some(note) = &outputs.context_note {
             ctx.log(note);
         }
@@ -184,7 +182,7 @@ impl Task for ContextTest {
 }
 
 impl ContextTestOutputs {
-    fn new(m: Measurement, context_profile: u64) -> ContextTestOutputs {
+    fn new(m: Measurement, context_profile: u64, speed: SpeedLine) -> ContextTestOutputs {
         ContextTestOutputs {
             engine: m.engine,
             engine_label: m.engine_label,
@@ -199,8 +197,8 @@ impl ContextTestOutputs {
             load_ms: m.load_ms,
             peak_rss_mib: m.peak_rss_mib,
             graph_splits: m.graph_splits,
-            speed_key: String::new(),
-            speed: String::new(),
+            speed_key: speed.key.to_string(),
+            speed: speed.value,
             probe_answer: m.probe_answer,
             memory: m.memory,
             mtp: m.mtp,

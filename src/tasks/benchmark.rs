@@ -136,18 +136,6 @@ pub struct BenchmarkOutputs {
     pub wall_seconds: f64,
 }
 
-/// The sandbox the parameters ask for.
-pub fn sandbox_settings(params: &BenchmarkParams) -> SandboxSettings {
-    SandboxSettings {
-        parallel: params.parallel,
-        python: params.python.clone(),
-        uid_base: params.sandbox_uid,
-        memory_mib: params.memory_mib,
-        test_timeout: params.test_timeout,
-        min_time_limit: params.min_time_limit,
-    }
-}
-
 fn to_task_error(e: PlanError) -> TaskError {
     if e.is_setting() {
         return TaskError::Params(e.to_string());
@@ -172,7 +160,15 @@ pub fn benchmark_with(
         dataset: dataset_path(&ctx.workspace, params.dataset.as_deref()),
         tasks: params.tasks.clone(),
         limit: params.limit,
-        sandbox: sandbox_settings(params).config(ctx.cancel.clone()),
+        sandbox: SandboxSettings {
+            parallel: params.parallel,
+            python: params.python.clone(),
+            uid_base: params.sandbox_uid,
+            memory_mib: params.memory_mib,
+            test_timeout: params.test_timeout,
+            min_time_limit: params.min_time_limit,
+        }
+        .config(ctx.cancel.clone()),
         results_dir: params.results_dir.clone(),
         model: ctx.model.clone(),
         max_tokens: params.max_tokens.unwrap_or(DEFAULT_MAX_TOKENS),

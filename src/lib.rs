@@ -18,6 +18,7 @@ pub mod hub;
 pub mod process;
 pub mod profile;
 pub mod retry;
+pub mod samplers;
 pub mod secrets;
 pub mod source;
 pub mod tasks;

@@ -7,7 +7,7 @@
 //! | source | `source` | anything of onboard |
 //! | utilities | `atomic`, `cancel`, `crashpoint`, `digest`, `secrets`, `retry` | the workflow engine and everything above |
 //! | workflow engine | `workflow` | the phases, the domain libraries, the CLI |
-//! | domain libraries | `gguf`, `hub`, `engine`, `evaluate`, `profile`, `bench`, `docs`, `workspace`, `process` | the tasks, the CLI |
+//! | domain libraries | `gguf`, `hub`, `engine`, `evaluate`, `profile`, `samplers`, `bench`, `docs`, `workspace`, `process` | the tasks, the CLI |
 //! | tasks | `tasks` | the CLI |
 //! | CLI | `cli`, `main.rs` | — |
 
@@ -33,6 +33,7 @@ const DOMAIN: &[&str] = &[
     "docs",
     "workspace",
     "process",
+    "samplers",
 ];
 
 /// What the workflow engine must not name: the phases, the libraries they

@@ -309,7 +309,8 @@ fn qwen3moe_tiny_with_tokenizer(path: &Path) {
 #[test]
 fn a_killed_worker_is_reported_as_killed() {
     let _one = support::one_llama_cpp_at_a_time();
-    use onboard::engine::embedded::{EmbeddedEngine, WorkerEngine, WorkerOptions};
+    use onboard::engine::worker::kind::WorkerEngine;
+    use onboard::engine::worker::supervisor::{EmbeddedEngine, WorkerOptions};
     use onboard::engine::Engine;
     for kind in [WorkerEngine::MistralRs, WorkerEngine::LlamaCpp] {
         let mut opts = WorkerOptions::new(kind, &smollm2::smollm2_gguf()).unwrap();
@@ -321,7 +322,7 @@ fn a_killed_worker_is_reported_as_killed() {
             libc::kill(engine.pid() as i32, libc::SIGKILL);
         }
         let err = engine
-            .chat(&onboard::engine::embedded::capital_of_france())
+            .chat(&onboard::engine::capital_of_france())
             .unwrap_err();
         assert!(err.to_string().contains("killed by SIGKILL"), "{err}");
         assert!(err.to_string().contains(kind.name()), "{err}");

@@ -6,6 +6,7 @@
 
 pub mod dataset;
 pub mod locate;
+pub mod plan;
 pub mod prompt;
 pub mod release;
 pub mod report;

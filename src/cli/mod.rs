@@ -128,49 +128,20 @@ struct EngineWorkerArgs {
 }
 
 fn engine_worker(args: &EngineWorkerArgs) -> i32 {
-    use crate::engine::embedded::WorkerEngine;
-    match WorkerEngine::from_name(&args.engine) {
-        Some(WorkerEngine::MistralRs) => mistralrs_worker(args),
-        Some(WorkerEngine::LlamaCpp) => llama_cpp_worker(args),
-        None => {
-            error(&format!("unknown embedded engine `{}`", args.engine));
-            EXIT_FAILED
-        }
-    }
-}
-
-fn mistralrs_worker(args: &EngineWorkerArgs) -> i32 {
-    #[cfg(feature = "embedded")]
-    {
-        crate::engine::embedded::worker::run(&args.dir, &args.file, args.cpu, args.check)
-    }
-    #[cfg(not(feature = "embedded"))]
-    {
-        let _ = args;
-        error("this build has no mistral.rs engine (built without the `embedded` feature)");
+    let child = crate::engine::child::ChildArgs {
+        engine: &args.engine,
+        dir: &args.dir,
+        file: &args.file,
+        cpu: args.cpu,
+        context: args.ctx_size,
+        threads: args.threads,
+        check: args.check,
+        mtp_draft: args.mtp_draft,
+    };
+    crate::engine::child::run(&child).unwrap_or_else(|message| {
+        error(&message);
         EXIT_FAILED
-    }
-}
-
-fn llama_cpp_worker(args: &EngineWorkerArgs) -> i32 {
-    #[cfg(feature = "llama-cpp")]
-    {
-        let gguf = args.dir.join(&args.file);
-        crate::engine::llama_cpp::worker::run(&crate::engine::llama_cpp::worker::Options {
-            gguf: &gguf,
-            context: args.ctx_size,
-            threads: args.threads,
-            gpu: !args.cpu,
-            check_only: args.check,
-            mtp_draft: args.mtp_draft,
-        })
-    }
-    #[cfg(not(feature = "llama-cpp"))]
-    {
-        let _ = args;
-        error("this build has no llama.cpp engine (built without the `llama-cpp` feature)");
-        EXIT_FAILED
-    }
+    })
 }
 
 /// Step selection shared by `plan` and `run`.

@@ -1,6 +1,6 @@
 //! The second embedded engine: llama.cpp in-process, through its C API
-//! (`llama-cpp-sys-2`, wrapped in `binding`), in the same child worker as mistral.rs (hidden
-//! subcommand `__engine-worker --engine llama-cpp`). It runs what mistral.rs
+//! (`llama-cpp-sys-2`, wrapped in `binding`), in a child worker (`engine::worker`,
+//! hidden subcommand `__engine-worker --engine llama-cpp`). It runs what mistral.rs
 //! 0.8.1 cannot (`qwen35`, `qwen35moe`, `qwen3moe` on CPU, IQ quants) at
 //! llama-server's speed, and it reports what llama.cpp itself measured: its
 //! perf counters and the buffers it allocated.
@@ -10,13 +10,14 @@
 //! read the architecture and hyperparameters and refuse what it does not
 //! know, in milliseconds and in a child process.
 
+use super::worker::kind::WorkerEngine;
 use crate::gguf::memory::Buffers;
 
 /// How results, logs and the engine choice name this engine.
-pub const NAME: &str = "llama-cpp";
+pub const NAME: &str = WorkerEngine::LlamaCpp.name();
 
 /// The binding this build embeds, for reports.
-pub const VERSION: &str = "llama.cpp (llama-cpp-sys-2 0.1.161)";
+pub const VERSION: &str = WorkerEngine::LlamaCpp.version();
 
 /// The compute backend of this build, as `SPEED=` labels it.
 pub fn backend(gpu: bool) -> &'static str {
@@ -60,15 +61,14 @@ mod binding;
 /// stdin closes.
 #[cfg(feature = "llama-cpp")]
 pub mod worker {
-    use super::super::chat_template::ChatTemplate;
-    use super::super::embedded::{
-        emit, fill_message, fill_split, WorkerEvent, WorkerRequest, FILLER,
-    };
-    use super::super::{ChatMessage, ChatResponse, DraftStats};
     use super::binding::{
         self, Backend, Batch, Context, ContextParams, Model, MtpDrafter, Sampler, Token,
     };
     use super::{observe_buffer_line, Buffers};
+    use crate::engine::chat_template::ChatTemplate;
+    use crate::engine::fill::{fill_message, fill_split, FILLER};
+    use crate::engine::worker::protocol::{emit, WorkerEvent, WorkerRequest};
+    use crate::engine::{ChatMessage, ChatResponse, DraftStats};
     use std::ffi::{c_char, c_void, CStr, CString};
     use std::io::BufRead;
     use std::path::Path;

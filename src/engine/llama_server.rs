@@ -3,9 +3,13 @@
 //! llama.cpp's own `timings`, and always stopped (drop, timeout: SIGTERM,
 //! then SIGKILL; the parent dying: SIGKILL through PDEATHSIG).
 
-use super::embedded::{fill_message, fill_split, FILLER};
+use super::fill::{fill_message, fill_split, FILLER};
 use super::launch::Launch;
-use super::{ChatRequest, ChatResponse, DraftStats, Engine, EngineError};
+use super::proc_stats::peak_rss_bytes;
+use super::{
+    ChatRequest, ChatResponse, DraftStats, Engine, EngineError, EngineFacts, EngineMemory,
+    EnginePerf, FillRequest,
+};
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, Read};
 use std::net::TcpListener;
@@ -226,45 +230,6 @@ impl LlamaServer {
         Ok(value)
     }
 
-    /// Generates exactly `max_tokens` (`ignore_eos`) after the same fill
-    /// message the embedded engines send (through the model's chat
-    /// template), reading llama.cpp's own timings.
-    pub fn fill(&self, prompt_tokens: u64, max_tokens: u32) -> Result<ChatResponse, EngineError> {
-        let tokens = self.post("/tokenize", &json!({ "content": FILLER }))?;
-        let tokens: Vec<Value> = tokens["tokens"].as_array().cloned().unwrap_or_default();
-        let (copies, rest) = fill_split(prompt_tokens, tokens.len());
-        let partial = if rest > 0 {
-            let v = self.post("/detokenize", &json!({ "tokens": tokens[..rest] }))?;
-            v["content"].as_str().unwrap_or_default().to_string()
-        } else {
-            String::new()
-        };
-        let v = self.post(
-            "/v1/chat/completions",
-            &json!({
-                "messages": [{"role": "user", "content": fill_message(copies, &partial)}],
-                "max_tokens": max_tokens,
-                "temperature": 0,
-                "ignore_eos": true,
-                "cache_prompt": false,
-            }),
-        )?;
-        let t = &v["timings"];
-        let choice = &v["choices"][0];
-        Ok(ChatResponse {
-            text: choice["message"]["content"]
-                .as_str()
-                .unwrap_or_default()
-                .to_string(),
-            prompt_tokens: t["prompt_n"].as_u64().unwrap_or(0),
-            completion_tokens: t["predicted_n"].as_u64().unwrap_or(0),
-            prompt_tps: t["prompt_per_second"].as_f64(),
-            generation_tps: t["predicted_per_second"].as_f64(),
-            finish_reason: choice["finish_reason"].as_str().map(str::to_string),
-            draft: DraftStats::from_timings(t),
-        })
-    }
-
     /// SIGTERM, a grace period, then SIGKILL.
     pub fn stop(&mut self) {
         if let Ok(Some(_)) = self.child.try_wait() {
@@ -285,14 +250,6 @@ impl LlamaServer {
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
-    }
-
-    /// The server's peak resident memory so far (VmHWM), in bytes.
-    pub fn peak_rss_bytes(&self) -> Option<u64> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
-        let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-        let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-        Some(kib * 1024)
     }
 }
 
@@ -330,6 +287,70 @@ impl Engine for LlamaServer {
             finish_reason: choice["finish_reason"].as_str().map(str::to_string),
             draft: DraftStats::from_timings(&v["timings"]),
         })
+    }
+
+    /// Generates exactly `max_tokens` (`ignore_eos`) after the same fill
+    /// message the embedded engines send (through the model's chat
+    /// template), reading llama.cpp's own timings. One configuration per
+    /// start: `speculative` is as the profile loaded it.
+    fn fill(&self, request: &FillRequest) -> Result<ChatResponse, EngineError> {
+        let (prompt_tokens, max_tokens) = (request.prompt_tokens, request.max_tokens);
+        let tokens = self.post("/tokenize", &json!({ "content": FILLER }))?;
+        let tokens: Vec<Value> = tokens["tokens"].as_array().cloned().unwrap_or_default();
+        let (copies, rest) = fill_split(prompt_tokens, tokens.len());
+        let partial = if rest > 0 {
+            let v = self.post("/detokenize", &json!({ "tokens": tokens[..rest] }))?;
+            v["content"].as_str().unwrap_or_default().to_string()
+        } else {
+            String::new()
+        };
+        let v = self.post(
+            "/v1/chat/completions",
+            &json!({
+                "messages": [{"role": "user", "content": fill_message(copies, &partial)}],
+                "max_tokens": max_tokens,
+                "temperature": 0,
+                "ignore_eos": true,
+                "cache_prompt": false,
+            }),
+        )?;
+        let t = &v["timings"];
+        let choice = &v["choices"][0];
+        Ok(ChatResponse {
+            text: choice["message"]["content"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
+            prompt_tokens: t["prompt_n"].as_u64().unwrap_or(0),
+            completion_tokens: t["predicted_n"].as_u64().unwrap_or(0),
+            prompt_tps: t["prompt_per_second"].as_f64(),
+            generation_tps: t["predicted_per_second"].as_f64(),
+            finish_reason: choice["finish_reason"].as_str().map(str::to_string),
+            draft: DraftStats::from_timings(t),
+        })
+    }
+
+    fn facts(&self) -> EngineFacts {
+        EngineFacts {
+            device: Some(NAME.to_string()),
+            ..EngineFacts::default()
+        }
+    }
+
+    fn memory(&self) -> EngineMemory {
+        EngineMemory {
+            allocated: None,
+            peak_rss_bytes: peak_rss_bytes(self.child.id()),
+        }
+    }
+
+    fn perf(&self) -> EnginePerf {
+        let log = self.log();
+        EnginePerf {
+            load_ms: None,
+            graph_splits: log.graph_splits,
+            out_of_memory: log.out_of_memory,
+        }
     }
 }
 

@@ -1,18 +1,32 @@
 //! Inference engines: how a profile becomes a running model that answers.
 //!
 //! Every engine (embedded mistral.rs or llama.cpp in a child process, a
-//! llama-server over its OpenAI-compatible API) answers chat requests through
-//! [`Engine`]; the context test and the benchmark use only this trait.
+//! llama-server over its OpenAI-compatible API) answers through [`Engine`]:
+//! chat, a filled context, what it allocated, what it measured. The context
+//! test and the benchmark use only this trait; [`choice`] picks the engine
+//! for a model and [`running`] starts it.
+//!
+//! Layers inside: [`worker`] (the child-process protocol and its parent
+//! side) under [`mistralrs`] and [`llama_cpp`], which never name each
+//! other; [`child`], [`choice`], [`running`] and [`measure`] above them all.
 
 pub mod chat_template;
-pub mod embedded;
+pub mod child;
+pub mod choice;
 pub mod export;
+pub mod fill;
 pub mod launch;
 pub mod llama_cpp;
 pub mod llama_server;
+pub mod measure;
+pub mod mistralrs;
 pub mod openai;
+pub mod proc_stats;
+pub mod running;
 pub mod words;
+pub mod worker;
 
+use crate::gguf::memory::Buffers;
 use serde::{Deserialize, Serialize};
 
 /// Environment variable: a file every engine process's start and end is
@@ -131,10 +145,103 @@ pub enum EngineError {
     Request(String),
 }
 
+/// A question with a known answer, for checking that a model really generates.
+pub fn capital_of_france() -> ChatRequest {
+    ChatRequest {
+        messages: vec![
+            ChatMessage::system("You are a helpful assistant."),
+            ChatMessage::user("What is the capital of France?"),
+        ],
+        max_tokens: 32,
+        temperature: 0.0,
+    }
+}
+
+/// A measurement request: the [`fill`] passage to about `prompt_tokens`
+/// tokens, then `max_tokens` generated (exactly, where the engine can ignore
+/// the end of generation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FillRequest {
+    pub prompt_tokens: u64,
+    pub max_tokens: u32,
+    /// Draft with the model's MTP block or not, where the engine loaded
+    /// one; `None`: as loaded.
+    pub speculative: Option<bool>,
+}
+
+impl FillRequest {
+    pub fn new(prompt_tokens: u64, max_tokens: u32) -> FillRequest {
+        FillRequest {
+            prompt_tokens,
+            max_tokens,
+            speculative: None,
+        }
+    }
+}
+
+/// What a loaded engine says about itself; `None` where it cannot tell.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct EngineFacts {
+    /// How `SPEED=` names the engine and its backend (`llama.cpp (embedded, CPU)`).
+    pub label: Option<String>,
+    /// Where it runs: `cpu`, `gpu` or `llama-server`.
+    pub device: Option<String>,
+    /// Tokens a round its MTP drafter proposes, when it loaded one.
+    pub mtp_draft: Option<u32>,
+}
+
+/// What a loaded engine holds in memory.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct EngineMemory {
+    /// The buffers it reported allocating (the embedded llama.cpp).
+    pub allocated: Option<Buffers>,
+    /// Its process's peak resident memory so far.
+    pub peak_rss_bytes: Option<u64>,
+}
+
+/// What an engine measured or noticed beyond a reply's own timings.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct EnginePerf {
+    /// How long loading the model took.
+    pub load_ms: Option<u64>,
+    /// llama.cpp's `graph splits` (more than 1-2 means CPU/GPU hops).
+    pub graph_splits: Option<u64>,
+    /// The first log line that reported an allocation failure.
+    pub out_of_memory: Option<String>,
+}
+
 /// A loaded model that answers chat requests. Blocking: callers in async
-/// code use `spawn_blocking`.
+/// code use `spawn_blocking`. Everything past `chat` has a default for
+/// engines that cannot tell, so callers never ask which engine it is.
 pub trait Engine: Send + Sync {
     /// Names the engine in reports and `SPEED=` (e.g. `llama-server`, `mistralrs`).
     fn name(&self) -> &str;
     fn chat(&self, request: &ChatRequest) -> Result<ChatResponse, EngineError>;
+
+    /// Fills the context with the shared passage and generates.
+    fn fill(&self, request: &FillRequest) -> Result<ChatResponse, EngineError> {
+        let _ = request;
+        Err(EngineError::Unsupported(format!(
+            "{} cannot fill a context",
+            self.name()
+        )))
+    }
+
+    /// The context a fill can use of `wanted` tokens, and why it is smaller
+    /// when it is.
+    fn fill_context(&self, wanted: u64) -> (u64, Option<String>) {
+        (wanted, None)
+    }
+
+    fn facts(&self) -> EngineFacts {
+        EngineFacts::default()
+    }
+
+    fn memory(&self) -> EngineMemory {
+        EngineMemory::default()
+    }
+
+    fn perf(&self) -> EnginePerf {
+        EnginePerf::default()
+    }
 }

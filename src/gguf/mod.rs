@@ -6,6 +6,7 @@
 //! where the weights go.
 pub mod facts;
 pub mod memory;
+pub mod memory_check;
 pub mod reader;
 pub mod shard;
 pub mod types;

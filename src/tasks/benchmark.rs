@@ -7,19 +7,20 @@
 //! load the model, else llama-server), or uses an OpenAI-compatible server
 //! already serving it (`endpoint`, e.g. behind llama-swap).
 
-use super::model_engine::{self, EngineChoice, Limits, ProfileModel, Running, StartedOnFirstUse};
+use super::engine_settings::{choice_failure, engine_settings, profile_gguf, profile_model};
 use super::{Task, TaskContext, TaskError};
 use crate::bench::dataset::Dataset;
+use crate::bench::plan::{dataset_path, BenchPlan, PlanError, SandboxSettings};
 use crate::bench::prompt::DEFAULT_MAX_TOKENS;
 use crate::bench::release::Release;
-use crate::bench::run::{self, BenchError, BenchOptions};
-use crate::bench::sandbox::{Sandbox, SandboxConfig, SandboxError};
+use crate::engine::choice::{self, EngineChoice};
 use crate::engine::openai::OpenAiEngine;
+use crate::engine::running::{Limits, Running, StartedOnFirstUse};
 use crate::engine::Engine;
 use crate::tasks::WorkspaceContext;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -135,48 +136,13 @@ pub struct BenchmarkOutputs {
     pub wall_seconds: f64,
 }
 
-fn dataset_path(workspace: &Path, p: &BenchmarkParams) -> Option<PathBuf> {
-    p.dataset.as_ref().map(|d| {
-        let path = Path::new(d);
-        if path.is_absolute() {
-            path.to_path_buf()
-        } else {
-            workspace.join(path)
-        }
-    })
-}
-
-/// The sandbox the parameters ask for.
-pub fn sandbox_config(params: &BenchmarkParams) -> SandboxConfig {
-    let mut config = SandboxConfig::new(params.parallel);
-    if let Some(p) = &params.python {
-        config.python = PathBuf::from(p);
+fn to_task_error(e: PlanError) -> TaskError {
+    if e.is_setting() {
+        return TaskError::Params(e.to_string());
     }
-    if let Some(uid) = params.sandbox_uid {
-        config.uid_base = uid;
-    }
-    if let Some(m) = params.memory_mib {
-        config.limits.memory_bytes = m << 20;
-    }
-    if let Some(t) = params.test_timeout {
-        config.limits.wall_seconds = t;
-        config.limits.cpu_seconds = t.ceil() as u64 + 5;
-    }
-    if let Some(t) = params.min_time_limit {
-        config.timing.min_time_limit = t;
-    }
-    config
-}
-
-fn to_task_error(e: BenchError) -> TaskError {
-    let retryable = matches!(e, BenchError::Engine { .. } | BenchError::Results(_));
-    let setup = matches!(
-        e,
-        BenchError::Sandbox(SandboxError::NotRoot | SandboxError::Setup(_))
-    );
     TaskError::Failed {
         message: crate::secrets::redact(&e.to_string()),
-        retryable: retryable && !setup,
+        retryable: e.retryable(),
     }
 }
 
@@ -186,52 +152,34 @@ fn to_task_error(e: BenchError) -> TaskError {
 pub fn benchmark_with(
     engine: &dyn Engine,
     params: &BenchmarkParams,
-    workspace: &Path,
-    model: &str,
+    ctx: &TaskContext,
     profile_settings: Option<String>,
-    cancel: &crate::cancel::Cancel,
-    log: &(dyn Fn(&str) + Sync),
 ) -> Result<BenchmarkOutputs, TaskError> {
-    let explicit = dataset_path(workspace, params);
-    let mut dataset = Dataset::locate(workspace, explicit.as_deref(), &Release::from_env(), log)
-        .map_err(|e| TaskError::Params(e.to_string()))?;
-    dataset
-        .select(&params.tasks, params.limit)
-        .map_err(|e| TaskError::Params(e.to_string()))?;
-    log(&format!(
-        "{}: {} problems from {}",
-        dataset.label,
-        dataset.problems.len(),
-        dataset.source.display()
-    ));
-    let mut config = sandbox_config(params);
-    config.cancel = cancel.clone();
-    let sandbox = Sandbox::new(config).map_err(|e| to_task_error(BenchError::Sandbox(e)))?;
-    let results = crate::workspace::resolve_inside(workspace, &params.results_dir)
-        .map_err(TaskError::Params)?;
-    let options = BenchOptions {
-        model: model.to_string(),
-        results_dir: results,
-        results_display: params.results_dir.trim_end_matches('/').to_string(),
+    let plan = BenchPlan {
+        workspace: ctx.workspace.clone(),
+        dataset: dataset_path(&ctx.workspace, params.dataset.as_deref()),
+        tasks: params.tasks.clone(),
+        limit: params.limit,
+        sandbox: SandboxSettings {
+            parallel: params.parallel,
+            python: params.python.clone(),
+            uid_base: params.sandbox_uid,
+            memory_mib: params.memory_mib,
+            test_timeout: params.test_timeout,
+            min_time_limit: params.min_time_limit,
+        }
+        .config(ctx.cancel.clone()),
+        results_dir: params.results_dir.clone(),
+        model: ctx.model.clone(),
         max_tokens: params.max_tokens.unwrap_or(DEFAULT_MAX_TOKENS),
         endpoint: params.endpoint.clone(),
         served_model: params.served_model.clone(),
         profile_settings,
     };
-    let summary = run::run(engine, &dataset, &sandbox, &options, log).map_err(to_task_error)?;
-    log(&format!(
-        "{}: pass@1 base {:.1}%{} over {} tasks ({:.0} s)",
-        summary.dataset,
-        summary.pass_at_1_base * 100.0,
-        summary
-            .pass_at_1_plus
-            .map(|p| format!(", plus {:.1}%", p * 100.0))
-            .unwrap_or_default(),
-        summary.tasks,
-        summary.wall_seconds
-    ));
+    let log = |line: &str| (ctx.log)(line);
+    let summary = plan.run(engine, &log).map_err(to_task_error)?;
     Ok(BenchmarkOutputs {
-        summary: format!("{}/{model}.json", options.results_display),
+        summary: plan.summary_path(),
         dataset: summary.dataset,
         engine: summary.engine,
         tasks: summary.tasks,
@@ -257,14 +205,14 @@ impl Task for Benchmark {
         ctx: &TaskContext,
     ) -> Result<Vec<PathBuf>, TaskError> {
         // Another dataset (EvalPlus's cache filled since) means another score.
-        let explicit = dataset_path(&ctx.workspace, params);
+        let explicit = dataset_path(&ctx.workspace, params.dataset.as_deref());
         let mut files: Vec<PathBuf> =
             Dataset::present(&ctx.workspace, explicit.as_deref(), &Release::from_env())
                 .into_iter()
                 .collect();
         // Other weights mean another score.
         if let (None, Some(profile)) = (&params.endpoint, &params.profile) {
-            files.push(model_engine::profile_gguf(profile, ctx)?);
+            files.push(profile_gguf(profile, ctx)?);
         }
         Ok(files)
     }
@@ -300,7 +248,6 @@ impl Task for Benchmark {
         params: BenchmarkParams,
         ctx: TaskContext,
     ) -> Result<BenchmarkOutputs, TaskError> {
-        let log = Arc::clone(&ctx.log);
         let request_timeout = Duration::from_secs(params.request_timeout);
         let settings = params
             .profile
@@ -313,16 +260,7 @@ impl Task for Benchmark {
                 let engine =
                     OpenAiEngine::new(&endpoint, params.served_model.clone(), request_timeout)
                         .named(&params.endpoint_engine);
-                let log = |line: &str| log(line);
-                benchmark_with(
-                    &engine,
-                    &params,
-                    &ctx.workspace,
-                    &ctx.model,
-                    settings,
-                    &ctx.cancel,
-                    &log,
-                )
+                benchmark_with(&engine, &params, &ctx, settings)
             })
             .await
             .map_err(|e| TaskError::failed(format!("the benchmark thread failed: {e}")))?;
@@ -333,36 +271,31 @@ impl Task for Benchmark {
                     .into(),
             )
         })?;
-        let model = ProfileModel::load(&profile, &ctx)?;
+        let model = profile_model(&profile, &ctx)?;
+        let engines = engine_settings(&ctx)?;
         let cpu = params.cpu.unwrap_or(!cfg!(feature = "cuda"));
         let limits = Limits {
             load: Duration::from_secs(params.load_timeout),
             request: request_timeout,
         };
         tokio::task::spawn_blocking(move || {
+            let log = Arc::clone(&ctx.log);
             // Choosing may start a worker (llama.cpp's preflight): blocking work.
-            let chosen = model_engine::choose(params.engine, &model, cpu, &ctx)?;
+            let chosen = choice::choose(params.engine, &model, cpu, &engines, &|line| log(line))
+                .map_err(choice_failure)?;
             // Started on this thread, at the first problem without a record,
             // and dropped on it: the engine stops with the step.
             let engine = StartedOnFirstUse::new(chosen.engine_name(), || {
-                let engine = Running::start(&chosen, &model, cpu, params.threads, None, limits)?;
+                let engine = Running::start(&chosen, &model, cpu, params.threads, None, limits)
+                    .map_err(choice_failure)?;
                 log(&format!(
                     "[{profile}] {} in {}",
                     model.gguf.display(),
                     engine.name()
                 ));
-                Ok(engine)
+                Ok::<_, TaskError>(engine)
             });
-            let line = |line: &str| log(line);
-            let result = benchmark_with(
-                &engine,
-                &params,
-                &ctx.workspace,
-                &ctx.model,
-                settings,
-                &ctx.cancel,
-                &line,
-            );
+            let result = benchmark_with(&engine, &params, &ctx, settings);
             match engine.into_start_error() {
                 Some(e) => Err(e),
                 None => result,

@@ -10,14 +10,11 @@ pub mod compare;
 pub mod context_test;
 pub mod docs;
 pub mod download;
+pub mod engine_settings;
 pub mod evaluate;
-pub mod model_engine;
 pub mod profile;
 pub mod render;
 pub mod samplers;
-
-// TEMP(merge): samplers.rs still imports `super::hand_edits`.
-pub use crate::profile::hand_edits;
 
 pub use crate::workflow::task::{
     BoxFuture, DynTask, FileChange, InputValue, Registry, Task, TaskContext, TaskError,

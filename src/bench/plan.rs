@@ -9,6 +9,8 @@ use super::sandbox::{Sandbox, SandboxConfig, SandboxError};
 use super::score::Summary;
 use crate::cancel::Cancel;
 use crate::engine::Engine;
+use schemars::JsonSchema;
+use serde::Serialize;
 use std::path::{Path, PathBuf};
 
 /// A benchmark that cannot start as asked.
@@ -176,4 +178,38 @@ pub fn dataset_path(workspace: &Path, dataset: Option<&str>) -> Option<PathBuf> 
             workspace.join(path)
         }
     })
+}
+
+/// What the benchmark step reports.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct BenchmarkOutputs {
+    /// The summary file (workspace-relative).
+    pub summary: String,
+    /// `HumanEval+` or `HumanEval (base tests only)`.
+    pub dataset: String,
+    /// The engine that generated the completions (`mistralrs`, `llama-server`).
+    pub engine: String,
+    pub tasks: usize,
+    pub pass_at_1_base: f64,
+    /// Null on the base-tests-only dataset.
+    pub pass_at_1_plus: Option<f64>,
+    pub resumed_tasks: usize,
+    pub wall_seconds: f64,
+}
+
+impl BenchmarkOutputs {
+    /// The report of a run whose summary file is `summary_file`
+    /// (workspace-relative).
+    pub fn new(summary_file: String, summary: Summary) -> BenchmarkOutputs {
+        BenchmarkOutputs {
+            summary: summary_file,
+            dataset: summary.dataset,
+            engine: summary.engine,
+            tasks: summary.tasks,
+            pass_at_1_base: summary.pass_at_1_base,
+            pass_at_1_plus: summary.pass_at_1_plus,
+            resumed_tasks: summary.resumed_tasks,
+            wall_seconds: summary.wall_seconds,
+        }
+    }
 }

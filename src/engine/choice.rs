@@ -49,6 +49,17 @@ pub enum ChoiceError {
     Engine(#[from] EngineError),
 }
 
+impl ChoiceError {
+    /// A setting to fix, not a failure of the machine.
+    pub fn is_setting(&self) -> bool {
+        matches!(self, ChoiceError::Params(_))
+    }
+
+    pub fn retryable(&self) -> bool {
+        matches!(self, ChoiceError::Engine(e) if e.retryable())
+    }
+}
+
 /// The workspace's engine settings (`engines:` of onboard.yaml), paths
 /// already resolved.
 #[derive(Debug, Clone, Default, PartialEq)]

@@ -29,6 +29,21 @@ pub enum MeasureError {
     OutOfMemory { context: u64, line: String },
 }
 
+impl MeasureError {
+    /// A setting to fix, not a failure of the machine.
+    pub fn is_setting(&self) -> bool {
+        matches!(self, MeasureError::Choice(e) if e.is_setting())
+    }
+
+    pub fn retryable(&self) -> bool {
+        match self {
+            MeasureError::Choice(e) => e.retryable(),
+            MeasureError::Engine(e) => e.retryable(),
+            MeasureError::DoesNotFit(_) | MeasureError::OutOfMemory { .. } => false,
+        }
+    }
+}
+
 /// What to measure.
 #[derive(Debug, Clone)]
 pub struct MeasurePlan {
@@ -309,5 +324,73 @@ impl SpeedLine {
                 .map_err(|e| e.to_string())?;
         }
         Ok(())
+    }
+}
+
+/// What the context test reports: the measurement, the profile's context
+/// beside the one tested, and the `SPEED=` line it wrote.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct ContextTestOutputs {
+    /// `mistralrs`, `llama-cpp` or `llama-server`.
+    pub engine: String,
+    /// How `SPEED=` names the engine (`llama.cpp (embedded, CPU)`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub engine_label: Option<String>,
+    pub device: String,
+    /// The profile's context.
+    pub context_profile: u64,
+    /// The context actually tested.
+    pub context_tested: u64,
+    /// Why the tested context is smaller than the profile's, if it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context_note: Option<String>,
+    pub prompt_tokens: u64,
+    pub generated_tokens: u64,
+    pub prompt_tps: f64,
+    pub generation_tps: f64,
+    pub load_ms: u64,
+    pub peak_rss_mib: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub graph_splits: Option<u64>,
+    /// The key written into the profile (`SPEED` or `SPEED_EMBEDDED`) and its value.
+    pub speed_key: String,
+    pub speed: String,
+    /// The model's answer to a question with a known answer (a sanity check).
+    pub probe_answer: String,
+    /// What `evaluate`'s memory model predicted for this context beside what
+    /// the engine allocated (the in-process llama.cpp reports each buffer).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<MemoryCheck>,
+    /// MTP speculative decoding, where the profile turns it on: the draft
+    /// acceptance, and the same prompt decoded without the drafter. The
+    /// step's `generation_tps` is the figure with it (the profile's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mtp: Option<MtpMeasure>,
+}
+
+impl ContextTestOutputs {
+    /// The report of measurement `m` of a profile whose context is
+    /// `context_profile`, with the `SPEED=` line written for it.
+    pub fn new(m: Measurement, context_profile: u64, speed: SpeedLine) -> ContextTestOutputs {
+        ContextTestOutputs {
+            engine: m.engine,
+            engine_label: m.engine_label,
+            device: m.device,
+            context_profile,
+            context_tested: m.context_tested,
+            context_note: m.context_note,
+            prompt_tokens: m.prompt_tokens,
+            generated_tokens: m.generated_tokens,
+            prompt_tps: m.prompt_tps,
+            generation_tps: m.generation_tps,
+            load_ms: m.load_ms,
+            peak_rss_mib: m.peak_rss_mib,
+            graph_splits: m.graph_splits,
+            speed_key: speed.key.to_string(),
+            speed: speed.value,
+            probe_answer: m.probe_answer,
+            memory: m.memory,
+            mtp: m.mtp,
+        }
     }
 }

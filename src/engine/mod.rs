@@ -145,6 +145,14 @@ pub enum EngineError {
     Request(String),
 }
 
+impl EngineError {
+    /// Only a failed request may pass on another try; an engine that
+    /// cannot run the model or died will do so again.
+    pub fn retryable(&self) -> bool {
+        matches!(self, EngineError::Request(_))
+    }
+}
+
 /// A question with a known answer, for checking that a model really generates.
 pub fn capital_of_france() -> ChatRequest {
     ChatRequest {

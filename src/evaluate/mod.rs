@@ -84,6 +84,16 @@ pub enum EvaluateError {
     NothingFits { repo: String, reasons: String },
 }
 
+impl EvaluateError {
+    /// The Hub's trouble (listing, range reads), which may pass on a retry.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            EvaluateError::Listing { .. } | EvaluateError::Range { .. }
+        )
+    }
+}
+
 /// What to evaluate.
 #[derive(Debug, Clone, Default)]
 pub struct Request {
@@ -227,6 +237,20 @@ pub struct Evaluation {
     /// The one the manifest asked for, counted on the device llama.cpp
     /// loads it on.
     pub projector: Option<quant::Projector>,
+}
+
+impl Evaluation {
+    /// What the manifest's `type:` (`moe` or `dense`) gets wrong about the
+    /// header, if anything.
+    pub fn type_mismatch(&self, declared: &str) -> Option<String> {
+        let moe = self.is_moe();
+        (declared.eq_ignore_ascii_case("moe") != moe).then(|| {
+            format!(
+                "the manifest says `type: {declared}` but the header says {}",
+                if moe { "MoE (routed experts)" } else { "dense" }
+            )
+        })
+    }
 }
 
 impl Evaluation {

@@ -19,6 +19,11 @@ pub use crate::secrets::Token;
 
 pub use crate::retry::RetryPolicy;
 
+/// The revision a repo is read at unless one is given: its default branch.
+pub fn default_revision() -> String {
+    "main".into()
+}
+
 /// Where the Hub is and who we are to it.
 #[derive(Clone, Debug)]
 pub struct HubConfig {

@@ -1,6 +1,8 @@
-//! Where downloaded files land, and whether one run's downloads fit the
-//! disks they land on together.
+//! Where downloaded files land, whether one run's downloads fit the disks
+//! they land on together, and what the download step reports of them.
 
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
 /// A repo file's name in its quant directory: shards live flat there,
@@ -92,4 +94,50 @@ pub enum JointDiskError {
         path: PathBuf,
         source: std::io::Error,
     },
+}
+
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
+pub struct DownloadedFile {
+    /// Relative to the models directory.
+    pub path: String,
+    pub size: u64,
+    pub sha256: String,
+    /// `downloaded`, `resumed`, `present` or `hf-cache`.
+    pub how: String,
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct DownloadOutputs {
+    pub files: Vec<DownloadedFile>,
+    /// The first file, relative to the models directory (`MODEL=`).
+    pub model_file: String,
+    pub total_bytes: u64,
+    /// Bytes that came over the network in this run.
+    pub fetched_bytes: u64,
+}
+
+impl DownloadOutputs {
+    /// The report of `results`, paths relative to `models_dir`.
+    pub fn new(results: &[super::Downloaded], models_dir: &Path) -> DownloadOutputs {
+        let files: Vec<DownloadedFile> = results
+            .iter()
+            .map(|d| DownloadedFile {
+                path: d
+                    .path
+                    .strip_prefix(models_dir)
+                    .unwrap_or(&d.path)
+                    .to_string_lossy()
+                    .into_owned(),
+                size: d.size,
+                sha256: d.sha256.clone(),
+                how: d.outcome.label().to_string(),
+            })
+            .collect();
+        DownloadOutputs {
+            model_file: files.first().map(|f| f.path.clone()).unwrap_or_default(),
+            total_bytes: results.iter().map(|d| d.size).sum(),
+            fetched_bytes: results.iter().map(|d| d.fetched).sum(),
+            files,
+        }
+    }
 }

@@ -27,7 +27,8 @@ pub mod progress;
 pub mod upstream;
 
 pub use client::{
-    group_shards, FileGroup, FileMeta, HubClient, HubConfig, RepoFile, RepoInfo, RetryPolicy, Token,
+    default_revision, group_shards, FileGroup, FileMeta, HubClient, HubConfig, RepoFile, RepoInfo,
+    RetryPolicy, Token,
 };
 pub use disk::flat_name;
 pub use download::{

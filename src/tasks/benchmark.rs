@@ -10,6 +10,7 @@
 use super::engine_settings::{choice_failure, engine_settings, profile_gguf, profile_model};
 use super::{Task, TaskContext, TaskError};
 use crate::bench::dataset::Dataset;
+pub use crate::bench::plan::BenchmarkOutputs;
 use crate::bench::plan::{dataset_path, BenchPlan, PlanError, SandboxSettings};
 use crate::bench::prompt::DEFAULT_MAX_TOKENS;
 use crate::bench::release::Release;
@@ -120,22 +121,6 @@ fn default_results() -> String {
     "benchmarks/results".into()
 }
 
-#[derive(Debug, Serialize, JsonSchema)]
-pub struct BenchmarkOutputs {
-    /// The summary file (workspace-relative).
-    pub summary: String,
-    /// `HumanEval+` or `HumanEval (base tests only)`.
-    pub dataset: String,
-    /// The engine that generated the completions (`mistralrs`, `llama-server`).
-    pub engine: String,
-    pub tasks: usize,
-    pub pass_at_1_base: f64,
-    /// Null on the base-tests-only dataset.
-    pub pass_at_1_plus: Option<f64>,
-    pub resumed_tasks: usize,
-    pub wall_seconds: f64,
-}
-
 fn to_task_error(e: PlanError) -> TaskError {
     if e.is_setting() {
         return TaskError::Params(e.to_string());
@@ -178,16 +163,7 @@ pub fn benchmark_with(
     };
     let log = |line: &str| (ctx.log)(line);
     let summary = plan.run(engine, &log).map_err(to_task_error)?;
-    Ok(BenchmarkOutputs {
-        summary: plan.summary_path(),
-        dataset: summary.dataset,
-        engine: summary.engine,
-        tasks: summary.tasks,
-        pass_at_1_base: summary.pass_at_1_base,
-        pass_at_1_plus: summary.pass_at_1_plus,
-        resumed_tasks: summary.resumed_tasks,
-        wall_seconds: summary.wall_seconds,
-    })
+    Ok(BenchmarkOutputs::new(plan.summary_path(), summary))
 }
 
 impl Task for Benchmark {

@@ -8,9 +8,8 @@ use super::engine_settings::{
 };
 use super::{Task, TaskContext, TaskError};
 use crate::engine::choice;
-use crate::engine::measure::{self, MeasurePlan, Measurement, SpeedLine};
+use crate::engine::measure::{self, MeasurePlan, SpeedLine};
 use crate::engine::running::Limits;
-use crate::gguf::memory_check::MemoryCheck;
 use crate::tasks::WorkspaceContext;
 use crate::workflow::{duration, state};
 use crate::workspace::models_conf;
@@ -19,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
 pub use crate::engine::choice::EngineChoice;
-pub use crate::engine::measure::MtpMeasure;
+pub use crate::engine::measure::{ContextTestOutputs, MtpMeasure};
 
 pub struct ContextTest;
 
@@ -60,45 +59,6 @@ fn default_load_timeout() -> String {
 }
 fn default_request_timeout() -> String {
     "30m".into()
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
-pub struct ContextTestOutputs {
-    /// `mistralrs`, `llama-cpp` or `llama-server`.
-    pub engine: String,
-    /// How `SPEED=` names the engine (`llama.cpp (embedded, CPU)`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub engine_label: Option<String>,
-    pub device: String,
-    /// The profile's context.
-    pub context_profile: u64,
-    /// The context actually tested.
-    pub context_tested: u64,
-    /// Why the tested context is smaller than the profile's, if it is.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub context_note: Option<String>,
-    pub prompt_tokens: u64,
-    pub generated_tokens: u64,
-    pub prompt_tps: f64,
-    pub generation_tps: f64,
-    pub load_ms: u64,
-    pub peak_rss_mib: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub graph_splits: Option<u64>,
-    /// The key written into the profile (`SPEED` or `SPEED_EMBEDDED`) and its value.
-    pub speed_key: String,
-    pub speed: String,
-    /// The model's answer to a question with a known answer (a sanity check).
-    pub probe_answer: String,
-    /// What `evaluate`'s memory model predicted for this context beside what
-    /// the engine allocated (the in-process llama.cpp reports each buffer).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub memory: Option<MemoryCheck>,
-    /// MTP speculative decoding, where the profile turns it on: the draft
-    /// acceptance, and the same prompt decoded without the drafter. The
-    /// step's `generation_tps` is the figure with it (the profile's).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub mtp: Option<MtpMeasure>,
 }
 
 impl Task for ContextTest {
@@ -178,31 +138,6 @@ impl Task for ContextTest {
         }
         ctx.log(&format!("{}={}", outputs.speed_key, outputs.speed));
         Ok(outputs)
-    }
-}
-
-impl ContextTestOutputs {
-    fn new(m: Measurement, context_profile: u64, speed: SpeedLine) -> ContextTestOutputs {
-        ContextTestOutputs {
-            engine: m.engine,
-            engine_label: m.engine_label,
-            device: m.device,
-            context_profile,
-            context_tested: m.context_tested,
-            context_note: m.context_note,
-            prompt_tokens: m.prompt_tokens,
-            generated_tokens: m.generated_tokens,
-            prompt_tps: m.prompt_tps,
-            generation_tps: m.generation_tps,
-            load_ms: m.load_ms,
-            peak_rss_mib: m.peak_rss_mib,
-            graph_splits: m.graph_splits,
-            speed_key: speed.key.to_string(),
-            speed: speed.value,
-            probe_answer: m.probe_answer,
-            memory: m.memory,
-            mtp: m.mtp,
-        }
     }
 }
 

@@ -5,6 +5,7 @@
 
 use super::{Task, TaskContext, TaskError, TransferProgress, WorkspaceContext};
 use crate::hub::disk::{check_joint_fit, JointDiskError, PlannedDownload};
+pub use crate::hub::disk::{DownloadOutputs, DownloadedFile};
 use crate::hub::{
     self, flat_name, DownloadOptions, FileRequest, HubClient, Progress, ProgressEvent,
 };
@@ -20,7 +21,7 @@ pub struct Download;
 pub struct DownloadParams {
     /// `owner/name` on the Hub (or the mirror `HF_ENDPOINT` points at).
     pub repo: String,
-    #[serde(default = "default_revision")]
+    #[serde(default = "crate::hub::default_revision")]
     pub revision: String,
     /// Repo paths of the files, e.g. every shard of the chosen quant.
     pub files: Vec<String>,
@@ -37,31 +38,8 @@ pub struct DownloadParams {
     pub expected_bytes: Option<u64>,
 }
 
-fn default_revision() -> String {
-    "main".into()
-}
 fn default_parallel() -> usize {
     4
-}
-
-#[derive(Debug, Serialize, Deserialize, JsonSchema)]
-pub struct DownloadedFile {
-    /// Relative to the models directory.
-    pub path: String,
-    pub size: u64,
-    pub sha256: String,
-    /// `downloaded`, `resumed`, `present` or `hf-cache`.
-    pub how: String,
-}
-
-#[derive(Debug, Serialize, JsonSchema)]
-pub struct DownloadOutputs {
-    pub files: Vec<DownloadedFile>,
-    /// The first file, relative to the models directory (`MODEL=`).
-    pub model_file: String,
-    pub total_bytes: u64,
-    /// Bytes that came over the network in this run.
-    pub fetched_bytes: u64,
 }
 
 /// Hands the downloader's progress to the engine, which passes it to the
@@ -224,25 +202,6 @@ impl Task for Download {
                 kept.strip_prefix(&models_dir).unwrap_or(kept).display()
             ));
         }
-        let files: Vec<DownloadedFile> = results
-            .iter()
-            .map(|d| DownloadedFile {
-                path: d
-                    .path
-                    .strip_prefix(&models_dir)
-                    .unwrap_or(&d.path)
-                    .to_string_lossy()
-                    .into_owned(),
-                size: d.size,
-                sha256: d.sha256.clone(),
-                how: d.outcome.label().to_string(),
-            })
-            .collect();
-        Ok(DownloadOutputs {
-            model_file: files.first().map(|f| f.path.clone()).unwrap_or_default(),
-            total_bytes: results.iter().map(|d| d.size).sum(),
-            fetched_bytes: results.iter().map(|d| d.fetched).sum(),
-            files,
-        })
+        Ok(DownloadOutputs::new(&results, &models_dir))
     }
 }

@@ -44,35 +44,24 @@ fn read_profile(id: &str, ctx: &TaskContext) -> Result<(Profile, PathBuf), TaskE
     Ok((profile, ctx.path(&paths.models)?))
 }
 
-/// Engine failures as task errors: only a failed request is worth a retry.
-pub fn engine_failure(e: EngineError) -> TaskError {
-    let retryable = matches!(e, EngineError::Request(_));
-    TaskError::Failed {
-        message: e.to_string(),
-        retryable,
+/// An engine's error as the step's: a setting to fix, or a failure (only a
+/// failed request is worth a retry).
+fn step_error(setting: bool, retryable: bool, message: String) -> TaskError {
+    if setting {
+        TaskError::Params(message)
+    } else {
+        TaskError::Failed { message, retryable }
     }
+}
+
+pub fn engine_failure(e: EngineError) -> TaskError {
+    step_error(false, e.retryable(), e.to_string())
 }
 
 pub fn choice_failure(e: ChoiceError) -> TaskError {
-    match e {
-        ChoiceError::Params(message) => TaskError::Params(message),
-        ChoiceError::Refused(message) => TaskError::Failed {
-            message,
-            retryable: false,
-        },
-        ChoiceError::Engine(e) => engine_failure(e),
-    }
+    step_error(e.is_setting(), e.retryable(), e.to_string())
 }
 
 pub fn measure_failure(e: MeasureError) -> TaskError {
-    match e {
-        MeasureError::Choice(e) => choice_failure(e),
-        MeasureError::Engine(e) => engine_failure(e),
-        other @ (MeasureError::DoesNotFit(_) | MeasureError::OutOfMemory { .. }) => {
-            TaskError::Failed {
-                message: other.to_string(),
-                retryable: false,
-            }
-        }
-    }
+    step_error(e.is_setting(), e.retryable(), e.to_string())
 }

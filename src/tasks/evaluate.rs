@@ -21,7 +21,7 @@ pub struct Evaluate;
 pub struct EvaluateParams {
     /// Hub repo, `owner/name` (`{{ manifest.hub.repo }}`).
     pub repo: String,
-    #[serde(default = "default_revision")]
+    #[serde(default = "crate::hub::default_revision")]
     pub revision: String,
     /// Preferred quant, e.g. `UD-Q6_K_XL`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -67,10 +67,6 @@ pub struct EvaluateParams {
     /// Where the markdown report goes (default `reports/<model>-evaluate.md`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub report: Option<String>,
-}
-
-fn default_revision() -> String {
-    "main".into()
 }
 
 /// A quant not chosen, and why.
@@ -143,25 +139,16 @@ impl Task for Evaluate {
         })
         .await
         .map_err(|e| TaskError::failed(format!("evaluate panicked: {e}")))?
-        .map_err(|e| {
-            let retryable = matches!(
-                e,
-                evaluate::EvaluateError::Listing { .. } | evaluate::EvaluateError::Range { .. }
-            );
-            TaskError::Failed {
-                message: e.to_string(),
-                retryable,
-            }
+        .map_err(|e| TaskError::Failed {
+            retryable: e.is_transient(),
+            message: e.to_string(),
         })?;
-        let moe = eval.is_moe();
-        if let Some(t) = &params.model_type {
-            let said_moe = t.eq_ignore_ascii_case("moe");
-            if said_moe != moe {
-                ctx.log(&format!(
-                    "warning: the manifest says `type: {t}` but the header says {}",
-                    if moe { "MoE (routed experts)" } else { "dense" }
-                ));
-            }
+        if let Some(warning) = params
+            .model_type
+            .as_deref()
+            .and_then(|t| eval.type_mismatch(t))
+        {
+            ctx.log(&format!("warning: {warning}"));
         }
         let title = params.name.clone().unwrap_or_else(|| ctx.model.clone());
         let mut text = report::markdown(&eval, &title);

@@ -80,25 +80,11 @@ impl WorkspaceContext for TaskContext {
             .unwrap_or_default()
     }
 
-    /// Held while a step rewrites files that every model shares (the docs
-    /// tables, the benchmarks README): each such step regenerates them from
-    /// the whole workspace, so two models onboarding at once must take turns,
-    /// or the slower one writes back a table that lacks the faster one.
+    /// Held while a step rewrites files every model shares:
+    /// [`crate::workspace::lock_shared_files`].
     fn lock_shared_files(&self) -> Result<std::fs::File, TaskError> {
-        let path = self.path(&self.paths().state)?.join(".shared-files.lock");
-        let open = || -> std::io::Result<std::fs::File> {
-            if let Some(dir) = path.parent() {
-                std::fs::create_dir_all(dir)?;
-            }
-            let file = std::fs::OpenOptions::new()
-                .create(true)
-                .truncate(false)
-                .write(true)
-                .open(&path)?;
-            file.lock()?;
-            Ok(file)
-        };
-        open().map_err(|e| TaskError::io(&path, e))
+        let state = self.path(&self.paths().state)?;
+        crate::workspace::lock_shared_files(&state).map_err(|(path, e)| TaskError::io(&path, e))
     }
 
     /// A workspace-relative path from a parameter, refused if it escapes.

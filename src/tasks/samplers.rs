@@ -47,12 +47,8 @@ pub struct SamplersParams {
     /// honoured) when no local copy is given; a repo without one is fine.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hub_repo: Option<String>,
-    #[serde(default = "default_revision")]
+    #[serde(default = "crate::hub::default_revision")]
     pub hub_revision: String,
-}
-
-fn default_revision() -> String {
-    "main".into()
 }
 
 #[derive(Debug, Serialize, JsonSchema)]

@@ -53,6 +53,27 @@ pub struct Workspace {
     pub config: WorkspaceConfig,
 }
 
+/// Locks the files every model shares (the docs tables, the benchmarks
+/// README) under the state directory `state`, until the returned file is
+/// dropped. Each step that rewrites them regenerates them from the whole
+/// workspace, so two models onboarding at once must take turns, or the
+/// slower one writes back a table that lacks the faster one. The error
+/// names the lock file.
+pub fn lock_shared_files(state: &Path) -> Result<std::fs::File, (PathBuf, std::io::Error)> {
+    let path = state.join(".shared-files.lock");
+    let open = || -> std::io::Result<std::fs::File> {
+        std::fs::create_dir_all(state)?;
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)?;
+        file.lock()?;
+        Ok(file)
+    };
+    open().map_err(|e| (path.clone(), e))
+}
+
 /// The typed settings of one model's run, parsed once when the run is
 /// loaded (errors reported there, with their place in the file), so a task
 /// reads fields instead of digging through template values.

@@ -3,6 +3,7 @@
 //! downloader; the source layer (user files, positions, diagnostics) knows
 //! nothing of onboard at all.
 
+use onboard_test_support::walk_files;
 use std::path::{Path, PathBuf};
 
 /// What the workflow engine must not name: the phases, the libraries they
@@ -32,18 +33,10 @@ fn rules() -> [(&'static str, Vec<&'static str>); 2] {
 }
 
 fn rust_files(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(&d).unwrap_or_else(|e| panic!("{}: {e}", d.display())) {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                stack.push(path);
-            } else if path.extension().is_some_and(|e| e == "rs") {
-                out.push(path);
-            }
-        }
-    }
+    let mut out: Vec<PathBuf> = walk_files(dir)
+        .into_iter()
+        .filter(|path| path.extension().is_some_and(|e| e == "rs"))
+        .collect();
     out.sort();
     out
 }

@@ -2,10 +2,7 @@
 //! mirror (sparse files sized as in the plan), evaluate's decisions and the
 //! numbers behind each reason.
 
-#[path = "support/eval_fixtures.rs"]
-mod eval_fixtures;
-
-use std::path::Path;
+use onboard_test_support::{eval_fixtures, repo_root};
 
 use eval_fixtures::PlanHub;
 use onboard::evaluate::{self, EvaluateError, Evaluation, HubSource, Kind, Machine, Request};
@@ -13,10 +10,6 @@ use onboard::gguf::memory::{GIB, MIB};
 use onboard::hub::{HubClient, HubConfig};
 use onboard::tasks::profile::Strategy;
 use onboard::workspace::Workspace;
-
-fn repo_root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
 
 /// The plan's machine: this repository's onboard.yaml.
 fn plan_machine() -> Machine {
@@ -284,8 +277,7 @@ fn three_shard_evaluation_fetches_under_twice_the_headers() {
 /// A Llama (all attention): everything on the GPUs at its 131072 context.
 #[test]
 fn llama_fits_on_the_gpus() {
-    #[path = "support/gguf_fixtures.rs"]
-    mod gguf_fixtures;
+    use onboard_test_support::gguf_fixtures;
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().join("mirror");
     let rel = "meta/Llama-3.1-8B-GGUF/Llama-3.1-8B-Instruct-Q4_K_M.gguf";

@@ -1,16 +1,10 @@
 //! Model facts from written fixtures (the plan's Qwen3.5 models, a llama),
 //! from split shards, and from the real SmolLM2 file.
 
-#[path = "support/eval_fixtures.rs"]
-mod eval_fixtures;
-#[path = "support/gguf_fixtures.rs"]
-mod gguf_fixtures;
-#[path = "support/smollm2.rs"]
-mod smollm2;
-
 use onboard::gguf::facts::{facts, facts_from_shards, Fact, FactsError, LayerKind};
 use onboard::gguf::reader::{read_file, read_header_bytes, Header, Value};
 use onboard::gguf::writer::Data;
+use onboard_test_support::{eval_fixtures, gguf_fixtures, smollm2};
 
 fn header(w: &onboard::gguf::writer::GgufWriter, name: &str) -> Header {
     read_header_bytes(&w.header_bytes(), name).unwrap()

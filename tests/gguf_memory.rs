@@ -1,13 +1,6 @@
 //! The memory model: KV cache of attention layers only, recurrent state,
 //! compute buffers held against llama.cpp's own accounting, placement.
 
-#[path = "support/gguf_fixtures.rs"]
-mod gguf_fixtures;
-#[path = "support/smollm2.rs"]
-mod smollm2;
-#[path = "support/tiny_qwen35.rs"]
-mod tiny_qwen35;
-
 use onboard::gguf::facts::{facts, GlobalGroup, ModelFacts};
 use onboard::gguf::memory::{
     compute_buffer_bytes, kv_bytes_per_token, kv_cache_bytes, kv_cache_bytes_for, place,
@@ -16,6 +9,7 @@ use onboard::gguf::memory::{
 };
 use onboard::gguf::reader::{read_file, read_header_bytes};
 use onboard::gguf::types::GgmlType;
+use onboard_test_support::{gguf_fixtures, smollm2, tiny_qwen35};
 
 const F16: GgmlType = GgmlType::F16;
 

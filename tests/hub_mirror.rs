@@ -1,11 +1,10 @@
 //! The local Hub mirror speaks the Hub's routes and headers.
-#[path = "support/hub_fixture.rs"]
-mod fixture;
 
+use onboard_test_support::hub_fixture;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 
-use fixture::{bytes, git_blob_id, sha256_hex, Env};
+use hub_fixture::{bytes, git_blob_id, sha256_hex, Env};
 
 const REPO: &str = "acme/demo";
 

@@ -2,10 +2,8 @@
 //! profiles, samplers with provenance and bench profiles in a realistic
 //! models.conf, plus launch and the exports.
 
-mod support;
-
+use onboard_test_support::TestWorkspace;
 use std::path::Path;
-use support::TestWorkspace;
 
 /// An existing workspace's models.conf: other profiles, comments, odd spacing.
 const EXISTING: &str = "\

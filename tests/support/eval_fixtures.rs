@@ -3,7 +3,6 @@
 //! quant mixes chosen so the tensors add up to the plan's file sizes, written
 //! as sparse files (a few kilobytes of header each) and served by the mirror
 //! with their sha256 registered, so no gigabyte is ever read or hashed.
-#![allow(dead_code)]
 
 use std::path::Path;
 

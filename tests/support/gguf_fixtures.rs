@@ -3,7 +3,6 @@
 //! for each architecture so sizes, parameter counts and active bytes are
 //! realistic; the data section is never materialised (header bytes, or a
 //! sparse file).
-#![allow(dead_code)]
 
 use onboard::gguf::reader::{Array, Value};
 use onboard::gguf::types::GgmlType;

@@ -1,5 +1,4 @@
-//! Retirement after onboarding (the plan's "Post-Onboarding: Model
-//! Cleanup"): advice that reproduces the plan's reasoning, a dry run that
+//! Retirement after onboarding: advice with its reasons, a dry run that
 //! changes nothing, and `--yes` removing every trace of one model only.
 
 use onboard_test_support::docs_fixture::*;

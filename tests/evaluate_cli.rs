@@ -1,5 +1,5 @@
 //! The real binary: the `evaluate` step of `workflows/add-model.yaml` on the
-//! plan's machine against a local Hub mirror, `onboard inspect` on a real
+//! workstation of onboard.yaml against a local Hub mirror, `onboard inspect` on a real
 //! GGUF and through `hf://`, and `onboard hardware --detect`.
 
 use onboard_test_support::{
@@ -14,8 +14,8 @@ fn repo_file(rel: &str) -> String {
     std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)).unwrap()
 }
 
-/// A workspace with the repo's onboard.yaml, workflow, template and the
-/// plan's manifests.
+/// A workspace with the repo's onboard.yaml, workflow, template and
+/// Qwen3.5 manifests.
 fn plan_workspace() -> TestWorkspace {
     let ws = TestWorkspace::new(&repo_file("workflows/add-model.yaml"));
     ws.write("onboard.yaml", &repo_file("onboard.yaml"));

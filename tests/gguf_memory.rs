@@ -428,8 +428,8 @@ fn largest_context_per_goal() {
     assert!(all_on_gpu(&at(all_gpu)));
     assert!(all_gpu == 262_144 || !all_on_gpu(&at(all_gpu + 256)));
     // 28.6 GB of Q8_0 weights and 64 KiB of KV per token on 40 GiB less two
-    // 1 GiB margins: well short of the native 262144 (the plan's reason to
-    // use fit for the 27B).
+    // 1 GiB margins: well short of the native 262144 (why the 27B's
+    // profile uses --fit).
     assert!((65_536..200_000).contains(&all_gpu), "{all_gpu}");
     // Offloading layers to the host reaches at least as far.
     assert!(fits.unwrap() >= all_gpu);

@@ -1,4 +1,4 @@
-//! Phases 3, 4 and 6 on the plan's three Qwen3.5 models: production
+//! Phases 3, 4 and 6 on the repository's three Qwen3.5 models: production
 //! profiles, samplers with provenance and bench profiles in a realistic
 //! models.conf, plus launch and the exports.
 
@@ -23,8 +23,8 @@ CTX_SIZE=131072
 FLAGS=--jinja -np 1 --reasoning-format none
 ";
 
-/// The plan's decisions for each model (what evaluate chooses on the plan's
-/// machine): file, architecture, strategy.
+/// What evaluate chooses for each model on the workstation of onboard.yaml:
+/// file, architecture, strategy.
 const MODELS: &[(&str, &str, &str, &str)] = &[
     (
         "qwen3.5-35b-a3b",

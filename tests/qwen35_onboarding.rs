@@ -18,7 +18,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-/// One of the plan's models, as the test serves and onboards it.
+/// One of the repository's Qwen3.5 models (models/qwen3.5-*.yaml), as the
+/// test serves and onboards it.
 struct Case {
     model: &'static str,
     repo: &'static str,

@@ -122,7 +122,7 @@ pub struct EvaluateOutputs {
     /// First shard, relative to models/ (`MODEL=` in models.conf).
     pub model_file: String,
     pub strategy: Strategy,
-    /// The strategy in words (the plan's wording).
+    /// The strategy in words, as the report prints it.
     pub strategy_text: String,
     pub context: u64,
     pub trained_context: u64,

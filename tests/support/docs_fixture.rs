@@ -1,5 +1,5 @@
 //! A realistic documentation workspace for the docs and retirement tests:
-//! the plan's models (two onboarded candidates' replacements, a keeper),
+//! the repository's models (two onboarded candidates' replacements, a keeper),
 //! models.conf with production and bench profiles, the benchmark client,
 //! results files, fake weights, and markdown that cross-links the cards
 //! (anchors, reference-style links, a link in a code block, deep guides).

@@ -21,7 +21,7 @@ use onboard_test_support::{
 };
 use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::process::ExitStatusExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Output;
 
 const REPO: &str = "test/Tiny-Llama-GGUF";
@@ -339,7 +339,7 @@ fn two_models_onboarding_at_once_in_one_workspace_both_finish() {
     }
 }
 
-fn run_with(root: &PathBuf, url: &str, model: &str) -> Output {
+fn run_with(root: &Path, url: &str, model: &str) -> Output {
     run_command(root, url, model).output()
 }
 

@@ -6,7 +6,7 @@
 //! and the progress output (JSON events, plain lines, bars on a terminal).
 
 use onboard_test_support::{
-    gguf_fixtures, hub_fixture, mount_tmpfs, terminal, Run, TestWorkspace, MODEL,
+    gguf_fixtures, hub_fixture, mount_tmpfs, repo_file, terminal, Run, TestWorkspace, MODEL,
 };
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -21,10 +21,6 @@ const QUANT: &str = "Q8_0";
 const DEST: &str = "models/Test/Dense/1M/Q8_0";
 /// The downloader's default block: the most a killed worker loses.
 const BLOCK: u64 = 512 << 10;
-
-fn repo_file(rel: &str) -> String {
-    std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)).unwrap()
-}
 
 /// One shard as the mirror serves it.
 struct Shard {

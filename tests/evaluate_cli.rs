@@ -3,16 +3,12 @@
 //! GGUF and through `hf://`, and `onboard hardware --detect`.
 
 use onboard_test_support::{
-    eval_fixtures, gguf_fixtures, mount_tmpfs, smollm2, walk, Onboard, Run, TestWorkspace,
+    gguf_fixtures, mount_tmpfs, repo_file, smollm2, walk, Onboard, Run, TestWorkspace,
 };
 use std::path::Path;
 
-use eval_fixtures::PlanHub;
+use onboard_test_support::eval_fixtures::PlanHub;
 use serde_json::Value;
-
-fn repo_file(rel: &str) -> String {
-    std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)).unwrap()
-}
 
 /// A workspace with the repo's onboard.yaml, workflow, template and
 /// Qwen3.5 manifests.

@@ -6,13 +6,13 @@
 //! Every downloaded byte is compared by sha256, every `oid` against
 //! `git hash-object`.
 
-use onboard_test_support::{hub_fixture, llama_args, repo_root};
+use onboard_test_support::{llama_args, repo_root};
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
 use std::process::Command;
 
-use hub_fixture::{bytes, git_blob_id, sha256_hex, Env};
+use onboard_test_support::hub_fixture::{bytes, git_blob_id, sha256_hex, Env};
 use serde_json::Value;
 
 const REPO: &str = "acme/Demo-GGUF";

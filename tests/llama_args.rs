@@ -16,18 +16,14 @@
 //! `scripts/llama-server-xllamacpp` gets the same command lines: it takes
 //! every one and refuses a flag it does not know.
 
-use onboard_test_support::{eval_fixtures, llama_args, repo_root, TestWorkspace};
+use onboard_test_support::{llama_args, repo_file, repo_root, TestWorkspace};
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::{Command, Output};
 
-use eval_fixtures::PlanHub;
+use onboard_test_support::eval_fixtures::PlanHub;
 
 const MODELS: [&str; 3] = ["qwen3.5-35b-a3b", "qwen3.5-27b", "qwen3.5-122b-a10b"];
-
-fn repo_file(rel: &str) -> String {
-    std::fs::read_to_string(repo_root().join(rel)).unwrap()
-}
 
 /// The repository's workflow up to the bench profile, which here follows
 /// the samplers instead of the context test (no weights are downloaded).

@@ -7,7 +7,7 @@
 //! that keeps replaced files finds the old one beside the new, listed by
 //! the retirement advice.
 
-use onboard_test_support::{gguf_fixtures, hub_fixture, repo_root, Run, TestWorkspace};
+use onboard_test_support::{gguf_fixtures, hub_fixture, repo_file, repo_root, Run, TestWorkspace};
 use std::path::{Path, PathBuf};
 
 use onboard::hub::{HubClient, HubConfig, MirrorServer};
@@ -58,7 +58,6 @@ impl Setup {
         }
         let server = MirrorServer::start(tmp.path().join("mirror"), "127.0.0.1:0").unwrap();
         let ws = TestWorkspace::new(&workflow());
-        let repo_file = |rel: &str| std::fs::read_to_string(repo_root().join(rel)).unwrap();
         ws.write("onboard.yaml", &repo_file("onboard.yaml"));
         ws.write(
             "templates/profile.conf.j2",

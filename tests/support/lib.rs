@@ -36,6 +36,12 @@ pub fn repo_root() -> &'static Path {
         .expect("tests/support sits two levels below the repository")
 }
 
+/// A file of this repository, as text.
+pub fn repo_file(rel: &str) -> String {
+    let path = repo_root().join(rel);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
 /// The directory of the running test binary's build (`target/debug`):
 /// the `onboard` binary and the test binaries' scratch space sit there.
 fn build_dir() -> PathBuf {

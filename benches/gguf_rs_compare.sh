@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Times gguf-rs 0.1.8 (the crate DESIGN names) on the same files as
+# Times gguf-rs 0.1.8 (a GGUF reader crate on the Rust crate registry) on the same files as
 # benches/gguf_header.sh, and prints what it reports for file type and
 # tensor sizes. Built in a throw-away project outside this crate: gguf-rs
 # turns on serde_json's `arbitrary_precision` for everything it is linked

@@ -6,19 +6,13 @@
 //! writes `ONBOARD_BENCH_SRC`'s header again with 10 GB of sparse tensor data
 //! behind it to `ONBOARD_BENCH_OUT`.
 
-#[path = "../tests/support/gguf_fixtures.rs"]
-mod gguf_fixtures;
-#[path = "../tests/support/smollm2.rs"]
-mod smollm2;
-#[path = "../tests/support/tiny_qwen35.rs"]
-mod tiny_qwen35;
-
 use std::path::PathBuf;
 use std::time::Instant;
 
 use onboard::gguf::reader::read_file;
 use onboard::gguf::types::GgmlType;
 use onboard::gguf::writer::{Data, GgufWriter, TensorSpec};
+use onboard_test_support::{gguf_fixtures, smollm2, tiny_qwen35};
 
 fn env_path(name: &str) -> PathBuf {
     PathBuf::from(std::env::var_os(name).unwrap_or_else(|| panic!("set {name}")))

@@ -11,6 +11,7 @@
 //! | tasks | `tasks` | the CLI |
 //! | CLI | `cli`, `main.rs` | — |
 
+use onboard_test_support::walk_files;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
@@ -72,21 +73,10 @@ fn module_files(src: &Path, module: &str) -> Vec<PathBuf> {
 }
 
 fn rust_files(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for entry in entries {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                stack.push(path);
-            } else if path.extension().is_some_and(|e| e == "rs") {
-                out.push(path);
-            }
-        }
-    }
+    let mut out: Vec<PathBuf> = walk_files(dir)
+        .into_iter()
+        .filter(|path| path.extension().is_some_and(|e| e == "rs"))
+        .collect();
     out.sort();
     out
 }

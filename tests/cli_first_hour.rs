@@ -4,22 +4,13 @@
 //! unreachable Hub fails within seconds saying what to do, and a profile
 //! deleted by hand is written again instead of blocking the context test.
 
-mod support;
-
+use onboard_test_support::{Onboard, Run, TestWorkspace};
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
-use support::{Run, TestWorkspace};
 
 /// `onboard <args>` in `cwd`, no token, no `-C`.
 fn onboard_in(cwd: &Path, args: &[&str]) -> Run {
-    Command::new(env!("CARGO_BIN_EXE_onboard"))
-        .current_dir(cwd)
-        .args(args)
-        .env_remove("HF_TOKEN")
-        .output()
-        .expect("run onboard")
-        .into()
+    Onboard::new().current_dir(cwd).args(args).run()
 }
 
 fn manifest(id: &str, profile: Option<&str>) -> String {
@@ -318,14 +309,12 @@ fn an_unreachable_hub_fails_within_seconds_with_what_to_do() {
     let token = "hf_FirstHourSecret0123456789";
     let run = |endpoint: &str| -> (Run, Duration) {
         let started = Instant::now();
-        let out: Run = Command::new(env!("CARGO_BIN_EXE_onboard"))
+        let out: Run = Onboard::new()
             .args(["inspect", "hf://acme/Model-GGUF"])
             .env("HF_ENDPOINT", endpoint)
             .env("HF_TOKEN", token)
             .env_remove("HF_HUB_OFFLINE")
-            .output()
-            .unwrap()
-            .into();
+            .run();
         (out, started.elapsed())
     };
     // Nobody listens: refused at once, and not retried for seconds.

@@ -3,18 +3,11 @@
 //! server (PyPI `xllamacpp`), and clear errors — never panics — for what an
 //! engine cannot run.
 
-mod support;
-
-#[path = "support/gguf_fixtures.rs"]
-mod gguf_fixtures;
-#[path = "support/smollm2.rs"]
-mod smollm2;
-#[path = "support/tiny_llama.rs"]
-mod tiny_llama;
-
 use onboard::gguf::writer::Data;
+use onboard_test_support::{
+    gguf_fixtures, one_llama_cpp_at_a_time, smollm2, tiny_llama, walk, TestWorkspace,
+};
 use std::path::Path;
-use support::TestWorkspace;
 
 /// A workspace whose models.conf has profile `tiny` pointing at `file`
 /// (copied or linked under models/), and a workflow with one context-test step.
@@ -224,7 +217,7 @@ fn a_context_larger_than_ram_allows_is_refused_before_loading() {
 /// the memory model predicted.
 #[test]
 fn smollm2_runs_in_the_in_process_llama_cpp_and_its_buffers_match_the_prediction() {
-    let _one = support::one_llama_cpp_at_a_time();
+    let _one = one_llama_cpp_at_a_time();
     let ws = workspace(
         &smollm2::smollm2_gguf(),
         "      engine: llama-cpp\n      context: 2048\n      generate: 16\n",
@@ -273,7 +266,7 @@ fn smollm2_runs_in_the_in_process_llama_cpp_and_its_buffers_match_the_prediction
 /// `engine: auto` on a model mistral.rs refuses takes llama.cpp and says why.
 #[test]
 fn auto_takes_llama_cpp_for_what_mistralrs_cannot_run_and_says_why() {
-    let _one = support::one_llama_cpp_at_a_time();
+    let _one = one_llama_cpp_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("Qwen3-tiny-A1B.F32.gguf");
     qwen3moe_tiny_with_tokenizer(&file);
@@ -308,7 +301,7 @@ fn qwen3moe_tiny_with_tokenizer(path: &Path) {
 
 #[test]
 fn a_killed_worker_is_reported_as_killed() {
-    let _one = support::one_llama_cpp_at_a_time();
+    let _one = one_llama_cpp_at_a_time();
     use onboard::engine::worker::kind::WorkerEngine;
     use onboard::engine::worker::supervisor::{EmbeddedEngine, WorkerOptions};
     use onboard::engine::Engine;
@@ -541,26 +534,11 @@ fn a_worker_the_kernel_kills_for_memory_is_reported_and_the_rerun_finishes() {
     assert!(ws.read("models.conf").contains("SPEED_EMBEDDED="));
 }
 
-fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p.clone());
-            }
-            out.push(p);
-        }
-    }
-    out
-}
-
 /// `engines.order` in onboard.yaml decides what `auto` tries first, and the
 /// step log names it as the reason.
 #[test]
 fn the_workspace_engine_order_decides_what_auto_takes() {
-    let _one = support::one_llama_cpp_at_a_time();
+    let _one = one_llama_cpp_at_a_time();
     let ws = workspace(
         &smollm2::smollm2_gguf(),
         "      engine: auto\n      context: 512\n      generate: 4\n",

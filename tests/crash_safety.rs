@@ -14,19 +14,15 @@
 //! exactly where a crash would hurt.
 #![cfg(feature = "embedded")]
 
-mod support;
-
-#[path = "support/smollm2.rs"]
-mod smollm2;
-#[path = "support/tiny_llama.rs"]
-mod tiny_llama;
-
 use onboard::hub::mirror::MirrorServer;
+use onboard_test_support::{
+    assert_success, copy_workflow_and_templates, mask_numbers, repo_root, smollm2, tiny_llama,
+    walk, Onboard,
+};
 use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::process::ExitStatusExt;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-use support::{assert_success, repo_root};
+use std::path::Path;
+use std::process::Output;
 
 const REPO: &str = "test/Tiny-Llama-GGUF";
 const REPO_TWO: &str = "test/Tiny-Llama-Two-GGUF";
@@ -68,7 +64,7 @@ fn manifest(id: &str, repo: &str, size: &str) -> String {
 /// A workspace as a newcomer's: the repository's workflow and templates, a
 /// manifest, a CPU-only machine, and the offline HumanEval problems.
 fn workspace(root: &Path) {
-    support::copy_workflow_and_templates(root);
+    copy_workflow_and_templates(root);
     for dir in ["models", "documentation/CANDIDATES"] {
         std::fs::create_dir_all(root.join(dir)).unwrap();
     }
@@ -82,22 +78,13 @@ fn workspace(root: &Path) {
 }
 
 fn onboard(root: &Path, hub: &Hub, model: &str, env: &[(&str, String)]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_onboard"));
-    cmd.arg("-C")
-        .arg(root)
-        .args(["run", model, "--json"])
-        .env("HF_ENDPOINT", hub.server.url())
-        .env("HF_HOME", root.join(".hf-home"))
-        // The offline HumanEval problems, whether or not this machine is online.
-        .env("XDG_CACHE_HOME", root.join(".hf-home"))
-        .env("ONBOARD_HUMANEVAL_PLUS_URL", "off")
-        .env_remove("HF_TOKEN")
+    let mut cmd = run_command(root, &hub.server.url(), model)
         .env_remove("ONBOARD_CRASH_AT")
         .env_remove("ONBOARD_CRASH_TRACE");
     for (k, v) in env {
-        cmd.env(k, v);
+        cmd = cmd.env(k, v);
     }
-    cmd.output().unwrap()
+    cmd.output()
 }
 
 /// What must be the same after any crash and rerun: every file's path and
@@ -105,43 +92,36 @@ fn onboard(root: &Path, hub: &Hub, model: &str, env: &[(&str, String)]) -> Outpu
 /// memory) masked; the weights by their sha256.
 fn snapshot(root: &Path) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        for entry in std::fs::read_dir(&dir).unwrap() {
-            let entry = entry.unwrap();
-            let path = entry.path();
-            let rel = path
-                .strip_prefix(root)
-                .unwrap()
-                .to_string_lossy()
-                .into_owned();
-            if rel == ".venv" || rel == ".hf-home" {
-                continue;
-            }
-            let kind = entry.file_type().unwrap();
-            if kind.is_dir() {
-                stack.push(path);
-                continue;
-            }
-            let text = || {
-                String::from_utf8_lossy(&std::fs::read(&path).unwrap())
-                    .replace(&root.display().to_string(), "<workspace>")
-            };
-            let content = if rel.ends_with(".gguf") {
-                format!("sha256 {}", onboard::digest::sha256_file(&path).unwrap())
-            } else if rel == "models.conf" {
-                mask_speed(&text())
-            } else if rel.starts_with(".onboard/") && rel.ends_with(".json") {
-                // A step record: how the step got there may differ (a
-                // download "resumed", a file "changed: false" because the
-                // killed run had already written it); that it is done may not.
-                let record: serde_json::Value = serde_json::from_str(&text()).unwrap();
-                format!("status {} error {}", record["status"], record["error"])
-            } else {
-                support::mask_numbers(&text())
-            };
-            out.insert(rel, content);
+    for path in walk(root) {
+        let rel = path
+            .strip_prefix(root)
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        if rel == ".venv" || rel == ".hf-home" || rel.starts_with(".hf-home/") {
+            continue;
         }
+        if path.symlink_metadata().unwrap().is_dir() {
+            continue;
+        }
+        let text = || {
+            String::from_utf8_lossy(&std::fs::read(&path).unwrap())
+                .replace(&root.display().to_string(), "<workspace>")
+        };
+        let content = if rel.ends_with(".gguf") {
+            format!("sha256 {}", onboard::digest::sha256_file(&path).unwrap())
+        } else if rel == "models.conf" {
+            mask_speed(&text())
+        } else if rel.starts_with(".onboard/") && rel.ends_with(".json") {
+            // A step record: how the step got there may differ (a
+            // download "resumed", a file "changed: false" because the
+            // killed run had already written it); that it is done may not.
+            let record: serde_json::Value = serde_json::from_str(&text()).unwrap();
+            format!("status {} error {}", record["status"], record["error"])
+        } else {
+            mask_numbers(&text())
+        };
+        out.insert(rel, content);
     }
     out
 }
@@ -359,17 +339,16 @@ fn two_models_onboarding_at_once_in_one_workspace_both_finish() {
     }
 }
 
-fn run_with(root: &PathBuf, url: &str, model: &str) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_onboard"))
-        .arg("-C")
-        .arg(root)
+fn run_with(root: &Path, url: &str, model: &str) -> Output {
+    run_command(root, url, model).output()
+}
+
+/// `onboard -C root run <model> --json` against the Hub at `url`, with the
+/// offline HumanEval problems whether or not this machine is online.
+fn run_command(root: &Path, url: &str, model: &str) -> Onboard {
+    Onboard::new()
+        .workspace(root)
         .args(["run", model, "--json"])
-        .env("HF_ENDPOINT", url)
-        .env("HF_HOME", root.join(".hf-home"))
-        // The offline HumanEval problems, whether or not this machine is online.
-        .env("XDG_CACHE_HOME", root.join(".hf-home"))
-        .env("ONBOARD_HUMANEVAL_PLUS_URL", "off")
-        .env_remove("HF_TOKEN")
-        .output()
-        .unwrap()
+        .hub(url, root.join(".hf-home"))
+        .offline_benchmarks(root.join(".hf-home"))
 }

@@ -1,12 +1,8 @@
-//! Retirement after onboarding (the plan's "Post-Onboarding: Model
-//! Cleanup"): advice that reproduces the plan's reasoning, a dry run that
+//! Retirement after onboarding: advice with its reasons, a dry run that
 //! changes nothing, and `--yes` removing every trace of one model only.
 
-mod docs_fixture;
-mod support;
-
-use docs_fixture::*;
-use support::TestWorkspace;
+use onboard_test_support::docs_fixture::*;
+use onboard_test_support::TestWorkspace;
 
 /// The fixture after `qwen3.5-35b-a3b` was onboarded and benchmarked.
 fn onboarded() -> TestWorkspace {

@@ -3,15 +3,12 @@
 //! tables carry the model's figures, a second run changes no byte, and a
 //! step that would break a link fails before writing anything.
 
-mod docs_fixture;
-mod support;
-
-use docs_fixture::*;
-use support::TestWorkspace;
+use onboard_test_support::docs_fixture::*;
+use onboard_test_support::{copy_tree, Onboard, Run, TestWorkspace};
 
 const MODEL: &str = "qwen3.5-35b-a3b";
 
-fn run_docs(ws: &TestWorkspace, extra: &[&str]) -> support::Run {
+fn run_docs(ws: &TestWorkspace, extra: &[&str]) -> Run {
     let mut args = vec!["run", MODEL, "--json", "--workflow", "docs"];
     args.extend_from_slice(extra);
     ws.onboard(&args)
@@ -219,12 +216,7 @@ fn links_reports_file_line_column_and_the_fix() {
 #[test]
 fn the_repository_documentation_is_clean_and_onboards_a_candidate() {
     let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_onboard"))
-        .arg("-C")
-        .arg(repo)
-        .arg("links")
-        .output()
-        .unwrap();
+    let out = Onboard::new().workspace(repo).arg("links").output();
     assert!(
         out.status.success(),
         "{}",
@@ -233,18 +225,7 @@ fn the_repository_documentation_is_clean_and_onboards_a_candidate() {
 
     let ws = TestWorkspace::new("name: add-model\nsteps: []\n");
     std::fs::remove_file(ws.path("models/tiny.yaml")).unwrap();
-    fn copy(from: &std::path::Path, to: &std::path::Path) {
-        for entry in std::fs::read_dir(from).unwrap().flatten() {
-            let target = to.join(entry.file_name());
-            if entry.path().is_dir() {
-                std::fs::create_dir_all(&target).unwrap();
-                copy(&entry.path(), &target);
-            } else {
-                std::fs::copy(entry.path(), target).unwrap();
-            }
-        }
-    }
-    copy(&repo.join("documentation"), &ws.path("documentation"));
+    copy_tree(&repo.join("documentation"), &ws.path("documentation"));
     for entry in std::fs::read_dir(repo.join("models")).unwrap().flatten() {
         if entry.path().extension().is_some_and(|e| e == "yaml") {
             std::fs::copy(entry.path(), ws.path("models").join(entry.file_name())).unwrap();

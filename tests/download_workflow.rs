@@ -5,21 +5,15 @@
 //! rerun fetching only the rest, a disk that fills up during the download,
 //! and the progress output (JSON events, plain lines, bars on a terminal).
 
-#[path = "support/gguf_fixtures.rs"]
-mod gguf_fixtures;
-#[path = "support/hub_fixture.rs"]
-mod hub_fixture;
-mod support;
-#[path = "support/terminal.rs"]
-mod terminal;
-
+use onboard_test_support::{
+    gguf_fixtures, hub_fixture, mount_tmpfs, repo_file, terminal, Run, TestWorkspace, MODEL,
+};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use onboard::hub::{LogEntry, MirrorServer};
 use serde_json::Value;
-use support::{Run, TestWorkspace};
 
 const REPO: &str = "test/tiny-GGUF";
 const QUANT: &str = "Q8_0";
@@ -27,10 +21,6 @@ const QUANT: &str = "Q8_0";
 const DEST: &str = "models/Test/Dense/1M/Q8_0";
 /// The downloader's default block: the most a killed worker loses.
 const BLOCK: u64 = 512 << 10;
-
-fn repo_file(rel: &str) -> String {
-    std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)).unwrap()
-}
 
 /// One shard as the mirror serves it.
 struct Shard {
@@ -110,7 +100,7 @@ impl Setup {
 
     /// `onboard run tiny --until download` with the mirror as the Hub.
     fn command(&self, extra: &[&str]) -> Command {
-        let mut args = vec!["run", support::MODEL, "--until", "download"];
+        let mut args = vec!["run", MODEL, "--until", "download"];
         args.extend_from_slice(extra);
         let mut cmd = self.ws.command(&args);
         cmd.env("HF_ENDPOINT", self.server.url())
@@ -391,7 +381,7 @@ fn a_disk_that_fills_up_mid_download_is_a_clear_error_and_the_rerun_resumes() {
     let s = Setup::new();
     // The quant's directory tree on a small tmpfs: room for the shards and
     // the downloader's 256 MiB margin, so the free-space check passes.
-    let Some(_mount) = support::mount_tmpfs(&s.ws.path("models/Test"), 300) else {
+    let Some(_mount) = mount_tmpfs(&s.ws.path("models/Test"), 300) else {
         return;
     };
     s.server.throttle(Some(1 << 20));

@@ -1,11 +1,9 @@
-//! Phase 1 on the plan's machine and models: headers served by a local Hub
-//! mirror (sparse files sized as in the plan), evaluate's decisions and the
-//! numbers behind each reason.
+//! Phase 1 on the workstation of this repository's onboard.yaml and its
+//! Qwen3.5 manifests: headers served by a local Hub mirror (sparse files of
+//! the published files' sizes), evaluate's decisions and the numbers behind
+//! each reason.
 
-#[path = "support/eval_fixtures.rs"]
-mod eval_fixtures;
-
-use std::path::Path;
+use onboard_test_support::{eval_fixtures, repo_root};
 
 use eval_fixtures::PlanHub;
 use onboard::evaluate::{self, EvaluateError, Evaluation, HubSource, Kind, Machine, Request};
@@ -14,11 +12,7 @@ use onboard::hub::{HubClient, HubConfig};
 use onboard::tasks::profile::Strategy;
 use onboard::workspace::Workspace;
 
-fn repo_root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// The plan's machine: this repository's onboard.yaml.
+/// The workstation of this repository's onboard.yaml.
 fn plan_machine() -> Machine {
     let ws = Workspace::open(repo_root()).expect("the repo's onboard.yaml");
     Machine::from_hardware(&ws.config.hardware, 1024 * MIB).unwrap()
@@ -60,7 +54,7 @@ fn quant<'a>(e: &'a Evaluation, q: &str) -> &'a evaluate::QuantEval {
 }
 
 /// The three reports (printed with `cargo test --test evaluate --
-/// --nocapture`) name the plan's choice for each model, its strategy, and
+/// --nocapture`) name the chosen quant for each model, its strategy, and
 /// every quant with its verdict and the reason for a rejection.
 #[test]
 fn plan_reports_name_the_choice_and_every_quants_verdict() {
@@ -103,7 +97,7 @@ fn plan_reports_name_the_choice_and_every_quants_verdict() {
     }
 }
 
-/// The fixtures' tensors add up to the plan's file sizes.
+/// The fixtures' tensors add up to the published files' sizes.
 #[test]
 fn fixtures_have_the_plan_sizes() {
     for (model, _, quant, _, ftype, mix) in eval_fixtures::plan_quants() {
@@ -176,7 +170,7 @@ fn plan_122b_q4_with_cpu_offload_q5_rejected_for_ram() {
         .contains("UD-Q4_K_XL comes first in the manifest's order"));
 
     // Decode bound: GPU bandwidth for the GPU part, CPU bandwidth for the
-    // experts in RAM (the plan estimates 15-22 t/s).
+    // experts in RAM (15-22 t/s by a hand estimate).
     let tps = p.tokens_per_second(false).unwrap();
     assert!((15.0..40.0).contains(&tps), "{tps}");
     assert!(p.tokens_per_second(true).unwrap() < tps);
@@ -284,8 +278,7 @@ fn three_shard_evaluation_fetches_under_twice_the_headers() {
 /// A Llama (all attention): everything on the GPUs at its 131072 context.
 #[test]
 fn llama_fits_on_the_gpus() {
-    #[path = "support/gguf_fixtures.rs"]
-    mod gguf_fixtures;
+    use onboard_test_support::gguf_fixtures;
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().join("mirror");
     let rel = "meta/Llama-3.1-8B-GGUF/Llama-3.1-8B-Instruct-Q4_K_M.gguf";
@@ -537,8 +530,8 @@ fn the_prompt_cache_is_sized_where_the_default_cannot_hold_a_full_prompt() {
     let dense = run(&hub, "qwen3.5-27b").cache_ram().unwrap();
     assert_eq!(dense.bytes_per_token, 64 * 1024);
     assert!(dense.longest_at_default < 131_072, "{dense:?}");
-    // 16534 MiB for a full prompt, rounded up to 17 GiB; the plan's 64 GiB
-    // machine has that to spare after the placement.
+    // 16534 MiB for a full prompt, rounded up to 17 GiB; the 64 GiB
+    // workstation of onboard.yaml has that to spare after the placement.
     assert_eq!(dense.mib, Some(17_408), "{dense:?}");
     assert_eq!(dense.longest_at_chosen, 262_144);
     assert!(

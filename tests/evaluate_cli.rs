@@ -1,27 +1,17 @@
 //! The real binary: the `evaluate` step of `workflows/add-model.yaml` on the
-//! plan's machine against a local Hub mirror, `onboard inspect` on a real
+//! workstation of onboard.yaml against a local Hub mirror, `onboard inspect` on a real
 //! GGUF and through `hf://`, and `onboard hardware --detect`.
 
-#[path = "support/eval_fixtures.rs"]
-mod eval_fixtures;
-#[path = "support/gguf_fixtures.rs"]
-mod gguf_fixtures;
-#[path = "support/smollm2.rs"]
-mod smollm2;
-mod support;
-
+use onboard_test_support::{
+    gguf_fixtures, mount_tmpfs, repo_file, smollm2, walk, Onboard, Run, TestWorkspace,
+};
 use std::path::Path;
 
-use eval_fixtures::PlanHub;
+use onboard_test_support::eval_fixtures::PlanHub;
 use serde_json::Value;
-use support::{Run, TestWorkspace};
 
-fn repo_file(rel: &str) -> String {
-    std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)).unwrap()
-}
-
-/// A workspace with the repo's onboard.yaml, workflow, template and the
-/// plan's manifests.
+/// A workspace with the repo's onboard.yaml, workflow, template and
+/// Qwen3.5 manifests.
 fn plan_workspace() -> TestWorkspace {
     let ws = TestWorkspace::new(&repo_file("workflows/add-model.yaml"));
     ws.write("onboard.yaml", &repo_file("onboard.yaml"));
@@ -39,13 +29,10 @@ fn plan_workspace() -> TestWorkspace {
 }
 
 fn onboard(ws: &TestWorkspace, hub: &PlanHub, args: &[&str]) -> Run {
-    let out = ws
-        .command(args)
-        .env("HF_ENDPOINT", hub.server.url())
-        .env("HF_HOME", hub.hf_home())
-        .output()
-        .unwrap();
-    Run::from(out)
+    Onboard::in_workspace(ws)
+        .hub(&hub.server.url(), hub.hf_home())
+        .args(args)
+        .run()
 }
 
 fn record(ws: &TestWorkspace, model: &str) -> Value {
@@ -219,7 +206,7 @@ fn the_seeds_three_models_are_refused_before_any_download_when_the_disk_cannot_h
     let hub = PlanHub::start();
     let ws = plan_workspace();
     // 100 GiB: more than the 122B's 68.4 GB, less than the 131 GB of all three.
-    let Some(_mount) = support::mount_tmpfs(&ws.path("models/Qwen3.5"), 100 << 10) else {
+    let Some(_mount) = mount_tmpfs(&ws.path("models/Qwen3.5"), 100 << 10) else {
         return;
     };
     let models = ["qwen3.5-122b-a10b", "qwen3.5-35b-a3b", "qwen3.5-27b"];
@@ -256,17 +243,10 @@ fn the_seeds_three_models_are_refused_before_any_download_when_the_disk_cannot_h
             && e["model"] == model
             && e["step"] == "context_test"));
     }
-    let mut written = Vec::new();
-    let mut stack = vec![ws.path("models/Qwen3.5")];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap().flatten() {
-            if e.path().is_dir() {
-                stack.push(e.path());
-            } else {
-                written.push(e.path());
-            }
-        }
-    }
+    let written: Vec<_> = walk(&ws.path("models/Qwen3.5"))
+        .into_iter()
+        .filter(|p| !p.is_dir())
+        .collect();
     assert!(written.is_empty(), "nothing downloaded: {written:?}");
     assert!(
         !hub.server.content_gets().iter().any(|g| g.bytes > 16 << 20),
@@ -292,10 +272,7 @@ fn inspect_says_40_layers_plus_1_mtp() {
         if json {
             args.push("--json".into());
         }
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_onboard"))
-            .args(&args)
-            .output()
-            .unwrap();
+        let out = Onboard::new().args(&args).output();
         assert!(
             out.status.success(),
             "{}",

@@ -14,17 +14,15 @@
 //! leaves them, and SmolLM2 onboarded from a local Hub step by step ends in
 //! the same workspace as one `onboard smollm2-135m-instruct`.
 
-mod support;
-
-#[path = "support/smollm2.rs"]
-mod smollm2;
-
 use onboard::hub::mirror::MirrorServer;
+use onboard_test_support::{
+    assert_success, copy_workflow_and_templates, mask_numbers, one_llama_cpp_at_a_time, repo_root,
+    smollm2, walk, Onboard,
+};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use support::{assert_success, repo_root};
 
 const QWEN35: [&str; 3] = ["qwen3.5-122b-a10b", "qwen3.5-35b-a3b", "qwen3.5-27b"];
 
@@ -46,13 +44,7 @@ fn installed(path: PathBuf, what: &str) -> PathBuf {
 }
 
 fn onboard(workspace: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_onboard"))
-        .arg("-C")
-        .arg(workspace)
-        .args(args)
-        .env_remove("HF_TOKEN")
-        .output()
-        .unwrap()
+    Onboard::new().workspace(workspace).args(args).output()
 }
 
 /// The export's text (stdout).
@@ -466,9 +458,8 @@ fn secrets_are_referenced_by_name_never_inlined() {
     let home = tempfile::tempdir().unwrap();
     std::fs::write(home.path().join("token"), token).unwrap();
     for format in ["argo", "github-actions"] {
-        let out = Command::new(env!("CARGO_BIN_EXE_onboard"))
-            .arg("-C")
-            .arg(repo_root())
+        let out = Onboard::new()
+            .workspace(repo_root())
             .args([
                 "export-workflow",
                 "--format",
@@ -489,8 +480,7 @@ fn secrets_are_referenced_by_name_never_inlined() {
             ])
             .env("HF_TOKEN", token)
             .env("HF_HOME", home.path())
-            .output()
-            .unwrap();
+            .output();
         assert_success(&out, format);
         let text = String::from_utf8(out.stdout).unwrap();
         assert!(!text.contains(token) && !String::from_utf8_lossy(&out.stderr).contains(token));
@@ -882,11 +872,7 @@ fn run_argo_tasks(text: &str, workspace: &Path) -> Vec<String> {
                 }
             })
             .collect();
-        let out = Command::new(env!("CARGO_BIN_EXE_onboard"))
-            .args(&args)
-            .env_remove("HF_TOKEN")
-            .output()
-            .unwrap();
+        let out = Onboard::new().args(&args).output();
         assert_success(&out, &format!("task {name}: {args:?}"));
         ran.push(name);
     }
@@ -956,10 +942,10 @@ fn wait_for_lock_lets_parallel_steps_take_turns() {
         "id: tiny\nname: Tiny\nfamily: Test\ntype: dense\nsize: 1M\nhub:\n  repo: test/tiny-GGUF\n",
     );
     let spawn = |args: &[&str]| {
-        Command::new(env!("CARGO_BIN_EXE_onboard"))
-            .arg("-C")
-            .arg(dir.path())
+        Onboard::new()
+            .workspace(dir.path())
             .args(args)
+            .command()
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -1007,7 +993,7 @@ const SMOLLM2_REPO: &str = "HuggingFaceTB/SmolLM2-135M-Instruct-GGUF";
 fn smollm2_workspace() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
-    support::copy_workflow_and_templates(root);
+    copy_workflow_and_templates(root);
     std::fs::create_dir_all(root.join("documentation/CANDIDATES")).unwrap();
     write(
         root,
@@ -1033,41 +1019,34 @@ fn smollm2_workspace() -> tempfile::TempDir {
 /// step record by its status.
 fn snapshot(root: &Path) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        for entry in std::fs::read_dir(&dir).unwrap() {
-            let path = entry.unwrap().path();
-            let rel = path
-                .strip_prefix(root)
-                .unwrap()
-                .to_string_lossy()
-                .into_owned();
-            if rel == ".venv" || rel == ".hf-home" || rel == "out" {
-                continue;
-            }
-            if path.is_dir() {
-                stack.push(path);
-                continue;
-            }
-            let text = String::from_utf8_lossy(&std::fs::read(&path).unwrap())
-                .replace(&root.display().to_string(), "<workspace>");
-            let content = if rel.ends_with(".gguf") {
-                format!("sha256 {}", onboard::digest::sha256_file(&path).unwrap())
-            } else if rel.starts_with(".onboard/") && rel.ends_with(".json") {
-                let r: Value = serde_json::from_str(&text).unwrap();
-                format!("{} {} {}", r["status"], r["kind"], r["error"])
-            } else {
-                support::mask_numbers(&text)
-            };
-            out.insert(rel, content);
+    for path in walk(root) {
+        let rel = path
+            .strip_prefix(root)
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        let top = rel.split('/').next().unwrap_or_default();
+        if top == ".venv" || top == ".hf-home" || top == "out" || path.is_dir() {
+            continue;
         }
+        let text = String::from_utf8_lossy(&std::fs::read(&path).unwrap())
+            .replace(&root.display().to_string(), "<workspace>");
+        let content = if rel.ends_with(".gguf") {
+            format!("sha256 {}", onboard::digest::sha256_file(&path).unwrap())
+        } else if rel.starts_with(".onboard/") && rel.ends_with(".json") {
+            let r: Value = serde_json::from_str(&text).unwrap();
+            format!("{} {} {}", r["status"], r["kind"], r["error"])
+        } else {
+            mask_numbers(&text)
+        };
+        out.insert(rel, content);
     }
     out
 }
 
 #[test]
 fn the_exported_steps_onboard_smollm2_like_onboard_does() {
-    let _engine = support::one_llama_cpp_at_a_time();
+    let _engine = one_llama_cpp_at_a_time();
     let hub = tempfile::tempdir().unwrap();
     let repo = hub.path().join(SMOLLM2_REPO);
     std::fs::create_dir_all(&repo).unwrap();
@@ -1092,15 +1071,11 @@ fn the_exported_steps_onboard_smollm2_like_onboard_does() {
     // The reference: `onboard smollm2-135m-instruct`.
     let reference = smollm2_workspace();
     let started = std::time::Instant::now();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_onboard"));
-    cmd.arg("-C")
-        .arg(reference.path())
-        .arg(SMOLLM2)
-        .env_remove("HF_TOKEN");
+    let mut cmd = Onboard::new().workspace(reference.path()).arg(SMOLLM2);
     for (k, v) in env(reference.path()) {
-        cmd.env(k, v);
+        cmd = cmd.env(k, v);
     }
-    assert_success(&cmd.output().unwrap(), "onboard smollm2-135m-instruct");
+    assert_success(&cmd.output(), "onboard smollm2-135m-instruct");
     let one_run = started.elapsed();
 
     // The exported jobs, one `onboard run … --only <step>` after another.

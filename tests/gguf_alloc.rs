@@ -2,14 +2,9 @@
 //! counting global allocator (one test in this binary, so nothing else
 //! allocates concurrently).
 
-#[path = "support/smollm2.rs"]
-mod smollm2;
-
-#[path = "support/counting_alloc.rs"]
-mod counting_alloc;
-
 use counting_alloc::peak_during;
 use onboard::gguf::reader::{read_file, read_header, read_header_bytes};
+use onboard_test_support::{counting_alloc, smollm2};
 
 #[global_allocator]
 static GLOBAL: counting_alloc::Counting = counting_alloc::Counting;

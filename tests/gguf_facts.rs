@@ -1,16 +1,10 @@
-//! Model facts from written fixtures (the plan's Qwen3.5 models, a llama),
+//! Model facts from written fixtures (the repository's Qwen3.5 models, a llama),
 //! from split shards, and from the real SmolLM2 file.
-
-#[path = "support/eval_fixtures.rs"]
-mod eval_fixtures;
-#[path = "support/gguf_fixtures.rs"]
-mod gguf_fixtures;
-#[path = "support/smollm2.rs"]
-mod smollm2;
 
 use onboard::gguf::facts::{facts, facts_from_shards, Fact, FactsError, LayerKind};
 use onboard::gguf::reader::{read_file, read_header_bytes, Header, Value};
 use onboard::gguf::writer::Data;
+use onboard_test_support::{eval_fixtures, gguf_fixtures, smollm2};
 
 fn header(w: &onboard::gguf::writer::GgufWriter, name: &str) -> Header {
     read_header_bytes(&w.header_bytes(), name).unwrap()
@@ -319,7 +313,7 @@ fn an_mtp_tail_is_counted_apart_from_the_trunk() {
     assert_eq!(f.attention_layers().len(), 16);
     assert_eq!(f.attention_layers(), dense.attention_layers());
     assert_eq!(f.recurrent_layers(), dense.recurrent_layers());
-    // The 122B-A10B at its real widths (the plan's UD-Q4_K_XL header), with
+    // The 122B-A10B at its real widths (its UD-Q4_K_XL header), with
     // the tail the public files carry: 48 + 1, the same 12 attention layers.
     let (model, _, _, _, ftype, mix) = eval_fixtures::plan_quants()
         .into_iter()

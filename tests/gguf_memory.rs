@@ -1,13 +1,6 @@
 //! The memory model: KV cache of attention layers only, recurrent state,
 //! compute buffers held against llama.cpp's own accounting, placement.
 
-#[path = "support/gguf_fixtures.rs"]
-mod gguf_fixtures;
-#[path = "support/smollm2.rs"]
-mod smollm2;
-#[path = "support/tiny_qwen35.rs"]
-mod tiny_qwen35;
-
 use onboard::gguf::facts::{facts, GlobalGroup, ModelFacts};
 use onboard::gguf::memory::{
     compute_buffer_bytes, kv_bytes_per_token, kv_cache_bytes, kv_cache_bytes_for, place,
@@ -16,6 +9,7 @@ use onboard::gguf::memory::{
 };
 use onboard::gguf::reader::{read_file, read_header_bytes};
 use onboard::gguf::types::GgmlType;
+use onboard_test_support::{gguf_fixtures, smollm2, tiny_qwen35};
 
 const F16: GgmlType = GgmlType::F16;
 
@@ -434,8 +428,8 @@ fn largest_context_per_goal() {
     assert!(all_on_gpu(&at(all_gpu)));
     assert!(all_gpu == 262_144 || !all_on_gpu(&at(all_gpu + 256)));
     // 28.6 GB of Q8_0 weights and 64 KiB of KV per token on 40 GiB less two
-    // 1 GiB margins: well short of the native 262144 (the plan's reason to
-    // use fit for the 27B).
+    // 1 GiB margins: well short of the native 262144 (why the 27B's
+    // profile uses --fit).
     assert!((65_536..200_000).contains(&all_gpu), "{all_gpu}");
     // Offloading layers to the host reaches at least as far.
     assert!(fits.unwrap() >= all_gpu);

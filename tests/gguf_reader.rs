@@ -1,11 +1,7 @@
 //! The GGUF header reader against a real file (SmolLM2), written fixtures,
 //! truncated and hostile inputs.
 
-#[path = "support/gguf_fixtures.rs"]
-mod gguf_fixtures;
-#[path = "support/smollm2.rs"]
-mod smollm2;
-
+use onboard_test_support::{gguf_fixtures, smollm2};
 use std::io::Read;
 
 use onboard::gguf::reader::{read_file, read_header, read_header_bytes, Array, GgufError, Value};

@@ -5,17 +5,14 @@
 //! (the xllamacpp wheel's library, through tests/support/llama_args.cpp).
 //! Every downloaded byte is compared by sha256, every `oid` against
 //! `git hash-object`.
-#[path = "support/hub_fixture.rs"]
-mod fixture;
-#[path = "support/llama_args.rs"]
-mod llama_args;
 
+use onboard_test_support::{llama_args, repo_root};
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
 use std::process::Command;
 
-use fixture::{bytes, git_blob_id, sha256_hex, Env};
+use onboard_test_support::hub_fixture::{bytes, git_blob_id, sha256_hex, Env};
 use serde_json::Value;
 
 const REPO: &str = "acme/Demo-GGUF";
@@ -57,10 +54,6 @@ impl Repo {
     fn commit(&self) -> String {
         self.env.client().repo_info(REPO, "main").unwrap().commit
     }
-}
-
-fn repo_root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
 /// The venv's Python with huggingface_hub, or `None` (a skip outside CI).

@@ -1,11 +1,10 @@
 //! The downloader against the local mirror: shards, resume, faults, cache.
-#[path = "support/hub_fixture.rs"]
-mod fixture;
 
+use onboard_test_support::{hub_fixture, walk_files};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use fixture::{bytes, opts, sha256_hex, Env};
+use hub_fixture::{bytes, opts, sha256_hex, Env};
 use onboard::hub::{
     download_file, group_shards, FaultScope, FileRequest, HubError, NoProgress, Outcome,
 };
@@ -17,26 +16,13 @@ fn req(env: &Env, file: &str) -> FileRequest {
 }
 
 fn no_leftovers(dir: &Path) {
-    for e in walkdir(dir) {
+    for e in walk_files(dir) {
         let name = e.file_name().unwrap().to_string_lossy().into_owned();
         assert!(
             !name.ends_with(".part") && !name.ends_with(".part.state") && !name.contains(".tmp-"),
             "leftover {name}"
         );
     }
-}
-
-fn walkdir(dir: &Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).unwrap().flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            out.extend(walkdir(&p));
-        } else {
-            out.push(p);
-        }
-    }
-    out
 }
 
 #[test]
@@ -365,7 +351,7 @@ fn the_token_never_appears_in_errors() {
     // Unreachable endpoint with a token set.
     let mut dead = cfg.clone();
     dead.endpoint = "http://127.0.0.1:9".into();
-    dead.retry = fixture::fast_retry(1);
+    dead.retry = hub_fixture::fast_retry(1);
     let dead = onboard::hub::HubClient::new(dead);
     let net = dead.file_meta(REPO, "main", "m.gguf").unwrap_err();
     assert!(matches!(net, HubError::Network { .. }), "{net}");

@@ -1,11 +1,9 @@
 //! The local Hub mirror speaks the Hub's routes and headers.
-#[path = "support/hub_fixture.rs"]
-mod fixture;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
 
-use fixture::{bytes, git_blob_id, sha256_hex, Env};
+use onboard_test_support::hub_fixture::{bytes, git_blob_id, sha256_hex, Env};
 
 const REPO: &str = "acme/demo";
 

@@ -2,27 +2,16 @@
 //! nothing, then manifests written from GGUF headers that a real
 //! `onboard mirror serve` on 127.0.0.1 serves, each passing `validate`.
 
-#[path = "support/hub_fixture.rs"]
-mod fixture;
-#[path = "support/gguf_fixtures.rs"]
-mod gguf_fixtures;
-#[path = "support/served_mirror.rs"]
-mod served_mirror;
-mod support;
-
+use onboard_test_support::{gguf_fixtures, hub_fixture, repo_root, served_mirror, Onboard, Run};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use support::Run;
+use std::process::{Child, Stdio};
 
 fn onboard(cwd: &Path, args: &[&str], hub: Option<&str>) -> Run {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_onboard"));
-    cmd.current_dir(cwd).args(args).env_remove("HF_TOKEN");
-    if let Some(url) = hub {
-        cmd.env("HF_ENDPOINT", url)
-            .env("HF_HOME", cwd.join(".hf-home"))
-            .env_remove("HF_HUB_OFFLINE");
+    let cmd = Onboard::new().current_dir(cwd).args(args);
+    match hub {
+        Some(url) => cmd.hub(url, cwd.join(".hf-home")).run(),
+        None => cmd.run(),
     }
-    cmd.output().expect("run onboard").into()
 }
 
 /// A usage error (exit 2) whose message says each of `says`.
@@ -53,7 +42,7 @@ fn init_writes_a_workspace_that_validates_and_refuses_to_overwrite_one() {
         assert!(ws.join(d).is_dir(), "{d}/ missing");
     }
     // The binary carries this repository's workflow and templates.
-    let repo = support::repo_root();
+    let repo = repo_root();
     for file in [
         "workflows/add-model.yaml",
         "templates/card.md.j2",
@@ -150,12 +139,12 @@ fn new_writes_a_valid_manifest_from_the_remote_header() {
         .str("general.size_label", "2M");
     let moe = gguf_fixtures::qwen35moe_tiny();
     let (dense, moe) = (dense.to_bytes(), moe.to_bytes());
-    fixture::write_repo(
+    hub_fixture::write_repo(
         &hub,
         "acme/Tiny-Dense-GGUF",
         &[("Tiny-Dense-Q8_0.gguf", &dense)],
     );
-    fixture::write_repo(
+    hub_fixture::write_repo(
         &hub,
         "acme/Tiny-MoE-GGUF",
         &[("Tiny-MoE-Q8_0.gguf", &moe), ("Tiny-MoE-F32.gguf", &moe)],

@@ -10,26 +10,14 @@
 //! `engine: auto` picks in this build: the embedded one when built in, else
 //! llama.cpp's own server from PyPI (`scripts/llama-server-xllamacpp`).
 
-mod support;
-
-#[path = "support/smollm2.rs"]
-mod smollm2;
-#[path = "support/tiny_llama.rs"]
-mod tiny_llama;
-
 use onboard::hub::mirror::MirrorServer;
+use onboard_test_support::{repo_root, smollm2, tiny_llama, Run, TestWorkspace, MODEL};
 use serde_json::Value;
-use std::path::Path;
-use support::{Run, TestWorkspace, MODEL};
 
 const REPO: &str = "test/Tiny-Llama-GGUF";
 const FILE: &str = "Tiny-Llama.F32.gguf";
 const SECTION: &str = "models.conf [tiny]";
 const BENCH_SECTION: &str = "models.conf [bench-tiny]";
-
-fn repo_root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
 
 /// A workspace in which `tiny` has been onboarded once, all ten steps.
 struct Onboarded {

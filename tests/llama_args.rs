@@ -16,24 +16,14 @@
 //! `scripts/llama-server-xllamacpp` gets the same command lines: it takes
 //! every one and refuses a flag it does not know.
 
-#[path = "support/eval_fixtures.rs"]
-mod eval_fixtures;
-#[path = "support/llama_args.rs"]
-mod llama_args;
-mod support;
-
+use onboard_test_support::{llama_args, repo_file, repo_root, TestWorkspace};
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::{Command, Output};
 
-use eval_fixtures::PlanHub;
-use support::TestWorkspace;
+use onboard_test_support::eval_fixtures::PlanHub;
 
 const MODELS: [&str; 3] = ["qwen3.5-35b-a3b", "qwen3.5-27b", "qwen3.5-122b-a10b"];
-
-fn repo_file(rel: &str) -> String {
-    std::fs::read_to_string(support::repo_root().join(rel)).unwrap()
-}
 
 /// The repository's workflow up to the bench profile, which here follows
 /// the samplers instead of the context test (no weights are downloaded).
@@ -101,7 +91,7 @@ fn onboarded(
     std::fs::remove_file(ws.path("models/tiny.yaml")).unwrap();
     ws.write("onboard.yaml", &onboard_yaml(hardware));
     for dir in ["templates"] {
-        for entry in std::fs::read_dir(support::repo_root().join(dir)).unwrap() {
+        for entry in std::fs::read_dir(repo_root().join(dir)).unwrap() {
             let entry = entry.unwrap();
             if entry.file_type().unwrap().is_file() {
                 let name = entry.file_name().to_string_lossy().into_owned();
@@ -205,9 +195,9 @@ fn llama_cpp_accepts_every_profile_and_preset_onboard_writes() {
     };
     let hub = PlanHub::start();
     let tmp = tempfile::tempdir().unwrap();
-    let python = support::repo_root().join(".venv/bin/python");
-    let runner = support::repo_root().join("tests/support/llama_args.py");
-    let script = support::repo_root().join("scripts/llama-server-xllamacpp");
+    let python = repo_root().join(".venv/bin/python");
+    let runner = repo_root().join("tests/support/llama_args.py");
+    let script = repo_root().join("scripts/llama-server-xllamacpp");
     let harness_args = |mode: &str| -> Vec<String> {
         vec![
             python.display().to_string(),
@@ -348,8 +338,8 @@ fn llama_cpp_accepts_every_profile_and_preset_onboard_writes() {
 /// loading anything), as llama-server does.
 #[test]
 fn llama_server_xllamacpp_refuses_unknown_flags() {
-    let script = support::repo_root().join("scripts/llama-server-xllamacpp");
-    if !Path::new(&support::repo_root().join(".venv/bin/python")).exists() {
+    let script = repo_root().join("scripts/llama-server-xllamacpp");
+    if !Path::new(&repo_root().join(".venv/bin/python")).exists() {
         assert!(
             std::env::var_os("CI").is_none(),
             "no .venv: scripts/setup installs xllamacpp"

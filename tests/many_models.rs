@@ -8,23 +8,14 @@
 //! cannot hold them all: tests/evaluate_cli.rs, at their real sizes.)
 #![cfg(feature = "llama-cpp")]
 
-mod support;
-
-#[path = "support/seed.rs"]
-mod seed;
-#[path = "support/smollm2.rs"]
-mod smollm2;
-#[path = "support/tiny_qwen35.rs"]
-mod tiny_qwen35;
-
 use onboard::hub::mirror::MirrorServer;
+use onboard_test_support::{assert_success, one_llama_cpp_at_a_time, seed, smollm2, tiny_qwen35};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use support::assert_success;
 
 const SMOL: &str = "smollm2-135m-instruct";
 const MOE: &str = "qwen3.5-35b-a3b";
@@ -109,10 +100,10 @@ impl Machine {
 }
 
 fn onboard(root: &Path, hub: &Hub, machine: &Machine, args: &[&str]) -> Command {
-    let mut cmd = seed::onboard(root, &hub.server.url(), args);
-    cmd.env("ONBOARD_LOCK_DIR", machine.locks.path())
-        .env("ONBOARD_ENGINE_JOURNAL", &machine.journal);
-    cmd
+    seed::onboard(root, &hub.server.url(), args)
+        .env("ONBOARD_LOCK_DIR", machine.locks.path())
+        .env("ONBOARD_ENGINE_JOURNAL", &machine.journal)
+        .command()
 }
 
 /// A JSON event and when the test read it.
@@ -222,7 +213,7 @@ fn unix_ns() -> u128 {
 /// where it stopped.
 #[test]
 fn three_models_in_one_command_take_turns_and_resume_after_a_kill() {
-    let _one = support::one_llama_cpp_at_a_time();
+    let _one = one_llama_cpp_at_a_time();
     let (hub, dir, machine) = setup();
     let root = dir.path();
     // Slow enough that the downloads visibly run side by side.
@@ -338,7 +329,7 @@ fn three_models_in_one_command_take_turns_and_resume_after_a_kill() {
 /// and the one that waited said for what and whom.
 #[test]
 fn two_processes_take_turns_for_the_gpu() {
-    let _one = support::one_llama_cpp_at_a_time();
+    let _one = one_llama_cpp_at_a_time();
     let (hub, dir, machine) = setup();
     let root = dir.path();
     let spawn = |model: &str| {
@@ -373,7 +364,7 @@ fn two_processes_take_turns_for_the_gpu() {
 /// nothing recorded for the step; once the gpu is free the rerun finishes.
 #[test]
 fn ctrl_c_while_waiting_for_the_gpu_exits_130_and_the_rerun_completes() {
-    let _one = support::one_llama_cpp_at_a_time();
+    let _one = one_llama_cpp_at_a_time();
     let (hub, dir, machine) = setup();
     let root = dir.path();
     let slot = machine.locks.path().join("gpu.0.lock");

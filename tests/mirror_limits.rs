@@ -7,11 +7,7 @@
 //! `Retry-After` it was given) and counts as well-behaved when it then gets
 //! the right bytes; a reset, any other status or a wrong byte fails.
 
-#[path = "support/hub_fixture.rs"]
-mod fixture;
-#[path = "support/served_mirror.rs"]
-mod served_mirror;
-
+use onboard_test_support::served_mirror;
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
@@ -21,8 +17,8 @@ use std::sync::{Arc, Barrier, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use fixture::{bytes, sha256_hex, write_repo};
 use onboard::hub::{MirrorLimits, MirrorServer};
+use onboard_test_support::hub_fixture::{bytes, sha256_hex, write_repo};
 use sha2::{Digest, Sha256};
 
 const REPO: &str = "acme/load";

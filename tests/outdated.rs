@@ -7,16 +7,10 @@
 //! that keeps replaced files finds the old one beside the new, listed by
 //! the retirement advice.
 
-#[path = "support/gguf_fixtures.rs"]
-mod gguf_fixtures;
-#[path = "support/hub_fixture.rs"]
-mod hub_fixture;
-mod support;
-
+use onboard_test_support::{gguf_fixtures, hub_fixture, repo_file, repo_root, Run, TestWorkspace};
 use std::path::{Path, PathBuf};
 
 use onboard::hub::{HubClient, HubConfig, MirrorServer};
-use support::{Run, TestWorkspace};
 
 const REPO: &str = "test/tiny-GGUF";
 const PINNED_REPO: &str = "test/pinned-GGUF";
@@ -25,7 +19,7 @@ const TOKEN: &str = "hf_outdatedTestTokenNeverShown";
 
 /// The workflow up to the samplers: what reads the Hub, and fast.
 fn workflow() -> String {
-    let full = std::fs::read_to_string(support::repo_root().join("workflows/add-model.yaml"))
+    let full = std::fs::read_to_string(repo_root().join("workflows/add-model.yaml"))
         .expect("workflows/add-model.yaml");
     let cut = full
         .find("  - id: context_test")
@@ -64,8 +58,6 @@ impl Setup {
         }
         let server = MirrorServer::start(tmp.path().join("mirror"), "127.0.0.1:0").unwrap();
         let ws = TestWorkspace::new(&workflow());
-        let repo_file =
-            |rel: &str| std::fs::read_to_string(support::repo_root().join(rel)).unwrap();
         ws.write("onboard.yaml", &repo_file("onboard.yaml"));
         ws.write(
             "templates/profile.conf.j2",

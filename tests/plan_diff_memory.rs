@@ -2,8 +2,7 @@
 //! to the files, not to the product of their lengths (a hand-written LCS
 //! table needed 20,000² cells here: 1.6 GB).
 
-#[path = "support/counting_alloc.rs"]
-mod counting_alloc;
+use onboard_test_support::counting_alloc;
 
 #[global_allocator]
 static GLOBAL: counting_alloc::Counting = counting_alloc::Counting;

@@ -1,11 +1,9 @@
-//! Phases 3, 4 and 6 on the plan's three Qwen3.5 models: production
+//! Phases 3, 4 and 6 on the repository's three Qwen3.5 models: production
 //! profiles, samplers with provenance and bench profiles in a realistic
 //! models.conf, plus launch and the exports.
 
-mod support;
-
+use onboard_test_support::TestWorkspace;
 use std::path::Path;
-use support::TestWorkspace;
 
 /// An existing workspace's models.conf: other profiles, comments, odd spacing.
 const EXISTING: &str = "\
@@ -25,8 +23,8 @@ CTX_SIZE=131072
 FLAGS=--jinja -np 1 --reasoning-format none
 ";
 
-/// The plan's decisions for each model (what evaluate chooses on the plan's
-/// machine): file, architecture, strategy.
+/// What evaluate chooses for each model on the workstation of onboard.yaml:
+/// file, architecture, strategy.
 const MODELS: &[(&str, &str, &str, &str)] = &[
     (
         "qwen3.5-35b-a3b",

@@ -10,24 +10,16 @@
 //! the middle of its context test, rerun: it finishes.
 #![cfg(feature = "llama-cpp")]
 
-mod support;
-
-#[path = "support/llama_args.rs"]
-mod llama_args;
-#[path = "support/seed.rs"]
-mod seed;
-#[path = "support/smollm2.rs"]
-mod smollm2;
-#[path = "support/tiny_qwen35.rs"]
-mod tiny_qwen35;
-
 use onboard::hub::mirror::MirrorServer;
+use onboard_test_support::{
+    assert_success, llama_args, one_llama_cpp_at_a_time, seed, smollm2, tiny_qwen35, Onboard,
+};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
-use support::assert_success;
 
-/// One of the plan's models, as the test serves and onboards it.
+/// One of the repository's Qwen3.5 models (models/qwen3.5-*.yaml), as the
+/// test serves and onboards it.
 struct Case {
     model: &'static str,
     repo: &'static str,
@@ -125,7 +117,7 @@ fn workspace(root: &Path, case: &Case) {
 }
 
 fn onboard(root: &Path, hub: &Hub, args: &[&str]) -> Command {
-    seed::onboard(root, &hub.server.url(), args)
+    seed::onboard(root, &hub.server.url(), args).command()
 }
 
 fn record(root: &Path, case: &Case, step: &str) -> serde_json::Value {
@@ -309,16 +301,11 @@ fn assert_vision(root: &Path, case: &Case, production: &str, bench: &str) {
 }
 
 fn onboard_plain(root: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_onboard"))
-        .arg("-C")
-        .arg(root)
-        .args(args)
-        .output()
-        .unwrap()
+    Onboard::new().workspace(root).args(args).output()
 }
 
 fn onboard_end_to_end(case: &Case) {
-    let _one = support::one_llama_cpp_at_a_time();
+    let _one = one_llama_cpp_at_a_time();
     let hub = hub(case);
     let dir = tempfile::tempdir().unwrap();
     workspace(dir.path(), case);
@@ -400,7 +387,7 @@ fn loading_worker(parent: u32) -> Option<u32> {
 
 #[test]
 fn killed_in_the_middle_of_its_context_test_the_rerun_finishes() {
-    let _one = support::one_llama_cpp_at_a_time();
+    let _one = one_llama_cpp_at_a_time();
     let case = &MOE;
     let hub = hub(case);
     let dir = tempfile::tempdir().unwrap();
@@ -435,7 +422,7 @@ fn killed_in_the_middle_of_its_context_test_the_rerun_finishes() {
 /// marker left, and the next run resumes there and finishes.
 #[test]
 fn ctrl_c_in_the_middle_of_its_context_test_stops_the_worker_and_the_rerun_finishes() {
-    let _one = support::one_llama_cpp_at_a_time();
+    let _one = one_llama_cpp_at_a_time();
     let case = &MOE;
     let hub = hub(case);
     let dir = tempfile::tempdir().unwrap();

@@ -12,17 +12,10 @@
 //! `engine: auto` picks in this build (llama-server from PyPI in the light
 //! build, `scripts/llama-server-xllamacpp`).
 
-mod support;
-
-#[path = "support/smollm2.rs"]
-mod smollm2;
-#[path = "support/tiny_llama.rs"]
-mod tiny_llama;
-
 use onboard::hub::mirror::MirrorServer;
+use onboard_test_support::{repo_root, smollm2, tiny_llama, Onboard, Run, TestWorkspace, MODEL};
 use serde_json::Value;
-use std::path::{Path, PathBuf};
-use support::{Run, TestWorkspace, MODEL};
+use std::path::PathBuf;
 
 const REPO: &str = "test/Tiny-Llama-GGUF";
 const FILE: &str = "Tiny-Llama.F32.gguf";
@@ -40,10 +33,6 @@ const ALL: &[&str] = &[
     "summary",
     "compare",
 ];
-
-fn repo_root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
 
 fn manifest(samplers_use: &str) -> String {
     format!(
@@ -101,15 +90,11 @@ impl Setup {
     }
 
     fn cmd(&self, args: &[&str]) -> Run {
-        let out = self
-            .ws
-            .command(args)
-            .env("HF_ENDPOINT", self.server.url())
-            .env("HF_HOME", self.ws.path(".hf-home"))
+        Onboard::in_workspace(&self.ws)
+            .hub(&self.server.url(), self.ws.path(".hf-home"))
             .env_remove("HUMANEVAL_OVERRIDE_PATH")
-            .output()
-            .unwrap();
-        Run::from(out)
+            .args(args)
+            .run()
     }
 
     fn run(&self) -> Run {

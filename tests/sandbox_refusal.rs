@@ -1,11 +1,9 @@
 //! The real binary, run as an unprivileged user, refuses to run
 //! model-written code rather than run it unconfined, and says why.
 
-mod support;
-
+use onboard_test_support::TestWorkspace;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
-use support::TestWorkspace;
 
 fn chown_tree(path: &Path, uid: u32) {
     std::os::unix::fs::lchown(path, Some(uid), Some(uid)).unwrap();

@@ -4,14 +4,12 @@
 //! run resumes. Every wait is on an event (a file a step writes, a line on
 //! stdout, a process exiting), with generous deadlines.
 
-mod support;
-
+use onboard_test_support::{smollm2, walk, TestWorkspace};
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
-use support::TestWorkspace;
 
 fn sh(id: &str, needs: &[&str], script: &str) -> String {
     format!(
@@ -97,20 +95,14 @@ fn pid_in(ws: &TestWorkspace, rel: &str) -> u32 {
 }
 
 fn leftovers(root: &Path) -> Vec<String> {
-    let mut found = Vec::new();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        for entry in std::fs::read_dir(&dir).unwrap().flatten() {
-            let path = entry.path();
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if path.is_dir() {
-                stack.push(path);
-            } else if name.ends_with(".running") || name.ends_with(".onboard-tmp") {
-                found.push(path.display().to_string());
-            }
-        }
-    }
-    found
+    walk(root)
+        .into_iter()
+        .filter(|path| {
+            let name = path.file_name().unwrap_or_default().to_string_lossy();
+            !path.is_dir() && (name.ends_with(".running") || name.ends_with(".onboard-tmp"))
+        })
+        .map(|path| path.display().to_string())
+        .collect()
 }
 
 fn record(ws: &TestWorkspace, step: &str) -> serde_json::Value {
@@ -280,9 +272,6 @@ fn a_second_ctrl_c_exits_at_once() {
     );
     assert_eq!(record(&ws, "download")["status"], "interrupted");
 }
-
-#[path = "support/smollm2.rs"]
-mod smollm2;
 
 /// Live processes whose parent is `ppid`, with their command lines.
 fn children_of(ppid: u32) -> Vec<(u32, String)> {

@@ -3,13 +3,9 @@
 //! mean to carry, the files are byte-for-byte reproducible, and the data
 //! section holds every tensor. No engine needed.
 
-#[path = "support/smollm2.rs"]
-mod smollm2;
-#[path = "support/tiny_qwen35.rs"]
-mod tiny_qwen35;
-
 use onboard::gguf::facts::{facts, LayerKind, ModelFacts, Ssm};
 use onboard::gguf::reader::{read_file, Value};
+use onboard_test_support::{smollm2, tiny_qwen35};
 use std::path::Path;
 use tiny_qwen35::{ARCH_DENSE, ARCH_MOE, CONTEXT};
 

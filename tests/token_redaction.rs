@@ -14,17 +14,11 @@
 //! the `***` in the report, models.conf and the failures prove it passed
 //! through and was hidden.
 
-#[path = "support/gguf_fixtures.rs"]
-mod gguf_fixtures;
-#[path = "support/hub_fixture.rs"]
-mod hub_fixture;
-mod support;
-
+use onboard_test_support::{gguf_fixtures, hub_fixture, walk_files, Run, TestWorkspace};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use onboard::hub::MirrorServer;
-use support::{Run, TestWorkspace};
 
 const REPO: &str = "test/tiny-GGUF";
 const QUANT: &str = "Q8_0";
@@ -266,7 +260,7 @@ impl Case {
                 self.hits.push(format!("{label}: {stream}"));
             }
         }
-        for path in walk(self.ws.root()) {
+        for path in walk_files(self.ws.root()) {
             self.searched += 1;
             if contains(&std::fs::read(&path).unwrap(), needle) {
                 self.hits.push(format!("{label}: {}", path.display()));
@@ -373,20 +367,6 @@ impl Case {
 
 fn contains(hay: &[u8], needle: &[u8]) -> bool {
     hay.windows(needle.len()).any(|w| w == needle)
-}
-
-fn walk(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).unwrap().flatten() {
-        let p = e.path();
-        let ft = e.file_type().unwrap();
-        if ft.is_dir() {
-            out.extend(walk(&p));
-        } else if ft.is_file() {
-            out.push(p);
-        }
-    }
-    out
 }
 
 fn make_executable(p: &Path) {

@@ -2,14 +2,12 @@
 //! column, with a message that says what is wrong. Plus exit codes, JSON
 //! output, and arbitrary bytes that must never make it panic.
 
+use onboard_test_support::Onboard;
 use std::path::Path;
 use std::process::Command;
 
 fn onboard(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_onboard"))
-        .args(args)
-        .output()
-        .unwrap();
+    let out = Onboard::new().args(args).output();
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -199,11 +197,10 @@ fn github_annotations_carry_hostile_messages_and_file_names_exactly() {
     )
     .unwrap();
     let run = |format: &str| {
-        let out = Command::new(env!("CARGO_BIN_EXE_onboard"))
+        let out = Onboard::new()
             .current_dir(dir.path())
             .args(["validate", "--format", format, name])
-            .output()
-            .unwrap();
+            .output();
         assert_eq!(out.status.code(), Some(1), "{out:?}");
         String::from_utf8(out.stdout).unwrap()
     };
@@ -262,16 +259,10 @@ fn github_annotations_carry_hostile_messages_and_file_names_exactly() {
         "\"bad%0A key,\\r\\nline2::x\"".chars().count() as u64
     );
     // A clean workspace prints no annotation at all.
-    let out = Command::new(env!("CARGO_BIN_EXE_onboard"))
-        .args([
-            "-C",
-            env!("CARGO_MANIFEST_DIR"),
-            "validate",
-            "--format",
-            "github",
-        ])
-        .output()
-        .unwrap();
+    let out = Onboard::new()
+        .workspace(env!("CARGO_MANIFEST_DIR"))
+        .args(["validate", "--format", "github"])
+        .output();
     assert_eq!(out.status.code(), Some(0));
     assert!(out.stdout.is_empty(), "{out:?}");
 }

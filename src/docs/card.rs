@@ -107,9 +107,9 @@ pub fn onboard(ws: &Workspace, req: OnboardCard<'_>) -> Result<CardChanges, Card
     }
     let card_name = &req.card_name;
     let docs = PathBuf::from(&paths.docs);
-    let candidate = docs.join(CANDIDATES).join(&card_name);
-    let card = docs.join(&card_name);
-    let retired = docs.join(RETIRED).join(&card_name);
+    let candidate = docs.join(CANDIDATES).join(card_name);
+    let card = docs.join(card_name);
+    let retired = docs.join(RETIRED).join(card_name);
 
     let mut cs = Changeset::new(Disk::new(&ws.root, Scope::from_paths(paths)));
     let before: BTreeSet<(PathBuf, String)> = links::check(&cs)
@@ -176,7 +176,7 @@ pub fn onboard(ws: &Workspace, req: OnboardCard<'_>) -> Result<CardChanges, Card
 
     // The tables and the card's figures, from the workspace plus what
     // this run measured.
-    let mut catalog = Catalog::load(&ws, &cs).map_err(failed)?;
+    let mut catalog = Catalog::load(ws, &cs).map_err(failed)?;
     let info = catalog.get_mut(&manifest.id).ok_or_else(|| {
         failed(format!(
             "no manifest `{}` in {}",

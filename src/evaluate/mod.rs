@@ -583,7 +583,7 @@ pub fn gib_signed(bytes: i64) -> String {
     }
 }
 
-/// Decimal GB, as the Hub and the plan write file sizes.
+/// Decimal GB, as the Hub writes file sizes.
 pub fn gb(bytes: u64) -> String {
     format!("{:.1} GB", bytes as f64 / 1e9)
 }

@@ -1,6 +1,6 @@
-//! The evaluate report: the plan's tables (model, quant, size, strategy,
-//! context, speed; memory per device; strategies; quants and why each not
-//! chosen) in markdown a person can check line by line.
+//! The evaluate report: tables of model, quant, size, strategy,
+//! context and speed; memory per device; strategies; quants and why each
+//! was not chosen, in markdown a person can check line by line.
 
 use std::fmt::Write;
 

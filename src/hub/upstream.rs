@@ -212,6 +212,57 @@ pub fn current(
         .map(|m| Identity::of(&m))
 }
 
+/// Why a step that copied `sources` (repo path, identity when it was
+/// copied) from `repo` at `revision` is out of date, when the last upstream
+/// check (`onboard outdated`, its record in `state_dir`) found any of them
+/// changed on the Hub. A commit id never moves: a pinned revision is never
+/// out of date.
+pub fn changed_since(
+    state_dir: &Path,
+    repo: &str,
+    revision: &str,
+    sources: &[(String, Identity)],
+) -> Result<Option<String>, RecordError> {
+    if is_pinned(revision) {
+        return Ok(None);
+    }
+    let Some(record) = read_record(state_dir)? else {
+        return Ok(None);
+    };
+    let changes: Vec<String> = sources
+        .iter()
+        .filter_map(|(file, had)| {
+            let now = record.find(repo, revision, file)?;
+            (!had.same_content(now)).then(|| format!("{file} {}", had.change_to(now)))
+        })
+        .collect();
+    Ok((!changes.is_empty()).then(|| format!("upstream changed: {}", changes.join("; "))))
+}
+
+/// Tells the record in `state_dir` what the Hub served a download of
+/// `files` into `dest` this run, so a file it re-fetched (or that the Hub
+/// changed back) no longer reads as changed.
+pub fn note_download(
+    state_dir: &Path,
+    repo: &str,
+    revision: &str,
+    files: &[String],
+    dest: &Path,
+) -> Result<(), RecordError> {
+    let seen = files
+        .iter()
+        .filter_map(|f| {
+            Some(Seen {
+                repo: repo.to_string(),
+                revision: revision.to_string(),
+                file: f.clone(),
+                now: super::verified_identity(dest, super::flat_name(f))?,
+            })
+        })
+        .collect();
+    note(state_dir, seen)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -287,55 +338,4 @@ mod tests {
             "{e}"
         );
     }
-}
-
-/// Why a step that copied `sources` (repo path, identity when it was
-/// copied) from `repo` at `revision` is out of date, when the last upstream
-/// check (`onboard outdated`, its record in `state_dir`) found any of them
-/// changed on the Hub. A commit id never moves: a pinned revision is never
-/// out of date.
-pub fn changed_since(
-    state_dir: &Path,
-    repo: &str,
-    revision: &str,
-    sources: &[(String, Identity)],
-) -> Result<Option<String>, RecordError> {
-    if is_pinned(revision) {
-        return Ok(None);
-    }
-    let Some(record) = read_record(state_dir)? else {
-        return Ok(None);
-    };
-    let changes: Vec<String> = sources
-        .iter()
-        .filter_map(|(file, had)| {
-            let now = record.find(repo, revision, file)?;
-            (!had.same_content(now)).then(|| format!("{file} {}", had.change_to(now)))
-        })
-        .collect();
-    Ok((!changes.is_empty()).then(|| format!("upstream changed: {}", changes.join("; "))))
-}
-
-/// Tells the record in `state_dir` what the Hub served a download of
-/// `files` into `dest` this run, so a file it re-fetched (or that the Hub
-/// changed back) no longer reads as changed.
-pub fn note_download(
-    state_dir: &Path,
-    repo: &str,
-    revision: &str,
-    files: &[String],
-    dest: &Path,
-) -> Result<(), RecordError> {
-    let seen = files
-        .iter()
-        .filter_map(|f| {
-            Some(Seen {
-                repo: repo.to_string(),
-                revision: revision.to_string(),
-                file: f.clone(),
-                now: super::verified_identity(dest, super::flat_name(f))?,
-            })
-        })
-        .collect();
-    note(state_dir, seen)
 }

@@ -1,9 +1,8 @@
-//! Repos of the plan's models for evaluate: headers with the real
+//! Repos of the repository's Qwen3.5 models for evaluate: headers with the real
 //! hyperparameters of Qwen3.5-35B-A3B, -27B and -122B-A10B (and a Llama),
-//! quant mixes chosen so the tensors add up to the plan's file sizes, written
+//! quant mixes chosen so the tensors add up to the published files' sizes, written
 //! as sparse files (a few kilobytes of header each) and served by the mirror
 //! with their sha256 registered, so no gigabyte is ever read or hashed.
-#![allow(dead_code)]
 
 use std::path::Path;
 
@@ -73,8 +72,8 @@ pub const QWEN35_122B_A10B: Qwen35 = Qwen35 {
     linear: (16, 64, 128, 128, 4),
 };
 
-/// 27B parameters come out only with hidden 5120 (the plan's card says
-/// 4096, which would make it a 21B model).
+/// 27B parameters come out only with hidden 5120 (4096 would make it a
+/// 21B model).
 pub const QWEN35_27B: Qwen35 = Qwen35 {
     arch: "qwen35",
     name: "Qwen3.5-27B",
@@ -99,7 +98,7 @@ pub struct Mix {
     pub other_base: GgmlType,
     pub expert_high: GgmlType,
     pub other_high: GgmlType,
-    /// The plan's file size in bytes.
+    /// The published file's size in bytes.
     pub target: u64,
 }
 
@@ -220,7 +219,7 @@ fn raise_to(w: &mut GgufWriter, mix: &Mix) {
     );
     let is_exp = |n: &str| n.contains("_exps.");
     // Non-experts first, then experts; then small tensors to BF16 or F32 to
-    // close the last gap (the plan's sizes to within a few megabytes).
+    // close the last gap (the published sizes to within a few megabytes).
     let passes = [
         (false, mix.other_high),
         (true, mix.expert_high),
@@ -241,7 +240,7 @@ fn raise_to(w: &mut GgufWriter, mix: &Mix) {
     }
 }
 
-/// The plan's quants: (repo, quant, shards, ftype, mix).
+/// The quants the Qwen3.5 manifests weigh: (repo, quant, shards, ftype, mix).
 pub fn plan_quants() -> Vec<(&'static Qwen35, &'static str, &'static str, u16, u32, Mix)> {
     let mix = |eb, ob, eh, oh, gb: f64| Mix {
         expert_base: eb,
@@ -344,7 +343,7 @@ pub fn file_names(model: &Qwen35, quant: &str, shards: u16) -> Vec<String> {
     }
 }
 
-/// Writes every quant of the plan under `root` (sparse files); returns
+/// Writes every one of those quants under `root` (sparse files); returns
 /// `(repo-relative path under root, header bytes)` of each file.
 pub fn write_plan_repos(root: &Path) -> Vec<(String, u64)> {
     let mut out = Vec::new();
@@ -392,7 +391,7 @@ pub fn assume_hashes(server: &MirrorServer, files: &[(String, u64)]) {
     }
 }
 
-/// A mirror serving the plan's repos from a temp dir.
+/// A mirror serving those repos from a temp dir.
 pub struct PlanHub {
     pub tmp: tempfile::TempDir,
     pub server: MirrorServer,

@@ -1,9 +1,8 @@
-//! GGUF header fixtures with the real hyperparameters of the plan's models,
+//! GGUF header fixtures with the real hyperparameters of the repository's models,
 //! written by onboard's own writer. Tensor shapes follow llama.cpp's layout
 //! for each architecture so sizes, parameter counts and active bytes are
 //! realistic; the data section is never materialised (header bytes, or a
 //! sparse file).
-#![allow(dead_code)]
 
 use onboard::gguf::reader::{Array, Value};
 use onboard::gguf::types::GgmlType;
@@ -289,8 +288,8 @@ fn qwen35moe(mut w: GgufWriter, d: &MoeDims, l: &Linear, q: GgmlType) -> GgufWri
 
 /// Qwen3.5-27B (`qwen35`, dense): 64 layers (16 attention), 24 heads / 4 KV
 /// heads × 256, FFN 17408, 262144 context. Q8_0 weights (file type 7).
-/// Hidden size 5120 as in the model's config.json (the plan says 4096; with
-/// 4096 the parameter count comes out at 21.5 B, with 5120 at 26.9 B).
+/// Hidden size 5120 as in the model's config.json (with 4096 the parameter
+/// count comes out at 21.5 B, with 5120 at 26.9 B).
 pub fn qwen35_27b() -> GgufWriter {
     let (arch, n_layer, embd, heads, kv, hd, ff) =
         ("qwen35", 64u64, 5120u64, 24u64, 4u64, 256u64, 17_408u64);

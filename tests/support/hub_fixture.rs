@@ -1,6 +1,5 @@
 //! Shared helpers for the hub tests: fixture repos written on the fly, a
 //! mirror over them, and clients with short waits.
-#![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

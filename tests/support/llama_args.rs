@@ -3,11 +3,12 @@
 //! per source and wheel) against the headers of the same llama.cpp version, which
 //! `scripts/setup` takes from xllamacpp's source distribution into
 //! `.venv/share/llama.cpp-<version>`, and linked to the wheel's library.
-#![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
+
+use crate::{repo_root, target_tmp_dir};
 
 /// The xllamacpp version `scripts/setup` pins (wheel and headers).
 pub const XLLAMACPP: &str = "2026.10.11549";
@@ -16,10 +17,6 @@ pub const XLLAMACPP: &str = "2026.10.11549";
 pub struct Harness {
     python: PathBuf,
     library: PathBuf,
-}
-
-fn repo() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
 /// What is missing for the harness, if anything: a skip locally, a
@@ -41,11 +38,11 @@ pub fn harness() -> Option<&'static Harness> {
 }
 
 fn build() -> Option<Harness> {
-    let python = repo().join(".venv/bin/python");
+    let python = repo_root().join(".venv/bin/python");
     if !python.exists() {
         return missing("no .venv/bin/python");
     }
-    let headers = repo().join(format!(".venv/share/llama.cpp-{XLLAMACPP}"));
+    let headers = repo_root().join(format!(".venv/share/llama.cpp-{XLLAMACPP}"));
     if !headers.join("common/arg.h").exists() {
         return missing(&format!("no llama.cpp headers in {}", headers.display()));
     }
@@ -72,8 +69,8 @@ fn build() -> Option<Harness> {
     if Command::new("g++").arg("--version").output().is_err() {
         return missing("no g++");
     }
-    let source = repo().join("tests/support/llama_args.cpp");
-    let out_dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("llama_args");
+    let source = repo_root().join("tests/support/llama_args.cpp");
+    let out_dir = target_tmp_dir().join("llama_args");
     std::fs::create_dir_all(&out_dir).unwrap();
     // Built once per source, headers and wheel; a rename makes it appear
     // whole to test binaries running beside this one.
@@ -127,7 +124,7 @@ impl Harness {
     /// `llama_args MODE ARG...` in the venv's Python (see llama_args.cpp).
     pub fn command(&self, mode: &str, args: &[String]) -> Command {
         let mut cmd = Command::new(&self.python);
-        cmd.arg(repo().join("tests/support/llama_args.py"))
+        cmd.arg(repo_root().join("tests/support/llama_args.py"))
             .arg(&self.library)
             .arg(mode)
             .args(args);

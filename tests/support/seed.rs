@@ -5,30 +5,26 @@
 //! fixtures stand in for the real files under the real Hub repo names.
 
 use std::path::Path;
-use std::process::Command;
+
+use crate::{copy_tree, repo_root, Onboard};
 
 /// `onboard -C root <args>` against the Hub at `hub_url`, offline in every
 /// other way: its own HF home and EvalPlus cache, no token, and no
 /// llama-server anywhere (`engine: auto` must find llama.cpp itself).
-pub fn onboard(root: &Path, hub_url: &str, args: &[&str]) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_onboard"));
-    cmd.arg("-C")
-        .arg(root)
+pub fn onboard(root: &Path, hub_url: &str, args: &[&str]) -> Onboard {
+    Onboard::new()
+        .workspace(root)
         .args(args)
-        .env("HF_ENDPOINT", hub_url)
-        .env("HF_HOME", root.join(".hf-home"))
-        .env("XDG_CACHE_HOME", root.join(".hf-home"))
-        .env("ONBOARD_HUMANEVAL_PLUS_URL", "off")
+        .hub(hub_url, root.join(".hf-home"))
+        .offline_benchmarks(root.join(".hf-home"))
         .env("PATH", "/usr/bin:/bin")
-        .env_remove("HF_TOKEN")
-        .env_remove("ONBOARD_CRASH_AT");
-    cmd
+        .env_remove("ONBOARD_CRASH_AT")
 }
 
 /// Copies the repository's workspace files into `root`; `onboard.yaml`
 /// describes this machine (no GPU) and adds `extra` (more YAML keys).
 pub fn workspace(root: &Path, extra: &str) {
-    let repo = crate::support::repo_root();
+    let repo = repo_root();
     for dir in ["workflows", "templates", "models", "documentation"] {
         copy_tree(&repo.join(dir), &root.join(dir));
     }
@@ -69,17 +65,4 @@ pub fn shrink_manifest(root: &Path, model: &str) {
         format!("{manifest}\nvars:\n  benchmark_limit: 2\n  benchmark_max_tokens: 16\n"),
     )
     .unwrap();
-}
-
-pub fn copy_tree(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let dest = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_tree(&entry.path(), &dest);
-        } else {
-            std::fs::copy(entry.path(), dest).unwrap();
-        }
-    }
 }

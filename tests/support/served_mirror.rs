@@ -1,20 +1,22 @@
 //! `onboard mirror serve` as a child process of the test, on a free
 //! loopback port: the real binary, as a person or a script starts it.
-#![allow(dead_code)]
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
+
+use crate::Onboard;
 
 /// Starts the mirror over `root` (with `extra` options) and waits for its
 /// serving line; returns the child (stdout read, stderr as `stderr` says)
 /// and the URL it serves at.
 pub fn spawn(root: &Path, extra: &[&str], stderr: Stdio) -> (Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_onboard"))
+    let mut child = Onboard::new()
         .args(["mirror", "serve"])
         .arg(root)
         .args(["--addr", "127.0.0.1:0"])
         .args(extra)
+        .command()
         .stdout(Stdio::piped())
         .stderr(stderr)
         .spawn()

@@ -3,9 +3,10 @@
 //!
 //! `ONBOARD_SMOLLM2_GGUF` overrides the search. A missing file is a failure,
 //! not a skip: tests that silently skip prove nothing.
-#![allow(dead_code)]
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
+
+use crate::repo_root;
 
 pub const FILE_NAME: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
 pub const FILE_LEN: u64 = 98_362_432;
@@ -21,8 +22,7 @@ pub fn smollm2_gguf() -> PathBuf {
         );
         return p;
     }
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let lib = root.join(".venv").join("lib");
+    let lib = repo_root().join(".venv").join("lib");
     if let Ok(entries) = std::fs::read_dir(&lib) {
         for e in entries.flatten() {
             let name = e.file_name();

@@ -1,7 +1,6 @@
 //! A pseudo-terminal to run the real binary on (so it sees a terminal on
 //! stdout and stderr), and a tiny terminal model that replays what it wrote
 //! into the screen a person would see.
-#![allow(dead_code)]
 
 use std::ffi::CStr;
 use std::fs::File;

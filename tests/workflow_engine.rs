@@ -1,10 +1,8 @@
 //! The workflow engine, exercised through the real `onboard` binary with the
 //! real `command` and `render` tasks.
 
-mod support;
-
+use onboard_test_support::{walk_files, TestWorkspace, MODEL};
 use std::time::{Duration, Instant};
-use support::TestWorkspace;
 
 fn sh(id: &str, needs: &[&str], script: &str) -> String {
     format!(
@@ -456,23 +454,10 @@ fn the_token_never_reaches_records_or_output() {
         .output()
         .unwrap();
     assert!(!String::from_utf8_lossy(&human.stderr).contains(token));
-    for entry in walk(&ws.path(".onboard")) {
+    for entry in walk_files(&ws.path(".onboard")) {
         let text = std::fs::read_to_string(&entry).unwrap_or_default();
         assert!(!text.contains(token), "{} holds the token", entry.display());
     }
-}
-
-fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            out.extend(walk(&p));
-        } else {
-            out.push(p);
-        }
-    }
-    out
 }
 
 /// A step that holds a resource takes turns with every other holder on the
@@ -493,7 +478,7 @@ fn steps_holding_a_resource_take_turns_across_processes() {
     let a = TestWorkspace::new(&workflow(&[step("a", "b")]));
     let b = TestWorkspace::new(&workflow(&[step("b", "a")]));
     let spawn = |ws: &TestWorkspace| {
-        ws.command(&["run", support::MODEL, "--json"])
+        ws.command(&["run", MODEL, "--json"])
             .env("ONBOARD_LOCK_DIR", locks.path())
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())

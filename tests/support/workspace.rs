@@ -1,9 +1,9 @@
-//! Shared helpers for integration tests: throwaway workspaces and running the
-//! real `onboard` binary.
-#![allow(dead_code)]
+//! Throwaway workspaces for the tests that run the real `onboard` binary.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+
+use crate::{repo_root, Onboard, Run};
 
 pub struct TestWorkspace {
     pub dir: tempfile::TempDir,
@@ -48,21 +48,14 @@ impl TestWorkspace {
         std::fs::read_to_string(self.path(rel)).unwrap_or_default()
     }
 
+    /// `onboard -C <this workspace> <args>`, benchmarks offline (unless a
+    /// test serves the HumanEval+ release itself).
     pub fn command(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_onboard"));
-        cmd.arg("-C").arg(self.root()).args(args);
-        cmd.env_remove("HF_TOKEN");
-        // Benchmarks score the offline problems unless a test serves the
-        // HumanEval+ release itself: a test's result must not depend on
-        // whether this machine is online.
-        cmd.env("XDG_CACHE_HOME", self.cache.path())
-            .env("ONBOARD_HUMANEVAL_PLUS_URL", "off");
-        cmd
+        Onboard::in_workspace(self).args(args).command()
     }
 
     pub fn onboard(&self, args: &[&str]) -> Run {
-        let output = self.command(args).output().expect("run onboard");
-        Run::from(output)
+        Onboard::in_workspace(self).args(args).run()
     }
 
     /// `onboard run tiny --json <extra>`, with the events parsed.
@@ -71,85 +64,6 @@ impl TestWorkspace {
         args.extend_from_slice(extra);
         self.onboard(&args)
     }
-}
-
-pub struct Run {
-    pub code: i32,
-    pub stdout: String,
-    pub stderr: String,
-}
-
-impl From<Output> for Run {
-    fn from(o: Output) -> Run {
-        Run {
-            code: o.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
-        }
-    }
-}
-
-impl Run {
-    pub fn events(&self) -> Vec<serde_json::Value> {
-        self.stdout
-            .lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect()
-    }
-
-    /// Step ids with the given event kind, in order.
-    pub fn steps_with(&self, event: &str) -> Vec<String> {
-        self.events()
-            .iter()
-            .filter(|e| e["event"] == event)
-            .filter(|e| event != "step_started" || e["attempt"] == 1)
-            .filter_map(|e| e["step"].as_str().map(str::to_string))
-            .collect()
-    }
-
-    pub fn ran(&self) -> Vec<String> {
-        let mut v: Vec<String> = self
-            .events()
-            .iter()
-            .filter(|e| e["event"] == "step_finished" && e["ok"] == true)
-            .filter_map(|e| e["step"].as_str().map(str::to_string))
-            .collect();
-        v.sort();
-        v
-    }
-
-    pub fn skipped(&self) -> Vec<String> {
-        let mut v = self.steps_with("step_skipped");
-        v.sort();
-        v
-    }
-
-    pub fn why(&self, step: &str) -> String {
-        self.events()
-            .iter()
-            .find(|e| {
-                e["step"] == step
-                    && (e["event"] == "step_skipped"
-                        || e["event"] == "step_blocked"
-                        || (e["event"] == "step_started" && e["attempt"] == 1))
-            })
-            .and_then(|e| e["why"].as_str().map(str::to_string))
-            .unwrap_or_default()
-    }
-
-    pub fn assert_ok(&self) -> &Self {
-        assert_eq!(
-            self.code, 0,
-            "stdout:\n{}\nstderr:\n{}",
-            self.stdout, self.stderr
-        );
-        self
-    }
-}
-
-/// This repository: its workflows, templates and manifests are the tests'.
-pub fn repo_root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
 /// Fails with both output streams when a run of the binary did not succeed.

@@ -1,11 +1,10 @@
 //! A realistic documentation workspace for the docs and retirement tests:
-//! the plan's models (two onboarded candidates' replacements, a keeper),
+//! the repository's models (two onboarded candidates' replacements, a keeper),
 //! models.conf with production and bench profiles, the benchmark client,
 //! results files, fake weights, and markdown that cross-links the cards
 //! (anchors, reference-style links, a link in a code block, deep guides).
-#![allow(dead_code)]
 
-use crate::support::TestWorkspace;
+use crate::TestWorkspace;
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -218,7 +217,7 @@ benchmarks:
 pub fn workspace() -> TestWorkspace {
     let ws = TestWorkspace::new("name: add-model\nsteps: []\n");
     std::fs::remove_file(ws.path("models/tiny.yaml")).unwrap();
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let repo = crate::repo_root();
     for id in ["gpt-oss-120b", "glm-4.7-flash", "qwen3.5-122b-a10b"] {
         let mut text = std::fs::read_to_string(repo.join(format!("models/{id}.yaml"))).unwrap();
         // The fixture's installed models name their profiles.
@@ -298,27 +297,22 @@ steps:
 
 /// Every file under the workspace (except run state) and its bytes.
 pub fn snapshot(root: &Path) -> BTreeMap<String, Vec<u8>> {
-    fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, Vec<u8>>) {
-        for entry in std::fs::read_dir(dir).unwrap().flatten() {
-            let path = entry.path();
-            let rel = path
-                .strip_prefix(root)
-                .unwrap()
-                .to_string_lossy()
-                .into_owned();
-            if rel == ".onboard" {
-                continue;
-            }
-            if path.is_dir() {
-                out.insert(format!("{rel}/"), Vec::new());
-                walk(root, &path, out);
-            } else {
-                out.insert(rel, std::fs::read(&path).unwrap());
-            }
+    let mut out = BTreeMap::new();
+    for path in crate::walk(root) {
+        let rel = path
+            .strip_prefix(root)
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        if rel == ".onboard" || rel.starts_with(".onboard/") {
+            continue;
+        }
+        if path.is_dir() {
+            out.insert(format!("{rel}/"), Vec::new());
+        } else {
+            out.insert(rel, std::fs::read(&path).unwrap());
         }
     }
-    let mut out = BTreeMap::new();
-    walk(root, root, &mut out);
     out
 }
 

@@ -15,7 +15,8 @@ mod support;
 
 use std::path::{Path, PathBuf};
 
-use onboard::hub::{HubClient, HubConfig, MirrorServer};
+use hub_fixture::FaultyMirror;
+use onboard::hub::{HubClient, HubConfig};
 use support::{Run, TestWorkspace};
 
 const REPO: &str = "test/tiny-GGUF";
@@ -44,7 +45,7 @@ fn shards() -> Vec<(String, Vec<u8>)> {
 
 struct Setup {
     tmp: tempfile::TempDir,
-    server: MirrorServer,
+    server: FaultyMirror,
     ws: TestWorkspace,
     shards: Vec<(String, Vec<u8>)>,
 }
@@ -62,7 +63,7 @@ impl Setup {
             files.push(("generation_config.json", br#"{"temperature": 0.3}"#));
             hub_fixture::write_repo(&tmp.path().join("mirror"), repo, &files);
         }
-        let server = MirrorServer::start(tmp.path().join("mirror"), "127.0.0.1:0").unwrap();
+        let server = FaultyMirror::start(tmp.path().join("mirror"), "127.0.0.1:0").unwrap();
         let ws = TestWorkspace::new(&workflow());
         let repo_file =
             |rel: &str| std::fs::read_to_string(support::repo_root().join(rel)).unwrap();

@@ -23,7 +23,7 @@ mod support;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use onboard::hub::MirrorServer;
+use hub_fixture::FaultyMirror;
 use support::{Run, TestWorkspace};
 
 const REPO: &str = "test/tiny-GGUF";
@@ -143,7 +143,7 @@ struct Case {
     token: String,
     tmp: tempfile::TempDir,
     ws: TestWorkspace,
-    server: MirrorServer,
+    server: FaultyMirror,
     /// Where the token was found: `run label: file or stream`.
     hits: Vec<String>,
     searched: usize,
@@ -161,7 +161,7 @@ impl Case {
             std::fs::create_dir_all(p.parent().unwrap()).unwrap();
             std::fs::write(p, data).unwrap();
         }
-        let server = MirrorServer::start(&root, "127.0.0.1:0").unwrap();
+        let server = FaultyMirror::start(&root, "127.0.0.1:0").unwrap();
         server.require_token(Some(&token));
         let ws = TestWorkspace::new(&workflow());
         let machine =

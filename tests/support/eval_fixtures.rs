@@ -13,6 +13,10 @@ use onboard::gguf::writer::{Data, GgufWriter};
 use onboard::hub::MirrorServer;
 use sha2::{Digest, Sha256};
 
+#[path = "faulty_mirror.rs"]
+mod faulty_mirror;
+use faulty_mirror::FaultyMirror;
+
 const F32: GgmlType = GgmlType::F32;
 pub const Q3_K: GgmlType = GgmlType(11);
 pub const Q4_K: GgmlType = GgmlType::Q4_K;
@@ -395,7 +399,7 @@ pub fn assume_hashes(server: &MirrorServer, files: &[(String, u64)]) {
 /// A mirror serving the plan's repos from a temp dir.
 pub struct PlanHub {
     pub tmp: tempfile::TempDir,
-    pub server: MirrorServer,
+    pub server: FaultyMirror,
     pub files: Vec<(String, u64)>,
 }
 
@@ -404,7 +408,7 @@ impl PlanHub {
         let tmp = tempfile::tempdir().unwrap();
         let root = tmp.path().join("mirror");
         let files = write_plan_repos(&root);
-        let server = MirrorServer::start(&root, "127.0.0.1:0").unwrap();
+        let server = FaultyMirror::start(&root, "127.0.0.1:0").unwrap();
         assume_hashes(&server, &files);
         PlanHub { tmp, server, files }
     }

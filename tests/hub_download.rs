@@ -5,7 +5,8 @@ mod fixture;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use fixture::{bytes, opts, sha256_hex, Env, FaultScope};
+use fixture::faulty_mirror::FaultScope;
+use fixture::{bytes, opts, sha256_hex, Env};
 use onboard::hub::{download_file, group_shards, FileRequest, HubError, NoProgress, Outcome};
 
 const REPO: &str = "acme/tiny-GGUF";

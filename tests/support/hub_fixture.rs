@@ -9,8 +9,8 @@ use onboard::hub::{DownloadOptions, HubClient, HubConfig, RetryPolicy};
 use sha2::{Digest, Sha256};
 
 #[path = "faulty_mirror.rs"]
-mod faulty_mirror;
-pub use faulty_mirror::{FaultScope, FaultyMirror};
+pub mod faulty_mirror;
+pub use faulty_mirror::FaultyMirror;
 
 /// Deterministic bytes that do not compress or repeat (xorshift).
 pub fn bytes(len: usize, seed: u64) -> Vec<u8> {

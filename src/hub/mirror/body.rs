@@ -143,3 +143,50 @@ impl Drop for FileBody {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn collect(body: FileBody) -> (Vec<Bytes>, Duration) {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            let began = std::time::Instant::now();
+            let mut body = std::pin::pin!(body);
+            let mut frames = Vec::new();
+            while let Some(frame) = std::future::poll_fn(|cx| body.as_mut().poll_frame(cx)).await {
+                frames.push(frame.unwrap().into_data().unwrap());
+            }
+            (frames, began.elapsed())
+        })
+    }
+
+    #[test]
+    fn a_range_streams_in_slices_without_reading_the_whole_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f.bin");
+        let data: Vec<u8> = (0..(600u32 << 10)).map(|i| (i % 251) as u8).collect();
+        std::fs::write(&path, &data).unwrap();
+        let body = FileBody::open(&path, 1000, 500 << 10, None).unwrap();
+        assert_eq!(body.size_hint().exact(), Some(500 << 10));
+        let (frames, _) = collect(body);
+        assert!(frames.iter().all(|f| f.len() as u64 <= SLICE_BYTES));
+        assert_eq!(frames.concat(), data[1000..1000 + (500 << 10)]);
+    }
+
+    #[test]
+    fn a_rate_spreads_the_body_over_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f.bin");
+        std::fs::write(&path, vec![7u8; 40_000]).unwrap();
+        // 100 kB/s: the last of 40 kB goes out after about 0.4 s.
+        let rate = NonZeroU64::new(100_000);
+        let (frames, took) = collect(FileBody::open(&path, 0, 40_000, rate).unwrap());
+        assert_eq!(frames.concat(), vec![7u8; 40_000]);
+        assert!(frames.iter().all(|f| f.len() == 2_000), "slices of rate/50");
+        assert!(took >= Duration::from_millis(350), "{took:?}");
+    }
+}

@@ -5,9 +5,9 @@
 //! where they need it (it derefs to the [`MirrorServer`] it wraps).
 #![allow(dead_code)]
 
+use std::future::Future;
 use std::io;
 use std::ops::{Deref, DerefMut};
-use std::future::Future;
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -100,7 +100,12 @@ impl FaultLayer {
 
 /// `GET /{repo}/resolve/...` or `GET /_cdn/...`: a download of content.
 fn is_content_get(req: &MirrorRequest) -> bool {
-    let segs: Vec<&str> = req.uri().path().trim_start_matches('/').split('/').collect();
+    let segs: Vec<&str> = req
+        .uri()
+        .path()
+        .trim_start_matches('/')
+        .split('/')
+        .collect();
     req.method() == Method::GET
         && (segs.get(2) == Some(&"resolve") || segs.first() == Some(&"_cdn"))
 }
@@ -164,7 +169,10 @@ impl Layer for FaultLayer {
         if stop_at.is_none() && !plan.corrupt {
             return response;
         }
-        let stall = plan.stall.filter(|&(b, _)| Some(b) == stop_at).map(|(_, d)| d);
+        let stall = plan
+            .stall
+            .filter(|&(b, _)| Some(b) == stop_at)
+            .map(|(_, d)| d);
         response.map(|inner| {
             FaultyBody {
                 inner,

@@ -68,10 +68,7 @@ fn entry_not_found(file: &str, repo: &str) -> MirrorResponse {
 /// Answers one request.
 pub(super) fn route(hub: &HubState, req: &Request<Bytes>) -> MirrorResponse {
     let options = hub.options();
-    let target = req
-        .uri()
-        .path_and_query()
-        .map_or("/", |pq| pq.as_str());
+    let target = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
     let (path, query) = target.split_once('?').unwrap_or((target, ""));
     let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     let post = req.method() == Method::POST;
@@ -660,7 +657,11 @@ fn content(
     set_header(&mut r, "content-type", "application/octet-stream");
     set_header(&mut r, "accept-ranges", "bytes");
     if let Some((s, e)) = range {
-        set_header(&mut r, "content-range", &format!("bytes {s}-{}/{size}", e - 1));
+        set_header(
+            &mut r,
+            "content-range",
+            &format!("bytes {s}-{}/{size}", e - 1),
+        );
     }
     set_header(&mut r, "content-length", &len.to_string());
     r

@@ -28,10 +28,10 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 
+use super::body::ResponseBody;
 use super::log::{LogEntry, RequestLog};
 use super::routes::{self, hub_error, set_header};
 use super::{lock, HubState, Layer, MirrorLimits, MirrorRequest, MirrorResponse, MirrorStats};
-use super::body::ResponseBody;
 
 /// Connections being answered `503` at once: a few, so a flood is told
 /// when to come back without the flood itself growing the server.
@@ -206,8 +206,8 @@ async fn serve_connection(
         let (shared, traffic) = (shared.clone(), traffic.clone());
         service_fn(move |req| answer(shared.clone(), traffic.clone(), req))
     };
-    let conn = http1_builder(&shared.limits, shared.limits.header_timeout)
-        .serve_connection(io, service);
+    let conn =
+        http1_builder(&shared.limits, shared.limits.header_timeout).serve_connection(io, service);
     tokio::pin!(conn);
     let mut stopping = false;
     let ended = loop {
@@ -300,7 +300,10 @@ async fn answer(
             StatusCode::PAYLOAD_TOO_LARGE,
             format!("request body over {MAX_BODY_BYTES} bytes"),
         ),
-        Ok(Err(_)) => (StatusCode::BAD_REQUEST, "request body cut short".to_string()),
+        Ok(Err(_)) => (
+            StatusCode::BAD_REQUEST,
+            "request body cut short".to_string(),
+        ),
         Err(_) => (
             StatusCode::REQUEST_TIMEOUT,
             format!(

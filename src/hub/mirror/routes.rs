@@ -30,6 +30,28 @@ pub fn hub_error(status: StatusCode, code: &str, message: &str) -> MirrorRespons
     r
 }
 
+/// An answer in the Hub's error form, kept small until it becomes the
+/// response.
+struct Refusal {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+impl Refusal {
+    fn new(status: StatusCode, code: &'static str, message: String) -> Self {
+        Refusal {
+            status,
+            code,
+            message,
+        }
+    }
+
+    fn into_response(self) -> MirrorResponse {
+        hub_error(self.status, self.code, &self.message)
+    }
+}
+
 fn json_response(status: StatusCode, v: &Value) -> MirrorResponse {
     let mut r = Response::new(full(v.to_string()));
     *r.status_mut() = status;
@@ -85,7 +107,7 @@ pub(super) fn route(hub: &HubState, req: &Request<Bytes>) -> MirrorResponse {
             let repo = format!("{owner}/{name}");
             let dir = match repo_dir(hub, &options, req, &repo) {
                 Ok(d) => d,
-                Err(r) => return r,
+                Err(r) => return r.into_response(),
             };
             let blobs = query_flag(query, "blobs");
             let decoded = |parts: &[&str]| percent_decode(&parts.join("/"));
@@ -112,7 +134,7 @@ pub(super) fn route(hub: &HubState, req: &Request<Bytes>) -> MirrorResponse {
                                 Ok(entries) => {
                                     paginate(req, options.page_size, path, query, entries)
                                 }
-                                Err(r) => r,
+                                Err(r) => r.into_response(),
                             }
                         }
                         _ => bad_request("bad path"),
@@ -126,7 +148,7 @@ pub(super) fn route(hub: &HubState, req: &Request<Bytes>) -> MirrorResponse {
             let repo = format!("{owner}/{name}");
             let dir = match repo_dir(hub, &options, req, &repo) {
                 Ok(d) => d,
-                Err(r) => return r,
+                Err(r) => return r.into_response(),
             };
             match (percent_decode(rev), percent_decode(&file.join("/"))) {
                 (Some(rev), Some(file)) => resolve(hub, &options, req, &repo, &dir, &rev, &file),
@@ -168,20 +190,20 @@ fn repo_dir(
     options: &ServingOptions,
     req: &Request<Bytes>,
     repo: &str,
-) -> Result<PathBuf, MirrorResponse> {
+) -> Result<PathBuf, Refusal> {
     let Some(dir) = hub.store.repo_dir(repo) else {
-        return Err(hub_error(
+        return Err(Refusal::new(
             StatusCode::NOT_FOUND,
             "RepoNotFound",
-            &format!("Repository {repo} not found on this mirror"),
+            format!("Repository {repo} not found on this mirror"),
         ));
     };
     if let Some(tok) = &options.token {
         let gated = |status| {
-            hub_error(
+            Refusal::new(
                 status,
                 "GatedRepo",
-                &format!(
+                format!(
                     "Access to model {repo} is restricted. You must be authenticated to access it."
                 ),
             )
@@ -196,15 +218,15 @@ fn repo_dir(
 }
 
 /// The commit a revision names, or the 404 for an unknown one.
-fn check_revision(repo: &str, files: &[RepoFile], rev: &str) -> Result<String, MirrorResponse> {
+fn check_revision(repo: &str, files: &[RepoFile], rev: &str) -> Result<String, Refusal> {
     let commit = commit_of(files);
     if names_commit(rev, &commit) {
         Ok(commit)
     } else {
-        Err(hub_error(
+        Err(Refusal::new(
             StatusCode::NOT_FOUND,
             "RevisionNotFound",
-            &format!("Invalid rev id: {rev} (this mirror of {repo} serves `main` = {commit})"),
+            format!("Invalid rev id: {rev} (this mirror of {repo} serves `main` = {commit})"),
         ))
     }
 }
@@ -215,7 +237,7 @@ fn info(hub: &HubState, repo: &str, dir: &Path, rev: &str, blobs: bool) -> Mirro
     let files = walk(dir);
     let commit = match check_revision(repo, &files, rev) {
         Ok(c) => c,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let (author, _) = repo.split_once('/').unwrap_or(("", repo));
     let mut siblings = Vec::with_capacity(files.len());
@@ -272,7 +294,7 @@ fn refs(repo: &str, dir: &Path) -> MirrorResponse {
     let files = walk(dir);
     let commit = match check_revision(repo, &files, "main") {
         Ok(c) => c,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     json_response(
         StatusCode::OK,
@@ -291,7 +313,7 @@ fn commits(repo: &str, dir: &Path, rev: &str) -> MirrorResponse {
     let files = walk(dir);
     let commit = match check_revision(repo, &files, rev) {
         Ok(c) => c,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let title = format!("Mirror of {repo}: {} file(s)", files.len());
     json_response(
@@ -355,7 +377,7 @@ fn paths_info(
 ) -> MirrorResponse {
     let files = walk(dir);
     if let Err(r) = check_revision(repo, &files, rev) {
-        return r;
+        return r.into_response();
     }
     let paths = match requested_paths(req) {
         Ok(p) => p,
@@ -416,7 +438,7 @@ fn tree(
     rev: &str,
     sub: &str,
     recursive: bool,
-) -> Result<Vec<Value>, MirrorResponse> {
+) -> Result<Vec<Value>, Refusal> {
     let files = walk(dir);
     check_revision(repo, &files, rev)?;
     let prefix = if sub.is_empty() {
@@ -441,13 +463,15 @@ fn tree(
         if !recursive && parts.len() > 1 {
             continue;
         }
-        out.push(file_entry(hub, f).map_err(|e| io_error(&e))?);
+        out.push(file_entry(hub, f).map_err(|e| {
+            Refusal::new(StatusCode::INTERNAL_SERVER_ERROR, "IoError", e.to_string())
+        })?);
     }
     if !prefix.is_empty() && out.is_empty() && dirs.is_empty() {
-        return Err(hub_error(
+        return Err(Refusal::new(
             StatusCode::NOT_FOUND,
             "EntryNotFound",
-            &format!("{sub} does not exist"),
+            format!("{sub} does not exist"),
         ));
     }
     let mut all: Vec<_> = dirs.iter().map(|d| directory_entry(d)).collect();
@@ -543,7 +567,7 @@ fn resolve(
     let files = walk(dir);
     let commit = match check_revision(repo, &files, rev) {
         Ok(c) => c,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let Some(entry) = files.iter().find(|f| f.rel == file) else {
         return entry_not_found(file, repo);
@@ -578,7 +602,7 @@ fn resolve(
         let mut r = Response::new(empty());
         *r.status_mut() = StatusCode::FOUND;
         for (name, value) in &meta {
-            set_header(&mut r, *name, value);
+            set_header(&mut r, name, value);
         }
         set_header(
             &mut r,
@@ -652,7 +676,7 @@ fn content(
     let mut r = Response::new(body);
     *r.status_mut() = status;
     for (name, value) in meta {
-        set_header(&mut r, *name, value);
+        set_header(&mut r, name, value);
     }
     set_header(&mut r, "content-type", "application/octet-stream");
     set_header(&mut r, "accept-ranges", "bytes");

@@ -112,7 +112,10 @@ pub(super) async fn serve(
     let Ok(listener) = TcpListener::from_std(listener) else {
         return;
     };
-    let max = shared.limits.max_connections.max(1);
+    // Within what a semaphore holds, and waits for whole (a u32).
+    let max = (shared.limits.max_connections)
+        .clamp(1, Semaphore::MAX_PERMITS)
+        .min(u32::MAX as usize);
     let serving = Arc::new(Semaphore::new(max));
     let refusing = Arc::new(Semaphore::new(MAX_REFUSING));
     let counters = &shared.counters;
@@ -159,7 +162,8 @@ pub(super) async fn serve(
             }
         }
     }
-    let _ = tokio::time::timeout(STOP_GRACE, serving.acquire_many(max as u32)).await;
+    let all = u32::try_from(max).unwrap_or(u32::MAX);
+    let _ = tokio::time::timeout(STOP_GRACE, serving.acquire_many(all)).await;
 }
 
 enum Slot {

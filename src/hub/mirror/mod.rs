@@ -19,6 +19,8 @@
 //!   misbehaving client cannot take down or starve the others: it is the
 //!   Hub of air-gapped machines and of the main job.
 //! * `body`: file bodies streamed from disk a slice at a time.
+//! * `log`: the request log the tests read and `--log` prints, a bounded
+//!   ring.
 //!
 //! A [`Layer`] may stand between the connections and the routes; the
 //! tests' fault injection (errors, cut, stalled or wrong bodies, …) is one,

@@ -5,9 +5,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use hub_fixture::{bytes, opts, sha256_hex, Env};
-use onboard::hub::{
-    download_file, group_shards, FaultScope, FileRequest, HubError, NoProgress, Outcome,
-};
+use onboard::hub::{download_file, group_shards, FileRequest, HubError, NoProgress, Outcome};
+use onboard_test_support::faulty_mirror::FaultScope;
 
 const REPO: &str = "acme/tiny-GGUF";
 

@@ -10,7 +10,8 @@
 use onboard_test_support::{gguf_fixtures, hub_fixture, repo_file, repo_root, Run, TestWorkspace};
 use std::path::{Path, PathBuf};
 
-use onboard::hub::{HubClient, HubConfig, MirrorServer};
+use hub_fixture::FaultyMirror;
+use onboard::hub::{HubClient, HubConfig};
 
 const REPO: &str = "test/tiny-GGUF";
 const PINNED_REPO: &str = "test/pinned-GGUF";
@@ -38,7 +39,7 @@ fn shards() -> Vec<(String, Vec<u8>)> {
 
 struct Setup {
     tmp: tempfile::TempDir,
-    server: MirrorServer,
+    server: FaultyMirror,
     ws: TestWorkspace,
     shards: Vec<(String, Vec<u8>)>,
 }
@@ -56,7 +57,7 @@ impl Setup {
             files.push(("generation_config.json", br#"{"temperature": 0.3}"#));
             hub_fixture::write_repo(&tmp.path().join("mirror"), repo, &files);
         }
-        let server = MirrorServer::start(tmp.path().join("mirror"), "127.0.0.1:0").unwrap();
+        let server = FaultyMirror::start(tmp.path().join("mirror"), "127.0.0.1:0").unwrap();
         let ws = TestWorkspace::new(&workflow());
         ws.write("onboard.yaml", &repo_file("onboard.yaml"));
         ws.write(

@@ -18,7 +18,7 @@ use onboard_test_support::{gguf_fixtures, hub_fixture, walk_files, Run, TestWork
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use onboard::hub::MirrorServer;
+use hub_fixture::FaultyMirror;
 
 const REPO: &str = "test/tiny-GGUF";
 const QUANT: &str = "Q8_0";
@@ -137,7 +137,7 @@ struct Case {
     token: String,
     tmp: tempfile::TempDir,
     ws: TestWorkspace,
-    server: MirrorServer,
+    server: FaultyMirror,
     /// Where the token was found: `run label: file or stream`.
     hits: Vec<String>,
     searched: usize,
@@ -155,7 +155,7 @@ impl Case {
             std::fs::create_dir_all(p.parent().unwrap()).unwrap();
             std::fs::write(p, data).unwrap();
         }
-        let server = MirrorServer::start(&root, "127.0.0.1:0").unwrap();
+        let server = FaultyMirror::start(&root, "127.0.0.1:0").unwrap();
         server.require_token(Some(&token));
         let ws = TestWorkspace::new(&workflow());
         let machine =

@@ -37,7 +37,7 @@ pub use download::{
     REPLACED_INFIX,
 };
 pub use error::HubError;
-pub use mirror::{FaultScope, LogEntry, MirrorLimits, MirrorServer, MirrorStats};
+pub use mirror::{LogEntry, MirrorLimits, MirrorServer, MirrorStats};
 pub use progress::{
     JsonProgress, LineProgress, NoProgress, Progress, ProgressEvent, Throttle, TtyProgress,
 };

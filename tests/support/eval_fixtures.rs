@@ -12,6 +12,8 @@ use onboard::gguf::writer::{Data, GgufWriter};
 use onboard::hub::MirrorServer;
 use sha2::{Digest, Sha256};
 
+use crate::faulty_mirror::FaultyMirror;
+
 const F32: GgmlType = GgmlType::F32;
 pub const Q3_K: GgmlType = GgmlType(11);
 pub const Q4_K: GgmlType = GgmlType::Q4_K;
@@ -394,7 +396,7 @@ pub fn assume_hashes(server: &MirrorServer, files: &[(String, u64)]) {
 /// A mirror serving those repos from a temp dir.
 pub struct PlanHub {
     pub tmp: tempfile::TempDir,
-    pub server: MirrorServer,
+    pub server: FaultyMirror,
     pub files: Vec<(String, u64)>,
 }
 
@@ -403,7 +405,7 @@ impl PlanHub {
         let tmp = tempfile::tempdir().unwrap();
         let root = tmp.path().join("mirror");
         let files = write_plan_repos(&root);
-        let server = MirrorServer::start(&root, "127.0.0.1:0").unwrap();
+        let server = FaultyMirror::start(&root, "127.0.0.1:0").unwrap();
         assume_hashes(&server, &files);
         PlanHub { tmp, server, files }
     }

@@ -4,8 +4,10 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use onboard::hub::{DownloadOptions, HubClient, HubConfig, MirrorServer, RetryPolicy};
+use onboard::hub::{DownloadOptions, HubClient, HubConfig, RetryPolicy};
 use sha2::{Digest, Sha256};
+
+pub use crate::faulty_mirror::FaultyMirror;
 
 /// Deterministic bytes that do not compress or repeat (xorshift).
 pub fn bytes(len: usize, seed: u64) -> Vec<u8> {
@@ -53,7 +55,7 @@ pub fn write_repo(root: &Path, repo: &str, files: &[(&str, &[u8])]) {
 /// A temp dir holding `mirror/` (served), `hf/` (HF_HOME) and `dest/`.
 pub struct Env {
     pub tmp: tempfile::TempDir,
-    pub server: MirrorServer,
+    pub server: FaultyMirror,
 }
 
 impl Env {
@@ -63,7 +65,7 @@ impl Env {
         std::fs::create_dir_all(&root).unwrap();
         std::fs::create_dir_all(tmp.path().join("dest")).unwrap();
         write_repo(&root, repo, files);
-        let server = MirrorServer::start(&root, "127.0.0.1:0").unwrap();
+        let server = FaultyMirror::start(&root, "127.0.0.1:0").unwrap();
         Env { tmp, server }
     }
 

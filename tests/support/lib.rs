@@ -7,6 +7,7 @@ pub mod command;
 pub mod counting_alloc;
 pub mod docs_fixture;
 pub mod eval_fixtures;
+pub mod faulty_mirror;
 pub mod gguf_fixtures;
 pub mod hub_fixture;
 pub mod llama_args;

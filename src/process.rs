@@ -127,6 +127,27 @@ pub async fn run(
     })
 }
 
+/// Makes the child `cmd` starts die (SIGKILL) with the thread that starts
+/// it: a killed onboard must not leave a model loaded or generating, and
+/// nobody is left to escalate a gentler signal (a server may hold SIGTERM
+/// back while it loads).
+pub fn die_with_parent(cmd: &mut std::process::Command) {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::unix::process::CommandExt;
+        // SAFETY: prctl is async-signal-safe; it only sets this child's
+        // parent-death signal.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = cmd;
+}
+
 /// Kills the child's whole process group when the run ends for any reason
 /// (timeout, cancellation).
 struct GroupGuard(Option<u32>);

@@ -104,22 +104,7 @@ impl LlamaServer {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        #[cfg(target_os = "linux")]
-        {
-            use std::os::unix::process::CommandExt;
-            // SIGKILL, not SIGTERM: when onboard dies (a crash, a kill, or a
-            // Ctrl-C with a request in flight) nobody is left to escalate,
-            // and a server may hold SIGTERM back while it loads (the
-            // xllamacpp shim does).
-            // SAFETY: prctl is async-signal-safe; it only sets this child's
-            // parent-death signal.
-            unsafe {
-                cmd.pre_exec(|| {
-                    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                    Ok(())
-                });
-            }
-        }
+        crate::process::die_with_parent(&mut cmd);
         let mut child = cmd.spawn().map_err(|e| {
             EngineError::Unsupported(format!(
                 "cannot start `{}`: {e}; install llama.cpp or set `engines.llama_server` in onboard.yaml",

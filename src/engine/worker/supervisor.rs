@@ -135,21 +135,7 @@ impl EmbeddedEngine {
     }
 
     fn spawn(opts: &WorkerOptions, mut cmd: Command) -> Result<EmbeddedEngine, EngineError> {
-        #[cfg(target_os = "linux")]
-        {
-            use std::os::unix::process::CommandExt;
-            // A SIGKILLed run must not leave a model generating: the worker
-            // dies with the thread that started it (start and use the engine
-            // from one thread).
-            // SAFETY: prctl is async-signal-safe; it only sets this child's
-            // parent-death signal.
-            unsafe {
-                cmd.pre_exec(|| {
-                    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                    Ok(())
-                });
-            }
-        }
+        crate::process::die_with_parent(&mut cmd);
         let mut child = cmd.spawn().map_err(|e| {
             EngineError::Crashed(format!(
                 "cannot start the engine worker {}: {e}",

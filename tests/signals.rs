@@ -4,24 +4,13 @@
 //! run resumes. Every wait is on an event (a file a step writes, a line on
 //! stdout, a process exiting), with generous deadlines.
 
+use onboard_test_support::workflow_yaml::{sh, workflow};
 use onboard_test_support::{smollm2, walk, TestWorkspace};
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
-
-fn sh(id: &str, needs: &[&str], script: &str) -> String {
-    format!(
-        "  - id: {id}\n    uses: command\n    needs: [{}]\n    with:\n      shell: true\n      argv: [{}]\n",
-        needs.join(", "),
-        serde_json::to_string(script).unwrap()
-    )
-}
-
-fn workflow(steps: &[String]) -> String {
-    format!("name: add-model\nsteps:\n{}", steps.concat())
-}
 
 fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
     let deadline = Instant::now() + limit;

@@ -1,20 +1,9 @@
 //! The workflow engine, exercised through the real `onboard` binary with the
 //! real `command` and `render` tasks.
 
+use onboard_test_support::workflow_yaml::{sh, workflow};
 use onboard_test_support::{walk_files, TestWorkspace, MODEL};
 use std::time::{Duration, Instant};
-
-fn sh(id: &str, needs: &[&str], script: &str) -> String {
-    format!(
-        "  - id: {id}\n    uses: command\n    needs: [{}]\n    with:\n      shell: true\n      argv: [{}]\n",
-        needs.join(", "),
-        serde_json::to_string(script).unwrap()
-    )
-}
-
-fn workflow(steps: &[String]) -> String {
-    format!("name: add-model\nsteps:\n{}", steps.concat())
-}
 
 /// A step that marks its start, waits (up to 30 s) for `other` to start
 /// too, then marks its end: it only finishes if both run at once.

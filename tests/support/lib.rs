@@ -17,6 +17,7 @@ pub mod smollm2;
 pub mod terminal;
 pub mod tiny_llama;
 pub mod tiny_qwen35;
+pub mod workflow_yaml;
 pub mod workspace;
 
 pub use command::{Onboard, Run};

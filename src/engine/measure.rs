@@ -54,6 +54,8 @@ pub struct MeasurePlan {
     pub cpu: bool,
     pub threads: Option<usize>,
     pub limits: Limits,
+    /// The day of the measurement (`YYYY-MM-DD`), for `SPEED=`.
+    pub date: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq)]
@@ -74,36 +76,16 @@ pub struct MtpMeasure {
     pub same_text: Option<bool>,
 }
 
-/// What one measurement found.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Measurement {
-    pub engine: String,
-    pub engine_label: Option<String>,
-    pub device: String,
-    pub context_tested: u64,
-    /// Why the tested context is smaller than the one asked for, if it is.
-    pub context_note: Option<String>,
-    pub prompt_tokens: u64,
-    pub generated_tokens: u64,
-    pub prompt_tps: f64,
-    pub generation_tps: f64,
-    pub load_ms: u64,
-    pub peak_rss_mib: Option<u64>,
-    pub graph_splits: Option<u64>,
-    pub probe_answer: String,
-    pub memory: Option<MemoryCheck>,
-    pub mtp: Option<MtpMeasure>,
-}
-
-/// Loads `model` in `chosen` at the plan's context and measures it.
-/// Refused before loading when the embedded engine on the CPU would not fit
-/// in the free RAM.
+/// Loads `model` in `chosen` at the plan's context and measures it, with
+/// the `SPEED=` line the measurement makes. Refused before loading when the
+/// embedded engine on the CPU would not fit in the free RAM.
 pub fn measure_context(
     chosen: &Chosen,
     model: &ProfileModel,
     plan: &MeasurePlan,
     log: &dyn Fn(&str),
-) -> Result<Measurement, MeasureError> {
+) -> Result<(ContextTestOutputs, SpeedLine), MeasureError> {
+    let context_profile = model.context().unwrap_or(4096);
     let wanted = plan.context;
     let predicted = predict(model, chosen, wanted, plan.cpu);
     if chosen.is_embedded() && plan.cpu {
@@ -117,19 +99,28 @@ pub fn measure_context(
         "{} · {} · context {wanted} (profile {}) · {} tokens to generate",
         model.gguf.display(),
         model.architecture,
-        model.context().unwrap_or(4096),
+        context_profile,
         plan.generate,
     ));
     let context = chosen.takes_context().then_some(wanted);
     let started = std::time::Instant::now();
     let engine = Running::start(chosen, model, plan.cpu, plan.threads, context, plan.limits)?;
     let load_ms = started.elapsed().as_millis() as u64;
-    let mut measured = measure(&engine, load_ms, plan, predicted, log)?;
+    let mut measured = measure(&engine, load_ms, plan, context_profile, predicted, log)?;
     if let Some(m) = measured.mtp.as_mut().filter(|m| m.draft_tokens == 0) {
         // llama-server's tally comes without the draft length: the profile's.
         m.draft_tokens = model.mtp_draft().unwrap_or(0);
     }
-    Ok(measured)
+    if measured.context_tested < context_profile && measured.context_note.is_none() {
+        measured.context_note = Some(format!(
+            "tested at {} tokens, not the profile's {context_profile}",
+            measured.context_tested
+        ));
+    }
+    let speed = SpeedLine::new(&measured, &plan.date);
+    measured.speed_key = speed.key.to_string();
+    measured.speed = speed.value.clone();
+    Ok((measured, speed))
 }
 
 /// What the memory model predicts the embedded llama.cpp allocates at
@@ -153,9 +144,10 @@ fn measure(
     engine: &dyn Engine,
     load_ms: u64,
     plan: &MeasurePlan,
+    context_profile: u64,
     predicted: Option<Buffers>,
     log: &dyn Fn(&str),
-) -> Result<Measurement, MeasureError> {
+) -> Result<ContextTestOutputs, MeasureError> {
     let (wanted, generate) = (plan.context, plan.generate);
     let (tested, note) = engine.fill_context(wanted);
     let facts = engine.facts();
@@ -237,10 +229,14 @@ fn measure(
     let device = facts
         .device
         .unwrap_or_else(|| if plan.cpu { "cpu" } else { "gpu" }.to_string());
-    Ok(Measurement {
+    Ok(ContextTestOutputs {
         engine: engine.name().to_string(),
         engine_label: facts.label,
         device,
+        context_profile,
+        // Made from this report by the caller.
+        speed_key: String::new(),
+        speed: String::new(),
         context_tested: tested,
         context_note: note,
         prompt_tokens: reply.prompt_tokens,
@@ -271,7 +267,7 @@ pub struct SpeedLine {
 
 impl SpeedLine {
     /// `date`: the day of the measurement (`YYYY-MM-DD`).
-    pub fn new(m: &Measurement, date: &str) -> SpeedLine {
+    pub fn new(m: &ContextTestOutputs, date: &str) -> SpeedLine {
         let generation = match &m.mtp {
             Some(mtp) => format!(
                 "gen {:.1} t/s with MTP (draft {}, acceptance {:.0} %{})",
@@ -366,31 +362,4 @@ pub struct ContextTestOutputs {
     /// step's `generation_tps` is the figure with it (the profile's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mtp: Option<MtpMeasure>,
-}
-
-impl ContextTestOutputs {
-    /// The report of measurement `m` of a profile whose context is
-    /// `context_profile`, with the `SPEED=` line written for it.
-    pub fn new(m: Measurement, context_profile: u64, speed: SpeedLine) -> ContextTestOutputs {
-        ContextTestOutputs {
-            engine: m.engine,
-            engine_label: m.engine_label,
-            device: m.device,
-            context_profile,
-            context_tested: m.context_tested,
-            context_note: m.context_note,
-            prompt_tokens: m.prompt_tokens,
-            generated_tokens: m.generated_tokens,
-            prompt_tps: m.prompt_tps,
-            generation_tps: m.generation_tps,
-            load_ms: m.load_ms,
-            peak_rss_mib: m.peak_rss_mib,
-            graph_splits: m.graph_splits,
-            speed_key: speed.key.to_string(),
-            speed: speed.value,
-            probe_answer: m.probe_answer,
-            memory: m.memory,
-            mtp: m.mtp,
-        }
-    }
 }

@@ -103,19 +103,21 @@ impl Task for ContextTest {
             request: duration::parse(&params.request_timeout).map_err(TaskError::Params)?,
         };
         let model = profile_model(&params.profile, &ctx)?;
-        let profile_ctx = model.context().unwrap_or(4096);
         let cpu = params.cpu.unwrap_or(!cfg!(feature = "cuda"));
         let plan = MeasurePlan {
-            context: params.context.unwrap_or(profile_ctx),
+            context: params
+                .context
+                .unwrap_or_else(|| model.context().unwrap_or(4096)),
             generate: params.generate,
             cpu,
             threads: params.threads,
             limits,
+            date: state::now_rfc3339()[..10].to_string(),
         };
         let settings = engine_settings(&ctx)?;
         let (engine_choice, log_ctx) = (params.engine, ctx.clone());
         // Choosing may start a worker (llama.cpp's preflight): blocking work.
-        let measured = tokio::task::spawn_blocking(move || {
+        let (outputs, speed) = tokio::task::spawn_blocking(move || {
             let log = |line: &str| log_ctx.log(line);
             let chosen = choice::choose(engine_choice, &model, cpu, &settings, &log)
                 .map_err(choice_failure)?;
@@ -123,16 +125,7 @@ impl Task for ContextTest {
         })
         .await
         .map_err(|e| TaskError::failed(format!("the measurement thread failed: {e}")))??;
-
-        let speed = SpeedLine::new(&measured, &state::now_rfc3339()[..10]);
         write_speed(&ctx, &params.profile, &speed)?;
-        let mut outputs = ContextTestOutputs::new(measured, profile_ctx, speed);
-        if outputs.context_tested < profile_ctx && outputs.context_note.is_none() {
-            outputs.context_note = Some(format!(
-                "tested at {} tokens, not the profile's {profile_ctx}",
-                outputs.context_tested
-            ));
-        }
         if let Some(note) = &outputs.context_note {
             ctx.log(note);
         }

@@ -290,12 +290,7 @@ fn an_mtp_tail_is_counted_apart_from_the_trunk() {
         assert_eq!(f.attention_layers(), plain.attention_layers(), "{what}");
         assert_eq!(f.recurrent_layers(), plain.recurrent_layers(), "{what}");
         assert_eq!(f.layers.value().unwrap()[40], LayerKind::Mtp);
-        let tail: u64 = f
-            .tensors
-            .iter()
-            .filter(|t| t.layer == Some(40))
-            .map(|t| t.bytes.unwrap())
-            .sum();
+        let tail = gguf_fixtures::layer_bytes(&f, 40);
         assert!(tail > 0);
         assert_eq!(
             f.total_bytes,

@@ -5,6 +5,7 @@
 
 use onboard::gguf::facts::{facts, LayerKind, ModelFacts, Ssm};
 use onboard::gguf::reader::{read_file, Value};
+use onboard_test_support::gguf_fixtures::layer_bytes;
 use onboard_test_support::{smollm2, tiny_qwen35};
 use std::path::Path;
 use tiny_qwen35::{ARCH_DENSE, ARCH_MOE, CONTEXT};
@@ -90,12 +91,7 @@ fn tiny_qwen35moe_mtp_facts() {
     assert_eq!(f.attention_layers(), plain.attention_layers());
     assert_eq!(f.recurrent_layers(), plain.recurrent_layers());
     assert_eq!(f.layers.value().unwrap()[8], LayerKind::Mtp);
-    let tail: u64 = f
-        .tensors
-        .iter()
-        .filter(|t| t.name.starts_with("blk.8."))
-        .map(|t| t.bytes.unwrap())
-        .sum();
+    let tail = layer_bytes(&f, 8);
     assert!(tail > 0);
     assert_eq!(
         f.total_bytes,

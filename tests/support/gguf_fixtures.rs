@@ -170,6 +170,16 @@ pub fn moe_ffn(w: &mut GgufWriter, il: u64, embd: u64, n_exp: u64, exp_ff: u64, 
 }
 
 /// An MTP block's attention and `nextn` tensors (its FFN is the caller's).
+/// The bytes of layer `layer`'s tensors (an MTP tail's, say).
+pub fn layer_bytes(facts: &onboard::gguf::ModelFacts, layer: u32) -> u64 {
+    facts
+        .tensors
+        .iter()
+        .filter(|t| t.layer == Some(layer))
+        .map(|t| t.bytes.unwrap())
+        .sum()
+}
+
 pub fn mtp_block(
     w: &mut GgufWriter,
     il: u64,
